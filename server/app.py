@@ -1,0 +1,131 @@
+"""The WSGI application: routes from the view modules, errors as JSON, devpi headers.
+
+The view modules each own one part of the URL space and register their
+routes on one bottle app; this module only assembles them. The optional web
+part (``devpi.web``) wraps the result as middleware to answer browsers.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import bottle
+
+from . import __version__
+from .core import Core
+from .httpkit import APIError, error_reply, json_body
+
+log = logging.getLogger("devpi.server.http")
+bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # form parts above this spool to disk
+
+
+def _error_plugin(callback: Callable) -> Callable:
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except APIError as e:
+            return error_reply(e.status, e.message, e.headers)
+        except bottle.HTTPResponse:
+            raise
+        except Exception:
+            log.exception("internal error on %s %s", bottle.request.method, bottle.request.path)
+            return error_reply(500, "internal server error (see the server log)")
+    return wrapper
+
+
+def _default_error(err: bottle.HTTPError) -> bytes:
+    err.content_type = "application/json"
+    message = err.body if isinstance(err.body, str) and err.body else err.status_line
+    if err.status_code == 404 and message.startswith("Not found:"):
+        message = f"not found: {bottle.request.path}"
+    if err.status_code == 405:
+        message = f"method {bottle.request.method} not allowed on {bottle.request.path}"
+    if err.exception:
+        log.error("error: %s", err.exception)
+    return json_body({"message": message})
+
+
+def build_app(core: Core) -> Callable:
+    from . import (
+        views_files,
+        views_indexes,
+        views_meta,
+        views_projects,
+        views_simple,
+        views_users,
+    )
+
+    app = bottle.Bottle(catchall=True, autojson=False)
+    app.install(_error_plugin)
+    app.default_error_handler = _default_error
+    # Order matters: bottle tries dynamic routes in registration order, most specific first.
+    for module in (views_meta, views_simple, views_files, views_indexes, views_users,
+                   views_projects):
+        module.install(app, core)
+    for hook in core.config.extra.get("route_hooks", []):
+        hook(app, core)
+    wsgi: Callable = DevpiHeaders(app, core)
+    wsgi = _load_web(wsgi, core)
+    return RequestLog(wsgi)
+
+
+def _load_web(wsgi: Callable, core: Core) -> Callable:
+    """devpi.web is optional: the server runs without it."""
+    try:
+        from devpi.web import wrap  # type: ignore[attr-defined]
+    except ImportError:
+        return wsgi
+    try:
+        return wrap(wsgi, core)
+    except Exception:
+        log.exception("devpi.web failed to load; serving without HTML pages")
+        return wsgi
+
+
+class DevpiHeaders:
+    """Adds devpi's protocol headers (API version, serial, uuids) to every response."""
+
+    def __init__(self, app: Callable, core: Core):
+        self.app = app
+        self.core = core
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        core = self.core
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Callable:
+            headers.append(("X-Devpi-Api-Version", "2"))
+            headers.append(("X-Devpi-Server-Version", __version__))
+            headers.append(("X-Devpi-Serial", str(core.storage.current_serial)))
+            headers.append(("X-Devpi-Uuid", core.uuid))
+            headers.append(("X-Devpi-Primary-Uuid", core.uuid))
+            headers.append(("X-Devpi-Master-Uuid", core.uuid))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+class RequestLog:
+    """One log line per request: method, path, status, milliseconds."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        t0 = time.perf_counter()
+        status_holder: list[str] = []
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Callable:
+            status_holder.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, start)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                         (status_holder[0].split(" ", 1)[0] if status_holder else "-"),
+                         (time.perf_counter() - t0) * 1000)

@@ -1,0 +1,281 @@
+"""The composition root: one object that owns the server's parts.
+
+``Core`` wires storage, blobs, authentication, the in-memory index registry
+and the page cache together, and is what every HTTP view receives. Caches
+are invalidated by commit listeners (serials), whichever process committed.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from . import __version__, catalog, schema
+from .auth import Authenticator, Identity
+from .blobs import BlobStore
+from .catalog import IndexRow
+from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
+from .storage import Change, Storage
+
+log = logging.getLogger("devpi.server")
+
+
+@dataclass
+class ServerConfig:
+    serverdir: Path
+    host: str = "127.0.0.1"
+    port: int = 3141
+    storage_url: str | None = None
+    root_passwd: str | None = None
+    mirror_url: str | None = None
+    offline: bool = False
+    debug: bool = False
+    max_upload_size: int = 512 * 1024 * 1024
+    threads: int = 32
+    outside_url: str | None = None
+    request_timeout: float = 5.0  # how long a page waits for upstream before serving its stored copy
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def storage(self) -> str:
+        return self.storage_url or f"sqlite:///{self.serverdir / 'devpi.sqlite'}"
+
+
+class PageCache:
+    """Rendered simple pages per (index, project, format, prefix): bytes and ETag.
+
+    A write to project P anywhere drops P's pages on every index (inheritance
+    makes any index a possible viewer); an index change drops everything. A
+    page rendered while an invalidation happened is not stored (generation
+    check), so a cache can never pin a state older than a commit it saw.
+    """
+
+    def __init__(self, max_entries: int = 50_000):
+        self._pages: dict[tuple, tuple[bytes, str, dict[str, str]]] = {}
+        self._by_project: dict[str, set[tuple]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.max_entries = max_entries
+
+    def get(self, key: tuple) -> tuple[bytes, str, dict[str, str]] | None:
+        return self._pages.get(key)
+
+    def put(self, key: tuple, project: str, value: tuple[bytes, str, dict[str, str]], generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._pages) >= self.max_entries:
+                self._pages.clear()
+                self._by_project.clear()
+            self._pages[key] = value
+            self._by_project.setdefault(project, set()).add(key)
+
+    def drop_project(self, project: str) -> None:
+        with self._lock:
+            self.generation += 1
+            for key in self._by_project.pop(project, ()):
+                self._pages.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._pages.clear()
+            self._by_project.clear()
+
+
+MirrorFactory = Callable[["Core", IndexRow], Repository]
+
+
+class Core:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.started = time.time()
+        config.serverdir.mkdir(parents=True, exist_ok=True)
+        self.storage = Storage(config.storage)
+        self.blobs = BlobStore(config.serverdir / "blobs")
+        self.page_cache = PageCache()
+        self._indexes: dict[str, IndexRow] | None = None
+        self._indexes_lock = threading.Lock()
+        self._repos: dict[str, Repository] = {}
+        self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
+        self.change_listeners: list[Callable[[int, list[Change]], None]] = []
+        self.uuid = ""
+        self.auth: Authenticator | None = None
+        self.storage.add_listener(self._on_commit)
+
+    # -- start-up -------------------------------------------------------------
+    def setup(self) -> None:
+        """Migrate, and on a fresh database create root and root/pypi."""
+        from .migrate import ensure_schema
+
+        ensure_schema(self.storage)
+        with self.storage.read() as conn:
+            secret = self.storage.kv_get(conn, "secret")
+            node = self.storage.kv_get(conn, "uuid")
+        if secret is None:
+            self._first_start()
+            with self.storage.read() as conn:
+                secret = self.storage.kv_get(conn, "secret")
+                node = self.storage.kv_get(conn, "uuid")
+        self.uuid = node
+        self.auth = Authenticator(bytes.fromhex(secret))
+        self.storage.init_serial()
+
+    def _first_start(self) -> None:
+        from .auth import hash_password
+        from .indexconfig import defaults
+
+        with self.storage.write("root") as tx:
+            if self.storage.kv_get(tx.conn, "secret") is not None:
+                return  # another process initialised it first
+            tx.conn.execute(insert(schema.kv).values(key="secret", value=secrets.token_hex(32)))
+            tx.conn.execute(insert(schema.kv).values(key="uuid", value=uuid.uuid4().hex))
+            catalog.create_user(tx, "root", hash_password(self.config.root_passwd or ""), {})
+            mirror = defaults("mirror", "root")
+            mirror.update(volatile=False, title="PyPI mirror", mirror_url=self.mirror_url_default())
+            catalog.create_index(tx, "root", "pypi", mirror)
+        log.info("initialised new server state with root and root/pypi")
+
+    def mirror_url_default(self) -> str:
+        if self.config.mirror_url:
+            url = self.config.mirror_url
+        else:
+            from .pipconfig import pip_index_url
+
+            url = pip_index_url()
+        return url if url.endswith("/") else url + "/"
+
+    # -- commits ----------------------------------------------------------------
+    def _on_commit(self, serial: int, changes: list[Change]) -> None:
+        index_changed = False
+        for change in changes:
+            kind = change.get("kind")
+            if kind in ("index", "user"):
+                index_changed = True
+            elif "project" in change:
+                self.page_cache.drop_project(change["project"])
+                self.page_cache.drop_project("")  # project lists
+        if index_changed:
+            with self._indexes_lock:
+                self._indexes = None
+                self._repos = {}
+            self.page_cache.clear()
+        if any(c.get("kind") == "user" and c.get("op") in ("modify", "delete") for c in changes):
+            for c in changes:
+                if c.get("kind") == "user" and self.auth:
+                    self.auth.cache.forget_user(c["user"])
+        for fn in self.change_listeners:
+            fn(serial, changes)
+
+    # -- indexes ------------------------------------------------------------------
+    def indexes(self) -> dict[str, IndexRow]:
+        current = self._indexes
+        if current is None:
+            with self.storage.read() as conn:
+                current = {ix.fullname: ix for ix in catalog.list_indexes(conn)}
+            with self._indexes_lock:
+                self._indexes = current
+        return current
+
+    def get_index(self, user: str, name: str) -> IndexRow | None:
+        return self.indexes().get(f"{user}/{name}")
+
+    def resolution_order(self, ix: IndexRow) -> list[IndexRow]:
+        """The index, then its bases depth first, each once; mirrors last."""
+        all_ix = self.indexes()
+        order: list[IndexRow] = []
+        seen: set[str] = set()
+
+        def walk(i: IndexRow) -> None:
+            if i.fullname in seen:
+                return
+            seen.add(i.fullname)
+            order.append(i)
+            for base in i.bases:
+                if base in all_ix:
+                    walk(all_ix[base])
+
+        walk(ix)
+        return [i for i in order if i.type != "mirror"] + [i for i in order if i.type == "mirror"]
+
+    def whitelist_for(self, ix: IndexRow) -> Callable[[str], bool]:
+        if ix.config.get("mirror_whitelist_inheritance", "union") == "intersection":
+            allowed = set(ix.config.get("mirror_whitelist") or [])
+        else:
+            allowed = set()
+            for i in self.resolution_order(ix):
+                allowed.update(i.config.get("mirror_whitelist") or [])
+        return lambda name: "*" in allowed or name in allowed
+
+    def single_repository(self, ix: IndexRow) -> Repository:
+        repo = self._repos.get("1:" + ix.fullname)
+        if repo is None:
+            repo = self.mirror_factory(self, ix) if ix.type == "mirror" else StageRepository(self.storage, ix)
+            self._repos["1:" + ix.fullname] = repo
+        return repo
+
+    def repository(self, ix: IndexRow) -> Repository:
+        """The merged view an index serves (its own files plus its bases')."""
+        if ix.type == "mirror":
+            return self.single_repository(ix)
+        repo = self._repos.get(ix.fullname)
+        if repo is None:
+            members = [self.single_repository(i) for i in self.resolution_order(ix)]
+            repo = MergedRepository(ix.fullname, members, self.whitelist_for(ix))
+            self._repos[ix.fullname] = repo
+        return repo
+
+    # -- identities and permissions ---------------------------------------------------
+    def authenticate(self, user: str, secret: str) -> Identity | None:
+        with self.storage.read() as conn:
+            u = catalog.get_user(conn, user)
+        assert self.auth is not None
+        return self.auth.authenticate(user, secret, u.pwhash if u else None)
+
+    @staticmethod
+    def may_modify_user(ident: Identity | None, username: str) -> bool:
+        return ident is not None and ident.user in (username, "root")
+
+    @staticmethod
+    def may_modify_index(ident: Identity | None, ix: IndexRow) -> bool:
+        return ident is not None and ident.user in (ix.user, "root")
+
+    @staticmethod
+    def in_acl(ident: Identity | None, acl: list[str]) -> bool:
+        if ":ANONYMOUS:" in acl:
+            return True
+        if ident is None:
+            return False
+        return ":AUTHENTICATED:" in acl or ident.user in acl or any(f":{g}" in acl for g in ident.groups)
+
+    def may_upload(self, ident: Identity | None, ix: IndexRow) -> bool:
+        return ix.type == "stage" and self.in_acl(ident, ix.config.get("acl_upload") or [])
+
+    def may_delete(self, ident: Identity | None, ix: IndexRow) -> bool:
+        return self.may_modify_index(ident, ix) or (
+            ident is not None and self.in_acl(ident, ix.config.get("acl_upload") or []))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "serverdir": str(self.config.serverdir), "uuid": self.uuid,
+            "versioninfo": {"devpi-server": __version__, "devpi": __version__},
+            "server-code": str(Path(__file__).parent), "host": self.config.host, "port": self.config.port,
+            "outside-url": self.config.outside_url, "serial": self.storage.current_serial,
+            "storage": self._storage_display(), "uptime": round(time.time() - self.started, 3),
+            "role": "MASTER", "offline": self.config.offline, "polling_replicas": {}, "metrics": [],
+        }
+
+    def _storage_display(self) -> str:
+        url = self.storage.url
+        if "@" in url:  # hide credentials
+            scheme, rest = url.split("://", 1)
+            url = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return url

@@ -1,0 +1,119 @@
+"""HTTP helpers shared by the views: errors, the JSON envelope, who is asking.
+
+Every error leaves as JSON ``{"message": ...}`` with the right status, the
+message repeated in the reason phrase (devpi-client and setuptools print the
+reason phrase on upload failures). JSON replies use devpi's envelope,
+pretty-printed, with a Content-Type of exactly ``application/json``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import bottle
+
+from .auth import Identity, parse_basic, parse_devpi_auth
+
+INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
+JSON_CT = "application/json"
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def reason_phrase(message: str) -> str:
+    text = " ".join(message.split())[:300]
+    return text.encode("latin-1", "replace").decode("latin-1") or "error"
+
+
+def json_body(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
+
+
+def json_reply(result: Any = None, type_: str | None = None, message: str | None = None,
+               status: int = 200, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
+    doc: dict[str, Any] = {}
+    if type_ is not None:
+        doc["type"] = type_
+        doc["result"] = result
+    if message is not None:
+        doc["message"] = message
+    resp = bottle.HTTPResponse(json_body(doc), status=status, headers=headers)
+    resp.content_type = JSON_CT
+    return resp
+
+
+def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
+    resp = bottle.HTTPResponse(json_body({"message": message}), headers=headers)
+    resp.status = f"{status} {reason_phrase(message)}"
+    resp.content_type = JSON_CT
+    return resp
+
+
+def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) -> Any:
+    length = request.content_length
+    if length > max_bytes:
+        raise APIError(413, f"request body too large ({length} bytes, limit {max_bytes})")
+    raw = request.body.read(max_bytes + 1) if length != 0 else b""
+    if len(raw) > max_bytes:
+        raise APIError(413, f"request body too large (limit {max_bytes} bytes)")
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "Bad request: could not decode json") from None
+
+
+def credentials(request: bottle.BaseRequest) -> tuple[str, str] | None:
+    """devpi's X-Devpi-Auth wins when present, even if garbage; else HTTP Basic."""
+    devpi = request.get_header("X-Devpi-Auth")
+    if devpi is not None:
+        return parse_devpi_auth(devpi.strip())
+    basic = request.get_header("Authorization")
+    if basic:
+        return parse_basic(basic)
+    return None
+
+
+def identity(core, request: bottle.BaseRequest) -> Identity | None:
+    """Who is asking, computed once per request and only when a view asks."""
+    env = request.environ
+    if "devpi.identity" not in env:
+        creds = credentials(request)
+        env["devpi.identity"] = core.authenticate(*creds) if creds else None
+    return env["devpi.identity"]
+
+
+def require_identity(core, request: bottle.BaseRequest) -> Identity:
+    ident = identity(core, request)
+    if ident is None:
+        if credentials(request):
+            raise APIError(401, "authentication failed: wrong user name, password or token")
+        raise APIError(401, "authentication required", {"WWW-Authenticate": 'Basic realm="pypi"'})
+    return ident
+
+
+def base_url(core, request: bottle.BaseRequest) -> str:
+    """The server root URL as the client sees it (proxy header, option, or Host)."""
+    outside = request.get_header("X-Outside-Url") or core.config.outside_url
+    if outside:
+        return outside.rstrip("/")
+    scheme = request.get_header("X-Forwarded-Proto") or request.environ.get("wsgi.url_scheme", "http")
+    host = request.get_header("Host") or f"{core.config.host}:{core.config.port}"
+    return f"{scheme}://{host}"
+
+
+def is_installer(request: bottle.BaseRequest) -> bool:
+    return bool(INSTALLER_UA.match(request.get_header("User-Agent") or ""))
+
+
+def wants_json(request: bottle.BaseRequest) -> bool:
+    accept = request.get_header("Accept") or ""
+    return "json" in accept or accept.strip() in ("", "*/*")

@@ -1,0 +1,160 @@
+"""`devpi server`: parse options, take the server dir, migrate, serve with waitress.
+
+Start-up does no key derivation and imports nothing it does not need, so the
+first request is answered well under a second after the process starts.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .core import Core, ServerConfig
+
+log = logging.getLogger("devpi.server")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().rstrip("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="devpi server", description="Run the devpi index server.")
+    p.add_argument("--serverdir", type=Path, default=Path(os.environ.get("DEVPI_SERVERDIR", "~/.devpi/server")),
+                   help="server state directory (default: ~/.devpi/server, or $DEVPI_SERVERDIR)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3141, help="port to listen on, 0 for any free port (default: 3141)")
+    p.add_argument("--storage", metavar="URL", default=None,
+                   help="database URL: sqlite:///PATH (default: inside the server dir) or postgresql://...")
+    p.add_argument("--root-passwd", metavar="PW", default=None,
+                   help="root's initial password, used when the server dir is created")
+    p.add_argument("--mirror-url", metavar="URL", default=None,
+                   help="upstream simple index of root/pypi (default: the index pip on this machine uses)")
+    p.add_argument("--offline", action="store_true", help="never contact the upstream index")
+    p.add_argument("--outside-url", metavar="URL", default=None,
+                   help="URL clients use to reach this server, when behind a proxy")
+    p.add_argument("--max-upload-size", type=parse_size, default=parse_size("512M"),
+                   help="largest accepted upload body (default: 512M)")
+    p.add_argument("--threads", type=int, default=32, help="worker threads (default: 32)")
+    p.add_argument("--request-timeout", type=float, default=5.0,
+                   help="seconds a page waits for upstream before answering from its stored copy")
+    p.add_argument("--debug", action="store_true", help="log more")
+    p.add_argument("--version", action="version", version=f"devpi server {__version__}")
+    return p
+
+
+class ServerDirLock:
+    """One server per server dir (with embedded SQLite): a second start is refused clearly."""
+
+    def __init__(self, serverdir: Path):
+        self.path = serverdir / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                pid = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise SystemExit(f"devpi server: another server (pid {pid}) is already running on "
+                                 f"{self.path.parent}") from None
+            raise
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        serverdir=args.serverdir.expanduser().resolve(), host=args.host, port=args.port,
+        storage_url=args.storage, root_passwd=args.root_passwd, mirror_url=args.mirror_url,
+        offline=args.offline, debug=args.debug, max_upload_size=args.max_upload_size, threads=args.threads,
+        outside_url=args.outside_url, request_timeout=args.request_timeout)
+
+
+def _refuse_open_root(core: Core, host: str) -> None:
+    """An empty root password is only acceptable when nobody else can connect."""
+    if host in LOOPBACK:
+        return
+    from . import catalog
+    from .auth import verify_password
+
+    with core.storage.read() as conn:
+        root = catalog.get_user(conn, "root")
+    if root is not None and verify_password("", root.pwhash):
+        raise SystemExit(f"devpi server: root has an empty password; refusing to listen on {host}. "
+                         "Set one with --root-passwd on first start or `devpi passwd root`.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.debug:
+        logging.getLogger("waitress").setLevel(logging.ERROR)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    config = config_from_args(args)
+    try:
+        config.serverdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"devpi server: cannot create server dir {config.serverdir}: {e.strerror}") from None
+    if not (args.storage or "").startswith("postgresql"):
+        ServerDirLock(config.serverdir).acquire()
+    try:
+        core = Core(config)
+        core.setup()
+    except SystemExit:
+        raise
+    except Exception as e:
+        if args.debug:
+            raise
+        raise SystemExit(f"devpi server: cannot open storage {config.storage}: {e}") from None
+    _refuse_open_root(core, config.host)
+    from .extensions import load_extensions
+
+    load_extensions(core)
+    core.storage.start_poller()
+    from waitress.server import create_server
+
+    from .app import build_app
+
+    app = build_app(core)
+    try:
+        server = create_server(app, host=config.host, port=config.port, threads=config.threads,
+                               max_request_body_size=config.max_upload_size + 1024 * 1024,
+                               channel_timeout=300, connection_limit=1000, ident="devpi",
+                               clear_untrusted_proxy_headers=False)
+    except OSError as e:
+        raise SystemExit(f"devpi server: cannot listen on {config.host}:{config.port}: {e.strerror}") from None
+    port = server.effective_port
+    config.port = port
+    url_host = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"devpi server {__version__} listening on http://{url_host}:{port} "
+          f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("shutting down")
+    finally:
+        server.close()
+        core.storage.close()
+    return 0

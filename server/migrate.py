@@ -1,0 +1,57 @@
+"""Bring a database to the newest schema, cheaply when it already is.
+
+Alembic is imported only when the stored revisions differ from the migration
+files on disk, so a normal start-up costs one small query, not an Alembic
+import and script scan.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from .storage import Storage
+
+VERSIONS = Path(__file__).parent / "migrations" / "versions"
+_REVISION = re.compile(r'^revision\s*=\s*["\']([^"\']+)["\']', re.M)
+_DOWN = re.compile(r'^down_revision\s*=\s*(.+)$', re.M)
+
+
+def known_heads() -> set[str]:
+    """Revisions no other migration builds on, read from the files (no Alembic import)."""
+    revisions, downs = set(), set()
+    for path in VERSIONS.glob("*.py"):
+        src = path.read_text(encoding="utf-8")
+        rev = _REVISION.search(src)
+        if not rev:
+            continue
+        revisions.add(rev.group(1))
+        down = _DOWN.search(src)
+        if down:
+            downs.update(re.findall(r'["\']([^"\']+)["\']', down.group(1)))
+    return revisions - downs
+
+
+def stored_heads(storage: Storage) -> set[str]:
+    with storage.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        heads = {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+        conn.rollback()
+        return heads
+
+
+def ensure_schema(storage: Storage) -> bool:
+    """Upgrade to all heads if needed; returns True when a migration ran."""
+    if stored_heads(storage) == known_heads():
+        return False
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(VERSIONS.parent))
+    with storage.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+    return True

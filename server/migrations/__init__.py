@@ -1,0 +1,1 @@
+"""Alembic migrations: every schema change, so an older server dir upgrades in place."""

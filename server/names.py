@@ -1,0 +1,110 @@
+"""Names of users, indexes, projects, versions and distribution files.
+
+Every name that reaches storage or a URL passes through here, so that one
+place decides what is valid and what the canonical spelling is.
+"""
+from __future__ import annotations
+
+import re
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_version,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+_USER_INDEX_FORBIDDEN = re.compile(r"[\x00-\x20\x7f!\"#$%&'()*+,/:;<=>?\[\\\]^`{|}~]")
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_NORMALIZE = re.compile(r"[-_.]+")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl", ".tar.bz2", ".tar.xz", ".egg", ".exe", ".msi",
+                    ".rpm", ".deb", ".dmg")
+
+
+class InvalidName(ValueError):
+    """A name that can never be stored; the message is meant for the user."""
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalisation: what URLs and storage key projects by."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+def check_user_or_index_name(name: str, what: str = "name") -> str:
+    if not name or len(name) > 100 or _USER_INDEX_FORBIDDEN.search(name) or name.startswith(("+", ".")):
+        raise InvalidName(f"invalid {what} {name!r}: use letters, digits and -._@ only")
+    return name
+
+
+def check_project_name(name: str) -> str:
+    if not name or len(name) > 200 or not _PROJECT_NAME.match(name):
+        raise InvalidName(f"invalid project name {name!r}: use ASCII letters, digits and ._- "
+                          "starting and ending with a letter or digit")
+    return name
+
+
+def check_version(version: str) -> Version:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        raise InvalidName(f"invalid version {version!r}: not a PEP 440 version") from None
+
+
+def version_key(version: str) -> tuple:
+    """Sort key that orders PEP 440 versions correctly and puts anything else first."""
+    try:
+        return (1, Version(version), version)
+    except InvalidVersion:
+        return (0, Version("0"), version)
+
+
+def check_filename(filename: str) -> str:
+    """Refuse path tricks and control characters; a file name is a single path segment."""
+    if (not filename or len(filename) > 255 or "/" in filename or "\\" in filename or "\x00" in filename
+            or filename in (".", "..") or filename.startswith(".")
+            or any(ord(c) < 32 or ord(c) == 127 for c in filename)):
+        raise InvalidName(f"invalid filename {filename!r}")
+    return filename
+
+
+def split_dist_filename(filename: str) -> tuple[str, str]:
+    """Return (name, version) as written in a distribution file name.
+
+    Wheels and sdists use their specs (PEP 427 / 625); other archive kinds
+    fall back to "name-version.ext" split at the last dash before a digit.
+    """
+    check_filename(filename)
+    if not filename.endswith(ARCHIVE_SUFFIXES):
+        raise InvalidName(f"{filename!r} is not a valid archive name")
+    if filename.endswith(".whl"):
+        try:
+            name, version, _build, _tags = parse_wheel_filename(filename)
+        except (InvalidWheelFilename, InvalidVersion) as e:
+            raise InvalidName(f"invalid wheel filename {filename!r}: {e}") from None
+        return str(name), str(version)
+    if filename.endswith((".tar.gz", ".zip")):
+        try:
+            name, version = parse_sdist_filename(filename)
+            return str(name), str(version)
+        except (InvalidSdistFilename, InvalidVersion):
+            pass
+    stem = filename
+    for suffix in ARCHIVE_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    m = re.match(r"^(.+?)-(\d.*)$", stem)
+    if not m:
+        raise InvalidName(f"cannot read name and version from filename {filename!r}")
+    return m.group(1), m.group(2)
+
+
+def filename_matches(filename: str, name: str, version: str) -> None:
+    """Raise unless the file name names this project and version."""
+    fname, fversion = split_dist_filename(filename)
+    if normalize_name(fname) != normalize_name(name):
+        raise InvalidName(f"filename {filename!r} does not belong to project {name!r}")
+    if fversion != version and canonicalize_version(fversion) != canonicalize_version(version):
+        raise InvalidName(f"filename {filename!r} does not contain version {version!r}")

@@ -1,0 +1,176 @@
+"""Promote a release: to another index on this server (rows, not bytes), or to an
+external repository through the legacy upload API.
+
+An index-to-index push copies the release's metadata, files, tox results and
+doc zip rows in one transaction; the blobs are shared by hash. Checks that
+may refuse a push (such as required test results) are registered on
+``core.push_checks`` by the parts of the server that own them.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import bottle
+
+from . import __version__, catalog
+from .catalog import FileRow, IndexRow, Release
+from .core import Core
+from .httpkit import APIError, identity, json_reply, read_json, require_identity
+from .names import normalize_name
+from .views_upload import log_entry
+
+log = logging.getLogger("devpi.server.push")
+KNOWN_KEYS = {"name", "version", "targetindex", "posturl", "username", "password", "no_docs", "only_docs",
+              "register_project"}
+
+
+@dataclass
+class SourceRelease:
+    index: IndexRow
+    project: catalog.Project
+    release: Release
+    files: list[FileRow]
+
+
+PushCheck = Callable[[Core, SourceRelease, str], None]  # raise APIError to refuse
+
+
+def find_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceRelease | None:
+    for member in core.resolution_order(ix):
+        if member.type == "mirror":
+            continue
+        with core.storage.read() as conn:
+            project = catalog.get_project(conn, member.id, name)
+            release = catalog.get_release(conn, project.id, version) if project else None
+            if release is not None:
+                return SourceRelease(member, project, release, catalog.files_of_release(conn, release.id))
+    return None
+
+
+def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
+    req = bottle.request
+    body = read_json(req)
+    if not isinstance(body, dict):
+        raise APIError(400, "push needs a JSON object with name, version and targetindex or posturl")
+    unknown = sorted(set(body) - KNOWN_KEYS)
+    if unknown:
+        raise APIError(400, "unknown additional options: " + ", ".join(unknown))
+    name, version = body.get("name"), body.get("version")
+    if not name or not version:
+        raise APIError(400, "push needs 'name' and 'version'")
+    src = find_release(core, ix, normalize_name(str(name)), str(version))
+    if src is None or not src.files:
+        raise APIError(404, f"no release/files found for {name} {version}")
+    if body.get("posturl"):
+        return _push_external(core, src, body)
+    target_name = body.get("targetindex") or ""
+    parts = str(target_name).split("/")
+    if len(parts) != 2 or not all(parts):
+        raise APIError(400, "targetindex not in format user/index")
+    target = core.get_index(*parts)
+    if target is None:
+        raise APIError(404, f"target index {target_name} does not exist")
+    ident = identity(core, req)
+    if ident is None or not core.may_upload(ident, target):
+        raise APIError(401, f"user {ident.user if ident else 'anonymous'!r} cannot upload to {target.fullname!r}")
+    for check in core.config.extra.get("push_checks", []):
+        check(core, src, target.fullname)
+    actions = _copy(core, ident.user, src, target, bool(body.get("no_docs")), bool(body.get("only_docs")))
+    return json_reply(actions, "actionlog")
+
+
+def _copy(core: Core, who: str, src: SourceRelease, target: IndexRow, no_docs: bool,
+          only_docs: bool) -> list[list[Any]]:
+    actions: list[list[Any]] = []
+    volatile = target.config.get("volatile", True)
+    with core.storage.write(who) as tx:
+        project = catalog.ensure_project(tx, target, src.project.name, src.project.display_name)
+        release = catalog.get_release(tx.conn, project.id, src.release.version)
+        if release is None:
+            release = catalog.put_release(tx, target, project, src.release.version, dict(src.release.metadata))
+        else:
+            release = catalog.put_release(tx, target, project, src.release.version, dict(src.release.metadata),
+                                          replace=True)
+        actions.append([200, "register", src.project.name, src.release.version, "->", target.fullname])
+        new_ids: dict[int, int] = {}
+        ordered = sorted(src.files, key=lambda f: (f.rel == "toxresult", f.id))
+        for f in ordered:
+            if f.rel == "doczip" and no_docs:
+                continue
+            if f.rel != "doczip" and only_docs:
+                continue
+            if f.rel == "toxresult" and f.for_file_id not in new_ids:
+                continue
+            existing = catalog.get_file(tx.conn, target.id, f.relpath)
+            if existing is not None:
+                if not volatile:
+                    raise APIError(409, f"{f.filename} already exists in non-volatile index {target.fullname}")
+                catalog.remove_file_row_only(tx, target, project, existing, release.version)
+            log = list(f.log) + [log_entry("push", who, target.fullname, src=src.index.fullname)]
+            row = catalog.add_file(tx, target, release, project, filename=f.filename, sha256=f.sha256, size=f.size,
+                                   rel=f.rel, relpath=f.relpath, core_metadata_sha256=f.core_metadata_sha256,
+                                   for_file_id=new_ids.get(f.for_file_id) if f.for_file_id else None, log=log,
+                                   created=f.created, yanked=f.yanked)
+            new_ids[f.id] = row.id
+            kind = {"releasefile": "store_releasefile", "toxresult": "store_toxresult"}.get(f.rel)
+            if kind:
+                actions.append([200, kind, f"{target.fullname}/{f.relpath}"])
+            else:
+                actions.append([200, "store_doczip", src.project.name, src.release.version, "->", target.fullname])
+        for hook in core.config.extra.get("push_copy_hooks", []):
+            hook(tx, src, target, new_ids)
+    return actions
+
+
+def _push_external(core: Core, src: SourceRelease, body: dict[str, Any]) -> bottle.HTTPResponse:
+    import requests
+
+    require_identity(core, bottle.request)
+    posturl = str(body["posturl"])
+    auth = (str(body.get("username") or ""), str(body.get("password") or ""))
+    headers = {"User-Agent": f"devpi-server/{__version__}"}
+    md = {k: v for k, v in src.release.metadata.items() if v not in (None, "", [])}
+    actions: list[list[Any]] = []
+    ok = True
+    session = requests.Session()
+
+    def post(data: dict[str, Any], files: dict | None) -> requests.Response | None:
+        nonlocal ok
+        try:
+            return session.post(posturl, data=data, files=files, auth=auth, headers=headers, timeout=120)
+        except requests.RequestException as e:
+            actions.append([-1, f"exception on posting to {posturl}", str(e)])
+            ok = False
+            return None
+
+    if body.get("register_project"):
+        r = post({":action": "submit", **md}, None)
+        if r is not None:
+            actions.append([r.status_code, "register", src.project.name, src.release.version])
+    for f in src.files:
+        if f.rel not in ("releasefile", "doczip"):
+            continue
+        if f.rel == "doczip" and body.get("no_docs"):
+            continue
+        if f.rel == "releasefile" and body.get("only_docs"):
+            continue
+        data = core.blobs.read_bytes(f.sha256)
+        if f.rel == "releasefile":
+            form = {":action": "file_upload", "protocol_version": "1", "sha256_digest": f.sha256,
+                    "filetype": "bdist_wheel" if f.filename.endswith(".whl") else "sdist",
+                    "pyversion": "py3" if f.filename.endswith(".whl") else "source", **md}
+            r = post(form, {"content": (f.filename, data)})
+            if r is not None:
+                actions.append([r.status_code, "upload", f"{src.index.fullname}/{f.relpath}",
+                                "" if r.ok else r.text[:500] or r.reason])
+                ok = ok and r.status_code in (200, 201)
+        else:
+            r = post({":action": "doc_upload", "name": md.get("name", src.project.name),
+                      "version": src.release.version}, {"content": (f"{src.project.name}.zip", data)})
+            if r is not None:
+                actions.append([r.status_code, "docfile", src.project.name])
+                ok = ok and r.status_code in (200, 201)
+    return json_reply(actions, "actionlog", status=200 if ok else 502)

@@ -1,0 +1,165 @@
+"""Repositories as composable views: a stage, a mirror, and the merge of several.
+
+An index's simple view is an object built from other views: ``MergedRepository``
+walks its members in resolution order and applies the dependency-confusion
+guard, knowing nothing of SQL or HTTP. A stage reads rows; a mirror (see
+``mirror.py``) reads its upstream cache. Everything a simple page needs is in
+``ProjectView``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from . import catalog
+from .catalog import IndexRow
+from .names import version_key
+from .storage import Storage
+
+
+@dataclass(frozen=True)
+class Link:
+    filename: str
+    path: str  # server-root-relative, e.g. "alice/dev/+f/640/96140d0597c2f/pkg-1.0.tar.gz"
+    version: str
+    stage: str  # "alice/dev": the index this file lives on
+    sha256: str | None = None
+    requires_python: str | None = None
+    yanked: str | None = None  # None: not yanked; "" or a reason
+    core_metadata_sha256: str | None = None
+    size: int | None = None
+    upload_time: float | None = None
+
+
+@dataclass
+class ProjectView:
+    name: str
+    links: list[Link]
+    stale: bool = False  # served from a cache after an upstream failure
+    last_serial: int | None = None  # upstream's X-PyPI-Last-Serial, for mirrors
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def versions(self) -> list[str]:
+        return sorted({link.version for link in self.links if link.version}, key=version_key)
+
+
+class Repository(Protocol):
+    fullname: str
+    is_mirror: bool
+
+    def get_project(self, name: str) -> ProjectView | None: ...
+
+    def has_project(self, name: str) -> bool: ...
+
+    def project_names(self) -> Iterable[str]: ...
+
+
+class StageRepository:
+    """Private uploads of one stage index, straight from the catalog."""
+
+    is_mirror = False
+
+    def __init__(self, storage: Storage, index: IndexRow):
+        self.storage = storage
+        self.index = index
+        self.fullname = index.fullname
+
+    def get_project(self, name: str) -> ProjectView | None:
+        with self.storage.read() as conn:
+            pf = catalog.project_files(conn, self.index.id, name)
+        if pf is None:
+            return None
+        links = []
+        for f in pf.files:
+            release = pf.releases[f.release_id]
+            links.append(Link(
+                filename=f.filename, path=f"{self.fullname}/{f.relpath}", version=release.version,
+                stage=self.fullname, sha256=f.sha256,
+                requires_python=release.metadata.get("requires_python") or None, yanked=f.yanked,
+                core_metadata_sha256=f.core_metadata_sha256, size=f.size, upload_time=f.created))
+        return ProjectView(name, links)
+
+    def has_project(self, name: str) -> bool:
+        with self.storage.read() as conn:
+            return catalog.get_project(conn, self.index.id, name) is not None
+
+    def project_names(self) -> list[str]:
+        with self.storage.read() as conn:
+            return catalog.project_names(conn, self.index.id)
+
+
+class EmptyRepository:
+    """Stands in for a mirror when the server runs without the mirror part."""
+
+    is_mirror = True
+
+    def __init__(self, fullname: str):
+        self.fullname = fullname
+
+    def get_project(self, name: str) -> ProjectView | None:
+        return None
+
+    def has_project(self, name: str) -> bool:
+        return False
+
+    def project_names(self) -> list[str]:
+        return []
+
+
+class MergedRepository:
+    """The view of an index: its own files, then its bases', first file name wins.
+
+    Mirrors come last. If any private member has the project, mirror members
+    are not even asked for it (so private names never reach upstream) unless
+    ``whitelisted(name)`` says the project may mix.
+    """
+
+    is_mirror = False
+
+    def __init__(self, fullname: str, members: list[Repository], whitelisted: Callable[[str], bool]):
+        self.fullname = fullname
+        self.members = [m for m in members if not m.is_mirror] + [m for m in members if m.is_mirror]
+        self.whitelisted = whitelisted
+
+    def get_project(self, name: str) -> ProjectView | None:
+        seen: set[str] = set()
+        links: list[Link] = []
+        found = False
+        private = False
+        stale = False
+        last_serial = None
+        notes: list[str] = []
+        for member in self.members:
+            if member.is_mirror and private and not self.whitelisted(name):
+                notes.append(f"Because this project isn't in the mirror_whitelist, no releases from "
+                             f"{member.fullname} are included.")
+                continue
+            view = member.get_project(name)
+            if view is None:
+                continue
+            found = True
+            private = private or not member.is_mirror
+            stale = stale or view.stale
+            if view.last_serial is not None:
+                last_serial = view.last_serial
+            for link in view.links:
+                if link.filename not in seen:
+                    seen.add(link.filename)
+                    links.append(link)
+        if not found:
+            return None
+        return ProjectView(name, links, stale=stale, last_serial=last_serial, notes=notes)
+
+    def has_project(self, name: str) -> bool:
+        return any(m.has_project(name) for m in self.members)
+
+    def project_names(self) -> list[str]:
+        names: set[str] = set()
+        for m in self.members:
+            names.update(m.project_names())
+        return sorted(names)
+
+    def private_members(self) -> list[Repository]:
+        return [m for m in self.members if not m.is_mirror]

@@ -1,0 +1,116 @@
+"""The SQL schema, in SQLAlchemy Core, shared by SQLite and PostgreSQL.
+
+Versions and files are rows (not one growing value per project), so adding
+the 2,000th version of a project costs what the 2nd did. JSON-shaped values
+(configs, metadata, logs) are stored as text: both engines handle it the same,
+and nothing queries inside them.
+
+Changes to these tables go through an Alembic migration in ``migrations/``.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Small server-wide values: the current serial, the node uuid, the token secret.
+kv = Table(
+    "kv", metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# One row per committed write transaction: the spine of consistency.
+changelog = Table(
+    "changelog", metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("created", Float, nullable=False),
+    Column("who", String(100)),
+    Column("changes", Text, nullable=False),  # JSON list of {"kind": ..., ...}
+)
+
+users = Table(
+    "users", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("pwhash", String(400), nullable=False),
+    Column("config", Text, nullable=False),  # JSON: email, title, description, custom_data
+    Column("created", String(32), nullable=False),
+    Column("modified", String(32), nullable=False),
+)
+
+indexes = Table(
+    "indexes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(100), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("config", Text, nullable=False),  # JSON of the devpi index config keys
+    UniqueConstraint("user", "name", name="uq_indexes_user_name"),
+)
+
+projects = Table(
+    "projects", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),  # PEP 503 normalised
+    Column("display_name", String(200), nullable=False),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("index_id", "name", name="uq_projects_index_name"),
+)
+
+releases = Table(
+    "releases", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("version", String(200), nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON of the core metadata keys
+    Column("created", Float, nullable=False),
+    UniqueConstraint("project_id", "version", name="uq_releases_project_version"),
+)
+
+files = Table(
+    "files", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("release_id", Integer, ForeignKey("releases.id", ondelete="CASCADE"), nullable=False),
+    Column("relpath", String(600), nullable=False),  # "+f/abc/def.../name" under the index URL
+    Column("filename", String(300), nullable=False),
+    Column("rel", String(20), nullable=False),  # releasefile | doczip | toxresult
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created", Float, nullable=False),  # upload time (unix)
+    Column("yanked", Text),  # NULL: not yanked; otherwise the reason (may be "")
+    Column("core_metadata_sha256", String(64)),  # blob holding the wheel's METADATA (PEP 658)
+    Column("for_file_id", Integer, ForeignKey("files.id", ondelete="CASCADE")),  # toxresult -> tested file
+    Column("log", Text, nullable=False),  # JSON list of devpi log entries
+    UniqueConstraint("index_id", "relpath", name="uq_files_index_relpath"),
+)
+Index("ix_files_release", files.c.release_id)
+Index("ix_files_for_file", files.c.for_file_id)
+Index("ix_releases_project", releases.c.project_id)
+
+# Kept for the simple-page ETag of projects that were deleted (410 vs 404 on files).
+deleted_files = Table(
+    "deleted_files", metadata,
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("relpath", String(600), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    UniqueConstraint("index_id", "relpath", name="uq_deleted_files"),
+)
+
+__all__ = ["metadata", "kv", "changelog", "users", "indexes", "projects", "releases", "files",
+           "deleted_files", "Boolean", "LargeBinary"]

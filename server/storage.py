@@ -1,0 +1,205 @@
+"""The SQL store: engines, transactions, and the serial/changelog spine.
+
+Every write transaction takes the serial lock first (``BEGIN IMMEDIATE`` on
+SQLite, ``SELECT ... FOR UPDATE`` on PostgreSQL), so writers from any number
+of processes are serialised and each commit gets exactly the next serial and
+one changelog row describing what changed. Caches, ETags and replicas are
+keyed by those serials. Other processes' commits are picked up by a small
+poller that reads the changelog, so per-process caches stay coherent.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from . import schema
+
+log = logging.getLogger("devpi.server.storage")
+
+Change = dict[str, Any]
+CommitListener = Callable[[int, list[Change]], None]
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON for stored values: same data, same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+@dataclass
+class WriteTx:
+    conn: Connection
+    serial: int  # the serial this transaction will commit as
+    who: str | None
+    changes: list[Change] = field(default_factory=list)
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def record(self, kind: str, **data: Any) -> None:
+        """Say what changed; becomes part of this serial's changelog entry."""
+        self.changes.append({"kind": kind, **data})
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after_commit.append(fn)
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}",
+                           connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("devpi_write")
+                             else "BEGIN")
+
+    return engine
+
+
+def _postgresql_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Storage:
+    def __init__(self, url: str, *, poll_interval: float = 0.5):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite:")
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(Path(url[len("sqlite:///"):]))
+        elif url.startswith("postgresql"):
+            self.engine = _postgresql_engine(url)
+        else:
+            raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH or postgresql://...")
+        self._listeners: list[CommitListener] = []
+        self._serial_lock = threading.Lock()
+        self._serial_cond = threading.Condition(self._serial_lock)
+        self.current_serial = -1
+        self._dispatched_serial = -1
+        self._poll_interval = poll_interval
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- set-up -----------------------------------------------------------
+    def init_serial(self) -> None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == "serial")).first()
+            conn.rollback()
+        self.current_serial = self._dispatched_serial = int(row[0]) if row else -1
+
+    def start_poller(self) -> None:
+        """Pick up commits made by other processes (several servers on one database)."""
+        self._poller = threading.Thread(target=self._poll_loop, name="changelog-poller", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.engine.dispose()
+
+    def add_listener(self, fn: CommitListener) -> None:
+        self._listeners.append(fn)
+
+    # -- transactions -----------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction: one consistent snapshot (WAL / MVCC)."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self, who: str | None = None) -> Iterator[WriteTx]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(devpi_write=True)
+            with conn.begin():
+                q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
+                if not self.is_sqlite:
+                    q = q.with_for_update()
+                row = conn.execute(q).first()
+                last = int(row[0]) if row else -1
+                tx = WriteTx(conn=conn, serial=last + 1, who=who)
+                yield tx
+                if tx.changes:
+                    conn.execute(insert(schema.changelog).values(
+                        serial=tx.serial, created=time.time(), who=who, changes=dumps(tx.changes)))
+                    if row is None:
+                        conn.execute(insert(schema.kv).values(key="serial", value=str(tx.serial)))
+                    else:
+                        conn.execute(update(schema.kv).where(schema.kv.c.key == "serial")
+                                     .values(value=str(tx.serial)))
+        if tx.changes:
+            self._dispatch([(tx.serial, tx.changes)])
+        for fn in tx._after_commit:
+            fn()
+
+    # -- serial notification ---------------------------------------------
+    def _dispatch(self, entries: list[tuple[int, list[Change]]]) -> None:
+        with self._serial_cond:
+            todo = [(s, c) for s, c in entries if s > self._dispatched_serial]
+            if not todo:
+                return
+            self._dispatched_serial = max(s for s, _ in todo)
+            self.current_serial = max(self.current_serial, self._dispatched_serial)
+            self._serial_cond.notify_all()
+        for serial, changes in sorted(todo, key=lambda e: e[0]):
+            for fn in self._listeners:
+                try:
+                    fn(serial, changes)
+                except Exception:  # a listener must never break a commit
+                    log.exception("commit listener failed at serial %s", serial)
+
+    def wait_for_serial(self, serial: int, timeout: float) -> bool:
+        with self._serial_cond:
+            return self._serial_cond.wait_for(lambda: self.current_serial >= serial, timeout)
+
+    def _poll_loop(self) -> None:
+        while not self._stopping.wait(self._poll_interval):
+            try:
+                self.poll_once()
+            except Exception:
+                log.debug("changelog poll failed", exc_info=True)
+
+    def poll_once(self) -> None:
+        seen = self._dispatched_serial
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.changelog.c.serial, schema.changelog.c.changes)
+                                .where(schema.changelog.c.serial > seen)
+                                .order_by(schema.changelog.c.serial).limit(1000)).all()
+            conn.rollback()
+        if rows:
+            self._dispatch([(r.serial, json.loads(r.changes)) for r in rows])
+
+    def changelog_entry(self, serial: int) -> dict | None:
+        with self.read() as conn:
+            row = conn.execute(select(schema.changelog).where(schema.changelog.c.serial == serial)).first()
+        if row is None:
+            return None
+        return {"serial": row.serial, "created": row.created, "who": row.who,
+                "changes": json.loads(row.changes)}
+
+    # -- kv ----------------------------------------------------------------
+    def kv_get(self, conn: Connection, key: str) -> str | None:
+        row = conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == key)).first()
+        return row[0] if row else None

@@ -1,0 +1,203 @@
+"""Files under /<user>/<index>/+f/: download (with Range), metadata, delete, tox results.
+
+Stored files are immutable and content-addressed, so they get long-lived
+caching headers and an ETag equal to their sha256. Bytes are hash-checked
+while streaming; a blob that no longer matches is cut off before its last
+chunk, so a client never receives a complete wrong file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+
+import bottle
+
+from . import catalog
+from .blobs import BlobCorrupt
+from .core import Core
+from .httpkit import APIError, identity, json_reply, read_json, require_identity
+from .views_meta import INDEX_SEG, USER_SEG
+
+log = logging.getLogger("devpi.server.files")
+IMMUTABLE = "max-age=365000000, immutable, public"
+
+
+def _content_type(filename: str) -> str:
+    if filename.endswith((".whl", ".metadata")) or ".toxresult" in filename:
+        return "application/octet-stream"
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One 'bytes=a-b' range as [start, end); None to send everything."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if first == "":
+            n = int(last)
+            return (max(size - n, 0), size) if n > 0 else None
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start >= size:
+        raise APIError(416, f"range start {start} beyond file size {size}", {"Content-Range": f"bytes */{size}"})
+    return start, min(end, size)
+
+
+def _guarded(core: Core, sha256: str, start: int, end: int | None) -> Iterator[bytes]:
+    try:
+        yield from core.blobs.iter_verified(sha256, start, end)
+    except BlobCorrupt:
+        log.error("blob %s does not match its hash: not serving it", sha256)
+        core.config.extra.setdefault("corrupt_blobs", set()).add(sha256)
+        raise
+
+
+def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
+    req = bottle.request
+    if sha256 in core.config.extra.get("corrupt_blobs", ()):
+        raise APIError(500, f"stored file {filename} is corrupt and is not served")
+    if not core.blobs.exists(sha256):
+        raise APIError(404, f"no such file: {filename} (blob missing)")
+    etag = f'"{sha256}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
+               "Last-Modified": formatdate(mtime, usegmt=True), "Content-Type": _content_type(filename)}
+    inm = req.get_header("If-None-Match")
+    if inm and etag in [t.strip() for t in inm.split(",")]:
+        return bottle.HTTPResponse(status=304, headers=headers)
+    rng = _parse_range(req.get_header("Range"), size)
+    if rng and req.get_header("If-Range") not in (None, etag):
+        rng = None
+    start, end = rng if rng else (0, size)
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if rng:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    body: Iterator[bytes] | bytes = b"" if req.method == "HEAD" else _guarded(core, sha256, start, end)
+    return bottle.HTTPResponse(body, status=status, headers=headers)
+
+
+def install(app: bottle.Bottle, core: Core) -> None:
+    req = bottle.request
+
+    def lookup(user: str, index: str):
+        ix = core.get_index(user, index)
+        if ix is None:
+            raise APIError(404, f"The stage {user}/{index} could not be found.")
+        return ix
+
+    def get_file(user: str, index: str, path: str):
+        ix = lookup(user, index)
+        relpath = "+f/" + path
+        if ix.type == "mirror":
+            repo = core.single_repository(ix)
+            serve = getattr(repo, "serve_file", None)
+            if serve is None:
+                raise APIError(404, f"no such file: {relpath}")
+            return serve(relpath, req)
+        metadata_of = None
+        if relpath.endswith(".metadata"):
+            metadata_of = relpath[: -len(".metadata")]
+        with core.storage.read() as conn:
+            f = catalog.get_file(conn, ix.id, metadata_of or relpath)
+            if f is None:
+                gone = catalog.was_deleted(conn, ix.id, metadata_of or relpath)
+                raise APIError(410 if gone else 404,
+                               "file existed, deleted in later serial" if gone else "no such file")
+            if (req.get_header("Accept") or "").startswith("application/json"):
+                release = _release_of(conn, f)
+                return json_reply({"last_modified": formatdate(f.created, usegmt=True),
+                                   "hash_spec": f"sha256={f.sha256}", "hashes": {"sha256": f.sha256},
+                                   "project": release.metadata.get("name"), "version": release.version,
+                                   "size": f.size}, "releasefilemeta")
+        if metadata_of:
+            if not f.core_metadata_sha256:
+                raise APIError(404, "no core metadata for this file")
+            data_sha = f.core_metadata_sha256
+            size = core.blobs.path(data_sha).stat().st_size if core.blobs.exists(data_sha) else 0
+            return serve_blob(core, data_sha, f.filename + ".metadata", size, f.created)
+        return serve_blob(core, f.sha256, f.filename, f.size, f.created)
+
+    def delete_file(user: str, index: str, path: str):
+        ident = require_identity(core, req)
+        ix = lookup(user, index)
+        if not core.may_delete(ident, ix):
+            raise APIError(403, f"no permission to delete files on {ix.fullname}")
+        if not ix.config.get("volatile", True) and "force" not in req.query:
+            raise APIError(403, f"cannot delete file on non-volatile index {ix.fullname}")
+        relpath = "+f/" + path
+        with core.storage.write(ident.user) as tx:
+            f = catalog.get_file(tx.conn, ix.id, relpath)
+            if f is None:
+                gone = catalog.was_deleted(tx.conn, ix.id, relpath)
+                raise APIError(410 if gone else 404, "file already deleted" if gone else "no such file")
+            release = _release_of(tx.conn, f)
+            project = catalog.get_project(tx.conn, ix.id, _project_name_of(tx.conn, release))
+            catalog.remove_file(tx, ix, project, f, release.version)
+        return json_reply(message=f"package '{ix.fullname}/{relpath}' deleted")
+
+    def post_toxresult(user: str, index: str, path: str):
+        ix = lookup(user, index)
+        if not core.in_acl(identity(core, req), ix.config.get("acl_toxresult_upload") or []):
+            raise APIError(403, "No permission to upload tox results. You can use the devpi test "
+                                "--no-upload option to skip the upload.")
+        body = read_json(req, max_bytes=32 * 1024 * 1024)
+        if not isinstance(body, dict):
+            raise APIError(400, "tox result must be a JSON object")
+        relpath = "+f/" + path
+        raw = json.dumps(body, sort_keys=True).encode()
+        sha256 = core.blobs.put_bytes(raw)
+        ident = identity(core, req)
+        stored = store_toxresult(core, ix, relpath, sha256, len(raw), ident.user if ident else None)
+        return json_reply(f"{ix.fullname}/{stored.relpath}#sha256={sha256}", "toxresultpath")
+
+    base = f"/{USER_SEG}/{INDEX_SEG}/+f/<path:path>"
+    app.route(base, "GET", get_file)
+    app.route(base, "HEAD", get_file)
+    app.route(base, "DELETE", delete_file)
+    app.route(base, "POST", post_toxresult)
+
+
+def _release_of(conn, f: catalog.FileRow) -> catalog.Release:
+    from sqlalchemy import select
+
+    from . import schema
+
+    row = conn.execute(select(schema.releases).where(schema.releases.c.id == f.release_id)).first()
+    return catalog._release(row)
+
+
+def _project_name_of(conn, release: catalog.Release) -> str:
+    from sqlalchemy import select
+
+    from . import schema
+
+    return conn.execute(select(schema.projects.c.name).where(schema.projects.c.id == release.project_id)).scalar()
+
+
+def store_toxresult(core: Core, ix: catalog.IndexRow, relpath: str, sha256: str, size: int,
+                    who: str | None) -> catalog.FileRow:
+    """Attach a stored tox report to the release file at relpath (devpi's toxresult link)."""
+    from .views_upload import log_entry
+
+    with core.storage.write(who) as tx:
+        f = catalog.get_file(tx.conn, ix.id, relpath)
+        if f is None or f.rel != "releasefile":
+            raise APIError(404, f"no release file found at {relpath}")
+        release = _release_of(tx.conn, f)
+        project = catalog.get_project(tx.conn, ix.id, _project_name_of(tx.conn, release))
+        existing = [x for x in catalog.files_of_release(tx.conn, release.id)
+                    if x.rel == "toxresult" and x.for_file_id == f.id]
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        name = f"{f.filename}.toxresult-{stamp}-{len(existing)}"
+        dirpath = relpath.rsplit("/", 1)[0]
+        return catalog.add_file(tx, ix, release, project, filename=name, sha256=sha256, size=size,
+                                rel="toxresult", relpath=f"{dirpath}/{name}", for_file_id=f.id,
+                                log=[log_entry("upload", who, ix.fullname)])

@@ -1,0 +1,138 @@
+"""Simple pages: /<user>/<index>/+simple/ and /<user>/<index>/+simple/<project>/.
+
+A hit is a dictionary lookup: pages are cached as rendered bytes per (index,
+project, format, link prefix) with their ETag, and commits drop the entries
+they affect. Links are relative to the request path, so the same bytes work
+behind a proxy that adds a path prefix.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import bottle
+
+from .core import Core
+from .httpkit import APIError
+from .names import normalize_name
+from .repos import ProjectView
+from .simple import (
+    choose_format,
+    render_list_html,
+    render_list_json,
+    render_project_html,
+    render_project_json,
+)
+from .views_meta import INDEX_SEG, USER_SEG
+
+STALE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store", "Pragma": "no-cache",
+                 "Expires": "0", "X-Devpi-Stale": "upstream unreachable, serving the last good copy"}
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+
+
+def _respond(body: bytes, etag: str, ctype: str, extra: dict[str, str]) -> bottle.HTTPResponse:
+    req = bottle.request
+    headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "max-age=0, must-revalidate", **extra}
+    inm = req.get_header("If-None-Match")
+    if inm and etag in [t.strip() for t in inm.split(",")]:
+        return bottle.HTTPResponse(status=304, headers=headers)
+    resp = bottle.HTTPResponse(body if req.method != "HEAD" else b"", headers=headers)
+    resp.content_type = ctype
+    resp.set_header("Content-Length", str(len(body)))
+    return resp
+
+
+def _link_prefix(path: str) -> str:
+    return "../" * (path.count("/") - 1)
+
+
+def serve_project_page(core: Core, user: str, index: str, project: str) -> bottle.HTTPResponse:
+    req = bottle.request
+    fmt, ctype = choose_format(req.get_header("Accept"), req.query.get("format"))
+    prefix = _link_prefix(req.path)
+    key = (user, index, project, fmt, prefix)
+    cached = core.page_cache.get(key)
+    if cached is not None:
+        body, etag, extra = cached
+        return _respond(body, etag, ctype, extra)
+    ix = core.get_index(user, index)
+    if ix is None:
+        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    try:
+        project.encode("ascii")
+    except UnicodeEncodeError:
+        raise APIError(400, "project names are ASCII") from None
+    generation = core.page_cache.generation
+    view: ProjectView | None = core.repository(ix).get_project(project)
+    if view is None:
+        raise APIError(404, f"no project {project!r} on {ix.fullname}")
+    if fmt == "json":
+        body = render_project_json(view, prefix)
+    else:
+        body = render_project_html(view, prefix, ix.fullname)
+    etag = _etag(body)
+    extra: dict[str, str] = {}
+    if view.last_serial is not None:
+        extra["X-PyPI-Last-Serial"] = str(view.last_serial)
+    if view.stale:
+        extra.update(STALE_HEADERS)
+    else:
+        core.page_cache.put(key, project, (body, etag, extra), generation)
+    return _respond(body, etag, ctype, extra)
+
+
+def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse:
+    req = bottle.request
+    fmt, ctype = choose_format(req.get_header("Accept"), req.query.get("format"))
+    key = (user, index, "", fmt, "")
+    cached = core.page_cache.get(key)
+    if cached is not None:
+        return _respond(cached[0], cached[1], ctype, cached[2])
+    ix = core.get_index(user, index)
+    if ix is None:
+        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    generation = core.page_cache.generation
+    names = list(core.repository(ix).project_names())
+    body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
+    etag = _etag(body)
+    core.page_cache.put(key, "", (body, etag, {}), generation)
+    return _respond(body, etag, ctype, {})
+
+
+def install(app: bottle.Bottle, core: Core) -> None:
+    req = bottle.request
+
+    def project_page(user: str, index: str, project: str):
+        norm = normalize_name(project)
+        if norm != project:
+            tail = "/" if req.path.endswith("/") else ""
+            bottle.redirect(f"{_link_prefix(req.path)}{user}/{index}/+simple/{norm}{tail}", 302)
+        return serve_project_page(core, user, index, project)
+
+    def project_list(user: str, index: str):
+        return serve_project_list(core, user, index)
+
+    def refresh(user: str, index: str, project: str):
+        ix = core.get_index(user, index)
+        if ix is None:
+            raise APIError(404, f"The stage {user}/{index} could not be found.")
+        norm = normalize_name(project)
+        for member in core.resolution_order(ix):
+            if member.type == "mirror":
+                repo = core.single_repository(member)
+                forget = getattr(repo, "refresh", None)
+                if forget:
+                    forget(norm)
+        core.page_cache.drop_project(norm)
+        bottle.redirect(f"/{user}/{index}/+simple/{norm}/", 302)
+
+    simple = f"/{USER_SEG}/{INDEX_SEG}/+simple"
+    for method in ("GET", "HEAD"):
+        app.route(simple + "/", method, project_list)
+        app.route(simple, method, project_list)
+        app.route(simple + "/<project>/", method, project_page)
+        app.route(simple + "/<project>", method, project_page)
+    app.route(simple + "/<project>/refresh", "POST", refresh)
+    app.route(simple + "/<project>/refresh/", "POST", refresh)

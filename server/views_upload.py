@@ -1,0 +1,254 @@
+"""The legacy upload API (twine, devpi upload, setup.py upload): POST /<user>/<index>/.
+
+Order of work, so that nothing half-done is ever visible: check the size and
+permissions, stream the body into a blob writer, open the archive to read its
+metadata (which also proves it is complete), fsync the blob into the store,
+and only then commit the rows that name it.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import bottle
+
+from . import catalog
+from .blobs import BlobWriter
+from .core import Core
+from .distmeta import BadDistribution, clean_metadata, empty_metadata, read_distribution
+from .docs import BadDocZip, check_doc_zip
+from .httpkit import APIError, identity, require_identity
+from .names import (
+    InvalidName,
+    check_filename,
+    check_project_name,
+    check_version,
+    filename_matches,
+    normalize_name,
+)
+
+
+class Unchanged(Exception):
+    """The upload repeats what is stored: roll back, answer 200, take no serial."""
+
+
+def log_entry(what: str, who: str | None, dst: str, **extra: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"what": what, "who": who, "when": list(now.timetuple()[:6]), "dst": dst, **extra}
+
+
+def ok_reply() -> bottle.HTTPResponse:
+    resp = bottle.HTTPResponse(b"", status=200)
+    resp.content_type = "text/plain"
+    return resp
+
+
+def ok_with_reason(reason: str) -> bottle.HTTPResponse:
+    resp = ok_reply()
+    resp.status = f"200 {reason}"
+    return resp
+
+
+def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
+    req = bottle.request
+    limit = core.config.max_upload_size
+    if req.content_length > limit:
+        raise APIError(413, f"upload too large: {req.content_length} bytes, limit is {limit} bytes")
+    ix = core.get_index(user, index)
+    if ix is None:
+        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    if identity(core, req) is None:
+        raise APIError(401, "authentication required to upload", {"WWW-Authenticate": 'Basic realm="pypi"'})
+    ident = require_identity(core, req)
+    if ix.type == "mirror":
+        raise APIError(404, "cannot submit to mirror index")
+    if not core.may_upload(ident, ix):
+        raise APIError(403, f"no permission to submit to {ix.fullname}")
+    try:
+        forms = req.forms
+        files = req.files
+    except Exception as e:  # bottle raises various errors on broken multipart bodies
+        raise APIError(400, f"malformed form body: {e}") from None
+    action = forms.get(":action")
+    if not action:
+        raise APIError(400, ":action field not found")
+    name = _form_str(forms, "name")
+    version = _form_str(forms, "version")
+    if action == "submit":
+        return _register(core, ident.user, ix, name, version, forms)
+    content = files.get("content")
+    if content is None:
+        raise APIError(400, "content file field not found")
+    filename = content.raw_filename or ""
+    try:
+        check_filename(filename)
+        check_project_name(name)
+    except InvalidName as e:
+        raise APIError(400, str(e)) from None
+    if action == "file_upload":
+        return _file_upload(core, ident.user, ix, name, version, forms, content, filename)
+    if action == "doc_upload":
+        return _doc_upload(core, ident.user, ix, name, version, content)
+    raise APIError(400, f"unknown :action {action!r}")
+
+
+def _form_str(forms: Any, key: str) -> str:
+    value = forms.getunicode(key) if hasattr(forms, "getunicode") else forms.get(key)
+    return (value or "").strip()
+
+
+def _form_metadata(forms: Any) -> dict[str, Any]:
+    from .distmeta import LIST_KEYS, METADATA_KEYS
+
+    values: dict[str, Any] = {}
+    for key in METADATA_KEYS:
+        if key in LIST_KEYS:
+            got = forms.getall(key)
+            if got:
+                values[key] = got
+        elif key in forms:
+            values[key] = forms.getunicode(key) or ""
+    return clean_metadata(values)
+
+
+def _receive(core: Core, content: Any) -> BlobWriter:
+    writer = core.blobs.writer()
+    try:
+        writer.copy_from(content.file, limit=core.config.max_upload_size)
+    except ValueError:
+        writer.discard()
+        raise APIError(413, f"upload too large: limit is {core.config.max_upload_size} bytes") from None
+    except Exception:
+        writer.discard()
+        raise
+    return writer
+
+
+def _check_digests(forms: Any, writer: BlobWriter) -> None:
+    for field, actual in (("sha256_digest", writer.sha256), ("md5_digest", writer.md5)):
+        sent = (forms.get(field) or "").strip().lower()
+        if sent and sent != actual:
+            raise APIError(400, f"{field} mismatch: sent {sent}, content has {actual}")
+
+
+def _file_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version: str, forms: Any,
+                 content: Any, filename: str) -> bottle.HTTPResponse:
+    try:
+        check_version(version)
+        filename_matches(filename, name, version)
+    except InvalidName as e:
+        raise APIError(400, str(e)) from None
+    with _receive(core, content) as writer:
+        if writer.size == 0:
+            raise APIError(400, f"{filename}: empty file")
+        _check_digests(forms, writer)
+        try:
+            info = read_distribution(writer.tmp_path, filename)
+        except BadDistribution as e:
+            raise APIError(400, str(e)) from None
+        md = info.metadata or _form_metadata(forms)
+        if md.get("name") and normalize_name(md["name"]) != normalize_name(name):
+            raise APIError(400, f"{filename}: metadata names project {md['name']!r}, form says {name!r}")
+        if md.get("version") and md["version"] != version and \
+                str(check_version(md["version"])) != str(check_version(version)):
+            raise APIError(400, f"{filename}: metadata has version {md['version']!r}, form says {version!r}")
+        sha256 = writer.sha256
+        size = writer.size
+        writer.commit()  # fsynced and in place before any row names it
+    core_sha = core.blobs.put_bytes(info.core_metadata) if info.core_metadata else None
+    md = {**md, "name": name, "version": version}
+    project_name = normalize_name(name)
+    try:
+        with core.storage.write(who) as tx:
+            ix = catalog.get_index(tx.conn, ix.user, ix.name)
+            if ix is None:
+                raise APIError(404, "index was deleted during the upload")
+            project = catalog.ensure_project(tx, ix, project_name, name)
+            release = catalog.get_release(tx.conn, project.id, version)
+            log = [log_entry("upload", who, ix.fullname)]
+            existing = catalog.files_by_filename(tx.conn, release.id, filename, "releasefile") if release else []
+            for old in existing:
+                if old.sha256 == sha256:
+                    raise Unchanged()
+                if not ix.config.get("volatile", True):
+                    raise APIError(409, f"{filename} already exists in non-volatile index {ix.fullname}")
+                count = sum(entry.get("count", 0) for entry in old.log if entry.get("what") == "overwrite")
+                log = [log_entry("overwrite", who, ix.fullname, count=count + 1)] + log
+                catalog.remove_file_row_only(tx, ix, project, old, version)
+            if release is None:
+                release = catalog.put_release(tx, ix, project, version, {**empty_metadata(name, version), **md})
+            else:
+                release = catalog.put_release(tx, ix, project, version, md)
+            catalog.add_file(tx, ix, release, project, filename=filename, sha256=sha256, size=size,
+                             core_metadata_sha256=core_sha, log=log)
+    except Unchanged:
+        return ok_with_reason("Upload of identical file to non volatile index."
+                              if not ix.config.get("volatile", True) else "Upload of identical file.")
+    return ok_reply()
+
+
+def _register(core: Core, who: str, ix: catalog.IndexRow, name: str, version: str,
+              forms: Any) -> bottle.HTTPResponse:
+    try:
+        check_project_name(name)
+        check_version(version)
+    except InvalidName as e:
+        raise APIError(400, str(e)) from None
+    md = {**_form_metadata(forms), "name": name, "version": version}
+    with core.storage.write(who) as tx:
+        project = catalog.ensure_project(tx, ix, normalize_name(name), name)
+        if catalog.get_release(tx.conn, project.id, version) is None:
+            catalog.put_release(tx, ix, project, version, {**empty_metadata(name, version), **md})
+        else:
+            catalog.put_release(tx, ix, project, version, md)
+    return ok_reply()
+
+
+def _doc_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version: str,
+                content: Any) -> bottle.HTTPResponse:
+    project_name = normalize_name(name)
+    if version:
+        try:
+            check_version(version)
+        except InvalidName as e:
+            raise APIError(400, str(e)) from None
+    with _receive(core, content) as writer:
+        try:
+            check_doc_zip(writer.tmp_path, core.config.extra.get("max_doc_unpacked", 1024 * 1024 * 1024))
+        except BadDocZip as e:
+            raise APIError(400, f"documentation zip refused: {e}") from None
+        sha256, size = writer.sha256, writer.size
+        writer.commit()
+    try:
+        _store_doczip(core, who, ix, name, project_name, version, sha256, size)
+    except Unchanged:
+        pass
+    return ok_reply()
+
+
+def _store_doczip(core: Core, who: str, ix: catalog.IndexRow, name: str, project_name: str, version: str,
+                  sha256: str, size: int) -> None:
+    with core.storage.write(who) as tx:
+        project = catalog.ensure_project(tx, ix, project_name, name)
+        if not version:
+            from .names import version_key
+
+            releases = catalog.list_releases(tx.conn, project.id)
+            if not releases:
+                raise APIError(400, f"doczip has no version and {project_name!r} has no releases to derive one from")
+            version = max((r.version for r in releases), key=version_key)
+        release = catalog.get_release(tx.conn, project.id, version)
+        if release is None:
+            release = catalog.put_release(tx, ix, project, version, {"name": name, "version": version})
+        docname = f"{project_name}-{version}.doc.zip"
+        log = [log_entry("upload", who, ix.fullname)]
+        for old in catalog.files_by_filename(tx.conn, release.id, docname, "doczip"):
+            if old.sha256 == sha256:
+                raise Unchanged()
+            count = sum(e.get("count", 0) for e in old.log if e.get("what") == "overwrite")
+            log = [log_entry("overwrite", who, ix.fullname, count=count + 1)] + log
+            catalog.remove_file_row_only(tx, ix, project, old, version)
+        catalog.add_file(tx, ix, release, project, filename=docname, sha256=sha256, size=size, rel="doczip",
+                         log=log)
+
+

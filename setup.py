@@ -1,0 +1,57 @@
+"""One distribution, three import packages mapped from folders (see DESIGN.md)."""
+from setuptools import setup
+
+setup(
+    name="devpi",
+    version="0.1.0",
+    description="A self-hosted private overlay package index server for Python, with its CLI",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=[
+        "devpi.server",
+        "devpi.server.migrations",
+        "devpi.server.migrations.versions",
+        "devpi.client",
+        "devpi.web",
+    ],
+    package_dir={"devpi.server": "server", "devpi.client": "client", "devpi.web": "web"},
+    package_data={
+        "devpi.server.migrations": ["*.ini", "*.mako"],
+        "devpi.web": ["templates/*.html", "static/*"],
+    },
+    install_requires=[
+        "bottle>=0.13",
+        "waitress>=3.0",
+        "requests>=2.31",
+        "pkginfo>=1.10",
+        "packaging>=24",
+        "SQLAlchemy>=2.0",
+        "alembic>=1.13",
+        "Jinja2>=3.1",
+        "readme_renderer>=43",
+        "build>=1.2",
+        "tox>=4.11",
+        "execnet>=2.0",
+    ],
+    extras_require={
+        "postgresql": ["psycopg[binary]>=3.1"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "psycopg[binary]>=3.1",
+            "twine>=5",
+            "uv>=0.4",
+            "playwright>=1.40",
+            "pypi-simple>=1.5",
+            "ruff>=0.5",
+        ],
+    },
+    entry_points={"console_scripts": ["devpi = devpi.client.main:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Environment :: Web Environment",
+        "Topic :: System :: Software Distribution",
+    ],
+)

@@ -25,9 +25,9 @@ class BlobCorrupt(Exception):
 class BlobWriter:
     """Receives bytes, hashes them, and lands them atomically in the store."""
 
-    def __init__(self, store: BlobStore):
+    def __init__(self, store: BlobStore, suffix: str = ""):
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmpdir, prefix="upload-")
+        fd, name = tempfile.mkstemp(dir=store.tmpdir, prefix="upload-", suffix=suffix)
         self._file = os.fdopen(fd, "wb")
         self._tmp = Path(name)
         self._sha256 = hashlib.sha256()
@@ -101,8 +101,9 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def writer(self, suffix: str = "") -> BlobWriter:
+        """suffix: keep the file's name ending (readers such as pkginfo go by it)."""
+        return BlobWriter(self, suffix)
 
     def put_bytes(self, data: bytes) -> str:
         with self.writer() as w:

@@ -111,8 +111,8 @@ def _form_metadata(forms: Any) -> dict[str, Any]:
     return clean_metadata(values)
 
 
-def _receive(core: Core, content: Any) -> BlobWriter:
-    writer = core.blobs.writer()
+def _receive(core: Core, content: Any, filename: str = "") -> BlobWriter:
+    writer = core.blobs.writer(suffix="-" + filename if filename else "")
     try:
         writer.copy_from(content.file, limit=core.config.max_upload_size)
     except ValueError:
@@ -138,7 +138,7 @@ def _file_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version:
         filename_matches(filename, name, version)
     except InvalidName as e:
         raise APIError(400, str(e)) from None
-    with _receive(core, content) as writer:
+    with _receive(core, content, filename) as writer:
         if writer.size == 0:
             raise APIError(400, f"{filename}: empty file")
         _check_digests(forms, writer)

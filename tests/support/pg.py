@@ -1,0 +1,71 @@
+"""A throwaway PostgreSQL cluster for the test session (initdb + pg_ctl in a temp dir).
+
+PostgreSQL refuses to run as root, so as root the cluster runs as the
+`postgres` system user. Each test gets its own database.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def available() -> bool:
+    return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+
+
+class PostgresCluster:
+    def __init__(self, basedir: Path):
+        self.basedir = Path(basedir)
+        self.datadir = self.basedir / "data"
+        self.port = _free_port()
+        self.user = "devpi"
+        self._as_postgres = os.geteuid() == 0
+
+    def _run(self, *cmd: str) -> None:
+        if self._as_postgres:
+            cmd = ("runuser", "-u", "postgres", "--", *cmd)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> PostgresCluster:
+        self.basedir.mkdir(parents=True, exist_ok=True)
+        if self._as_postgres:
+            shutil.chown(self.basedir, "postgres")
+            os.chmod(self.basedir, 0o700)
+        self._run("initdb", "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8",
+                  "--no-sync")
+        opts = f"-p {self.port} -k {self.basedir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(self.basedir / "pg.log"), "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:12]
+        for _ in range(50):
+            try:
+                with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                return self.url(name)
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        raise RuntimeError("PostgreSQL did not accept connections")

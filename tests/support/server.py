@@ -1,0 +1,118 @@
+"""The real devpi server as a child process on 127.0.0.1 with an ephemeral port.
+
+Tests talk to it over HTTP only, exactly as pip, twine and the CLI do.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+DEAD_UPSTREAM = "http://127.0.0.1:9/simple/"  # nothing listens there: no test reaches a real index
+
+
+class ServerProcess:
+    def __init__(self, serverdir: Path, *, root_password: str = "root", mirror_url: str | None = None,
+                 storage: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+        self.serverdir = Path(serverdir)
+        self.root_password = root_password
+        self.mirror_url = mirror_url or DEAD_UPSTREAM
+        self.storage = storage
+        self.args = tuple(args)
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.port = 0
+        self.logfile = self.serverdir.parent / f"{self.serverdir.name}.log"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "devpi.server", "--serverdir", str(self.serverdir), "--host", "127.0.0.1",
+               "--port", str(self.port), "--root-passwd", self.root_password, "--mirror-url", self.mirror_url]
+        if self.storage:
+            cmd += ["--storage", self.storage]
+        return cmd + list(self.args)
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        env = {**os.environ, **(self.env or {})}
+        env.setdefault("http_proxy", "http://127.0.0.1:9")  # anything not on loopback fails at once
+        env.setdefault("https_proxy", "http://127.0.0.1:9")
+        env["no_proxy"] = "127.0.0.1,localhost"
+        self._out = self.serverdir.parent / f"{self.serverdir.name}.stdout"
+        with open(self._out, "wb") as out, open(self.logfile, "ab") as err:
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = _LISTENING.search(self._out.read_text(errors="replace"))
+            if m:
+                self.url = m.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def stop(self, timeout: float = 15) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()  # same port: clients keep their URLs
+
+    # -- conveniences for tests -------------------------------------------------------
+    def api(self, method: str, path: str, *, json=None, auth: tuple[str, str] | None = None,
+            headers: dict | None = None, **kw) -> requests.Response:
+        h = {"Accept": "application/json", **(headers or {})}
+        if auth:
+            h["X-Devpi-Auth"] = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        return requests.request(method, self.url + path, json=json, headers=h, timeout=60, **kw)
+
+    def login(self, user: str, password: str) -> tuple[str, str]:
+        r = self.api("POST", "/+login", json={"user": user, "password": password})
+        r.raise_for_status()
+        return user, r.json()["result"]["password"]
+
+    def create_user(self, user: str, password: str, **config) -> tuple[str, str]:
+        r = self.api("PUT", f"/{user}", json={"password": password, **config})
+        assert r.status_code == 201, r.text
+        return self.login(user, password)
+
+    def create_index(self, auth: tuple[str, str], name: str, **config) -> dict:
+        r = self.api("PUT", f"/{auth[0]}/{name}", json=config, auth=auth)
+        assert r.status_code == 200, r.text
+        return r.json()["result"]
+
+    def upload(self, index: str, path: Path, auth: tuple[str, str], **fields) -> requests.Response:
+        """Upload a distribution the way twine does (multipart, Basic auth)."""
+        from pkginfo import get_metadata
+
+        md = get_metadata(str(path))
+        data = {":action": "file_upload", "protocol_version": "1", "name": md.name, "version": md.version,
+                **fields}
+        with open(path, "rb") as f:
+            return requests.post(f"{self.url}/{index}/", data=data, files={"content": (path.name, f)},
+                                 auth=auth, timeout=60)

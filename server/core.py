@@ -59,16 +59,24 @@ class PageCache:
     """
 
     def __init__(self, max_entries: int = 50_000):
-        self._pages: dict[tuple, tuple[bytes, str, dict[str, str]]] = {}
+        self._pages: dict[tuple, tuple[bytes, str, dict[str, str], float | None]] = {}
         self._by_project: dict[str, set[tuple]] = {}
         self._lock = threading.Lock()
         self.generation = 0
         self.max_entries = max_entries
 
     def get(self, key: tuple) -> tuple[bytes, str, dict[str, str]] | None:
-        return self._pages.get(key)
+        entry = self._pages.get(key)
+        if entry is None:
+            return None
+        if entry[3] is not None and entry[3] < time.monotonic():
+            return None
+        return entry[:3]
 
-    def put(self, key: tuple, project: str, value: tuple[bytes, str, dict[str, str]], generation: int) -> None:
+    def put(self, key: tuple, project: str, value: tuple[bytes, str, dict[str, str]], generation: int,
+            max_age: float | None = None) -> None:
+        """max_age: for pages built from upstream data, which goes stale without any commit."""
+        value = (*value, None if max_age is None else time.monotonic() + max_age)
         with self._lock:
             if generation != self.generation:
                 return

@@ -39,6 +39,7 @@ class ProjectView:
     stale: bool = False  # served from a cache after an upstream failure
     last_serial: int | None = None  # upstream's X-PyPI-Last-Serial, for mirrors
     notes: list[str] = field(default_factory=list)
+    max_age: float | None = None  # seconds a rendered page of this view may be reused (mirrors expire)
 
     @property
     def versions(self) -> list[str]:
@@ -130,6 +131,7 @@ class MergedRepository:
         private = False
         stale = False
         last_serial = None
+        max_age: float | None = None
         notes: list[str] = []
         for member in self.members:
             if member.is_mirror and private and not self.whitelisted(name):
@@ -144,13 +146,15 @@ class MergedRepository:
             stale = stale or view.stale
             if view.last_serial is not None:
                 last_serial = view.last_serial
+            if view.max_age is not None:
+                max_age = view.max_age if max_age is None else min(max_age, view.max_age)
             for link in view.links:
                 if link.filename not in seen:
                     seen.add(link.filename)
                     links.append(link)
         if not found:
             return None
-        return ProjectView(name, links, stale=stale, last_serial=last_serial, notes=notes)
+        return ProjectView(name, links, stale=stale, last_serial=last_serial, notes=notes, max_age=max_age)
 
     def has_project(self, name: str) -> bool:
         return any(m.has_project(name) for m in self.members)

@@ -79,7 +79,7 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
     if view.stale:
         extra.update(STALE_HEADERS)
     else:
-        core.page_cache.put(key, project, (body, etag, extra), generation)
+        core.page_cache.put(key, project, (body, etag, extra), generation, view.max_age)
     return _respond(body, etag, ctype, extra)
 
 

@@ -20,8 +20,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def bindir() -> Path | None:
+    """Where initdb and pg_ctl are: PATH first, then Debian's versioned directories."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).resolve().parent
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    return None
+
+
 def available() -> bool:
-    return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+    return bindir() is not None
 
 
 class PostgresCluster:
@@ -31,6 +42,7 @@ class PostgresCluster:
         self.port = _free_port()
         self.user = "devpi"
         self._as_postgres = os.geteuid() == 0
+        self.bin = bindir() or Path("/usr/bin")
 
     def _run(self, *cmd: str) -> None:
         if self._as_postgres:
@@ -42,15 +54,15 @@ class PostgresCluster:
         if self._as_postgres:
             shutil.chown(self.basedir, "postgres")
             os.chmod(self.basedir, 0o700)
-        self._run("initdb", "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8",
+        self._run(str(self.bin / "initdb"), "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8",
                   "--no-sync")
         opts = f"-p {self.port} -k {self.basedir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(self.basedir / "pg.log"), "-w", "start")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-o", opts, "-l", str(self.basedir / "pg.log"), "-w", "start")
         return self
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
         except subprocess.CalledProcessError:
             pass
 

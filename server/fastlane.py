@@ -1,0 +1,71 @@
+"""Answer cached simple-page hits before any routing happens.
+
+Installers fetch the same simple pages over and over; once a page is rendered
+its bytes sit in the page cache, so a hit needs no SQL, no rendering and no
+framework: match the path, pick the format, look up the bytes. Anything else
+(a miss, a redirect, an error, another URL) goes to the full application,
+which renders and fills the cache.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from .core import Core
+from .simple import choose_format
+
+_PAGE = re.compile(r"^/([^/+][^/]*)/([^/+][^/]*)/\+simple/(?:([^/]+)/)?$")
+_MAX_ACCEPTS = 256
+
+
+class FastLane:
+    def __init__(self, app: Callable, core: Core):
+        self.app = app
+        self.core = core
+        self._formats: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def _format(self, accept: str, query: str) -> tuple[str, str] | None:
+        key = (accept, query)
+        got = self._formats.get(key)
+        if got is None:
+            fmt_param = None
+            if query:
+                if not query.startswith("format="):
+                    return None
+                fmt_param = query[7:]
+            got = choose_format(accept, fmt_param)
+            if len(self._formats) < _MAX_ACCEPTS:
+                self._formats[key] = got
+        return got
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method == "GET" or method == "HEAD":
+            path = environ.get("PATH_INFO", "")
+            m = _PAGE.match(path) if path[-1:] == "/" else None
+            if m is not None:
+                chosen = self._format(environ.get("HTTP_ACCEPT", ""), environ.get("QUERY_STRING", ""))
+                if chosen is not None:
+                    user, index, project = m.group(1), m.group(2), m.group(3)
+                    if project:
+                        key = (user, index, project, chosen[0], "../" * (path.count("/") - 1))
+                    else:
+                        key = (user, index, "", chosen[0], "")
+                    hit = self.core.page_cache.get(key)
+                    if hit is not None:
+                        return self._serve(environ, start_response, hit, chosen[1], method)
+        return self.app(environ, start_response)
+
+    def _serve(self, environ: dict, start_response: Callable, hit: tuple, ctype: str,
+               method: str) -> Iterable[bytes]:
+        body, etag, extra = hit
+        headers = [("ETag", etag), ("Vary", "Accept"), ("Cache-Control", "max-age=0, must-revalidate")]
+        headers.extend(extra.items())
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        if inm and etag in inm:
+            start_response("304 Not Modified", headers)
+            return [b""]
+        headers.append(("Content-Type", ctype))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [b"" if method == "HEAD" else body]

@@ -52,6 +52,9 @@ def ensure_schema(storage: Storage) -> bool:
     cfg = Config()
     cfg.set_main_option("script_location", str(VERSIONS.parent))
     with storage.engine.begin() as conn:
+        if not storage.is_sqlite:
+            # Several processes may start at once on one database: one migrates, the others wait.
+            conn.execute(text("SELECT pg_advisory_xact_lock(31410001)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
     return True

@@ -12,8 +12,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table("kv", sa.Column("key", sa.String(100), primary_key=True),
-                    sa.Column("value", sa.Text, nullable=False))
+    kv = op.create_table("kv", sa.Column("key", sa.String(100), primary_key=True),
+                         sa.Column("value", sa.Text, nullable=False))
+    # The serial row exists from the start, so every writer can lock it (SELECT ... FOR UPDATE).
+    op.bulk_insert(kv, [{"key": "serial", "value": "-1"}])
     op.create_table("changelog",
                     sa.Column("serial", sa.BigInteger, primary_key=True, autoincrement=False),
                     sa.Column("created", sa.Float, nullable=False),

@@ -1,0 +1,75 @@
+"""Several server processes on one PostgreSQL database and one blob directory."""
+import hashlib
+import threading
+import time
+
+import pytest
+import requests
+from support.dists import write_wheel
+
+
+@pytest.fixture
+def two_servers(make_server, pg_cluster, tmp_path):
+    url = pg_cluster.new_database()
+    shared = tmp_path / "shared-serverdir"
+    a = make_server(serverdir=shared, storage=url)
+    b = make_server(serverdir=shared, storage=url)
+    return a, b
+
+
+def _wait_for(fn, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_upload_on_one_process_is_served_by_the_other(two_servers, tmp_path):
+    a, b = two_servers
+    assert a.api("GET", "/+status").json()["result"]["uuid"] == b.api("GET", "/+status").json()["result"]["uuid"]
+    alice = a.create_user("alice", "pw")
+    a.create_index(alice, "dev")
+    # b answers 404 for the page first, then picks up a's commits through the changelog.
+    assert b.api("GET", "/alice/dev/+simple/pkg/").status_code == 404
+    wheel = write_wheel(tmp_path, "pkg", "1.0")
+    assert a.upload("alice/dev", wheel, ("alice", "pw")).status_code == 200
+
+    def page_on_b():
+        r = b.api("GET", "/alice/dev/+simple/pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        return r.json() if r.status_code == 200 else None
+
+    page = _wait_for(page_on_b)
+    (entry,) = page["files"]
+    data = requests.get(f"{b.url}/alice/dev/+simple/pkg/{entry['url']}", timeout=10).content
+    assert hashlib.sha256(data).hexdigest() == entry["hashes"]["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_concurrent_writers_get_consecutive_serials(two_servers, tmp_path):
+    a, b = two_servers
+    alice = a.create_user("alice", "pw")
+    a.create_index(alice, "dev")
+    start = a.api("GET", "/+status").json()["result"]["serial"]
+    errors = []
+
+    def upload(server, name):
+        for v in range(5):
+            wheel = write_wheel(tmp_path, name, f"1.{v}")
+            r = server.upload("alice/dev", wheel, ("alice", "pw"))
+            if r.status_code != 200:
+                errors.append(r.text)
+
+    threads = [threading.Thread(target=upload, args=(s, n)) for s, n in ((a, "left"), (b, "right"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    end = _wait_for(lambda: max(s.api("GET", "/+status").json()["result"]["serial"] for s in (a, b)))
+    assert end == start + 10
+    for serial in range(start + 1, end + 1):
+        r = a.api("GET", f"/+changelog/{serial}")
+        assert r.status_code == 200, (serial, r.text)
+        assert any(c["kind"] == "file" for c in r.json()["result"]["changes"])

@@ -17,7 +17,7 @@ from .blobs import BlobWriter
 from .core import Core
 from .distmeta import BadDistribution, clean_metadata, empty_metadata, read_distribution
 from .docs import BadDocZip, check_doc_zip
-from .httpkit import APIError, identity, require_identity
+from .httpkit import APIError, identity
 from .names import (
     InvalidName,
     check_filename,
@@ -57,13 +57,14 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     ix = core.get_index(user, index)
     if ix is None:
         raise APIError(404, f"The stage {user}/{index} could not be found.")
-    if identity(core, req) is None:
-        raise APIError(401, "authentication required to upload", {"WWW-Authenticate": 'Basic realm="pypi"'})
-    ident = require_identity(core, req)
     if ix.type == "mirror":
         raise APIError(404, "cannot submit to mirror index")
-    if not core.may_upload(ident, ix):
+    ident = identity(core, req)
+    if not core.may_upload(ident, ix):  # acl_upload may allow :ANONYMOUS:
+        if ident is None:
+            raise APIError(401, "authentication required to upload", {"WWW-Authenticate": 'Basic realm="pypi"'})
         raise APIError(403, f"no permission to submit to {ix.fullname}")
+    who = ident.user if ident else None
     try:
         forms = req.forms
         files = req.files
@@ -75,7 +76,7 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     name = _form_str(forms, "name")
     version = _form_str(forms, "version")
     if action == "submit":
-        return _register(core, ident.user, ix, name, version, forms)
+        return _register(core, who, ix, name, version, forms)
     content = files.get("content")
     if content is None:
         raise APIError(400, "content file field not found")
@@ -86,9 +87,9 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     except InvalidName as e:
         raise APIError(400, str(e)) from None
     if action == "file_upload":
-        return _file_upload(core, ident.user, ix, name, version, forms, content, filename)
+        return _file_upload(core, who, ix, name, version, forms, content, filename)
     if action == "doc_upload":
-        return _doc_upload(core, ident.user, ix, name, version, content)
+        return _doc_upload(core, who, ix, name, version, content)
     raise APIError(400, f"unknown :action {action!r}")
 
 
@@ -131,7 +132,7 @@ def _check_digests(forms: Any, writer: BlobWriter) -> None:
             raise APIError(400, f"{field} mismatch: sent {sent}, content has {actual}")
 
 
-def _file_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version: str, forms: Any,
+def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, version: str, forms: Any,
                  content: Any, filename: str) -> bottle.HTTPResponse:
     try:
         check_version(version)
@@ -187,7 +188,7 @@ def _file_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version:
     return ok_reply()
 
 
-def _register(core: Core, who: str, ix: catalog.IndexRow, name: str, version: str,
+def _register(core: Core, who: str | None, ix: catalog.IndexRow, name: str, version: str,
               forms: Any) -> bottle.HTTPResponse:
     try:
         check_project_name(name)
@@ -204,7 +205,7 @@ def _register(core: Core, who: str, ix: catalog.IndexRow, name: str, version: st
     return ok_reply()
 
 
-def _doc_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version: str,
+def _doc_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, version: str,
                 content: Any) -> bottle.HTTPResponse:
     project_name = normalize_name(name)
     if version:
@@ -226,7 +227,7 @@ def _doc_upload(core: Core, who: str, ix: catalog.IndexRow, name: str, version: 
     return ok_reply()
 
 
-def _store_doczip(core: Core, who: str, ix: catalog.IndexRow, name: str, project_name: str, version: str,
+def _store_doczip(core: Core, who: str | None, ix: catalog.IndexRow, name: str, project_name: str, version: str,
                   sha256: str, size: int) -> None:
     with core.storage.write(who) as tx:
         project = catalog.ensure_project(tx, ix, project_name, name)

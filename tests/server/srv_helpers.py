@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -48,3 +51,20 @@ def projects_of(s: ServerProcess, index: str) -> list[str]:
     r = s.api("GET", f"/{index}")
     assert r.status_code == 200, r.text
     return r.json()["result"]["projects"]
+
+
+def twine_upload(s: ServerProcess, index: str, user: str, password: str, files: list[Path],
+                 *extra: str) -> subprocess.CompletedProcess:
+    """The real twine CLI, as a user runs it (one POST per file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINE_")}
+    cmd = [sys.executable, "-m", "twine", "upload", "--repository-url", f"{s.url}/{index}/", "-u", user,
+           "-p", password, "--non-interactive", "--disable-progress-bar", *extra, *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def raw_upload(s: ServerProcess, index: str, filename: str, data: bytes, auth: tuple[str, str] | None,
+               **fields: str) -> requests.Response:
+    """A legacy-API upload with any form fields and file name (for what twine refuses to send)."""
+    form = {":action": "file_upload", "protocol_version": "1", **fields}
+    return requests.post(f"{s.url}/{index}/", data=form, files={"content": (filename, data)}, auth=auth,
+                         timeout=60)

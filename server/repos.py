@@ -8,6 +8,7 @@ guard, knowing nothing of SQL or HTTP. A stage reads rows; a mirror (see
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,6 +17,8 @@ from . import catalog
 from .catalog import IndexRow
 from .names import version_key
 from .storage import Storage
+
+log = logging.getLogger("devpi.server")
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,22 @@ class MergedRepository:
         last_serial = None
         max_age: float | None = None
         notes: list[str] = []
+        mirror_error: Exception | None = None
         for member in self.members:
             if member.is_mirror and private and not self.whitelisted(name):
                 notes.append(f"Because this project isn't in the mirror_whitelist, no releases from "
                              f"{member.fullname} are included.")
                 continue
-            view = member.get_project(name)
+            try:
+                view = member.get_project(name)
+            except Exception as e:  # an upstream failure must not hide private releases
+                if not member.is_mirror:
+                    raise
+                log.warning("%s: skipping %s for %r: %s", self.fullname, member.fullname, name,
+                            getattr(e, "message", e))
+                mirror_error = mirror_error or e
+                stale = True  # not cached: the next request asks the mirror again
+                continue
             if view is None:
                 continue
             found = True
@@ -153,6 +166,8 @@ class MergedRepository:
                     seen.add(link.filename)
                     links.append(link)
         if not found:
+            if mirror_error is not None:  # nothing anywhere and a mirror failed: say so (502)
+                raise mirror_error
             return None
         return ProjectView(name, links, stale=stale, last_serial=last_serial, notes=notes, max_age=max_age)
 

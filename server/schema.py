@@ -114,3 +114,89 @@ deleted_files = Table(
 
 __all__ = ["metadata", "kv", "changelog", "users", "indexes", "projects", "releases", "files",
            "deleted_files", "Boolean", "LargeBinary"]
+
+# ---------------------------------------------------------------------------------------------
+# Mirror cache (migration 0002, owned by mirror.py). Not part of the changelog: it is a cache of
+# upstream data, written without a serial, and survives restarts so an upstream outage is no
+# outage here.
+
+# One row per mirrored project page: upstream's links as JSON, with what revalidation needs.
+mirror_pages = Table(
+    "mirror_pages", metadata,
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), primary_key=True),
+    Column("project", String(200), primary_key=True),  # PEP 503 normalised
+    Column("url", Text, nullable=False),  # the upstream page URL the links came from
+    Column("links", Text, nullable=False),  # JSON list of link dicts (see mirror_page.py)
+    Column("etag", String(400)),
+    Column("last_modified", String(100)),
+    Column("serial", BigInteger),  # upstream's X-PyPI-Last-Serial
+    Column("fetched", Float, nullable=False),  # unix time of the last successful (re)validation
+)
+
+# One row per mirrored file kept in the blob store (verified against the upstream page's hash).
+mirror_files = Table(
+    "mirror_files", metadata,
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), primary_key=True),
+    Column("relpath", String(600), primary_key=True),  # "+f/abc/def.../name" or "+e/.../name"
+    Column("project", String(200), nullable=False),
+    Column("filename", String(300), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("url", Text, nullable=False),
+)
+Index("ix_mirror_files_project", mirror_files.c.index_id, mirror_files.c.project)
+
+# Upstream's project list, one row per mirror index.
+mirror_lists = Table(
+    "mirror_lists", metadata,
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), primary_key=True),
+    Column("names", Text, nullable=False),  # JSON list of names
+    Column("etag", String(400)),
+    Column("serial", BigInteger),
+    Column("fetched", Float, nullable=False),
+)
+__all__ += ["mirror_pages", "mirror_files", "mirror_lists"]
+
+# ---------------------------------------------------------------------------------------------
+# Test runs (migration 0003, owned by testruns.py): live `devpi test` runs attached to release
+# files, and the per-test events they stream. The finished tox report is also stored as a
+# classic devpi "toxresult" file row (toxresult_file_id).
+
+testruns = Table(
+    "testruns", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),  # running | passed | failed | interrupted | error
+    Column("key", String(64), nullable=False),  # secret the uploading client proves itself with
+    Column("who", String(100)),
+    Column("host", String(300), nullable=False),
+    Column("platform", String(50), nullable=False),
+    Column("python", String(300), nullable=False),  # the runner's sys.version
+    Column("label", String(300), nullable=False),  # e.g. the execnet spec
+    Column("started", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),  # last sign of life (event or heartbeat)
+    Column("timeout", Float, nullable=False),  # seconds of silence after which it is interrupted
+    Column("finished", Float),
+    Column("exitcode", Integer),
+    Column("toxresult_file_id", Integer, ForeignKey("files.id", ondelete="SET NULL")),
+    Column("envs", Text, nullable=False),  # JSON {env: {"python": "3.12.1", "status": ...}}
+    Column("info", Text, nullable=False),  # JSON: anything else the client said (error text ...)
+)
+Index("ix_testruns_file", testruns.c.file_id)
+
+testrun_events = Table(
+    "testrun_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("testruns.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),  # order of arrival within the run
+    Column("received", Float, nullable=False),  # server time the event arrived
+    Column("env", String(200), nullable=False),
+    Column("nodeid", Text, nullable=False),
+    Column("outcome", String(20), nullable=False),  # passed | failed | skipped | error | ...
+    Column("duration", Float),
+    Column("longrepr", Text),
+    Column("data", Text, nullable=False),  # JSON: the rest of the event as sent
+)
+Index("ix_testrun_events_run", testrun_events.c.run_id, testrun_events.c.seq)
+__all__ += ["testruns", "testrun_events"]

@@ -1,0 +1,530 @@
+"""Mirror indexes (``type: mirror``, e.g. ``root/pypi``): an on-demand cache of an upstream index.
+
+A project page is fetched from upstream on first request (PEP 691 JSON
+preferred, HTML understood), kept in memory and in SQL, served from there
+until ``mirror_cache_expiry`` and then revalidated with a conditional request.
+Files are fetched on first request, streamed to clients while they are
+stored, and kept only when their sha256 matches the upstream page
+(``mirror_fetch.FileFetch``). Concurrent requests for one page or file share
+one upstream request (``singleflight``).
+
+Upstream trouble never takes the index down: a slow answer is replaced by the
+stored copy (the fetch finishes in the background), a failed one by the last
+good copy marked stale, and only a project never seen before fails (502,
+naming the upstream). With ``--offline`` nothing is asked of upstream and
+pages list only files that are cached.
+
+The cache is not part of the serial/changelog: it is upstream's data, not a
+change made here, so its writes take no serial.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import bottle
+from sqlalchemy import delete, insert, select, update
+
+from . import __version__, schema
+from .catalog import IndexRow
+from .core import Core
+from .httpkit import APIError, error_reply
+from .mirror_fetch import FetchFailed, FileFetch
+from .mirror_page import (
+    ACCEPT,
+    PageError,
+    UpstreamLink,
+    parse_project_list,
+    parse_project_page,
+    project_of_filename,
+    relpath_for,
+    to_link,
+)
+from .names import normalize_name
+from .repos import Link, ProjectView
+from .singleflight import SingleFlight
+
+log = logging.getLogger("devpi.server.mirror")
+DEFAULT_EXPIRY = 1800.0
+RETRY_AFTER_FAILURE = 30.0  # seconds a failing upstream is left alone (per page) before asking again
+NOT_FOUND_TTL = 60.0  # seconds an upstream 404 is remembered
+OLDER_SERIAL_RECHECK = 60.0  # an upstream answer older than ours: keep ours, ask again after this
+LIST_MIN_EXPIRY = 3600.0  # the project list is big and changes nothing for installers: refresh rarely
+
+
+class UpstreamError(Exception):
+    """Upstream could not give a usable answer; the message names the upstream URL."""
+
+
+@dataclass
+class Page:
+    name: str
+    url: str
+    raw: list[UpstreamLink]
+    etag: str | None
+    last_modified: str | None
+    serial: int | None
+    fetched: float
+    fresh_until: float  # wall time until which the page is served without asking upstream
+    links: list[Link] = field(default_factory=list)
+    by_relpath: dict[str, UpstreamLink] = field(default_factory=dict)
+    retry_after: float = 0.0  # monotonic time before which a failed upstream is not asked again
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    filename: str
+    size: int
+    created: float
+
+
+class MirrorRepository:
+    """The Repository (see repos.py) of one mirror index, plus file serving and refresh."""
+
+    is_mirror = True
+
+    def __init__(self, core: Core, ix: IndexRow):
+        self.core = core
+        self.index = ix
+        self.fullname = ix.fullname
+        url = str(ix.config.get("mirror_url") or core.mirror_url_default())
+        self.url = url if url.endswith("/") else url + "/"
+        self.expiry = float(ix.config.get("mirror_cache_expiry", DEFAULT_EXPIRY))
+        self.ignore_serial = bool(ix.config.get("mirror_ignore_serial_header"))
+        rt = core.config.request_timeout
+        self.timeout = (rt, max(30.0, 6 * rt))  # (connect, read) for every upstream request
+        self._lock = threading.Lock()
+        self._pages: dict[str, Page] = {}
+        self._missing: dict[str, float] = {}  # project -> monotonic time until which upstream's 404 holds
+        self._files: dict[str, StoredFile] = {}
+        self._downloads: dict[str, FileFetch] = {}
+        self._flights = SingleFlight(f"mirror:{self.fullname}")
+        self._session: Any = None
+        self._names: list[str] | None = None
+        self._names_loaded = False
+        self._names_fresh_until = 0.0
+
+    @property
+    def offline(self) -> bool:
+        return self.core.config.offline
+
+    # -- upstream HTTP ---------------------------------------------------------------------
+    def session(self) -> Any:
+        """One requests.Session per mirror (keep-alive pool), imported only when first needed."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import requests
+                    from requests.adapters import HTTPAdapter
+
+                    s = requests.Session()
+                    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.core.config.threads))
+                    s.mount("http://", adapter)
+                    s.mount("https://", adapter)
+                    s.headers["User-Agent"] = f"devpi-server/{__version__} (mirror of {self.url})"
+                    self._session = s
+        return self._session
+
+    def _get(self, url: str, headers: dict[str, str]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            resp = self.session().get(url, headers=headers, timeout=self.timeout)
+            resp.content  # noqa: B018  (read it all here, so a broken body counts as a failure)
+        except Exception as e:
+            log.warning("upstream GET %s failed after %.0fms: %s", url, (time.perf_counter() - t0) * 1000, e)
+            raise UpstreamError(f"upstream {url} could not be reached: {type(e).__name__}") from None
+        log.info("upstream GET %s %s %d bytes serial=%s %.0fms", url, resp.status_code, len(resp.content),
+                 resp.headers.get("X-PyPI-Last-Serial", "-"), (time.perf_counter() - t0) * 1000)
+        return resp
+
+    # -- pages: memory, then SQL, then upstream -----------------------------------------------
+    def _make_page(self, name: str, url: str, raw: list[UpstreamLink], etag: str | None,
+                   last_modified: str | None, serial: int | None, fetched: float) -> Page:
+        page = Page(name, url, raw, etag, last_modified, serial, fetched,
+                    fresh_until=fetched + self.expiry if url == self.page_url(name) else 0.0)
+        seen: set[str] = set()
+        for link in raw:
+            if link["filename"] in seen:
+                continue
+            seen.add(link["filename"])
+            page.by_relpath[relpath_for(link)] = link
+            page.links.append(to_link(link, self.fullname))
+        return page
+
+    def page_url(self, name: str) -> str:
+        return f"{self.url}{name}/"
+
+    def _page(self, name: str) -> Page | None:
+        page = self._pages.get(name)
+        if page is not None:
+            return page
+        with self.core.storage.read() as conn:
+            row = conn.execute(select(schema.mirror_pages).where(
+                schema.mirror_pages.c.index_id == self.index.id,
+                schema.mirror_pages.c.project == name)).first()
+        if row is None:
+            return None
+        page = self._make_page(name, row.url, json.loads(row.links), row.etag, row.last_modified, row.serial,
+                               row.fetched)
+        with self._lock:
+            return self._pages.setdefault(name, page)
+
+    def _store_page(self, page: Page, only_fetched: bool = False) -> None:
+        t = schema.mirror_pages
+        where = (t.c.index_id == self.index.id) & (t.c.project == page.name)
+        with self.core.storage.write() as tx:
+            if only_fetched:
+                tx.conn.execute(update(t).where(where).values(fetched=page.fetched, etag=page.etag,
+                                                               last_modified=page.last_modified))
+                return
+            tx.conn.execute(delete(t).where(where))
+            tx.conn.execute(insert(t).values(
+                index_id=self.index.id, project=page.name, url=page.url,
+                links=json.dumps(page.raw, separators=(",", ":")), etag=page.etag,
+                last_modified=page.last_modified, serial=page.serial, fetched=page.fetched))
+
+    def _forget_page(self, name: str) -> None:
+        with self._lock:
+            self._pages.pop(name, None)
+        t = schema.mirror_pages
+        with self.core.storage.write() as tx:
+            tx.conn.execute(delete(t).where((t.c.index_id == self.index.id) & (t.c.project == name)))
+
+    def _view(self, page: Page, stale: bool = False, max_age: float | None = None) -> ProjectView:
+        links = page.links
+        if self.offline:
+            cached = self._cached_relpaths(page.name)
+            links = [link for link in links if link.path.split("/", 2)[2] in cached]
+            max_age = 60.0
+        elif max_age is None:
+            max_age = max(0.0, page.fresh_until - time.time())
+        return ProjectView(page.name, list(links), stale=stale, last_serial=page.serial, max_age=max_age)
+
+    def get_project(self, name: str) -> ProjectView | None:
+        name = normalize_name(name)
+        page = self._page(name)
+        if page is not None and (self.offline or time.time() < page.fresh_until):
+            return self._view(page)
+        if self.offline:
+            return None
+        now = time.monotonic()
+        if page is None and self._missing.get(name, 0.0) > now:
+            return None
+        if page is not None and page.retry_after > now:
+            return self._view(page, stale=True)
+        future = self._flights.submit(("page", name), lambda: self._fetch_page(name))
+        try:
+            result = future.result(timeout=self.core.config.request_timeout if page is not None else None)
+        except FutureTimeout:
+            log.info("upstream slow for %s: answering from the stored copy, refreshing in the background",
+                     name)
+            return self._view(page, max_age=0.0)  # type: ignore[arg-type]
+        except UpstreamError as e:
+            if page is not None:
+                return self._view(self._pages.get(name, page), stale=True)
+            raise APIError(502, f"{self.fullname}: {e}") from None
+        return None if result is None else self._view(result)
+
+    def _fetch_page(self, name: str) -> Page | None:
+        """One upstream round trip for a page (run single-flight); updates memory and SQL."""
+        page = self._page(name)
+        url = self.page_url(name)
+        headers = {"Accept": ACCEPT}
+        if page is not None and page.url == url:
+            if page.etag:
+                headers["If-None-Match"] = page.etag
+            if page.last_modified:
+                headers["If-Modified-Since"] = page.last_modified
+        try:
+            resp = self._get(url, headers)
+            if resp.status_code == 304 and page is not None:
+                page.fetched = time.time()
+                page.fresh_until = page.fetched + self.expiry
+                page.retry_after = 0.0
+                page.etag = resp.headers.get("ETag") or page.etag
+                page.last_modified = resp.headers.get("Last-Modified") or page.last_modified
+                self._store_page(page, only_fetched=True)
+                return page
+            if resp.status_code in (404, 410):
+                self._missing[name] = time.monotonic() + min(self.expiry, NOT_FOUND_TTL)
+                if page is not None:
+                    self._forget_page(name)
+                    self.core.page_cache.drop_project(name)
+                return None
+            if resp.status_code != 200:
+                raise UpstreamError(f"upstream {url} answered {resp.status_code}")
+            serial = _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
+            if (page is not None and page.serial is not None and serial is not None and serial < page.serial
+                    and not self.ignore_serial):
+                log.warning("upstream answer for %s has serial %s, older than the stored %s: ignored",
+                            url, serial, page.serial)
+                page.fresh_until = time.time() + min(self.expiry, OLDER_SERIAL_RECHECK)
+                page.retry_after = 0.0
+                return page
+            try:
+                raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
+            except PageError as e:
+                raise UpstreamError(f"upstream {url} sent an unusable page ({e})") from None
+        except UpstreamError:
+            if page is not None:
+                page.retry_after = time.monotonic() + min(RETRY_AFTER_FAILURE, self.expiry)
+            raise
+        new = self._make_page(name, url, raw, resp.headers.get("ETag"), resp.headers.get("Last-Modified"),
+                              serial, time.time())
+        with self._lock:
+            self._pages[name] = new
+            self._missing.pop(name, None)
+        self.core.page_cache.drop_project(name)
+        try:
+            self._store_page(new)
+        except Exception:
+            log.exception("mirror: could not store the page of %s", name)
+        return new
+
+    def refresh(self, name: str) -> None:
+        """Forget freshness (and remembered failures) so the next request revalidates."""
+        name = normalize_name(name)
+        page = self._page(name)
+        if page is not None:
+            page.fresh_until = 0.0
+            page.retry_after = 0.0
+        self._missing.pop(name, None)
+        self.core.page_cache.drop_project(name)
+
+    def has_project(self, name: str) -> bool:
+        try:
+            return self.get_project(name) is not None
+        except APIError:
+            return self._page(normalize_name(name)) is not None
+
+    # -- the project list ----------------------------------------------------------------------
+    def project_names(self) -> list[str]:
+        if self.offline or self.index.config.get("mirror_no_project_list"):
+            return self._cached_names()
+        if not self._names_loaded:
+            self._load_names()
+        names = self._names
+        if names is None or time.time() >= self._names_fresh_until:
+            future = self._flights.submit(("list",), self._fetch_names)
+            if names is None:
+                try:
+                    names = future.result(timeout=self.core.config.request_timeout)
+                except Exception:
+                    names = None
+        return names if names is not None else self._cached_names()
+
+    def _load_names(self) -> None:
+        with self.core.storage.read() as conn:
+            row = conn.execute(select(schema.mirror_lists).where(
+                schema.mirror_lists.c.index_id == self.index.id)).first()
+        if row is not None and self._names is None:
+            self._names = json.loads(row.names)
+            self._names_fresh_until = row.fetched + max(self.expiry, LIST_MIN_EXPIRY)
+        self._names_loaded = True
+
+    def _fetch_names(self) -> list[str]:
+        try:
+            resp = self._get(self.url, {"Accept": ACCEPT})
+            if resp.status_code != 200:
+                raise UpstreamError(f"upstream {self.url} answered {resp.status_code}")
+            names = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
+        except (UpstreamError, PageError) as e:
+            log.warning("mirror %s: project list not refreshed: %s", self.fullname, e)
+            self._names_fresh_until = time.time() + RETRY_AFTER_FAILURE
+            raise
+        now = time.time()
+        self._names = names
+        self._names_fresh_until = now + max(self.expiry, LIST_MIN_EXPIRY)
+        self.core.page_cache.drop_project("")
+        t = schema.mirror_lists
+        try:
+            with self.core.storage.write() as tx:
+                tx.conn.execute(delete(t).where(t.c.index_id == self.index.id))
+                tx.conn.execute(insert(t).values(index_id=self.index.id, names=json.dumps(names),
+                                                 etag=resp.headers.get("ETag"), fetched=now,
+                                                 serial=_int_or_none(resp.headers.get("X-PyPI-Last-Serial"))))
+        except Exception:
+            log.exception("mirror: could not store the project list of %s", self.fullname)
+        return names
+
+    def _cached_names(self) -> list[str]:
+        with self.core.storage.read() as conn:
+            names = set(conn.execute(select(schema.mirror_pages.c.project).where(
+                schema.mirror_pages.c.index_id == self.index.id)).scalars())
+        return sorted(names | set(self._pages))
+
+    # -- files -----------------------------------------------------------------------------
+    def _stored(self, relpath: str) -> StoredFile | None:
+        stored = self._files.get(relpath)
+        if stored is not None:
+            return stored
+        t = schema.mirror_files
+        with self.core.storage.read() as conn:
+            row = conn.execute(select(t).where((t.c.index_id == self.index.id) & (t.c.relpath == relpath))).first()
+        if row is None or not self.core.blobs.exists(row.sha256):
+            return None
+        stored = StoredFile(row.sha256, row.filename, row.size, row.created)
+        with self._lock:
+            self._files[relpath] = stored
+        return stored
+
+    def _cached_relpaths(self, name: str) -> set[str]:
+        t = schema.mirror_files
+        with self.core.storage.read() as conn:
+            return set(conn.execute(select(t.c.relpath).where(
+                (t.c.index_id == self.index.id) & (t.c.project == name))).scalars())
+
+    def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str, size: int) -> None:
+        """Remember a verified file (its blob is committed already)."""
+        t = schema.mirror_files
+        now = time.time()
+        with self.core.storage.write() as tx:
+            tx.conn.execute(delete(t).where((t.c.index_id == self.index.id) & (t.c.relpath == relpath)))
+            tx.conn.execute(insert(t).values(index_id=self.index.id, relpath=relpath, project=project,
+                                             filename=filename, sha256=sha256, size=size, created=now, url=url))
+        with self._lock:
+            self._files[relpath] = StoredFile(sha256, filename, size, now)
+
+    def _target(self, relpath: str) -> tuple[str, str | None, str, str] | None:
+        """(upstream URL, expected sha256, filename, project) of a file path, from its page."""
+        is_meta = relpath.endswith(".metadata")
+        base = relpath[: -len(".metadata")] if is_meta else relpath
+        filename = base.rsplit("/", 1)[-1]
+        project = project_of_filename(filename)
+        link: UpstreamLink | None = None
+        page = self._page(project) if project else None
+        if page is not None:
+            link = page.by_relpath.get(base)
+        if link is None and project:
+            try:
+                self.get_project(project)  # fetches the page if it is missing or expired
+            except APIError:
+                pass
+            page = self._pages.get(project)
+            link = page.by_relpath.get(base) if page else None
+        if link is None:
+            for other in list(self._pages.values()):  # a file whose name does not say its project
+                if base in other.by_relpath:
+                    link, project = other.by_relpath[base], other.name
+                    break
+        if link is None or project is None:
+            return None
+        if is_meta:
+            if not link.get("core_metadata"):
+                return None
+            return link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project
+        return link["url"], link.get("sha256"), filename, project
+
+    def serve_file(self, relpath: str, request: bottle.BaseRequest) -> bottle.HTTPResponse:
+        from .views_files import serve_blob
+
+        stored = self._stored(relpath)
+        if stored is None:
+            if self.offline:
+                raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
+            target = self._target(relpath)
+            if target is None:
+                raise APIError(404, f"no such file: {self.fullname}/{relpath}")
+            url, expected, filename, project = target
+            if expected and self.core.blobs.exists(expected):  # same bytes already kept for another path
+                size = self.core.blobs.path(expected).stat().st_size
+                self._record_file(relpath, project, url, expected, filename, size)
+                stored = self._files[relpath]
+            else:
+                fetch_or_stored = self._download(relpath, url, expected, filename, project)
+                if isinstance(fetch_or_stored, FileFetch):
+                    return self._stream_response(fetch_or_stored, request)
+                stored = fetch_or_stored
+        return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
+
+    def _download(self, relpath: str, url: str, expected: str | None, filename: str,
+                  project: str) -> FileFetch | StoredFile:
+        with self._lock:
+            stored = self._files.get(relpath)
+            if stored is not None:
+                return stored
+            fetch = self._downloads.get(relpath)
+            if fetch is not None:
+                return fetch
+
+            def verified(f: FileFetch) -> None:
+                assert f.sha256 is not None
+                self._record_file(relpath, project, url, f.sha256, filename, f.written)
+
+            def done(f: FileFetch) -> None:
+                with self._lock:
+                    if self._downloads.get(relpath) is f:
+                        del self._downloads[relpath]
+
+            fetch = FileFetch(self.core.blobs, url, filename, expected,
+                              lambda u, **kw: self.session().get(u, headers={"Accept-Encoding": "identity"}, **kw),
+                              self.timeout, verified, done)
+            self._downloads[relpath] = fetch
+        return fetch.start()
+
+    def _stream_response(self, fetch: FileFetch, request: bottle.BaseRequest) -> bottle.HTTPResponse:
+        from .views_files import IMMUTABLE, _content_type
+
+        try:
+            fetch.wait_headers(self.timeout[1])
+        except FetchFailed as e:
+            raise APIError(e.status, e.message) from None
+        headers = {"Content-Type": _content_type(fetch.filename), "Cache-Control": IMMUTABLE,
+                   "X-Accel-Buffering": "no"}
+        if fetch.content_length is not None:
+            headers["Content-Length"] = str(fetch.content_length)
+        if fetch.last_modified:
+            headers["Last-Modified"] = fetch.last_modified
+        if fetch.expected:
+            headers["ETag"] = f'"{fetch.expected}"'
+        if request.method == "HEAD":
+            return bottle.HTTPResponse(b"", status=200, headers=headers)
+
+        def body():
+            sent = False
+            try:
+                for chunk in fetch.stream():
+                    sent = True
+                    yield chunk
+            except FetchFailed as e:
+                if not sent:  # nothing went out yet: a proper error reply instead (bottle takes it)
+                    raise error_reply(e.status, e.message) from None
+                raise  # cuts the connection: the client never gets the complete wrong file
+
+        return bottle.HTTPResponse(body(), status=200, headers=headers)
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _routes(app: bottle.Bottle, core: Core) -> None:
+    """Files whose upstream link has no hash live under +e/ (devpi's layout)."""
+    from .views_meta import INDEX_SEG, USER_SEG
+
+    def get_external(user: str, index: str, path: str) -> bottle.HTTPResponse:
+        ix = core.get_index(user, index)
+        if ix is None:
+            raise APIError(404, f"The stage {user}/{index} could not be found.")
+        serve = getattr(core.single_repository(ix), "serve_file", None)
+        if ix.type != "mirror" or serve is None:
+            raise APIError(404, f"no such file: {ix.fullname}/+e/{path}")
+        return serve("+e/" + path, bottle.request)
+
+    for method in ("GET", "HEAD"):
+        app.route(f"/{USER_SEG}/{INDEX_SEG}/+e/<path:path>", method, get_external)
+
+
+def setup(core: Core) -> None:
+    core.mirror_factory = lambda core, ix: MirrorRepository(core, ix)
+    core.config.extra.setdefault("route_hooks", []).append(_routes)
+

@@ -1,0 +1,224 @@
+"""Upstream simple pages in, mirror links out: pure functions, no I/O.
+
+An upstream page (PEP 691 JSON or PEP 503 HTML) becomes a list of plain
+dicts (``UpstreamLink``: absolute upstream URL, hash, PEP 592/658/700 data),
+which is what the mirror stores as JSON. ``to_link`` turns one into the
+``Link`` our pages render: its path is on this server, keyed by the upstream
+sha256 as devpi does (``+f/<h[:3]>/<h[3:16]>/<name>``), or ``+e/...`` built
+from the upstream URL when upstream gives no hash.
+"""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from typing import Any, TypedDict
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+
+from .names import normalize_name, split_dist_filename
+from .repos import Link
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+# devpi's own Accept: JSON first, HTML understood too.
+ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+          "text/html;q=0.01")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class PageError(ValueError):
+    """Upstream answered 200 with something that is not a simple page."""
+
+
+class UpstreamLink(TypedDict, total=False):
+    filename: str
+    url: str  # absolute upstream URL, no fragment
+    version: str
+    sha256: str | None
+    requires_python: str | None
+    yanked: str | None  # None: not yanked; "" or the reason
+    core_metadata_sha256: str | None
+    core_metadata: bool  # upstream serves <url>.metadata (with or without a hash)
+    size: int | None
+    upload_time: float | None
+
+
+def _sha256_of(hashes: Any) -> str | None:
+    if isinstance(hashes, dict):
+        value = hashes.get("sha256")
+        if isinstance(value, str) and _SHA256.match(value.lower()):
+            return value.lower()
+    return None
+
+
+def _version_of(filename: str) -> str:
+    try:
+        return split_dist_filename(filename)[1]
+    except ValueError:
+        return ""
+
+
+def _yanked(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    return value if isinstance(value, str) else ""
+
+
+def _iso_to_unix(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PageError("page is not UTF-8") from None
+
+
+def is_json(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in (JSON_TYPE, "application/json")
+
+
+def parse_project_page(body: bytes, content_type: str | None, page_url: str) -> list[UpstreamLink]:
+    """The links of an upstream project page; relative URLs resolve against page_url."""
+    if is_json(content_type):
+        return _parse_json(body, page_url)
+    return _parse_html(body, page_url)
+
+
+def _parse_json(body: bytes, page_url: str) -> list[UpstreamLink]:
+    try:
+        doc = json.loads(_decode(body))
+    except ValueError:
+        raise PageError("page is not valid JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        raise PageError("JSON page has no 'files' list")
+    out: list[UpstreamLink] = []
+    for f in doc["files"]:
+        if not isinstance(f, dict) or not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
+            continue
+        url, _ = urldefrag(urljoin(page_url, f["url"]))
+        meta = f.get("core-metadata", f.get("dist-info-metadata"))
+        size = f.get("size")
+        out.append(UpstreamLink(
+            filename=f["filename"], url=url, version=_version_of(f["filename"]),
+            sha256=_sha256_of(f.get("hashes")),
+            requires_python=f.get("requires-python") if isinstance(f.get("requires-python"), str) else None,
+            yanked=_yanked(f.get("yanked")),
+            core_metadata_sha256=_sha256_of(meta), core_metadata=bool(meta),
+            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            upload_time=_iso_to_unix(f.get("upload-time"))))
+    return out
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self._current: dict[str, str | None] | None = None
+        self._text: list[str] = []
+        self.base: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._current = dict(attrs)
+            self._text = []
+        elif tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._current is not None:
+            self.anchors.append((self._current, "".join(self._text).strip()))
+            self._current = None
+
+
+def _anchors(body: bytes, page_url: str) -> tuple[list[tuple[dict[str, str | None], str]], str]:
+    text = _decode(body)
+    if "<" not in text or "\x00" in text:
+        raise PageError("page is not HTML")
+    parser = _Anchors()
+    parser.feed(text)
+    parser.close()
+    return parser.anchors, urljoin(page_url, parser.base) if parser.base else page_url
+
+
+def _html_hash(value: str | None) -> tuple[bool, str | None]:
+    """data-core-metadata: "true" or "sha256=<hex>"."""
+    if value is None or value.lower() == "false":
+        return False, None
+    algo, _, digest = value.partition("=")
+    return True, digest.lower() if algo == "sha256" and _SHA256.match(digest.lower()) else None
+
+
+def _parse_html(body: bytes, page_url: str) -> list[UpstreamLink]:
+    anchors, base = _anchors(body, page_url)
+    out: list[UpstreamLink] = []
+    for attrs, text in anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, fragment = urldefrag(urljoin(base, href))
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or text
+        algo, _, digest = fragment.partition("=")
+        has_meta, meta_sha = _html_hash(attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata")))
+        out.append(UpstreamLink(
+            filename=filename, url=url, version=_version_of(filename),
+            sha256=digest.lower() if algo == "sha256" and _SHA256.match(digest.lower()) else None,
+            requires_python=attrs.get("data-requires-python") or None,
+            yanked=attrs["data-yanked"] or "" if "data-yanked" in attrs else None,
+            core_metadata_sha256=meta_sha, core_metadata=has_meta, size=None, upload_time=None))
+    return out
+
+
+def parse_project_list(body: bytes, content_type: str | None, page_url: str) -> list[str]:
+    """Project names of an upstream /simple/ list, normalised, sorted, unique."""
+    if is_json(content_type):
+        try:
+            doc = json.loads(_decode(body))
+        except ValueError:
+            raise PageError("project list is not valid JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("projects"), list):
+            raise PageError("JSON project list has no 'projects' list")
+        names = [p["name"] for p in doc["projects"] if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    else:
+        anchors, _ = _anchors(body, page_url)
+        names = [text for _, text in anchors if text]
+    return sorted({normalize_name(n) for n in names})
+
+
+def relpath_for(link: UpstreamLink) -> str:
+    """Where this server serves the file: +f/ by upstream sha256, else +e/ by upstream URL."""
+    sha = link.get("sha256")
+    if sha:
+        return f"+f/{sha[:3]}/{sha[3:16]}/{link['filename']}"
+    parts = urlsplit(link["url"])
+    dirs = "_".join(p for p in parts.path.split("/")[:-1] if p)
+    key = _SAFE.sub("_", f"{parts.scheme}_{parts.netloc}_{dirs}".rstrip("_"))
+    return f"+e/{key}/{link['filename']}"
+
+
+def to_link(link: UpstreamLink, fullname: str) -> Link:
+    return Link(
+        filename=link["filename"], path=f"{fullname}/{relpath_for(link)}", version=link.get("version") or "",
+        stage=fullname, sha256=link.get("sha256"), requires_python=link.get("requires_python"),
+        yanked=link.get("yanked"), core_metadata_sha256=link.get("core_metadata_sha256"),
+        size=link.get("size"), upload_time=link.get("upload_time"))
+
+
+def project_of_filename(filename: str) -> str | None:
+    """The normalised project a distribution file name belongs to (to find its page)."""
+    try:
+        return normalize_name(split_dist_filename(filename)[0])
+    except ValueError:
+        return None

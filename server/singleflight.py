@@ -1,0 +1,49 @@
+"""Single-flight: concurrent callers asking for the same key share one call.
+
+Twenty pip processes asking for one page (or one file) must cause one upstream
+request, not twenty. The call runs in its own thread, so a caller may stop
+waiting (``Future.result(timeout)``) while the call goes on and its result
+still lands where the call puts it (the mirror's stored copy).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from typing import Any
+
+
+class SingleFlight:
+    def __init__(self, name: str = "fetch"):
+        self._name = name
+        self._lock = threading.Lock()
+        self._calls: dict[Hashable, Future] = {}
+
+    def submit(self, key: Hashable, fn: Callable[[], Any]) -> Future:
+        """The running call for key, or a new one running fn in a background thread."""
+        with self._lock:
+            fut = self._calls.get(key)
+            if fut is not None:
+                return fut
+            fut = Future()
+            fut.set_running_or_notify_cancel()
+            self._calls[key] = fut
+
+        def run() -> None:
+            try:
+                result = fn()
+            except BaseException as e:  # handed to every waiter
+                with self._lock:
+                    self._calls.pop(key, None)
+                fut.set_exception(e)
+            else:
+                with self._lock:
+                    self._calls.pop(key, None)
+                fut.set_result(result)
+
+        threading.Thread(target=run, name=f"{self._name}:{key}", daemon=True).start()
+        return fut
+
+    def running(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._calls

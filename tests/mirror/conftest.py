@@ -1,0 +1,30 @@
+"""Fixtures for the mirror tests: one local upstream and one server per test module.
+
+Tests in a module share them and stay out of each other's way by using their
+own project names, their own mirror indexes (``make_mirror``) and targeted
+upstream failure switches, which they clear again.
+"""
+from __future__ import annotations
+
+import pytest
+from support.server import ServerProcess
+from support.upstream import Upstream
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def mserver(tmp_path_factory, upstream):
+    """A server whose root/pypi mirrors the module's upstream."""
+    s = ServerProcess(tmp_path_factory.mktemp("mirror") / "server", mirror_url=upstream.url).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def root(mserver):
+    return mserver.login("root", "root")

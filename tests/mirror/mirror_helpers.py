@@ -1,0 +1,61 @@
+"""Helpers shared by the mirror tests (fixtures are in conftest.py)."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+from support.server import ServerProcess
+from support.upstream import JSON_TYPE
+
+JSON = {"Accept": JSON_TYPE}
+
+
+def make_mirror(server: ServerProcess, auth, name: str, url: str, **config) -> str:
+    """A further mirror index root/<name>; returns its simple URL."""
+    server.create_index(auth, name, type="mirror", mirror_url=url, **config)
+    return f"{server.url}/root/{name}/+simple/"
+
+
+def page(server_or_url, path: str = "", **kw) -> requests.Response:
+    url = server_or_url if isinstance(server_or_url, str) else server_or_url.url
+    return requests.get(url + path, headers={**JSON, **kw.pop("headers", {})}, timeout=60, **kw)
+
+
+def filenames(resp: requests.Response) -> list[str]:
+    assert resp.status_code == 200, resp.text
+    return sorted(f["filename"] for f in resp.json()["files"])
+
+
+def file_url(simple_project_url: str, resp: requests.Response, filename: str) -> str:
+    for f in resp.json()["files"]:
+        if f["filename"] == filename:
+            return requests.compat.urljoin(simple_project_url, f["url"])
+    raise KeyError(filename)
+
+
+def blob_exists(server: ServerProcess, sha256: str) -> bool:
+    return (server.serverdir / "blobs" / sha256[:2] / sha256[2:4] / sha256).exists()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pip_install(index_url: str, target: Path, *reqs: str) -> subprocess.CompletedProcess:
+    """A real pip install into target, from index_url only, no cache."""
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+         "--no-input", "--target", str(target), "--index-url", index_url, *reqs],
+        capture_output=True, text=True, timeout=300)
+
+
+def installed(target: Path) -> dict[str, str]:
+    """{normalized name: version} of the dist-infos in a --target dir."""
+    out = {}
+    for d in target.glob("*.dist-info"):
+        name, version = d.name[: -len(".dist-info")].rsplit("-", 1)
+        out[name.lower().replace("_", "-")] = version
+    return out

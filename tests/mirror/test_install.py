@@ -1,0 +1,45 @@
+"""pip through a stage that inherits from root/pypi: upstream-only packages, then upstream gone."""
+from __future__ import annotations
+
+from mirror_helpers import installed, pip_install
+from support.upstream import Upstream
+
+
+def test_install_through_overlay_survives_upstream_outage_and_restart(make_server, tmp_path):
+    up = Upstream().start()
+    up.add_wheel("app-one", "1.0", requires_dist=["lib-a>=1", "lib-b"])
+    up.add_wheel("lib-a", "1.0")
+    up.add_wheel("lib-a", "1.1", requires_dist=["lib-c"])
+    up.add_sdist("lib-a", "1.1")
+    up.add_wheel("lib-b", "2.0", requires_python=">=3.8")
+    up.add_wheel("lib-c", "0.3")
+    up.add_wheel("lib-c", "0.4", yanked="broken")
+    s = make_server(mirror_url=up.url)
+    alice = s.create_user("alice", "pw")
+    s.create_index(alice, "dev", bases=["root/pypi"])
+    index = f"{s.url}/alice/dev/+simple/"
+    expected = {"app-one": "1.0", "lib-a": "1.1", "lib-b": "2.0", "lib-c": "0.3"}
+
+    r = pip_install(index, tmp_path / "t1", "app-one")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert installed(tmp_path / "t1") == expected  # the yanked lib-c 0.4 is not chosen
+    assert up.downloads("app_one-1.0-py3-none-any.whl") == 1
+
+    # Expire every mirrored page, then take upstream away: each page must be answered from
+    # the stored copy after the failed revalidation.
+    r = s.api("PATCH", "/root/pypi", json=["mirror_cache_expiry=0"], auth=s.login("root", "root"))
+    assert r.status_code == 200, r.text
+    up.stop()
+    r = pip_install(index, tmp_path / "t2", "app-one")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert installed(tmp_path / "t2") == expected
+
+    s.restart()  # and after a restart during the outage
+    r = pip_install(index, tmp_path / "t3", "app-one")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert installed(tmp_path / "t3") == expected
+    log = s.log_text()
+    assert "upstream GET" in log  # one log line per upstream fetch
+    assert "/simple/lib-c/ failed after" in log  # the outage was noticed, not bypassed
+    r = s.api("GET", "/alice/dev/+simple/lib-c/")
+    assert r.status_code == 200 and "X-Devpi-Stale" in r.headers

@@ -200,3 +200,46 @@ testrun_events = Table(
 )
 Index("ix_testrun_events_run", testrun_events.c.run_id, testrun_events.c.seq)
 __all__ += ["testruns", "testrun_events"]
+
+# ---------------------------------------------------------------------------------------------
+# Test runs (migration 0003, owned by testruns.py): live `devpi test` runs attached to release
+# files, and the per-test events they stream. The finished tox report is also stored as a
+# classic devpi "toxresult" file row (toxresult_file_id).
+
+testruns = Table(
+    "testruns", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),  # running | passed | failed | interrupted | error
+    Column("key", String(64), nullable=False),  # secret the uploading client proves itself with
+    Column("who", String(100)),
+    Column("host", String(300), nullable=False),
+    Column("platform", String(50), nullable=False),
+    Column("python", String(300), nullable=False),  # the runner's sys.version
+    Column("label", String(300), nullable=False),  # e.g. the execnet spec
+    Column("started", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),  # last sign of life (event or heartbeat)
+    Column("timeout", Float, nullable=False),  # seconds of silence after which it is interrupted
+    Column("finished", Float),
+    Column("exitcode", Integer),
+    Column("toxresult_file_id", Integer, ForeignKey("files.id", ondelete="SET NULL")),
+    Column("envs", Text, nullable=False),  # JSON {env: {"python": "3.12.1", "status": ...}}
+    Column("info", Text, nullable=False),  # JSON: anything else the client said (error text ...)
+)
+Index("ix_testruns_file", testruns.c.file_id)
+
+testrun_events = Table(
+    "testrun_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("testruns.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),  # order of arrival within the run
+    Column("received", Float, nullable=False),  # server time the event arrived
+    Column("env", String(200), nullable=False),
+    Column("nodeid", Text, nullable=False),
+    Column("outcome", String(20), nullable=False),  # passed | failed | skipped | error | ...
+    Column("duration", Float),
+    Column("longrepr", Text),
+    Column("data", Text, nullable=False),  # JSON: the rest of the event as sent
+)
+Index("ix_testrun_events_run", testrun_events.c.run_id, testrun_events.c.seq)
+__all__ += ["testruns", "testrun_events"]

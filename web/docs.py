@@ -1,0 +1,70 @@
+"""Hosted documentation: members of a release's doc zip served as a static site.
+
+Members are read straight from the stored zip (the blob named by its
+sha256), looked up by exact name: nothing is unpacked, so no path in a zip
+can reach the file system and no link can be followed. Zips were checked at
+upload (``devpi.server.docs.check_doc_zip``: no ``..``, absolute paths,
+links, or zip bombs). The zip's directory is cached per sha256, since a
+doc zip never changes.
+"""
+from __future__ import annotations
+
+import mimetypes
+import threading
+import zipfile
+from collections import OrderedDict
+from typing import Any
+
+# Documentation is user-supplied HTML with its own scripts: it runs in a
+# sandbox (an opaque origin), so it cannot act as this server's pages.
+DOC_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+           "script-src 'self'; object-src 'none'; frame-ancestors 'self'; "
+           "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox allow-forms allow-downloads")
+
+
+class DocZips:
+    def __init__(self, core: Any, max_cached: int = 64):
+        self.core = core
+        self._names: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_cached = max_cached
+
+    def _names_of(self, sha256: str) -> frozenset[str]:
+        with self._lock:
+            names = self._names.get(sha256)
+            if names is not None:
+                self._names.move_to_end(sha256)
+                return names
+        with zipfile.ZipFile(self.core.blobs.path(sha256)) as zf:
+            names = frozenset(i.filename for i in zf.infolist() if not i.is_dir())
+        with self._lock:
+            self._names[sha256] = names
+            while len(self._names) > self.max_cached:
+                self._names.popitem(last=False)
+        return names
+
+    def resolve(self, sha256: str, path: str) -> tuple[str | None, bool]:
+        """(member name to serve or None, whether the path names a directory without its slash)."""
+        names = self._names_of(sha256)
+        path = path.lstrip("/")
+        if any(part in ("..", ".") for part in path.split("/")) or "\\" in path or "\x00" in path:
+            return None, False
+        if path == "" or path.endswith("/"):
+            candidate = path + "index.html"
+            return (candidate if candidate in names else None), False
+        if path in names:
+            return path, False
+        if path + "/index.html" in names:
+            return None, True
+        return None, False
+
+    def read(self, sha256: str, member: str) -> bytes:
+        with zipfile.ZipFile(self.core.blobs.path(sha256)) as zf:
+            return zf.read(member)
+
+
+def content_type(member: str) -> str:
+    ctype = mimetypes.guess_type(member)[0] or "application/octet-stream"
+    if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+        ctype += "; charset=utf-8"
+    return ctype

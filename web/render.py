@@ -1,0 +1,126 @@
+"""Templates and safe rendering of user-supplied text.
+
+Jinja2 autoescapes everything; the only HTML that reaches a page unescaped is
+what readme_renderer produced (it cleans its output with nh3, dropping
+scripts, event handlers and ``javascript:`` URLs). Rendered descriptions are
+cached by content, since docutils is slow and releases are immutable.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+from markupsafe import Markup, escape
+
+HERE = Path(__file__).parent
+_cache: OrderedDict[str, Markup] = OrderedDict()
+_cache_lock = Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(filesize=filesize, datetime=datetime_str, ago=ago, shorthash=shorthash,
+                       highlight=highlight)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def filesize(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+def datetime_str(t: float | None) -> str:
+    if not t:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def ago(t: float | None) -> str:
+    if not t:
+        return ""
+    delta = max(0, time.time() - t)
+    for span, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400, "day"), (3600, "hour"),
+                       (60, "minute")):
+        if delta >= span:
+            n = int(delta // span)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def shorthash(h: str | None) -> str:
+    return (h or "")[:12]
+
+
+def highlight(snippet: str) -> Markup:
+    """Search snippets mark matches with \\x02 ... \\x03: escape everything, then mark."""
+    out = str(escape(snippet)).replace("\x02", "<mark>").replace("\x03", "</mark>")
+    return Markup(out)
+
+
+def render_description(text: str, content_type: str | None) -> Markup:
+    """The long description as safe HTML: Markdown, reStructuredText or plain text."""
+    if not text or not text.strip():
+        return Markup("")
+    ctype = (content_type or "").lower()
+    key = hashlib.sha256(f"{ctype}\0{text}".encode()).hexdigest()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    html = _render(text, ctype)
+    with _cache_lock:
+        _cache[key] = html
+        while len(_cache) > 500:
+            _cache.popitem(last=False)
+    return html
+
+
+def _render(text: str, ctype: str) -> Markup:
+    rendered: str | None = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if ctype.startswith("text/markdown"):
+                from readme_renderer import markdown
+
+                variant = "CommonMark" if "variant=commonmark" in ctype.replace(" ", "") else "GFM"
+                rendered = markdown.render(text, variant=variant)
+            elif ctype.startswith("text/plain"):
+                rendered = None
+            else:  # text/x-rst, or unspecified (PyPI's default is reST)
+                from readme_renderer import rst
+
+                rendered = rst.render(text, stream=_NullStream())
+        except Exception:
+            rendered = None
+    if rendered is None:
+        rendered = f'<pre class="plain">{escape(text)}</pre>'
+    return Markup(rendered)
+
+
+class _NullStream:
+    """docutils warnings go nowhere (a broken reST falls back to plain text)."""
+
+    def write(self, _data: str) -> None:
+        pass

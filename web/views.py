@@ -1,0 +1,350 @@
+"""The pages: one handler per URL, each gathering data through the core and rendering a template.
+
+Handlers read, never write. Errors raise ``APIError`` like the API views and
+become HTML pages with the message here.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import bottle
+from devpi.server.httpkit import APIError, base_url, identity
+from devpi.server.names import normalize_name
+from markupsafe import Markup
+
+from . import model, render, toxresults
+from .docs import DOC_CSP, DocZips, content_type
+from .search import SearchIndex
+
+log = logging.getLogger("devpi.web")
+STATIC = Path(__file__).parent / "static"
+SEG = "[^+/][^/]*"
+PROJECTS_PER_PAGE = 2500
+HITS_PER_PAGE = 30
+SECURITY_HEADERS = {
+    # No inline script or style anywhere: user-supplied HTML cannot run even if it slipped through.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def safe_url(url: Any) -> str | None:
+    """Only http(s) URLs become links; anything else (javascript:, data:) stays text."""
+    url = str(url or "").strip()
+    if urlsplit(url).scheme.lower() in ("http", "https"):
+        return url
+    return None
+
+
+def public_url(url: str) -> str:
+    """A mirror URL without its embedded credentials."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def html_response(body: str, status: int = 200, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
+    data = body.encode()
+    h = {"Content-Type": "text/html; charset=utf-8", "Vary": "Accept, User-Agent", **SECURITY_HEADERS,
+         "Cache-Control": "no-cache", **(headers or {})}
+    return bottle.HTTPResponse(data, status=status, headers=h)
+
+
+def error_page(core: Any, environ: dict, status: int, message: str) -> bytes:
+    req = bottle.BaseRequest(environ)
+    title = {400: "Bad request", 401: "Authentication required", 403: "Forbidden", 404: "Not found",
+             410: "Gone"}.get(status, "Error")
+    return render.render("error.html", root=base_url(core, req), status=status, title=title,
+                         message=message, crumbs=[], q="").encode()
+
+
+def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True, autojson=False)
+    req = bottle.request
+    docs = DocZips(core)
+
+    def page(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except APIError as e:
+                return html_response(error_page(core, req.environ, e.status, e.message).decode(), e.status)
+            except bottle.HTTPResponse:
+                raise
+            except Exception:
+                log.exception("web page failed: %s", req.path)
+                return html_response(error_page(core, req.environ, 500,
+                                                "internal server error (see the server log)").decode(), 500)
+        return wrapper
+
+    def default_error(err: bottle.HTTPError) -> str:
+        err.content_type = "text/html; charset=utf-8"
+        for k, v in SECURITY_HEADERS.items():
+            err.set_header(k, v)
+        return error_page(core, req.environ, err.status_code, err.status_line).decode()
+
+    app.default_error_handler = default_error
+
+    def show(template: str, **context: Any) -> bottle.HTTPResponse:
+        context.setdefault("q", "")
+        context.setdefault("crumbs", [])
+        return html_response(render.render(template, root=base_url(core, req), **context))
+
+    def ident():
+        return identity(core, req)
+
+    def lookup(user: str, index: str) -> Any:
+        ix = core.get_index(user, index)
+        if ix is None or not model.visible(core, ident(), ix):
+            raise APIError(404, f"The index {user}/{index} does not exist.")
+        return ix
+
+    def allowed_indexes() -> set[str]:
+        who = ident()
+        return {name for name, ix in core.indexes().items() if model.visible(core, who, ix)}
+
+    def index_crumbs(ix: Any) -> list[tuple[str, str]]:
+        return [(ix.user, f"/{ix.user}"), (ix.name, f"/{ix.fullname}")]
+
+    def project_or_404(ix: Any, project: str) -> model.ProjectInfo:
+        info = model.load_project(core, ix, normalize_name(project))
+        if info is None:
+            raise APIError(404, f"The project {project} does not exist on {ix.fullname}.")
+        return info
+
+    def maybe_normalize(project: str) -> None:
+        norm = normalize_name(project)
+        if norm != project:
+            bottle.redirect(req.path.replace(f"/{project}", f"/{norm}", 1)
+                            + (f"?{req.query_string}" if req.query_string else ""), 302)
+
+    # -- pages ------------------------------------------------------------------------------
+    @page
+    def home():
+        who = ident()
+        counts = model.project_counts(core)
+        indexes = [ix for ix in core.indexes().values() if model.visible(core, who, ix)]
+        users = []
+        for u in model.list_users(core):
+            own = [ix for ix in indexes if ix.user == u.name]
+            users.append((u, own))
+        return show("home.html", title="Indexes", users=users, counts=counts)
+
+    @page
+    def user_page(user: str):
+        u = model.get_user(core, user)
+        if u is None:
+            raise APIError(404, f"The user {user} does not exist.")
+        who = ident()
+        counts = model.project_counts(core)
+        indexes = [ix for ix in core.indexes().values() if ix.user == user and model.visible(core, who, ix)]
+        return show("user.html", title=user, user=u, indexes=indexes, counts=counts,
+                    crumbs=[(user, f"/{user}")])
+
+    @page
+    def index_page(user: str, index: str):
+        ix = lookup(user, index)
+        all_ix = core.indexes()
+        bases = [(b, b in all_ix) for b in ix.bases]
+        order = [i.fullname for i in core.resolution_order(ix)]
+        if ix.type == "mirror":
+            mirror_url = public_url(str(ix.config.get("mirror_url") or ""))
+            return show("mirror.html", title=ix.fullname, ix=ix, mirror_url=mirror_url,
+                        crumbs=index_crumbs(ix))
+        projects = model.index_projects(core, ix)
+        pages = max(1, math.ceil(len(projects) / PROJECTS_PER_PAGE))
+        try:
+            pageno = min(max(1, int(req.query.get("page", "1"))), pages)
+        except ValueError:
+            pageno = 1
+        shown = projects[(pageno - 1) * PROJECTS_PER_PAGE: pageno * PROJECTS_PER_PAGE]
+        uploads = model.latest_uploads(core, ix)
+        return show("index.html", title=ix.fullname, ix=ix, bases=bases, order=order, projects=shown,
+                    total=len(projects), pageno=pageno, pages=pages, uploads=uploads,
+                    crumbs=index_crumbs(ix))
+
+    @page
+    def goto(user: str, index: str):
+        ix = lookup(user, index)
+        name = req.query.getunicode("name", "") or ""
+        if not name.strip():
+            bottle.redirect(f"{base_url(core, req)}/{ix.fullname}", 302)
+        bottle.redirect(f"{base_url(core, req)}/{ix.fullname}/{quote(normalize_name(name.strip()))}", 302)
+
+    @page
+    def project_page(user: str, index: str, project: str):
+        maybe_normalize(project)
+        ix = lookup(user, index)
+        info = project_or_404(ix, project)
+        latest = info.latest
+        used_by = search.used_by(info.name, allowed_indexes())
+        return show("project.html", title=f"{info.display_name} · {ix.fullname}", ix=ix, info=info,
+                    latest=latest, used_by=used_by,
+                    crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}")])
+
+    @page
+    def version_page(user: str, index: str, project: str, version: str):
+        maybe_normalize(project)
+        ix = lookup(user, index)
+        info = project_or_404(ix, project)
+        v = info.resolve_alias(version) if version in ("latest", "stable") and not info.get(version) \
+            else info.get(version)
+        if v is None:
+            raise APIError(404, f"The version {version} of project {project} does not exist on {ix.fullname}.")
+        md = v.metadata
+        description = render.render_description(str(md.get("description") or ""),
+                                                md.get("description_content_type"))
+        reports = toxresults.load_reports(core, v) if v.toxresults else []
+        runs = live_runs(v)
+        return show("version.html", title=f"{info.display_name} {v.version} · {ix.fullname}", ix=ix,
+                    info=info, v=v, md=md, description=description, deps=dependencies(ix, md),
+                    urls=project_urls(md), matrix=toxresults.matrix(reports), runs=runs,
+                    crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}"),
+                            (v.version, f"/{ix.fullname}/{info.name}/{v.version}")])
+
+    def live_runs(v: model.VersionInfo) -> list[Any]:
+        from . import testruns
+
+        return testruns.runs_for_version(core, v)
+
+    @page
+    def toxresult_page(user: str, index: str, project: str, version: str, basename: str):
+        ix = lookup(user, index)
+        info = project_or_404(ix, project)
+        v = info.get(version)
+        if v is None:
+            raise APIError(404, f"The version {version} of project {project} does not exist on {ix.fullname}.")
+        reports = toxresults.load_reports(core, v, only=basename)
+        if not reports:
+            raise APIError(404, f"No test results for {basename}.")
+        return show("toxresults.html", title=f"Test results · {basename}", ix=ix, info=info, v=v,
+                    basename=basename, reports=reports,
+                    crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}"),
+                            (v.version, f"/{ix.fullname}/{info.name}/{v.version}"),
+                            ("test results", "")])
+
+    @page
+    def doc_page(user: str, index: str, project: str, version: str, path: str = ""):
+        ix = lookup(user, index)
+        info = project_or_404(ix, project)
+        if version in ("latest", "stable") and not info.get(version):
+            with_docs = [x for x in info.versions if x.doczip]
+            candidates = [x for x in with_docs if not x.yanked] or with_docs
+            if version == "stable":
+                from packaging.version import InvalidVersion, Version
+
+                def final(x: model.VersionInfo) -> bool:
+                    try:
+                        return not Version(x.version).is_prerelease
+                    except InvalidVersion:
+                        return False
+
+                candidates = [x for x in candidates if final(x)] or candidates
+            v = candidates[0] if candidates else None
+        else:
+            v = info.get(version)
+        if v is None or v.doczip is None or not v.doczip.sha256:
+            raise APIError(404, f"No documentation for {project} {version} on {ix.fullname}.")
+        sha = v.doczip.sha256
+        member, is_dir = docs.resolve(sha, path)
+        if is_dir:
+            bottle.redirect(req.path + "/", 302)
+        if member is None:
+            raise APIError(404, f"{path or 'index.html'} is not in the documentation of {project} {v.version}.")
+        etag = f'"{sha[:32]}-{zlib.crc32(member.encode()):08x}"'
+        headers = {"ETag": etag, "Cache-Control": "max-age=60", "Content-Type": content_type(member),
+                   "Content-Security-Policy": DOC_CSP, "X-Content-Type-Options": "nosniff",
+                   "Referrer-Policy": "same-origin"}
+        if etag in (req.get_header("If-None-Match") or ""):
+            return bottle.HTTPResponse(status=304, headers=headers)
+        return bottle.HTTPResponse(docs.read(sha, member), headers=headers)
+
+    @page
+    def search_page():
+        q = (req.query.getunicode("q", "") or "").strip()[:200]
+        try:
+            pageno = max(1, int(req.query.get("page", "1")))
+        except ValueError:
+            pageno = 1
+        hits, total = ([], 0)
+        if q:
+            hits, total = search.search(q, allowed_indexes(), HITS_PER_PAGE, (pageno - 1) * HITS_PER_PAGE)
+        pages = max(1, math.ceil(total / HITS_PER_PAGE))
+        return show("search.html", title=f"Search: {q}" if q else "Search", q=q, hits=hits, total=total,
+                    pageno=pageno, pages=pages, unavailable=search.failed,
+                    crumbs=[("search", "/+search")])
+
+    def static(filename: str):
+        resp = bottle.static_file(filename, root=str(STATIC))
+        if resp.status_code == 200:
+            resp.set_header("Cache-Control", "max-age=86400")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        return resp
+
+    # -- helpers for the version page ------------------------------------------------------
+    def dependencies(ix: Any, md: dict) -> list[dict[str, Any]]:
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        out = []
+        for text in md.get("requires_dist") or []:
+            try:
+                r = Requirement(str(text))
+            except InvalidRequirement:
+                out.append({"name": str(text), "href": None, "spec": "", "marker": "", "extras": ""})
+                continue
+            out.append({"name": r.name, "href": f"/{ix.fullname}/{normalize_name(r.name)}",
+                        "spec": str(r.specifier), "marker": str(r.marker or ""),
+                        "extras": ",".join(sorted(r.extras))})
+        return out
+
+    def project_urls(md: dict) -> list[tuple[str, str, str | None]]:
+        urls: list[tuple[str, str, str | None]] = []
+        if md.get("home_page"):
+            urls.append(("Homepage", str(md["home_page"]), safe_url(md["home_page"])))
+        for entry in md.get("project_urls") or []:
+            label, _, url = str(entry).partition(",")
+            if not url:
+                label, url = "URL", label
+            urls.append((label.strip(), url.strip(), safe_url(url)))
+        if md.get("download_url"):
+            urls.append(("Download", str(md["download_url"]), safe_url(md["download_url"])))
+        return urls
+
+    # -- routes -----------------------------------------------------------------------------
+    u, i, p, v = f"<user:re:{SEG}>", f"<index:re:{SEG}>", f"<project:re:{SEG}>", f"<version:re:{SEG}>"
+    app.route("/", "GET", home)
+    app.route("/+search", "GET", search_page)
+    app.route("/+static/<filename:re:[A-Za-z0-9._-]+>", "GET", static)
+    for tail in ("", "/"):
+        app.route(f"/{u}{tail}", "GET", user_page)
+        app.route(f"/{u}/{i}{tail}", "GET", index_page)
+        app.route(f"/{u}/{i}/{p}{tail}", "GET", project_page)
+        app.route(f"/{u}/{i}/{p}/{v}{tail}", "GET", version_page)
+    app.route(f"/{u}/{i}/+goto", "GET", goto)
+    app.route(f"/{u}/{i}/{p}/{v}/+toxresults/<basename>", "GET", toxresult_page)
+    app.route(f"/{u}/{i}/{p}/{v}/+doc", "GET", lambda **kw: bottle.redirect(req.path + "/", 302))
+    app.route(f"/{u}/{i}/{p}/{v}/+doc/<path:path>", "GET", doc_page)
+    app.route(f"/{u}/{i}/{p}/{v}/+doc/", "GET", doc_page)
+    app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>/<path:path>", "GET", doc_page)
+    app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>/", "GET", doc_page)
+    app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>", "GET",
+              lambda **kw: bottle.redirect(req.path + "/", 302))
+    return app
+
+
+__all__ = ["build_web_app", "error_page", "SECURITY_HEADERS", "Markup"]

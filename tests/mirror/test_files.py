@@ -1,0 +1,114 @@
+"""Mirrored files: verified before they are kept, never served wrong, fetched once."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from mirror_helpers import blob_exists, file_url, page, sha256
+
+
+def big() -> bytes:
+    """Several chunks (the client gets bytes before the hash is known), unique per call."""
+    return os.urandom(600 * 1024)
+
+
+def _first_page(mserver, project):
+    url = f"{mserver.url}/root/pypi/+simple/{project}/"
+    return url, page(url)
+
+
+def _get(url: str) -> tuple[int | str, bytes]:
+    """Status and body, or the exception name if the transfer broke off."""
+    try:
+        r = requests.get(url, timeout=60)
+        return r.status_code, r.content
+    except requests.RequestException as e:
+        return type(e).__name__, b""
+
+
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_wrong_upstream_hash_is_never_served_nor_stored(mserver, upstream, size):
+    project = f"badhash-{size}"
+    content = b"tiny but wrong" if size == "small" else big()
+    f = upstream.add_file(project, f"{project}-1.0.tar.gz", content)
+    upstream.wrong_hash.add(f.filename)
+    url, r = _first_page(mserver, project)
+    advertised = r.json()["files"][0]["hashes"]["sha256"]
+    assert advertised != f.sha256
+    for _ in range(2):  # the second request fetches again: nothing bad was kept
+        status, body = _get(file_url(url, r, f.filename))
+        assert status != 200 or len(body) < len(content)
+        assert body != content
+    assert upstream.downloads(f.filename) == 2
+    assert not blob_exists(mserver, f.sha256) and not blob_exists(mserver, advertised)
+    assert "does not match the upstream page" in mserver.log_text()
+
+
+def test_truncated_upstream_file_is_never_served_nor_stored(mserver, upstream):
+    f = upstream.add_file("cutoff", "cutoff-1.0.tar.gz", big())
+    upstream.truncate.add(f.filename)
+    url, r = _first_page(mserver, "cutoff")
+    status, body = _get(file_url(url, r, f.filename))
+    assert body != f.content and (status != 200 or len(body) < len(f.content))
+    assert not blob_exists(mserver, f.sha256)
+    # once upstream sends the whole file it is served and kept
+    upstream.truncate.discard(f.filename)
+    status, body = _get(file_url(url, r, f.filename))
+    assert status == 200 and body == f.content
+    assert blob_exists(mserver, f.sha256)
+
+
+def test_concurrent_first_requests_share_one_upstream_download(mserver, upstream):
+    f = upstream.add_file("popular", "popular-1.0.tar.gz", big())
+    url, r = _first_page(mserver, "popular")
+    target = file_url(url, r, f.filename)
+    upstream.chunk_delay = 0.05  # a slow transfer, so the 20 requests overlap it
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda _: _get(target), range(20)))
+    finally:
+        upstream.chunk_delay = 0.0
+    assert all(status == 200 and body == f.content for status, body in results)
+    assert upstream.downloads(f.filename) == 1
+    assert blob_exists(mserver, sha256(f.content))
+    # and afterwards it comes from the store, with range support
+    r2 = requests.get(target, headers={"Range": "bytes=0-9"}, timeout=60)
+    assert r2.status_code == 206 and r2.content == f.content[:10]
+    assert upstream.downloads(f.filename) == 1
+
+
+def test_concurrent_first_page_requests_share_one_upstream_fetch(mserver, upstream):
+    upstream.add_wheel("crowded", "1.0")
+    upstream.delays["crowded"] = 0.5
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            codes = list(pool.map(lambda _: page(mserver, "/root/pypi/+simple/crowded/").status_code, range(20)))
+    finally:
+        del upstream.delays["crowded"]
+    assert codes == [200] * 20
+    assert upstream.count("/simple/crowded/") == 1
+
+
+def test_core_metadata_and_hashless_links(mserver, upstream):
+    f = upstream.add_wheel("meta-pkg", "1.0", requires_python=">=3.9", yanked="oops")
+    url, r = _first_page(mserver, "meta-pkg")
+    entry = r.json()["files"][0]
+    assert entry["yanked"] == "oops" and entry["requires-python"] == ">=3.9"
+    assert entry["core-metadata"] == {"sha256": f.metadata_sha256}
+    assert entry["size"] == f.size and "upload-time" in entry
+    status, body = _get(file_url(url, r, f.filename) + ".metadata")
+    assert status == 200 and body == f.core_metadata
+    # HTML-only upstream without hashes: +e/ paths, still verified for completeness and served
+    from mirror_helpers import make_mirror
+    from support.upstream import Upstream
+
+    with Upstream(serve_json=False) as plain:
+        g = plain.add_file("nohash", "nohash-1.0.tar.gz", b"sdist bytes")
+        plain.wrong_hash.clear()
+        simple = make_mirror(mserver, mserver.login("root", "root"), "plain", plain.url)
+        r = page(simple, "nohash/")
+        entry = r.json()["files"][0]
+        assert entry["hashes"]["sha256"] == g.sha256  # taken from the HTML #sha256 fragment
+        assert entry["url"].startswith("../../../../root/plain/+f/")

@@ -1,0 +1,83 @@
+"""The overlay of a private stage over root/pypi, and the dependency-confusion guard."""
+from __future__ import annotations
+
+import pytest
+from mirror_helpers import filenames, installed, page, pip_install
+from support.dists import write_wheel
+
+
+@pytest.fixture(scope="module")
+def alice(mserver):
+    auth = mserver.create_user("alice", "pw")
+    mserver.create_index(auth, "dev", bases=["root/pypi"])
+    return auth
+
+
+def test_private_release_wins_until_whitelisted_and_is_never_asked_upstream(
+        mserver, upstream, alice, tmp_path):
+    upstream.add_wheel("foo", "99.0")
+    upstream.add_wheel("foo-helper", "1.0")
+    r = mserver.upload("alice/dev", write_wheel(tmp_path, "foo", "1.0"), alice)
+    assert r.status_code == 200, r.text
+    index = f"{mserver.url}/alice/dev/+simple/"
+    upstream.reset_log()
+
+    r = pip_install(index, tmp_path / "t1", "foo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert installed(tmp_path / "t1")["foo"] == "1.0"
+    assert filenames(page(index, "foo/")) == ["foo-1.0-py3-none-any.whl"]
+    # The private name never reached upstream (no page, no file), other names still do.
+    assert upstream.count(lambda rec: rec.project == "foo") == 0
+    assert filenames(page(index, "foo-helper/")) == ["foo_helper-1.0-py3-none-any.whl"]
+    assert upstream.count("/simple/foo-helper/") == 1
+
+    r = mserver.api("PATCH", "/alice/dev", json=["mirror_whitelist+=foo"], auth=alice)
+    assert r.status_code == 200, r.text
+    r = pip_install(index, tmp_path / "t2", "foo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert installed(tmp_path / "t2")["foo"] == "99.0"
+    assert filenames(page(index, "foo/")) == ["foo-1.0-py3-none-any.whl", "foo-99.0-py3-none-any.whl"]
+
+
+def test_private_project_served_while_upstream_fails(mserver, upstream, alice, tmp_path):
+    r = mserver.upload("alice/dev", write_wheel(tmp_path, "inhouse", "2.0"), alice)
+    assert r.status_code == 200, r.text
+    upstream.fail_status = 500
+    try:
+        # whitelisted, so the mirror is asked and fails: the private release is still served
+        r = mserver.api("PATCH", "/alice/dev", json=["mirror_whitelist+=inhouse"], auth=alice)
+        assert r.status_code == 200, r.text
+        r = page(mserver, "/alice/dev/+simple/inhouse/")
+        assert filenames(r) == ["inhouse-2.0-py3-none-any.whl"]
+        # a project that exists nowhere else: the failure is reported, naming the upstream
+        r = page(mserver, "/alice/dev/+simple/never-cached-anywhere/")
+        assert r.status_code == 502
+        assert upstream.url in r.json()["message"]
+    finally:
+        upstream.fail_status = None
+
+
+def test_mirror_itself_gives_502_naming_upstream_when_nothing_cached(mserver, upstream):
+    upstream.add_wheel("down-proj", "1.0")
+    upstream.fail["down-proj"] = 503
+    try:
+        r = page(mserver, "/root/pypi/+simple/down-proj/")
+        assert r.status_code == 502
+        assert r.headers["Content-Type"] == "application/json"
+        assert f"{upstream.url}down-proj/" in r.json()["message"]
+    finally:
+        del upstream.fail["down-proj"]
+    # once upstream is back (and its failure not remembered for a new project) it works
+    r = page(mserver, "/root/pypi/+simple/down-proj/")
+    assert filenames(r) == ["down_proj-1.0-py3-none-any.whl"]
+
+
+def test_unknown_project_is_404_and_pages_link_to_this_server(mserver, upstream):
+    r = page(mserver, "/root/pypi/+simple/no-such-project-anywhere/")
+    assert r.status_code == 404
+    upstream.add_wheel("linked", "1.0")
+    r = page(mserver, "/root/pypi/+simple/linked/")
+    assert str(upstream.port) not in r.text
+    r = mserver.api("GET", "/root/pypi/+simple/linked/", headers={"Accept": "text/html"})
+    assert r.status_code == 200 and str(upstream.port) not in r.text
+    assert "/root/pypi/+f/" in r.text

@@ -1,17 +1,11 @@
 """Fixtures of the web tests: one populated server per module, and headless Chromium."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from support.server import ServerProcess
-
-CHROMIUM = os.environ.get("DEVPI_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-BROWSER_HEADERS = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-                   "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) test"}
+from webdata import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")

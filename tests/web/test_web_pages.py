@@ -7,7 +7,7 @@ from html import unescape
 
 import pytest
 import requests
-from conftest import BROWSER_HEADERS
+from webdata import BROWSER_HEADERS
 
 INSTALLER = {"User-Agent": "pip/24.0 {\"installer\":{\"name\":\"pip\"}}",
              "Accept": "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "

@@ -5,6 +5,7 @@ Everything goes in over HTTP the way twine, devpi upload and devpi test send it.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,11 @@ import requests
 from support.dists import write_sdist, write_wheel
 
 PASSWORD = "secret"
+CHROMIUM = os.environ.get("DEVPI_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_HEADERS = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                   "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) test"}
 FROB_DESCRIPTION = """\
 # Frobnicator
 

@@ -210,17 +210,29 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         description = render.render_description(str(md.get("description") or ""),
                                                 md.get("description_content_type"))
         reports = toxresults.load_reports(core, v) if v.toxresults else []
-        runs = live_runs(v)
+        from . import testruns
+
+        runs = testruns.runs_for_version(core, ix, info.name, v.version, base_url(core, req))
         return show("version.html", title=f"{info.display_name} {v.version} · {ix.fullname}", ix=ix,
                     info=info, v=v, md=md, description=description, deps=dependencies(ix, md),
                     urls=project_urls(md), matrix=toxresults.matrix(reports), runs=runs,
                     crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}"),
                             (v.version, f"/{ix.fullname}/{info.name}/{v.version}")])
 
-    def live_runs(v: model.VersionInfo) -> list[Any]:
+    @page
+    def testrun_page(user: str, index: str, project: str, version: str, run_id: int):
         from . import testruns
 
-        return testruns.runs_for_version(core, v)
+        ix = lookup(user, index)
+        info = project_or_404(ix, project)
+        v = info.get(version)
+        run = testruns.run_detail(core, ix, info.name, version, run_id, base_url(core, req)) if v else None
+        if run is None:
+            raise APIError(404, f"No test run {run_id} for {project} {version} on {ix.fullname}.")
+        return show("testrun.html", title=f"Test run {run.id} · {info.display_name} {version}", ix=ix,
+                    info=info, v=v, run=run,
+                    crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}"),
+                            (v.version, f"/{ix.fullname}/{info.name}/{v.version}"), (f"run {run.id}", "")])
 
     @page
     def toxresult_page(user: str, index: str, project: str, version: str, basename: str):
@@ -337,6 +349,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         app.route(f"/{u}/{i}/{p}/{v}{tail}", "GET", version_page)
     app.route(f"/{u}/{i}/+goto", "GET", goto)
     app.route(f"/{u}/{i}/{p}/{v}/+toxresults/<basename>", "GET", toxresult_page)
+    app.route(f"/{u}/{i}/{p}/{v}/+testruns/<run_id:int>", "GET", testrun_page)
     app.route(f"/{u}/{i}/{p}/{v}/+doc", "GET", lambda **kw: bottle.redirect(req.path + "/", 302))
     app.route(f"/{u}/{i}/{p}/{v}/+doc/<path:path>", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/{v}/+doc/", "GET", doc_page)

@@ -148,3 +148,53 @@ def test_narrow_window_has_no_horizontal_scrolling(web_server, browser):
             assert overflow <= 0, f"{path} is {overflow}px wider than a phone screen"
     finally:
         context.close()
+
+
+def test_live_run_page_updates_while_running(web_server, page):
+    """A run streamed by devpi test: readable without JS, and updated in place while it runs."""
+    auth = web_server.login("alice", "secret")
+    data = web_server.api("GET", "/alice/dev/helper-lib/1.0").json()["result"]
+    href = next(link["href"] for link in data["+links"] if link["rel"] == "releasefile")
+    r = web_server.api("POST", "/alice/dev/+testruns", auth=auth,
+                       json={"file": href, "host": "builder", "platform": "linux", "python": "3.11.7"})
+    assert r.status_code == 201, r.text
+    run = r.json()["result"]
+    events = [{"env": "py311", "nodeid": "tests/test_helpers.py::test_ok", "outcome": "passed", "duration": 0.01},
+              {"env": "py311", "nodeid": "tests/test_helpers.py::test_broken", "outcome": "failed",
+               "duration": 0.02, "longrepr": "assert 1 == 2\nE   AssertionError: live failure text"}]
+    r = web_server.api("POST", f"/alice/dev/+testruns/{run['id']}/events", json={"key": run["key"], "events": events})
+    assert r.status_code == 200, r.text
+
+    # without JavaScript the page already says everything
+    ctx = page.context.browser.new_context(java_script_enabled=False)
+    try:
+        nojs = ctx.new_page()
+        nojs.goto(f"{web_server.url}/alice/dev/helper-lib/1.0")
+        row = nojs.locator("table.runs tbody tr").first
+        assert row.locator("[data-field=status]").inner_text() == "running"
+        row.locator("a").first.click()
+        nojs.wait_for_url(f"**/alice/dev/helper-lib/1.0/+testruns/{run['id']}")
+        assert nojs.locator("#run-status").inner_text() == "running"
+        assert nojs.locator("#events tr").count() == 2
+        assert "AssertionError: live failure text" in nojs.locator("#events tr.ev-failed pre").inner_text()
+    finally:
+        ctx.close()
+
+    page.goto(f"{web_server.url}/alice/dev/helper-lib/1.0/+testruns/{run['id']}")
+    assert page.locator("#events tr").count() == 2
+    more = [{"env": "py311", "nodeid": "tests/test_helpers.py::test_late", "outcome": "passed", "duration": 0.03}]
+    r = web_server.api("POST", f"/alice/dev/+testruns/{run['id']}/events", json={"key": run["key"], "events": more})
+    assert r.status_code == 200, r.text
+    page.locator("#events tr", has_text="test_late").wait_for(timeout=15000)
+    assert page.locator("#run-status").inner_text() == "running"
+    r = web_server.api("POST", f"/alice/dev/+testruns/{run['id']}/finish",
+                       json={"key": run["key"], "exitcode": 1, "toxresult": {
+                           "reportversion": "1", "platform": "linux", "host": "builder",
+                           "testenvs": {"py311": {"python": {"version": "3.11.7"},
+                                                  "test": [{"command": ["pytest"], "retcode": 1, "output": "1 failed"}]}}}})
+    assert r.status_code == 200, r.text
+    from playwright.sync_api import expect
+
+    expect(page.locator("#run-status")).to_have_text("failed", timeout=15000)
+    assert page.locator("#run-exitcode").inner_text() == "1"
+    assert page.locator("#run-counts").inner_text() == "2 passed, 1 failed"

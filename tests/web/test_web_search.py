@@ -42,6 +42,10 @@ def test_search_follows_uploads_and_deletes(any_server, tmp_path):
         wheel = write_wheel(tmp_path, name, version, summary=summary, description=description,
                             description_content_type="text/markdown", requires_dist=deps)
         assert s.upload(index, wheel, auth).status_code == 200
+    r = requests.get(s.url + "/alice/dev", headers=BROWSER_HEADERS, timeout=30)  # summaries read in SQL
+    assert r.status_code == 200 and "Stripes for everyone" in r.text and "A library" in r.text
+    r = requests.get(s.url + "/alice/dev/zebra-tools/1.0", headers=BROWSER_HEADERS, timeout=30)
+    assert r.status_code == 200 and "<strong>stripes</strong>" in r.text
     hits = search(s, "zebra")
     assert set(hits) == {("alice/dev", "zebra-tools"), ("alice/other", "zebra-tools"), ("alice/other", "unrelated")}
     assert hits[-1] == ("alice/other", "unrelated")  # a name match ranks above a mention in the text

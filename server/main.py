@@ -100,6 +100,24 @@ def _refuse_open_root(core: Core, host: str) -> None:
                          "Set one with --root-passwd on first start or `devpi passwd root`.")
 
 
+def _json_transport_errors() -> None:
+    """Errors waitress answers before our app sees the request (a body over the size
+    limit, malformed HTTP) leave as JSON {"message": ...} like every other error."""
+    from waitress import utilities
+
+    from .httpkit import json_body, reason_phrase
+
+    def to_response(self, ident=None):
+        if self.code == 413:
+            message = f"request body too large: {self.body}"
+        else:
+            message = f"{self.reason}: {self.body}" if self.body else self.reason
+        return (f"{self.code} {reason_phrase(message)}", [("Content-Type", "application/json")],
+                json_body({"message": message}))
+
+    utilities.Error.to_response = to_response
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
@@ -129,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     load_extensions(core)
     core.storage.start_poller()
     from waitress.server import create_server
+
+    _json_transport_errors()
 
     from .app import build_app
 

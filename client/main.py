@@ -1,0 +1,127 @@
+"""Entry point of the ``devpi`` command.
+
+Subcommands live in one module each; ``COMMAND_MODULES`` lists them and
+each provides ``register(subparsers)``.  A module that is not installed
+(``test`` is added later) is skipped, so adding a command means adding a
+module and its name here.  Heavy libraries are imported inside the command
+functions, which keeps ``devpi --help`` well under 0.3 s.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from devpi.client.cli import Parser, add_generic_options
+from devpi.client.errors import DevpiError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "use",
+    "login",
+    "user",
+    "index",
+    "upload",
+    "install",
+    "listing",
+    "test",
+    "push",
+    "remove",
+    "getjson",
+    "refresh",
+    "server",
+)
+
+_VALUE_OPTIONS = ("--clientdir",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every available command module registered."""
+    parser = Parser(
+        prog="devpi",
+        description="devpi: use, upload to and manage a private Python package index.",
+        epilog="Run 'devpi COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="store_true",
+                        help="show the client version (and the server's, if one is in use)")
+    add_generic_options(parser, top=True)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        modname = f"devpi.client.{name}"
+        try:
+            module = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name == modname:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _find_server_command(argv: list[str]) -> int | None:
+    """Index of a leading ``server`` command word (after global options), else None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUE_OPTIONS:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return i if arg == "server" else None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one devpi command; returns the exit code (errors are one line on stderr)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    pos = _find_server_command(argv)
+    if pos is not None:
+        from devpi.client.server import exec_server
+
+        return exec_server(argv[pos + 1:])
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        from devpi.client.hub import Hub
+
+        hub = Hub(args)
+        if args.version:
+            from devpi.client.version import show_version
+
+            return show_version(hub) or 0
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 0
+        return func(hub, args) or 0
+    except DevpiError as e:
+        print(f"devpi: error: {e.message}", file=sys.stderr, flush=True)
+        return e.exitcode
+    except KeyboardInterrupt:
+        print("devpi: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # output piped into 'head' etc.: not an error worth a message
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except Exception as e:
+        if debug:
+            raise
+        print(
+            f"devpi: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
+            "(run with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,372 @@
+"""``devpi use``: choose server and index, show them, and point pip/uv at them.
+
+The server's ``/+api`` tells us every URL we need (login, simple index,
+upload URL, features), so we store its answer instead of guessing URL
+layouts; that is what keeps us compatible with the original devpi-server.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from devpi.client.cli import add_command
+from devpi.client.hub import Hub, is_url, strip_userinfo
+
+DESCRIPTION = """\
+Show or set the server and index in use.
+
+  devpi use http://localhost:3141          use a server (no index yet)
+  devpi use http://localhost:3141/alice/dev
+  devpi use alice/dev                      another index on the same server
+  devpi use dev                            an index of the logged-in user
+  devpi use                                show server, index, login and pip/uv settings
+  devpi use -l                             list all indexes of the server
+  devpi use --set-cfg                      make plain pip/uv use the current index
+  devpi use --venv .venv --set-cfg         ... inside one virtualenv only
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = add_command(subparsers, "use", run, help="show or set the server and index in use; configure pip/uv",
+                    description=DESCRIPTION)
+    p.add_argument("url", nargs="?", metavar="URL|USER/INDEX",
+                   help="server URL or index URL, USER/INDEX, or INDEX of the logged-in user")
+    p.add_argument("-l", "--list", action="store_true", help="list the indexes of the server")
+    p.add_argument("--set-cfg", action="store_true",
+                   help="write pip's user config and uv's user config (with --venv: the virtualenv's "
+                        "pip.conf only) so that 'pip install'/'uv pip install' use the current index")
+    p.add_argument("--always-set-cfg", choices=("yes", "no"), default=None,
+                   help="remember to do --set-cfg on every later 'devpi use URL'")
+    p.add_argument("--venv", metavar="DIR", default=None,
+                   help="virtualenv used by 'devpi install' and 'devpi use --set-cfg' ('-' forgets it)")
+    p.add_argument("--delete", action="store_true",
+                   help="forget the server and index of this client dir (logins stay)")
+
+
+def run(hub: Hub, args: argparse.Namespace) -> int:
+    state = hub.state
+    if args.delete:
+        state.current.clear()
+        state.save_current()
+        hub.info(f"forgot the server and index in use ({state.current_path})")
+        return 0
+    if args.venv:
+        if args.venv == "-":
+            state.update(venvdir=None)
+        else:
+            venv = Path(args.venv).expanduser().absolute()
+            if not venv.is_dir():
+                hub.fatal(f"virtualenv directory {venv} does not exist (create it with 'python -m venv {venv}')")
+            state.update(venvdir=str(venv))
+    if args.always_set_cfg:
+        state.update(always_setcfg=args.always_set_cfg == "yes")
+    if args.url:
+        connect(hub, args.url)
+    if args.list:
+        list_indexes(hub)
+        return 0
+    if args.set_cfg or (args.url and state.get("always_setcfg")):
+        set_cfg(hub, venv=bool(args.venv and args.venv != "-"))
+    show(hub)
+    return 0
+
+
+def connect(hub: Hub, arg: str) -> None:
+    """Ask ``URL/+api`` and remember what it says (after checking the index is usable)."""
+    state = hub.state
+    basic = None
+    if is_url(arg):
+        url, basic = strip_userinfo(arg)
+    else:
+        arg = arg.strip("/")
+        if "/" not in arg:
+            user = hub.user
+            if not user:
+                hub.root  # noqa: B018
+                hub.fatal(f"cannot resolve index '{arg}' without login: use USER/{arg}")
+            arg = f"{user}/{arg}"
+        url = f"{hub.root}/{arg}"
+    url = url.rstrip("/")
+    headers = {}
+    if basic:
+        import base64
+
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+    reply = hub.request("GET", url + "/+api", headers=headers, check=False)
+    if reply.status_code == 404:
+        path = urlsplit(url).path.strip("/")
+        if path:
+            hub.fatal(f"index {path} not found on the server ({reply.error_text()})")
+        hub.fatal(f"{url} does not look like a devpi server (GET {url}/+api: {reply.error_text()})")
+    if reply.status_code >= 400:
+        hub.fatal(f"GET {url}/+api: {reply.error_text()}")
+    result = reply.result
+    if reply.type != "apiconfig" or not isinstance(result, dict) or not result.get("login"):
+        hub.fatal(f"{url} does not look like a devpi server (no API config at {url}/+api)")
+    login = urljoin(url + "/", result["login"])
+    root = login.rsplit("/", 1)[0]
+    index = result.get("index")
+    index = urljoin(url + "/", index).rstrip("/") if index else None
+
+    def absolute(key: str) -> str | None:
+        value = result.get(key)
+        return urljoin(url + "/", value) if value else None
+
+    if basic:
+        state.set_basic_auth(root, basic[0], basic[1])
+    stored = state.get_login(root)
+    authstatus = result.get("authstatus") or []
+    if stored and (not authstatus or authstatus[0] != "ok"):
+        state.del_login(root)
+        hub.warn(f"login of '{stored[0]}' at {root} is no longer valid (expired or server secret changed): "
+                 "logged off, run 'devpi login' again")
+        stored = None
+    if index:
+        check = hub.request("GET", index, params={"no_projects": ""}, check=False)
+        if check.status_code == 404:
+            hub.fatal(f"index {hub_name(root, index)} does not exist ({check.error_text()})")
+        if check.status_code in (401, 403):
+            hub.warn(f"no read access to index {hub_name(root, index)}: you might have to login")
+        elif check.status_code >= 400:
+            hub.fatal(f"GET {index}: {check.error_text()}")
+    given = urlsplit(url)
+    told = urlsplit(login)
+    if (given.scheme, given.netloc) != (told.scheme, told.netloc):
+        hub.warn(f"the server calls itself {told.scheme}://{told.netloc} (you used {given.scheme}://{given.netloc})")
+    state.update(
+        login=login,
+        index=index,
+        simpleindex=absolute("simpleindex") if index else None,
+        pypisubmit=absolute("pypisubmit") if index else None,
+        features=list(result.get("features") or []),
+        username=stored[0] if stored else None,
+    )
+    if index is None:
+        state.current.pop("index", None)
+        state.save_current()
+
+
+def hub_name(root: str, url: str) -> str:
+    return url[len(root) + 1:] if url.startswith(root + "/") else url
+
+
+def list_indexes(hub: Hub) -> None:
+    """``devpi use -l``: every index of every user, with bases and volatility."""
+    reply = hub.request("GET", hub.root + "/")
+    result = reply.result if isinstance(reply.result, dict) else {}
+    for username in sorted(result):
+        indexes = (result[username] or {}).get("indexes") or {}
+        for name in sorted(indexes):
+            ixconfig = indexes[name] or {}
+            bases = ",".join(ixconfig.get("bases") or [])
+            extra = f"  bases={bases}" if bases else ""
+            kind = ixconfig.get("type", "stage")
+            hub.info(f"{username + '/' + name:<24} {kind:<6} volatile={ixconfig.get('volatile')}{extra}")
+
+
+# -- pip / uv configuration -----------------------------------------------------
+
+def pip_user_config() -> Path:
+    """pip's per-user config file (where 'pip config --user' writes)."""
+    env = os.environ.get("PIP_CONFIG_FILE")
+    if env and env != os.devnull:
+        return Path(env)
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "pip" / "pip.ini"
+    if sys.platform == "darwin":
+        lib = Path.home() / "Library" / "Application Support" / "pip"
+        if lib.is_dir():
+            return lib / "pip.conf"
+        return Path.home() / ".config" / "pip" / "pip.conf"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pip" / "pip.conf"
+
+
+def uv_user_config() -> Path:
+    """uv's per-user ``uv.toml``."""
+    env = os.environ.get("UV_CONFIG_FILE")
+    if env:
+        return Path(env)
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "uv" / "uv.toml"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "uv" / "uv.toml"
+
+
+def venv_pip_config(venv: Path) -> Path:
+    return venv / ("pip.ini" if sys.platform == "win32" else "pip.conf")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def set_ini_key(text: str, section: str, key: str, value: str) -> str:
+    """Set ``key = value`` in ``[section]`` of an INI text, keeping comments and other keys."""
+    lines = text.splitlines()
+    out: list[str] = []
+    in_section = False
+    done = False
+    section_seen = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if in_section and not done:
+                out.append(f"{key} = {value}")
+                done = True
+            in_section = stripped[1:-1].strip() == section
+            section_seen = section_seen or in_section
+            out.append(line)
+            continue
+        if in_section and not done and "=" in stripped and not stripped.startswith(("#", ";")):
+            name = stripped.split("=", 1)[0].strip().replace("_", "-")
+            if name == key:
+                out.append(f"{key} = {value}")
+                done = True
+                continue
+        out.append(line)
+    if not done:
+        if not section_seen:
+            if out and out[-1].strip():
+                out.append("")
+            out.append(f"[{section}]")
+        out.append(f"{key} = {value}")
+    return "\n".join(out) + "\n"
+
+
+def get_ini_key(path: Path, section: str, key: str) -> str | None:
+    import configparser
+
+    cp = configparser.RawConfigParser()
+    try:
+        cp.read(path, encoding="utf-8")
+    except (configparser.Error, OSError):
+        return None
+    if cp.has_option(section, key):
+        return cp.get(section, key)
+    return None
+
+
+def set_toml_top_key(text: str, key: str, value: str) -> str:
+    """Set a top-level string key in a TOML text (before the first table), keeping the rest."""
+    lines = text.splitlines()
+    newline = f"{key} = {json.dumps(value)}"
+    first_table = len(lines)
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            first_table = i
+            break
+        if stripped.split("=", 1)[0].strip() == key:
+            lines[i] = newline
+            return "\n".join(lines) + "\n"
+    lines.insert(first_table, newline)
+    return "\n".join(lines) + "\n"
+
+
+def get_toml_key(path: Path, key: str) -> str | None:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            value = tomllib.load(f).get(key)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".devpi-tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def set_cfg(hub: Hub, venv: bool) -> None:
+    """Write index-url into pip's (and uv's) config; with a venv only into ``VENV/pip.conf``.
+
+    Credentials are deliberately not written: tokens expire and config files
+    get shared; indexes are readable anonymously by default.
+    """
+    index = hub.index_url()
+    simple = hub.state.get("simpleindex") or index + "/+simple/"
+    host = urlsplit(simple).hostname or ""
+    trusted = urlsplit(simple).scheme == "http" and not _is_loopback(host)
+    if venv:
+        venvdir = hub.state.get("venvdir")
+        targets = [venv_pip_config(Path(venvdir))]
+    else:
+        targets = [pip_user_config()]
+    for path in targets:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = set_ini_key(text, "global", "index-url", simple)
+        if trusted:
+            text = set_ini_key(text, "global", "trusted-host", host)
+        _write(path, text)
+        hub.info(f"pip: wrote index-url = {simple} to {path}")
+    if not venv:
+        path = uv_user_config()
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = set_toml_top_key(text, "index-url", simple)
+        _write(path, text)
+        hub.info(f"uv:  wrote index-url = {simple} to {path}")
+
+
+def show(hub: Hub) -> None:
+    """What 'devpi use' without arguments prints: the state of this client dir."""
+    state = hub.state
+    root = state.root_url
+    if not root:
+        hub.info("no server in use: run 'devpi use http://HOST:PORT' to connect to one")
+        hub.info(f"client dir: {hub.clientdir}")
+        return
+    user = hub.user
+    login = f"logged in as {user}" if user else "not logged in"
+    index = state.index
+    if index:
+        hub.info(f"current devpi index: {index} ({login})")
+    else:
+        hub.info(f"using server {root} ({login}); no index in use "
+                 "('devpi use -l' lists them, 'devpi use USER/INDEX' picks one)")
+    features = ", ".join(state.features) or "none"
+    hub.info(f"supported features: {features}")
+    venvdir = state.get("venvdir")
+    hub.info(f"venv for install/set-cfg: {venvdir or 'not set'}")
+    simple = state.get("simpleindex") or (index + "/+simple/" if index else None)
+    pip_path = pip_user_config()
+    pip_value = get_ini_key(pip_path, "global", "index-url") if pip_path.exists() else None
+    hub.info(f"pip config {pip_path}: {_describe(pip_value, simple, pip_path.exists())}")
+    if venvdir:
+        vpath = venv_pip_config(Path(venvdir))
+        vvalue = get_ini_key(vpath, "global", "index-url") if vpath.exists() else None
+        hub.info(f"venv pip config {vpath}: {_describe(vvalue, simple, vpath.exists())}")
+    uv_path = uv_user_config()
+    uv_value = get_toml_key(uv_path, "index-url") if uv_path.exists() else None
+    hub.info(f"uv config {uv_path}: {_describe(uv_value, simple, uv_path.exists())}")
+    hub.info(f"always-set-cfg: {'yes' if state.get('always_setcfg') else 'no'}")
+    if simple:
+        hub.info(f"to use this index: pip install --index-url {simple} PKG  "
+                 f"(or export PIP_INDEX_URL={simple} UV_INDEX_URL={simple}, or 'devpi use --set-cfg')")
+
+
+def _describe(value: str | None, simple: str | None, exists: bool) -> str:
+    if not exists:
+        return "no config file"
+    if not value:
+        return "index-url not set"
+    if simple and value.rstrip("/") == simple.rstrip("/"):
+        return f"index-url = {value} (the current index)"
+    return f"index-url = {value}"

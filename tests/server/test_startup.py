@@ -1,0 +1,90 @@
+"""Start-up: one server per server dir, root's password, loopback-only without one, clean shutdown."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import requests
+from support.server import DEAD_UPSTREAM, ServerProcess
+
+
+class NoRootPasswd(ServerProcess):
+    """A server started the way a user does on first try: no --root-passwd."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        i = cmd.index("--root-passwd")
+        return cmd[:i] + cmd[i + 2:]
+
+
+def run_server(*args: str) -> subprocess.CompletedProcess:
+    """A server start expected to be refused: it must exit at once."""
+    return subprocess.run([sys.executable, "-m", "devpi.server", "--port", "0", "--mirror-url", DEAD_UPSTREAM,
+                           *args], capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_refusal(p: subprocess.CompletedProcess, text: str) -> None:
+    assert p.returncode != 0
+    assert text in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    assert [line for line in p.stderr.splitlines() if text in line][0].startswith("devpi server: ")
+
+
+def test_second_server_on_same_dir_is_refused(make_server):
+    s = make_server()
+    p = run_server("--serverdir", str(s.serverdir))
+    assert_one_line_refusal(p, f"is already running on {s.serverdir}")
+    assert f"(pid {s.proc.pid})" in p.stderr
+    assert s.api("GET", "/+api").status_code == 200  # the first one is unharmed
+
+
+def test_root_password_option(make_server):
+    s = make_server(root_password="sekrit")
+    assert s.api("POST", "/+login", json={"user": "root", "password": "sekrit"}).status_code == 200
+    assert s.api("POST", "/+login", json={"user": "root", "password": ""}).status_code == 401
+    # it is root's *initial* password: a restart with another value changes nothing
+    s.stop()
+    s.root_password = "other"
+    s.start()
+    assert s.api("POST", "/+login", json={"user": "root", "password": "sekrit"}).status_code == 200
+    assert s.api("POST", "/+login", json={"user": "root", "password": "other"}).status_code == 401
+
+
+def test_empty_root_password_only_on_loopback(tmp_path):
+    serverdir = tmp_path / "open"
+    s = NoRootPasswd(serverdir).start()
+    try:
+        assert s.api("POST", "/+login", json={"user": "root", "password": ""}).status_code == 200
+    finally:
+        assert s.stop() == 0
+    p = run_server("--serverdir", str(serverdir), "--host", "0.0.0.0")
+    assert_one_line_refusal(p, "root has an empty password; refusing to listen on 0.0.0.0")
+    # a fresh server dir without a password is refused too
+    p = run_server("--serverdir", str(tmp_path / "fresh"), "--host", "0.0.0.0")
+    assert_one_line_refusal(p, "root has an empty password")
+    # once root has a password, any address is fine
+    s.start()
+    root = s.login("root", "")
+    assert s.api("PATCH", "/root", json={"password": "now-set"}, auth=root).status_code == 200
+    s.stop()
+    wide = ServerProcess(serverdir, args=("--host", "0.0.0.0")).start()  # the last --host wins
+    try:
+        r = requests.get(f"http://127.0.0.1:{wide.port}/+api", timeout=30)
+        assert r.status_code == 200
+    finally:
+        assert wide.stop() == 0
+
+
+def test_sigterm_and_ctrl_c_shut_down_cleanly(make_server):
+    s = make_server()
+    assert s.stop() == 0
+    assert "Traceback" not in s.log_text()
+    s.start()
+    assert s.api("GET", "/+api").status_code == 200
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(30) == 0
+    assert "Traceback" not in s.log_text()
+    # and the dir is free again: a new server starts on it
+    s.start()
+    assert s.api("GET", "/+api").status_code == 200

@@ -1,0 +1,163 @@
+"""The compatibility matrix: which real tool can do what against our server.
+
+Every interop test carries ``@pytest.mark.compat(tool, operation)`` (one or
+more). The outcome of the test run decides each cell: passed -> "works",
+xfail -> "known gap" with the xfail reason, anything else -> "FAILS". Known
+gaps are ``pytest.mark.xfail(strict=True, reason=...)``, so a fixed gap turns
+the run red until its mark is removed and the matrix regenerated.
+
+The rows are declared once here (``OPERATIONS``, in display order), so a run
+can tell whether it covered all of them. Only a run that did writes
+``doc/compatibility.md``; a partial run (``-k``, one file) leaves it alone.
+``python tests/interop/update_compat_doc.py`` runs the suite to regenerate it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from interop.toolenv import TOOLS
+
+DOC = Path(__file__).resolve().parents[2] / "doc" / "compatibility.md"
+
+# (tool, operation): what the row promises. Display order = this order.
+OPERATIONS: dict[tuple[str, str], str] = {
+    ("devpi-client", "use"): "`devpi use URL`, `use user/index`, `use -l`",
+    ("devpi-client", "login"): "`devpi login --password`; a wrong password is refused",
+    ("devpi-client", "logout"): "`devpi logout`: uploads are refused afterwards",
+    ("devpi-client", "user -c"): "`devpi user -c NAME password=... email=...`, `user -l`",
+    ("devpi-client", "index -c"): "`devpi index -c NAME bases=... volatile=False`",
+    ("devpi-client", "index modify"): "`devpi index NAME key=value key+=value key-=value`",
+    ("devpi-client", "index -l"): "`devpi index -l`",
+    ("devpi-client", "upload checkout"): "`devpi upload` in a git checkout (builds sdist + wheel)",
+    ("devpi-client", "upload files"): "`devpi upload FILE...` of built archives",
+    ("devpi-client", "list"): "`devpi list`, `devpi list NAME`",
+    ("devpi-client", "getjson"): "`devpi getjson` of index, project and version",
+    ("devpi-client", "push"): "`devpi push NAME==VER user/index` to another index",
+    ("devpi-client", "remove"): "`devpi remove NAME==VER` (and `--force` on a non-volatile index)",
+    ("devpi-client", "test"): "`devpi test NAME`: tox run, toxresult upload, `list -t`",
+    ("devpi-client", "refresh"): "`devpi refresh NAME`: mirror cache of the project refetched",
+    ("devpi-client", "--version"): "`devpi --version` shows the server version",
+    ("pip", "install with dependencies"): "`pip install` from a stage that merges root/pypi",
+    ("pip", "install --require-hashes"): "`pip install --require-hashes -r requirements.txt`",
+    ("pip", "download"): "`pip download` of a project and its dependencies",
+    ("uv", "pip install with dependencies"): "`uv pip install` from a stage that merges root/pypi",
+    ("uv", "pip install --require-hashes"): "`uv pip install --require-hashes -r requirements.txt`",
+    ("uv", "pip compile"): "`uv pip compile --generate-hashes` resolution",
+    ("twine", "upload"): "`twine upload` (password and login token; identical re-upload; conflict)",
+    ("twine", "check"): "`twine check` of the archives served back by the index",
+    ("uv", "publish"): "`uv publish` (with `--check-url` for a re-publish)",
+    ("tox", "PIP_INDEX_URL"): "tox 4 env installs a dependency that only our index has",
+    ("tox-uv", "UV_INDEX_URL"): "tox 4 with tox-uv, the same through uv",
+    ("pypi-simple", "HTML vs JSON project page"): "same files, hashes, yanked flags, metadata in both formats",
+    ("pypi-simple", "HTML vs JSON project list"): "same project names in both formats",
+}
+
+WORKS, GAP, FAILS, NOT_RUN = "works", "known gap", "FAILS", "not run"
+_RANK = {WORKS: 0, GAP: 1, NOT_RUN: 2, FAILS: 3}
+
+
+@dataclass
+class Cell:
+    status: str = NOT_RUN
+    notes: list[str] = field(default_factory=list)
+    tests: list[str] = field(default_factory=list)
+
+    def add(self, status: str, note: str, nodeid: str) -> None:
+        if _RANK[status] > _RANK[self.status] or self.status == NOT_RUN:
+            self.status = status
+        if note and note not in self.notes:
+            self.notes.append(note)
+        self.tests.append(nodeid)
+
+
+def keys_of(item: pytest.Item) -> list[tuple[str, str]]:
+    keys = []
+    for mark in item.iter_markers("compat"):
+        key = (mark.args[0], mark.args[1])
+        if key not in OPERATIONS:
+            raise pytest.UsageError(f"{item.nodeid}: compat{key} is not in compat.OPERATIONS")
+        keys.append(key)
+    return keys
+
+
+def outcome(report: pytest.TestReport) -> tuple[str, str] | None:
+    """(status, note) for a report that decides the test, or None."""
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if hasattr(report, "wasxfail"):
+            return GAP, report.wasxfail.removeprefix("reason: ")
+        if report.passed:
+            return WORKS, ""
+        if report.skipped:
+            return FAILS, "skipped: " + str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else "")
+        if "XPASS(strict)" in str(report.longrepr):
+            return FAILS, "a known gap now passes: remove its xfail mark"
+        return FAILS, f"test failed in {report.when}: see {report.nodeid}"
+    return None
+
+
+class Recorder:
+    """Outcomes seen by one pytest process; mergeable across xdist workers via files."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str, str]] = []  # tool, op, status, note, nodeid
+
+    def record(self, report: pytest.TestReport) -> None:
+        result = outcome(report)
+        if result is None:
+            return
+        for name, value in report.user_properties:
+            if name == "compat":
+                tool, op = json.loads(value)
+                self.events.append((tool, op, *result, report.nodeid))
+
+    def cells(self) -> dict[tuple[str, str], Cell]:
+        cells = {k: Cell() for k in OPERATIONS}
+        for tool, op, status, note, nodeid in self.events:
+            cells[(tool, op)].add(status, note, nodeid)
+        return cells
+
+    def merge_into(self, rundir: Path, me: str) -> Recorder:
+        """Write this process's events to *rundir* and return everything recorded there so far."""
+        rundir.mkdir(parents=True, exist_ok=True)
+        (rundir / f"{me}.json").write_text(json.dumps(self.events))
+        merged = Recorder()
+        for path in sorted(rundir.glob("*.json")):
+            merged.events.extend(tuple(e) for e in json.loads(path.read_text()))
+        return merged
+
+    @property
+    def complete(self) -> bool:
+        return all(c.status != NOT_RUN for c in self.cells().values())
+
+
+def render(cells: dict[tuple[str, str], Cell], server_version: str) -> str:
+    lines = [
+        "# Compatibility with existing clients",
+        "",
+        "<!-- GENERATED by tests/interop (compat.py) at the end of a full interop test run;",
+        "     do not edit by hand: run `python tests/interop/update_compat_doc.py`. -->",
+        "",
+        f"Each row is checked by driving the real tool against a running devpi {server_version} server",
+        "(`tests/interop/`, pytest marker `interop`). Every tool runs from its own virtualenv at the",
+        "pinned version shown. *works*: the test passed. *known gap*: the test is marked as an",
+        "expected failure with the reason given; it turns the suite red once the gap is fixed.",
+        "",
+        "| tool | version | operation | status | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for (tool, op), cell in cells.items():
+        version = TOOLS[tool].version if tool in TOOLS else ""
+        what = OPERATIONS[(tool, op)]
+        status = {WORKS: "works", GAP: "**known gap**", FAILS: "**FAILS**", NOT_RUN: "not run"}[cell.status]
+        notes = "; ".join(n.replace("|", "\\|").replace("\n", " ") for n in cell.notes)
+        lines.append(f"| {tool} | {version} | {op} — {what} | {status} | {notes} |")
+    gaps = [(k, c) for k, c in cells.items() if c.status != WORKS]
+    lines += ["", f"{len(cells) - len(gaps)} of {len(cells)} operations work."]
+    if gaps:
+        lines += ["", "Not working:", ""]
+        lines += [f"- {tool} `{op}`: {c.status} ({'; '.join(c.notes) or 'no reason recorded'})"
+                  for (tool, op), c in gaps]
+    return "\n".join(lines) + "\n"

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bottle
-from sqlalchemy import delete, insert, select, update
 
-from . import __version__, schema
+from . import __version__
 from .catalog import IndexRow
 from .core import Core
 from .httpkit import APIError, error_reply
@@ -45,6 +44,7 @@ from .mirror_page import (
     relpath_for,
     to_link,
 )
+from .mirror_store import MirrorStore
 from .names import normalize_name
 from .repos import Link, ProjectView
 from .singleflight import SingleFlight
@@ -105,6 +105,7 @@ class MirrorRepository:
         self._files: dict[str, StoredFile] = {}
         self._downloads: dict[str, FileFetch] = {}
         self._flights = SingleFlight(f"mirror:{self.fullname}")
+        self.store = MirrorStore(core.storage, ix.id)
         self._session: Any = None
         self._names: list[str] | None = None
         self._names_loaded = False
@@ -164,10 +165,7 @@ class MirrorRepository:
         page = self._pages.get(name)
         if page is not None:
             return page
-        with self.core.storage.read() as conn:
-            row = conn.execute(select(schema.mirror_pages).where(
-                schema.mirror_pages.c.index_id == self.index.id,
-                schema.mirror_pages.c.project == name)).first()
+        row = self.store.load_page(name)
         if row is None:
             return None
         page = self._make_page(name, row.url, json.loads(row.links), row.etag, row.last_modified, row.serial,
@@ -175,31 +173,15 @@ class MirrorRepository:
         with self._lock:
             return self._pages.setdefault(name, page)
 
-    def _store_page(self, page: Page, only_fetched: bool = False) -> None:
-        t = schema.mirror_pages
-        where = (t.c.index_id == self.index.id) & (t.c.project == page.name)
-        with self.core.storage.write() as tx:
-            if only_fetched:
-                tx.conn.execute(update(t).where(where).values(fetched=page.fetched, etag=page.etag,
-                                                               last_modified=page.last_modified))
-                return
-            tx.conn.execute(delete(t).where(where))
-            tx.conn.execute(insert(t).values(
-                index_id=self.index.id, project=page.name, url=page.url,
-                links=json.dumps(page.raw, separators=(",", ":")), etag=page.etag,
-                last_modified=page.last_modified, serial=page.serial, fetched=page.fetched))
-
     def _forget_page(self, name: str) -> None:
         with self._lock:
             self._pages.pop(name, None)
-        t = schema.mirror_pages
-        with self.core.storage.write() as tx:
-            tx.conn.execute(delete(t).where((t.c.index_id == self.index.id) & (t.c.project == name)))
+        self.store.delete_page(name)
 
     def _view(self, page: Page, stale: bool = False, max_age: float | None = None) -> ProjectView:
         links = page.links
         if self.offline:
-            cached = self._cached_relpaths(page.name)
+            cached = self.store.cached_relpaths(page.name)
             links = [link for link in links if link.path.split("/", 2)[2] in cached]
             max_age = 60.0
         elif max_age is None:
@@ -249,7 +231,7 @@ class MirrorRepository:
                 page.retry_after = 0.0
                 page.etag = resp.headers.get("ETag") or page.etag
                 page.last_modified = resp.headers.get("Last-Modified") or page.last_modified
-                self._store_page(page, only_fetched=True)
+                self.store.touch_page(name, page.fetched, page.etag, page.last_modified)
                 return page
             if resp.status_code in (404, 410):
                 self._missing[name] = time.monotonic() + min(self.expiry, NOT_FOUND_TTL)
@@ -281,10 +263,7 @@ class MirrorRepository:
             self._pages[name] = new
             self._missing.pop(name, None)
         self.core.page_cache.drop_project(name)
-        try:
-            self._store_page(new)
-        except Exception:
-            log.exception("mirror: could not store the page of %s", name)
+        self.store.save_page(name, url, raw, new.etag, new.last_modified, serial, new.fetched)
         return new
 
     def refresh(self, name: str) -> None:
@@ -320,9 +299,7 @@ class MirrorRepository:
         return names if names is not None else self._cached_names()
 
     def _load_names(self) -> None:
-        with self.core.storage.read() as conn:
-            row = conn.execute(select(schema.mirror_lists).where(
-                schema.mirror_lists.c.index_id == self.index.id)).first()
+        row = self.store.load_list()
         if row is not None and self._names is None:
             self._names = json.loads(row.names)
             self._names_fresh_until = row.fetched + max(self.expiry, LIST_MIN_EXPIRY)
@@ -342,31 +319,19 @@ class MirrorRepository:
         self._names = names
         self._names_fresh_until = now + max(self.expiry, LIST_MIN_EXPIRY)
         self.core.page_cache.drop_project("")
-        t = schema.mirror_lists
-        try:
-            with self.core.storage.write() as tx:
-                tx.conn.execute(delete(t).where(t.c.index_id == self.index.id))
-                tx.conn.execute(insert(t).values(index_id=self.index.id, names=json.dumps(names),
-                                                 etag=resp.headers.get("ETag"), fetched=now,
-                                                 serial=_int_or_none(resp.headers.get("X-PyPI-Last-Serial"))))
-        except Exception:
-            log.exception("mirror: could not store the project list of %s", self.fullname)
+        self.store.save_list(names, resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial")),
+                             now)
         return names
 
     def _cached_names(self) -> list[str]:
-        with self.core.storage.read() as conn:
-            names = set(conn.execute(select(schema.mirror_pages.c.project).where(
-                schema.mirror_pages.c.index_id == self.index.id)).scalars())
-        return sorted(names | set(self._pages))
+        return sorted(self.store.page_names() | set(self._pages))
 
     # -- files -----------------------------------------------------------------------------
     def _stored(self, relpath: str) -> StoredFile | None:
         stored = self._files.get(relpath)
         if stored is not None:
             return stored
-        t = schema.mirror_files
-        with self.core.storage.read() as conn:
-            row = conn.execute(select(t).where((t.c.index_id == self.index.id) & (t.c.relpath == relpath))).first()
+        row = self.store.load_file(relpath)
         if row is None or not self.core.blobs.exists(row.sha256):
             return None
         stored = StoredFile(row.sha256, row.filename, row.size, row.created)
@@ -374,20 +339,10 @@ class MirrorRepository:
             self._files[relpath] = stored
         return stored
 
-    def _cached_relpaths(self, name: str) -> set[str]:
-        t = schema.mirror_files
-        with self.core.storage.read() as conn:
-            return set(conn.execute(select(t.c.relpath).where(
-                (t.c.index_id == self.index.id) & (t.c.project == name))).scalars())
-
     def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str, size: int) -> None:
         """Remember a verified file (its blob is committed already)."""
-        t = schema.mirror_files
         now = time.time()
-        with self.core.storage.write() as tx:
-            tx.conn.execute(delete(t).where((t.c.index_id == self.index.id) & (t.c.relpath == relpath)))
-            tx.conn.execute(insert(t).values(index_id=self.index.id, relpath=relpath, project=project,
-                                             filename=filename, sha256=sha256, size=size, created=now, url=url))
+        self.store.save_file(relpath, project, filename, sha256, size, now, url)
         with self._lock:
             self._files[relpath] = StoredFile(sha256, filename, size, now)
 
@@ -524,7 +479,19 @@ def _routes(app: bottle.Bottle, core: Core) -> None:
         app.route(f"/{USER_SEG}/{INDEX_SEG}/+e/<path:path>", method, get_external)
 
 
+def _warm_imports() -> None:
+    """Import the HTTP client once the server is up, not on the first cache miss."""
+    try:
+        import requests  # noqa: F401
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+
+
 def setup(core: Core) -> None:
     core.mirror_factory = lambda core, ix: MirrorRepository(core, ix)
     core.config.extra.setdefault("route_hooks", []).append(_routes)
+    if not core.config.offline:
+        timer = threading.Timer(1.0, _warm_imports)
+        timer.daemon = True
+        timer.start()
 

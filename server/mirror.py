@@ -128,6 +128,9 @@ class MirrorRepository:
                     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.core.config.threads))
                     s.mount("http://", adapter)
                     s.mount("https://", adapter)
+                    from .fileadapter import FileAdapter
+
+                    s.mount("file://", FileAdapter())
                     s.headers["User-Agent"] = f"devpi-server/{__version__} (mirror of {self.url})"
                     self._session = s
         return self._session

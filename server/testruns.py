@@ -52,6 +52,7 @@ from .views_meta import INDEX_SEG, USER_SEG
 
 log = logging.getLogger("devpi.server.testruns")
 DEFAULT_TIMEOUT = 300.0
+SWEEP_INTERVAL = 5.0  # seconds; one indexed query when nothing is stale
 MAX_EVENTS_PER_POST = 5000
 NO_PERMISSION = ("No permission to upload tox results. You can use the devpi test --no-upload option to "
                  "skip the upload.")
@@ -136,8 +137,7 @@ def start_sweeper(core: Core) -> None:
     if core.config.extra.get("testrun_sweeper_started"):
         return
     core.config.extra["testrun_sweeper_started"] = True
-    interval = float(core.config.extra.get("testrun_sweep_interval")
-                     or min(30.0, max(1.0, default_timeout(core) / 3)))
+    interval = float(core.config.extra.get("testrun_sweep_interval") or SWEEP_INTERVAL)
     threading.Thread(target=_sweep_loop, args=(core, interval), name="testrun-sweeper", daemon=True).start()
 
 

@@ -69,6 +69,10 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
         show_links(hub, reply.url, root, verdata, args)
         for shadow in verdata.get("+shadowing") or []:
             show_links(hub, reply.url, root, shadow, args, prefix="shadowed: ")
+        from devpi.client.testing_summary import matrix_lines  # test runs: env x platform -> status
+
+        for line in matrix_lines(hub, index, normalize(spec.name), version):
+            hub.info(line)
     if len(shown) < len(versions):
         hub.info(f"({len(versions) - len(shown)} older versions not shown, use --all)")
     return 0

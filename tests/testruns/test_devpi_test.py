@@ -70,6 +70,9 @@ def test_passing_project_streams_results_before_tox_ends(env):
     # `devpi list` shows the classic result and the env x platform matrix
     listing = env.devpi("list", "passpkg", check=True).stdout
     assert "tests passed" in listing
+    header, row = [line.split() for line in listing.splitlines() if line.strip().startswith(("tests ", "py "))]
+    assert header == ["tests", run["platform"]]
+    assert row == ["py", f"(py{'.'.join(run['python'].split('.')[:2])})", "passed"]
 
 
 def test_failing_project_exit_code_and_failure_text(env):

@@ -37,6 +37,8 @@ def test_killed_client_leaves_run_interrupted(env):
         # quiet (test_slow sleeps) but alive: heartbeats keep it running past its timeout
         time.sleep(5)
         assert env.runs("slowpkg")[0]["status"] == "running"
+        listing = env.devpi("list", "slowpkg", check=True).stdout
+        assert [line.split()[-1] for line in listing.splitlines() if line.strip().startswith("py ")] == ["running"]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the client, tox and pytest: nobody says goodbye
         proc.wait()

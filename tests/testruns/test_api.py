@@ -1,0 +1,94 @@
+"""The test-run HTTP API directly: permissions, the run key, lifecycle rules, classic toxresults."""
+from __future__ import annotations
+
+import time
+
+import requests
+from support.dists import write_sdist
+
+REPORT = {"reportversion": "1", "platform": "linux", "host": "h",
+          "testenvs": {"py": {"python": {"version_info": [3, 12, 1]}, "result": {"success": True},
+                              "test": [{"command": ["pytest"], "retcode": 0, "output": ""}]}}}
+
+
+def setup_release(server, tmp_path, **index_config):
+    auth = server.create_user("alice", "secret")
+    server.create_index(auth, "dev", **index_config)
+    r = server.upload("alice/dev", write_sdist(tmp_path, "apipkg", "1.0"), auth)
+    assert r.status_code == 200, r.text
+    links = server.api("GET", "/alice/dev/apipkg").json()["result"]["1.0"]["+links"]
+    return auth, links[0]["href"]
+
+
+def open_run(server, href, auth=None, **kw):
+    return server.api("POST", "/alice/dev/+testruns", json={"file": href, "host": "h", "platform": "linux",
+                                                            "python": "3.12.1 (main)", **kw}, auth=auth)
+
+
+def test_upload_acl_key_and_lifecycle(server, tmp_path):
+    auth, href = setup_release(server, tmp_path, acl_toxresult_upload=["alice"])
+    r = open_run(server, href)
+    assert r.status_code == 403 and "No permission to upload tox results" in r.json()["message"]
+    r = open_run(server, href, auth=auth)
+    assert r.status_code == 201, r.text
+    run = r.json()["result"]
+    assert run["status"] == "running" and run["who"] == "alice" and run["python"] == "3.12.1"
+
+    events = f"/alice/dev/+testruns/{run['id']}/events"
+    r = server.api("POST", events, json={"key": "guess", "events": []})
+    assert r.status_code == 403
+    r = server.api("POST", events, json={"key": run["key"], "events": [
+        {"env": "py", "nodeid": "t.py::a", "outcome": "passed", "duration": 0.1, "python": "3.12.1"}]})
+    assert r.status_code == 200 and r.json()["result"]["events"] == 1
+
+    finish = f"/alice/dev/+testruns/{run['id']}/finish"
+    r = server.api("POST", finish, json={"key": run["key"], "exitcode": 0, "toxresult": REPORT})
+    assert r.status_code == 200, r.text
+    done = r.json()["result"]
+    assert done["status"] == "passed" and done["envs"]["py"] == {"python": "3.12.1", "status": "passed"}
+    assert requests.get(done["toxresult"], timeout=30).json()["testenvs"]["py"]["result"]["success"] is True
+    assert server.api("POST", finish, json={"key": run["key"], "exitcode": 0}).status_code == 409
+    assert server.api("POST", events, json={"key": run["key"], "events": []}).status_code == 409
+
+    # the key is never shown to readers
+    shown = server.api("GET", f"/alice/dev/+testruns/{run['id']}").json()["result"]
+    assert "key" not in shown and shown["events"][0]["nodeid"] == "t.py::a"
+    by_file = server.api("GET", "/alice/dev/+testruns", params={"file": href}).json()["result"]
+    assert [r["id"] for r in by_file] == [run["id"]]
+
+
+def test_silent_run_reads_interrupted_and_a_sign_of_life_revives_it(server, tmp_path):
+    _, href = setup_release(server, tmp_path)
+    run = open_run(server, href, timeout=1).json()["result"]
+    time.sleep(1.5)
+    assert server.api("GET", f"/alice/dev/+testruns/{run['id']}").json()["result"]["status"] == "interrupted"
+    r = server.api("POST", f"/alice/dev/+testruns/{run['id']}/events", json={"key": run["key"], "events": []})
+    assert r.status_code == 200
+    assert server.api("GET", f"/alice/dev/+testruns/{run['id']}").json()["result"]["status"] == "running"
+    # a run without a report never passes, whatever exit code is claimed
+    r = server.api("POST", f"/alice/dev/+testruns/{run['id']}/finish", json={"key": run["key"], "exitcode": 0})
+    assert r.json()["result"]["status"] == "error"
+
+
+def test_classic_toxresult_upload_still_works(server, tmp_path):
+    _, href = setup_release(server, tmp_path)
+    r = requests.post(href, json=REPORT, headers={"Accept": "application/json"}, timeout=30)
+    assert r.status_code == 200 and r.json()["type"] == "toxresultpath", r.text
+    links = server.api("GET", "/alice/dev/apipkg").json()["result"]["1.0"]["+links"]
+    [tox] = [lk for lk in links if lk["rel"] == "toxresult"]
+    assert tox["for_href"] == href
+    # and it counts for push_requires like a finished run's report
+    server.api("PATCH", "/alice/dev", json=["push_requires+=py312"], auth=server.login("alice", "secret"))
+    auth = server.login("alice", "secret")
+    server.create_index(auth, "prod")
+    r = server.api("PUSH", "/alice/dev", json={"name": "apipkg", "version": "1.0", "targetindex": "alice/prod"},
+                   auth=auth)
+    assert r.status_code == 200, r.text
+
+
+def test_unknown_file_and_run(server, tmp_path):
+    setup_release(server, tmp_path)
+    r = open_run(server, "+f/000/0000000000000/nope-1.0.tar.gz")
+    assert r.status_code == 404 and "no release file" in r.json()["message"]
+    assert server.api("GET", "/alice/dev/+testruns/999").status_code == 404
+    assert server.api("GET", "/alice/dev/+testruns").status_code == 400

@@ -54,7 +54,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
     Tool("uv", "0.13.9", (UV,)),
     Tool("twine", "7.0.0", ("twine==7.0.0",)),
     Tool("tox", "4.67.15", (TOX,)),
-    Tool("tox-uv", "1.37.7", (TOX, "tox-uv==1.37.7", UV)),
+    Tool("tox-uv", "1.37.1", (TOX, "tox-uv==1.37.1", UV)),
     Tool("pypi-simple", "1.8.0", ("pypi-simple==1.8.0",)),
 ]}
 

@@ -64,13 +64,18 @@ class BlobWriter:
         self._file.flush()
         return self._tmp
 
-    def commit(self) -> str:
-        """fsync and rename into place; returns the sha256."""
+    def commit(self, durable: bool = True) -> str:
+        """fsync and rename into place; returns the sha256.
+
+        durable=False skips both fsyncs: only for blobs that are copies of bytes held
+        elsewhere (a wheel's METADATA), which a reader can re-derive after a crash.
+        """
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         digest = self.sha256
-        self._store._install(self._tmp, digest)
+        self._store._install(self._tmp, digest, durable)
         self._done = True
         return digest
 
@@ -105,19 +110,20 @@ class BlobStore:
         """suffix: keep the file's name ending (readers such as pkginfo go by it)."""
         return BlobWriter(self, suffix)
 
-    def put_bytes(self, data: bytes) -> str:
+    def put_bytes(self, data: bytes, durable: bool = True) -> str:
         with self.writer() as w:
             w.write(data)
-            return w.commit()
+            return w.commit(durable)
 
-    def _install(self, tmp: Path, digest: str) -> None:
+    def _install(self, tmp: Path, digest: str, durable: bool = True) -> None:
         target = self.path(digest)
         if target.exists():
             tmp.unlink(missing_ok=True)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
 
     def read_bytes(self, sha256: str) -> bytes:
         data = self.path(sha256).read_bytes()

@@ -121,6 +121,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             if not f.core_metadata_sha256:
                 raise APIError(404, "no core metadata for this file")
             data_sha = f.core_metadata_sha256
+            _ensure_core_metadata(core, f)
             size = core.blobs.path(data_sha).stat().st_size if core.blobs.exists(data_sha) else 0
             return serve_blob(core, data_sha, f.filename + ".metadata", size, f.created)
         return serve_blob(core, f.sha256, f.filename, f.size, f.created)
@@ -163,6 +164,31 @@ def install(app: bottle.Bottle, core: Core) -> None:
     app.route(base, "HEAD", get_file)
     app.route(base, "DELETE", delete_file)
     app.route(base, "POST", post_toxresult)
+
+
+def _ensure_core_metadata(core: Core, f: catalog.FileRow) -> None:
+    """The .metadata blob is stored without fsync (see views_upload): if a crash lost or
+    truncated it, take the METADATA out of the wheel again, check its hash, and keep it."""
+    sha = f.core_metadata_sha256
+    try:
+        core.blobs.read_bytes(sha)
+        return
+    except (OSError, BlobCorrupt):
+        pass
+    import hashlib
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(core.blobs.path(f.sha256)) as zf:
+            [name] = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            data = zf.read(name)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        raise APIError(404, "no core metadata for this file") from None
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise APIError(500, f"core metadata of {f.filename} does not match its recorded hash")
+    core.blobs.path(sha).unlink(missing_ok=True)  # a truncated leftover would block the rename
+    core.blobs.put_bytes(data, durable=False)
+    core.config.extra.get("corrupt_blobs", set()).discard(sha)
 
 
 def _release_of(conn, f: catalog.FileRow) -> catalog.Release:

@@ -156,7 +156,9 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
         sha256 = writer.sha256
         size = writer.size
         writer.commit()  # fsynced and in place before any row names it
-    core_sha = core.blobs.put_bytes(info.core_metadata) if info.core_metadata else None
+    # The PEP 658 copy of the wheel's METADATA needs no fsync of its own: if a crash loses
+    # it, views_files extracts it from the (durable) wheel again.
+    core_sha = core.blobs.put_bytes(info.core_metadata, durable=False) if info.core_metadata else None
     md = {**md, "name": name, "version": version}
     project_name = normalize_name(name)
     try:

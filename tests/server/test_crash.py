@@ -89,3 +89,25 @@ def test_sigkill_during_uploads(make_server, storage_url):
     r = requests.post(f"{s.url}/{index}/", auth=(auth[0], "pw"), files={"content": (fn, data)},
                       data={":action": "file_upload", "name": f"{prefix}-after", "version": "1.0"}, timeout=60)
     assert r.status_code == 200, r.text
+
+
+def test_lost_core_metadata_blob_is_rederived(server, tmp_path):
+    """The PEP 658 copy of a wheel's METADATA is written without fsync; after a crash that
+    lost or truncated it, the server takes it from the wheel again."""
+    s = server
+    auth, index = new_stage(s, "pw")
+    fn, data = wheel_bytes("meta-pkg", "1.0", summary="kept")
+    r = requests.post(f"{s.url}/{index}/", auth=(auth[0], "pw"), files={"content": (fn, data)},
+                      data={":action": "file_upload", "name": "meta-pkg", "version": "1.0"}, timeout=60)
+    assert r.status_code == 200, r.text
+    [f] = requests.get(f"{s.url}/{index}/+simple/meta-pkg/", timeout=30,
+                       headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"]
+    meta_sha = f["core-metadata"]["sha256"]
+    url = f"{s.url}/{index}/+simple/meta-pkg/{f['url']}.metadata"
+    blob = s.serverdir / "blobs" / meta_sha[:2] / meta_sha[2:4] / meta_sha
+    for damage in (lambda: blob.write_bytes(b""), blob.unlink):
+        damage()
+        r = requests.get(url, timeout=30)
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == meta_sha
+        assert b"Summary: kept" in r.content
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == meta_sha

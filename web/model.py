@@ -205,7 +205,13 @@ def index_projects(core: Any, ix: IndexRow) -> list[ProjectRow]:
                           max(created, cur[4]) if cur else created)
         elif created > cur[5]:
             best[name] = (*cur[:5], created)
-    return [ProjectRow(name, b[1], b[2], b[3], b[5]) for name, b in sorted(best.items())]
+    return [ProjectRow(name, b[1], b[2], clip(b[3]), b[5]) for name, b in sorted(best.items())]
+
+
+def clip(text: str, limit: int = 140) -> str:
+    """Summaries in listings: one line, at most ``limit`` characters."""
+    text = " ".join(text.split()) if "\n" in text else text
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 @dataclass
@@ -220,10 +226,12 @@ class Upload:
 
 def latest_uploads(core: Any, ix: IndexRow, limit: int = 15) -> list[Upload]:
     f, r, p = schema.files, schema.releases, schema.projects
-    q = (select(p.c.name, r.c.version, f.c.filename, f.c.relpath, f.c.size, f.c.created)
-         .join(r, r.c.id == f.c.release_id).join(p, p.c.id == r.c.project_id)
-         .where(f.c.index_id == ix.id, f.c.rel == "releasefile")
-         .order_by(f.c.created.desc()).limit(limit))
+    newest = (select(f.c.release_id, f.c.filename, f.c.relpath, f.c.size, f.c.created)
+              .where(f.c.index_id == ix.id, f.c.rel == "releasefile")
+              .order_by(f.c.created.desc()).limit(limit).subquery())  # pick 15 first, join only those
+    q = (select(p.c.name, r.c.version, newest.c.filename, newest.c.relpath, newest.c.size, newest.c.created)
+         .join(r, r.c.id == newest.c.release_id).join(p, p.c.id == r.c.project_id)
+         .order_by(newest.c.created.desc()))
     with core.storage.read() as conn:
         return [Upload(n, v, fn, f"{ix.fullname}/{rp}", size, created)
                 for n, v, fn, rp, size, created in conn.execute(q)]

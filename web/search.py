@@ -25,7 +25,7 @@ from devpi.server.names import normalize_name, version_key
 from sqlalchemy import select, text
 
 log = logging.getLogger("devpi.web.search")
-FORMAT = "2"  # bump to force a rebuild when what is stored changes
+FORMAT = "3"  # bump to force a rebuild when what is stored changes
 MAX_DESCRIPTION = 100_000  # characters indexed per description (PostgreSQL caps a tsvector at 1 MB)
 REPLAY_LIMIT = 5000  # changelog entries to replay before a full rebuild is cheaper
 
@@ -33,7 +33,7 @@ SQLITE_DDL = [
     "CREATE TABLE IF NOT EXISTS web_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS web_docs (id INTEGER PRIMARY KEY, index_name TEXT NOT NULL, "
     "project TEXT NOT NULL, display_name TEXT NOT NULL, version TEXT NOT NULL, summary TEXT NOT NULL, "
-    "UNIQUE (index_name, project))",
+    "updated REAL NOT NULL, UNIQUE (index_name, project))",
     "CREATE VIRTUAL TABLE IF NOT EXISTS web_fts USING fts5(name, summary, description, "
     "tokenize = 'porter unicode61')",
     "CREATE TABLE IF NOT EXISTS web_deps (index_name TEXT NOT NULL, project TEXT NOT NULL, "
@@ -45,7 +45,8 @@ PG_DDL = [
     "CREATE TABLE IF NOT EXISTS web_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS web_docs (id BIGSERIAL PRIMARY KEY, index_name TEXT NOT NULL, "
     "project TEXT NOT NULL, display_name TEXT NOT NULL, version TEXT NOT NULL, summary TEXT NOT NULL, "
-    "description TEXT NOT NULL, tsv TSVECTOR NOT NULL, UNIQUE (index_name, project))",
+    "description TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL, tsv TSVECTOR NOT NULL, "
+    "UNIQUE (index_name, project))",
     "CREATE INDEX IF NOT EXISTS web_docs_tsv ON web_docs USING GIN (tsv)",
     "CREATE TABLE IF NOT EXISTS web_deps (index_name TEXT NOT NULL, project TEXT NOT NULL, "
     "dep TEXT NOT NULL, version TEXT NOT NULL)",
@@ -78,6 +79,7 @@ class Doc:
     summary: str
     description: str
     deps: list[str]
+    updated: float
 
 
 def dep_names(requires_dist: list[str] | None) -> list[str]:
@@ -104,7 +106,8 @@ def project_doc(conn: Any, ix: catalog.IndexRow, project: catalog.Project) -> Do
     newest = max(releases, key=lambda r: version_key(r.version))
     md = newest.metadata
     return Doc(ix.fullname, project.name, project.display_name, newest.version, str(md.get("summary") or ""),
-               str(md.get("description") or "")[:MAX_DESCRIPTION], dep_names(md.get("requires_dist")))
+               str(md.get("description") or "")[:MAX_DESCRIPTION], dep_names(md.get("requires_dist")),
+               max(r.created for r in releases))
 
 
 class SearchIndex:
@@ -157,8 +160,23 @@ class SearchIndex:
         conn = self.storage.engine.connect().execution_options(devpi_write=True)
         return conn
 
+    def _stored_state(self) -> dict[str, str]:
+        with self.storage.engine.connect() as conn:
+            try:
+                state = dict(conn.execute(text("SELECT key, value FROM web_state")).all())
+            except Exception:  # no table yet
+                state = {}
+            conn.rollback()
+        return state
+
     def _prepare(self) -> None:
         ddl = SQLITE_DDL if self.is_sqlite else PG_DDL
+        state = self._stored_state()
+        if state and state.get("format") != FORMAT:  # stored in an older shape: start over
+            with self._write() as conn, conn.begin():
+                for table in ("web_fts", "web_docs", "web_deps", "web_state"):
+                    if table != "web_fts" or self.is_sqlite:
+                        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         for attempt in range(3):
             try:
                 with self._write() as conn, conn.begin():
@@ -168,9 +186,7 @@ class SearchIndex:
             except Exception:
                 if attempt == 2:  # concurrent CREATE IF NOT EXISTS on PostgreSQL can race once
                     raise
-        with self.storage.engine.connect() as conn:
-            state = dict(conn.execute(text("SELECT key, value FROM web_state")).all())
-            conn.rollback()
+        state = self._stored_state()
         stored = int(state["serial"]) if state.get("format") == FORMAT and "serial" in state else None
         if stored is None:
             self.rebuild()
@@ -283,17 +299,17 @@ class SearchIndex:
         conn.execute(text("DELETE FROM web_deps WHERE index_name = :i"), args)
 
     def _insert(self, conn: Any, doc: Doc) -> None:
-        args = {"i": doc.index, "p": doc.project, "d": doc.display_name, "v": doc.version,
+        args = {"i": doc.index, "p": doc.project, "d": doc.display_name, "v": doc.version, "u": doc.updated,
                 "summary": doc.summary, "description": doc.description,
                 "tsname": name_words(doc.display_name)}
         if self.is_sqlite:
-            rowid = conn.execute(text("INSERT INTO web_docs (index_name, project, display_name, version, summary) "
-                                      "VALUES (:i, :p, :d, :v, :summary)"), args).lastrowid
+            rowid = conn.execute(text("INSERT INTO web_docs (index_name, project, display_name, version, summary, "
+                                      "updated) VALUES (:i, :p, :d, :v, :summary, :u)"), args).lastrowid
             conn.execute(text("INSERT INTO web_fts (rowid, name, summary, description) "
                               "VALUES (:rowid, :tsname, :summary, :description)"), {**args, "rowid": rowid})
         else:
             conn.execute(text("INSERT INTO web_docs (index_name, project, display_name, version, summary, "
-                              f"description, tsv) VALUES (:i, :p, :d, :v, :summary, :description, {PG_TSV})"),
+                              f"description, updated, tsv) VALUES (:i, :p, :d, :v, :summary, :description, :u, {PG_TSV})"),
                          args)
         for dep in doc.deps:
             conn.execute(text("INSERT INTO web_deps (index_name, project, dep, version) VALUES (:i, :p, :dep, :v)"),
@@ -330,6 +346,16 @@ class SearchIndex:
         hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5] or "", float(r[6])) for r in rows if r[0] in allowed]
         hits.sort(key=lambda h: (h.project != exact, h.rank))
         return hits[offset:offset + limit], len(hits)
+
+    def index_projects(self, ixname: str) -> list[tuple[str, str, str, str, float]] | None:
+        """(project, display name, newest version, summary, updated) of an index, by name; None if unknown."""
+        if self.failed or not self.wait_current(2.0):
+            return None
+        with self.storage.engine.connect() as conn:
+            rows = conn.execute(text("SELECT project, display_name, version, summary, updated FROM web_docs "
+                                     "WHERE index_name = :i ORDER BY project"), {"i": ixname}).all()
+            conn.rollback()
+        return [tuple(r) for r in rows]
 
     def used_by(self, project: str, allowed: set[str]) -> list[tuple[str, str, str]]:
         """(index, project, version) of projects whose newest release requires project."""

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from . import model, render, toxresults
 from .docs import DOC_CSP, DocZips, content_type
+from .pagecache import PageMemo
 from .search import SearchIndex
 
 log = logging.getLogger("devpi.web")
@@ -57,6 +58,11 @@ def public_url(url: str) -> str:
     return url
 
 
+def root_path(site: str) -> str:
+    """Links in pages are server-root-relative paths: "" or the prefix of --outside-url."""
+    return urlsplit(site).path.rstrip("/")
+
+
 def html_response(body: str, status: int = 200, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
     data = body.encode()
     h = {"Content-Type": "text/html; charset=utf-8", "Vary": "Accept, User-Agent", **SECURITY_HEADERS,
@@ -68,7 +74,7 @@ def error_page(core: Any, environ: dict, status: int, message: str) -> bytes:
     req = bottle.BaseRequest(environ)
     title = {400: "Bad request", 401: "Authentication required", 403: "Forbidden", 404: "Not found",
              410: "Gone"}.get(status, "Error")
-    return render.render("error.html", root=base_url(core, req), status=status, title=title,
+    return render.render("error.html", root=root_path(base_url(core, req)), status=status, title=title,
                          message=message, crumbs=[], q="").encode()
 
 
@@ -76,6 +82,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=False)
     req = bottle.request
     docs = DocZips(core)
+    memo = PageMemo()
+    core.change_listeners.append(memo.on_commit)
 
     def page(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -103,7 +111,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     def show(template: str, **context: Any) -> bottle.HTTPResponse:
         context.setdefault("q", "")
         context.setdefault("crumbs", [])
-        return html_response(render.render(template, root=base_url(core, req), **context))
+        site = base_url(core, req)
+        return html_response(render.render(template, root=root_path(site), site=site, **context))
 
     def ident():
         return identity(core, req)
@@ -166,17 +175,31 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
             mirror_url = public_url(str(ix.config.get("mirror_url") or ""))
             return show("mirror.html", title=ix.fullname, ix=ix, mirror_url=mirror_url,
                         crumbs=index_crumbs(ix))
-        projects = model.index_projects(core, ix)
-        pages = max(1, math.ceil(len(projects) / PROJECTS_PER_PAGE))
         try:
-            pageno = min(max(1, int(req.query.get("page", "1"))), pages)
+            pageno = max(1, int(req.query.get("page", "1")))
         except ValueError:
             pageno = 1
+        site = base_url(core, req)
+        key = (site, pageno)
+        generation = memo.generation(ix.fullname)
+        cached = memo.get(ix.fullname, key)
+        if cached is not None:
+            return html_response(cached)
+        derived = search.index_projects(ix.fullname)
+        if derived is not None:
+            projects = [model.ProjectRow(name, display, version, model.clip(summary), updated)
+                        for name, display, version, summary, updated in derived]
+        else:  # search tables unavailable: read the catalog itself
+            projects = model.index_projects(core, ix)
+        pages = max(1, math.ceil(len(projects) / PROJECTS_PER_PAGE))
+        pageno = min(pageno, pages)
         shown = projects[(pageno - 1) * PROJECTS_PER_PAGE: pageno * PROJECTS_PER_PAGE]
         uploads = model.latest_uploads(core, ix)
-        return show("index.html", title=ix.fullname, ix=ix, bases=bases, order=order, projects=shown,
-                    total=len(projects), pageno=pageno, pages=pages, uploads=uploads,
-                    crumbs=index_crumbs(ix))
+        body = render.render("index.html", root=root_path(site), site=site, q="", title=ix.fullname, ix=ix, bases=bases, order=order,
+                             projects=shown, total=len(projects), pageno=pageno, pages=pages, uploads=uploads,
+                             crumbs=index_crumbs(ix))
+        memo.put(ix.fullname, key, generation, body)
+        return html_response(body)
 
     @page
     def goto(user: str, index: str):

@@ -65,7 +65,7 @@ def test_index_page_shows_config_projects_and_uploads(web_server):
     assert "alice/dev → alice/prod → root/pypi" in text  # resolution order
     assert "Volatile yes" in text
     assert "frobnicator" in text and "Turns signals into frobs" in text
-    assert 'href="' + web_server.url + '/alice/dev/frobnicator/2.0"' in html  # latest version link
+    assert 'href="/alice/dev/frobnicator/2.0"' in html  # latest version link
     assert "frobnicator-2.0.tar.gz" in text  # latest uploads
     assert "helper-lib" in text
     prod = text_of(get_html(web_server, "/alice/prod"))
@@ -79,7 +79,7 @@ def test_mirror_page_does_not_list_upstream(web_server):
 
 def test_project_page_versions_newest_first_with_yanked_and_source(web_server):
     html = get_html(web_server, "/alice/dev/frobnicator")
-    rows = re.findall(r'<tr( class="yanked")?>\s*<td><a class="strong" href="[^"]+/frobnicator/([^"]+)"', html)
+    rows = re.findall(r'<tr( class="yanked")?>\s*<td><a class="strong" href="/alice/dev/frobnicator/([^"]+)"', html)
     assert [(bool(y), v) for y, v in rows] == [(False, "2.0"), (True, "1.0")]
     html = get_html(web_server, "/alice/dev/helper-lib")
     text = text_of(html)
@@ -99,7 +99,7 @@ def test_version_page_shows_metadata_files_deps_and_tests(web_server):
     assert '<strong>quasiperiodic</strong>' in html  # markdown rendered
     assert "<table>" in html  # GFM table
     assert "Requires Python >=3.9" in text
-    assert f'href="{web_server.url}/alice/dev/helper-lib"' in html  # dependency links to its page here
+    assert 'href="/alice/dev/helper-lib"' in html  # dependency links to its page here
     assert "sys_platform == &#34;win32&#34;" in html or 'sys_platform == "win32"' in text
     assert "License :: OSI Approved :: MIT License" in text
     assert 'href="https://example.invalid/frobnicator"' in html
@@ -200,13 +200,23 @@ def test_static_assets_for_any_client(web_server):
 def test_search_ranks_and_names_the_index(web_server):
     html = get_html(web_server, "/+search?q=quasiperiodic")
     assert "<mark>quasiperiodic</mark>" in html
-    assert re.search(r'href="[^"]+/alice/dev/frobnicator">frobnicator</a>', html)
+    assert re.search(r'href="/alice/dev/frobnicator">frobnicator</a>', html)
     html = get_html(web_server, "/+search?q=helper")
-    hits = re.findall(r'<a class="strong" href="[^"]+/(alice/\w+)/helper-lib">', html)
+    hits = re.findall(r'<a class="strong" href="/(alice/\w+)/helper-lib">', html)
     assert sorted(hits) == ["alice/dev", "alice/prod"]  # one hit per index holding it
     # a name match outranks a description mention
     html = get_html(web_server, "/+search?q=frobnicator")
-    first = re.search(r'<a class="strong" href="[^"]+/alice/dev/([\w-]+)">', html).group(1)
+    first = re.search(r'<a class="strong" href="/alice/dev/([\w-]+)">', html).group(1)
     assert first == "frobnicator"
     assert "0 results" in text_of(get_html(web_server, "/+search?q=zzznotthere"))
     assert "0 results" in text_of(get_html(web_server, "/+search?q=%22%29%28*%3A"))  # FTS syntax is not passed on
+
+
+def test_links_follow_the_outside_url_prefix(web_server):
+    headers = {**BROWSER_HEADERS, "X-Outside-Url": "https://pkgs.example.invalid/devpi"}
+    for path in ("/alice/dev", "/alice/dev/frobnicator/2.0"):
+        html = requests.get(web_server.url + path, headers=headers, timeout=30).text
+        hrefs = re.findall(r'href="([^"]+)"', html)
+        ours = [h for h in hrefs if not h.startswith(("https://example.invalid", "#"))]
+        assert ours and all(h.startswith("/devpi/") for h in ours), ours
+        assert "pip install --index-url https://pkgs.example.invalid/devpi/alice/dev/+simple/" in html

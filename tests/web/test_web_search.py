@@ -14,7 +14,7 @@ def search(server, q: str) -> list[tuple[str, str]]:
     """(index, project) of the hits, best first."""
     r = requests.get(server.url + "/+search", params={"q": q}, headers=BROWSER_HEADERS, timeout=30)
     assert r.status_code == 200
-    return re.findall(r'<a class="strong" href="[^"]+?/(\w+/\w+)/([\w.-]+)">', r.text)
+    return re.findall(r'<a class="strong" href="/(\w+/\w+)/([\w.-]+)">', r.text)
 
 
 def used_by(server, index: str, project: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import time
 import warnings
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 HERE = Path(__file__).parent
+_MARKUP_NOISE = re.compile(r"(?m)^\s*#+|`{3,}\w*|\*\*|[|=~^]{2,}|-{3,}|\|")
 _cache: OrderedDict[str, Markup] = OrderedDict()
 _cache_lock = Lock()
 
@@ -73,6 +75,8 @@ def shorthash(h: str | None) -> str:
 
 def highlight(snippet: str) -> Markup:
     """Search snippets mark matches with \\x02 ... \\x03: escape everything, then mark."""
+    snippet = _MARKUP_NOISE.sub(" ", snippet)  # descriptions are Markdown/reST source: drop its punctuation
+    snippet = " ".join(snippet.split())
     out = str(escape(snippet)).replace("\x02", "<mark>").replace("\x03", "</mark>")
     return Markup(out)
 

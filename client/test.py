@@ -232,15 +232,22 @@ def run_gateways(hub: Hub, args: argparse.Namespace, spec: dict[str, Any], file_
             except Exception as e:  # execnet raises many kinds here: make it one line
                 hub.fatal(f"cannot start gateway {txspec!r}: {type(e).__name__}: {e}")
         results: dict[str, int] = {}
+        reporters: list[RunReporter] = []
         lock = threading.Lock()
         threads = [threading.Thread(target=_drive_gateway, daemon=True,
-                                    args=(hub, args, gw, txspec, spec, file_href, testing_runner, results, lock))
+                                    args=(hub, args, gw, txspec, spec, file_href, testing_runner, results, lock,
+                                          reporters))
                    for txspec, gw in gateways]
         for t in threads:
             t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            for reporter in list(reporters):
+                reporter.finish(None, None, interrupted=True, error="interrupted by the user")
+            raise
     finally:
         group.terminate(timeout=10)
     codes = [results.get(txspec, 1) for txspec, _ in gateways]
@@ -248,7 +255,8 @@ def run_gateways(hub: Hub, args: argparse.Namespace, spec: dict[str, Any], file_
 
 
 def _drive_gateway(hub: Hub, args: argparse.Namespace, gw: Any, txspec: str, spec: dict[str, Any],
-                   file_href: str, runner_module: Any, results: dict[str, int], lock: threading.Lock) -> None:
+                   file_href: str, runner_module: Any, results: dict[str, int], lock: threading.Lock,
+                   reporters: list[RunReporter]) -> None:
     prefix = f"[{gw.id}] "
 
     def say(line: str) -> None:
@@ -264,6 +272,7 @@ def _drive_gateway(hub: Hub, args: argparse.Namespace, gw: Any, txspec: str, spe
             if kind == "hello":
                 say(f"{txspec}: {data['host']} {data['platform']} python {data['python'].split()[0]}")
                 reporter = RunReporter(hub, file_href, data, txspec, args.run_timeout, upload=not args.no_upload)
+                reporters.append(reporter)
                 with lock:
                     reporter.open()
             elif kind == "event" and reporter:
@@ -289,6 +298,4 @@ def _drive_gateway(hub: Hub, args: argparse.Namespace, gw: Any, txspec: str, spe
         if reporter:
             reporter.finish(None, None, interrupted=True, error=f"gateway {txspec} failed: {e}")
         results[txspec] = 1
-        if isinstance(e, KeyboardInterrupt):
-            raise
 

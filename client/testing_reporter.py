@@ -36,6 +36,7 @@ class RunReporter:
         self.warned = False
         self.sent = 0
         self.done = False
+        self.finish_lock = threading.Lock()
         import requests
 
         self.session = requests.Session()  # its own: the sender thread must not share the hub's
@@ -124,9 +125,10 @@ class RunReporter:
 
         Only the first call counts (an interrupt during clean-up must not undo a result).
         """
-        if self.done:
-            return None
-        self.done = True
+        with self.finish_lock:
+            if self.done:
+                return None
+            self.done = True
         if self.sender is not None:
             self.queue.put(None)
             self.sender.join()

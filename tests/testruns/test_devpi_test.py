@@ -76,8 +76,8 @@ def test_passing_project_streams_results_before_tox_ends(env):
 
 
 def test_failing_project_exit_code_and_failure_text(env):
-    env.upload_project("failpkg", {"tox.ini": TOX_INI, "tests/test_f.py": FAILING})
-    proc = env.devpi("test", "failpkg")
+    env.upload_project("failpkg", {"tox.ini": TOX_INI, "tests/test_f.py": FAILING}, wheel=True)
+    proc = env.devpi("test", "--select", r"\.whl$", "failpkg")  # a wheel: no sdist build, faster
     assert proc.returncode == 1, proc.stdout + proc.stderr
 
     [run] = env.runs("failpkg", events=True)
@@ -96,8 +96,8 @@ def test_two_envs_on_two_pythons(env, pythons):
     envs = [f"py{v.replace('.', '')}" for v in (first, second)]
     ini = f"[tox]\nenv_list = {', '.join(envs)}\n" + TOX_INI + f"[testenv:{envs[1]}]\npass_env = SOMETHING_ELSE\n"
     files = {"tox.ini": ini, "tests/test_v.py": "import sys\n\ndef test_version():\n    assert sys.version_info >= (3, 8)\n"}
-    env.upload_project("twoenv", files)
-    proc = env.devpi("test", "twoenv")
+    env.upload_project("twoenv", files, wheel=True)
+    proc = env.devpi("test", "--select", r"\.whl$", "twoenv")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     [run] = env.runs("twoenv", events=True)

@@ -23,9 +23,9 @@ def wait_for(fn, timeout, what):
 
 
 def test_killed_client_leaves_run_interrupted(env):
-    env.upload_project("slowpkg", {"tox.ini": TOX_INI, "tests/test_s.py": SLOW})
+    env.upload_project("slowpkg", {"tox.ini": TOX_INI, "tests/test_s.py": SLOW}, wheel=True)
     proc = subprocess.Popen([sys.executable, "-m", "devpi.client", "--clientdir", str(env.clientdir), "test",
-                             "--run-timeout", "3", "slowpkg"], env=env.client_env(), stdout=subprocess.DEVNULL,
+                             "--run-timeout", "3", "--select", r"\.whl$", "slowpkg"], env=env.client_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def quick_test_reported():

@@ -25,7 +25,8 @@ def open_run(server, href, auth=None, **kw):
                                                             "python": "3.12.1 (main)", **kw}, auth=auth)
 
 
-def test_upload_acl_key_and_lifecycle(server, tmp_path):
+def test_upload_acl_key_and_lifecycle(any_server, tmp_path):
+    server = any_server  # SQLite and PostgreSQL
     auth, href = setup_release(server, tmp_path, acl_toxresult_upload=["alice"])
     r = open_run(server, href)
     assert r.status_code == 403 and "No permission to upload tox results" in r.json()["message"]
@@ -55,6 +56,17 @@ def test_upload_acl_key_and_lifecycle(server, tmp_path):
     assert "key" not in shown and shown["events"][0]["nodeid"] == "t.py::a"
     by_file = server.api("GET", "/alice/dev/+testruns", params={"file": href}).json()["result"]
     assert [r["id"] for r in by_file] == [run["id"]]
+
+    # push copies the run, its events and its report along with the file
+    server.create_index(auth, "prod")
+    r = server.api("PUSH", "/alice/dev", json={"name": "apipkg", "version": "1.0", "targetindex": "alice/prod"},
+                   auth=auth)
+    assert r.status_code == 200, r.text
+    [copied] = server.api("GET", "/alice/prod/apipkg/1.0/+testruns?events").json()["result"]
+    assert copied["file"] == href.replace("/alice/dev/", "/alice/prod/")
+    assert copied["status"] == "passed" and copied["id"] != run["id"]
+    assert [e["nodeid"] for e in copied["events"]] == ["t.py::a"]
+    assert copied["toxresult"].startswith(server.url + "/alice/prod/")
 
 
 def test_silent_run_reads_interrupted_and_a_sign_of_life_revives_it(server, tmp_path):

@@ -29,15 +29,17 @@ _STATE: dict[str, str] = {}
 # their outcomes in a directory per test run; whoever holds a complete set writes the doc.
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat(tool, operation): the compatibility-matrix row(s) a test checks")
+    config.addinivalue_line("markers", "no_compat: an interop test that drives no tool (the matrix plugin itself)")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE not in Path(item.path).parents:
             continue
         item.add_marker(pytest.mark.interop)
         keys = compat.keys_of(item)
-        if not keys:
+        if not keys and item.get_closest_marker("no_compat") is None:
             raise pytest.UsageError(f"{item.nodeid}: every interop test needs a compat(tool, operation) mark")
         item.user_properties.extend(("compat", json.dumps(list(k))) for k in keys)
 

@@ -8,14 +8,27 @@ then uses the real client for the operation under test.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 from interop.helpers import output, run, sha256, unique, write_project
 from support.dists import write_sdist, write_wheel
 
 SIMPLE_JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
+TOXRESULT = {"reportversion": "1", "toxversion": "4.67.15", "platform": "linux", "host": "ci",
+             "testenvs": {"py": {"python": {"version": "3.11.7 (main)"},
+                                 "test": [{"command": ["pytest"], "output": "ok", "retcode": 0}],
+                                 "setup": [{"command": ["pip"], "output": "", "retcode": 0}]}}}
+
+
+def make_doczip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("index.html", "<html><body><h1>Docs</h1></body></html>")
+    return path
 
 
 class DevpiClient:
@@ -165,6 +178,35 @@ def test_index_list(devpi, iserver, alice):
     assert sorted(listed) == [f"{user}/dev", f"{user}/prod"]
 
 
+@pytest.mark.compat("devpi-client", "index --delete")
+def test_index_delete(devpi, iserver, alice):
+    user, pw = alice
+    devpi.login(iserver, user, pw)
+    assert "index deleted" in output(devpi("index", "--delete", "-y", f"{user}/dev"))
+    assert iserver.api("GET", f"/{user}/dev").status_code == 404
+    proc = devpi("index", "--delete", "-y", f"{user}/prod", check=False)
+    assert proc.returncode != 0 and "403" in output(proc)  # non-volatile
+    assert iserver.api("GET", f"/{user}/prod").status_code == 200
+
+
+@pytest.mark.compat("devpi-client", "user -m")
+def test_user_modify_and_delete(devpi, iserver):
+    name = unique("mod")
+    iserver.create_user(name, "oldpassword")
+    devpi.login(iserver, name, "oldpassword")
+    devpi("user", "-m", name, "title=Modified", "email=m@example.com")
+    cfg = iserver.api("GET", f"/{name}").json()["result"]
+    assert cfg["title"] == "Modified" and cfg["email"] == "m@example.com"
+    out = output(devpi("user", name))
+    assert "title=Modified" in out and "password" not in out
+    devpi("user", "-m", name, "password=newpassword")
+    proc = devpi("login", name, "--password", "oldpassword", check=False)
+    assert proc.returncode != 0
+    devpi("login", name, "--password", "newpassword")
+    assert "deleted" in output(devpi("user", "--delete", "-y", name))
+    assert iserver.api("GET", f"/{name}").status_code == 404
+
+
 # -- upload, list, getjson ------------------------------------------------------------------------
 @pytest.mark.compat("devpi-client", "upload checkout")
 def test_upload_checkout(devpi, iserver, alice, tmp_path):
@@ -204,6 +246,18 @@ def test_upload_files(devpi, iserver, alice, tmp_path):
     assert proc.returncode != 0 and "409" in output(proc)
 
 
+@pytest.mark.compat("devpi-client", "upload docs")
+def test_upload_docs(devpi, iserver, alice, tmp_path):
+    user, pw = alice
+    assert iserver.upload(f"{user}/dev", write_wheel(tmp_path, "doc-pkg", "1.0"), alice).status_code == 200
+    doczip = make_doczip(tmp_path / "doc-pkg-1.0.doc.zip")
+    devpi.login(iserver, user, pw, f"{user}/dev")
+    assert "doc_upload of doc-pkg-1.0.doc.zip" in output(devpi("upload", doczip))
+    links = project_json(iserver, f"{user}/dev", "doc-pkg")["1.0"]["+links"]
+    (doc,) = [link for link in links if link["rel"] == "doczip"]
+    assert requests.get(doc["href"], timeout=30).content == doczip.read_bytes()
+
+
 @pytest.mark.compat("devpi-client", "list")
 def test_list(devpi, iserver, alice, tmp_path):
     user, pw = alice
@@ -218,6 +272,13 @@ def test_list(devpi, iserver, alice, tmp_path):
     assert all(h.startswith(f"{iserver.url}/{user}/dev/+f/") for h in hrefs)
     assert [h.rsplit("/", 1)[1] for h in devpi("list", "list-pkg<1.1").stdout.split()] == [
         "list_pkg-1.0-py3-none-any.whl"]
+    failed = {**TOXRESULT, "testenvs": {"py": {**TOXRESULT["testenvs"]["py"], "test": [
+        {"command": ["pytest", "-x"], "output": "E   assert 1 == 2", "retcode": 1}]}}}
+    r = iserver.api("POST", hrefs[0].removeprefix(iserver.url), json=failed)
+    assert r.status_code == 200, r.text
+    out = output(devpi("list", "-f", "list-pkg"))
+    assert "ci linux py 3.11.7 tests failed" in " ".join(out.split()), out
+    assert "pytest -x" in out and "assert 1 == 2" in out
 
 
 @pytest.mark.compat("devpi-client", "getjson")
@@ -247,16 +308,49 @@ def test_push(devpi, iserver, alice, tmp_path):
     sdist = write_sdist(tmp_path, "push-pkg", "1.0")
     for f in (wheel, sdist):
         assert iserver.upload(f"{user}/dev", f, alice).status_code == 200
+    doczip = make_doczip(tmp_path / "push-pkg-1.0.doc.zip")
+    r = requests.post(f"{iserver.url}/{user}/dev/", auth=alice, timeout=60,
+                      data={":action": "doc_upload", "name": "push-pkg", "version": "1.0"},
+                      files={"content": (doczip.name, doczip.read_bytes())})
+    assert r.status_code == 200, r.text
+    links = project_json(iserver, f"{user}/dev", "push-pkg")["1.0"]["+links"]
+    sdist_href = next(link["href"] for link in links if link["href"].endswith(sdist.name))
+    r = iserver.api("POST", sdist_href.removeprefix(iserver.url), json=TOXRESULT)
+    assert r.status_code == 200, r.text
     devpi.login(iserver, user, pw, f"{user}/dev")
     out = output(devpi("push", "push-pkg==1.0", f"{user}/prod"))
     assert f"register push-pkg 1.0 -> {user}/prod" in out
     assert out.count("store_releasefile") == 2
+    assert "store_doczip" in out and "store_toxresult" in out
     assert simple_files(iserver, f"{user}/prod", "push-pkg") == {wheel.name: sha256(wheel),
                                                                  sdist.name: sha256(sdist)}
+    pushed = {link["rel"] for link in project_json(iserver, f"{user}/prod", "push-pkg")["1.0"]["+links"]}
+    assert pushed == {"releasefile", "doczip", "toxresult"}
+    assert "tests passed" in output(devpi("list", "-t", "--index", f"{user}/prod", "push-pkg"))
+    proc = devpi("push", "push-pkg==1.0", f"{user}/prod", check=False)  # non-volatile target: conflict
+    assert proc.returncode != 0 and "409" in output(proc)
     proc = devpi("push", "push-pkg==9.9", f"{user}/prod", check=False)
     assert proc.returncode != 0
     proc = devpi("push", "push-pkg==1.0", f"{user}/nosuchindex", check=False)
     assert proc.returncode != 0
+
+
+@pytest.mark.compat("devpi-client", "push to external")
+def test_push_to_external_repository(devpi, iserver, alice, make_server, tmp_path):
+    user, pw = alice
+    wheel = write_wheel(tmp_path, "ext-pkg", "1.0")
+    assert iserver.upload(f"{user}/dev", wheel, alice).status_code == 200
+    other = make_server()
+    other_auth = other.create_user("bob", "bobpw")
+    other.create_index(other_auth, "ext")
+    pypirc = tmp_path / "pypirc"
+    pypirc.write_text(f"[distutils]\nindex-servers = other\n\n[other]\nrepository = {other.url}/bob/ext/\n"
+                      f"username = bob\npassword = bobpw\n")
+    devpi.login(iserver, user, pw, f"{user}/dev")
+    out = output(devpi("push", "--pypirc", pypirc, "ext-pkg==1.0", "pypi:other"))
+    assert f"200 upload {user}/dev/+f/" in out, out
+    r = other.api("GET", "/bob/ext/+simple/ext-pkg/", headers=SIMPLE_JSON)
+    assert r.status_code == 200 and [f["hashes"]["sha256"] for f in r.json()["files"]] == [sha256(wheel)]
 
 
 @pytest.mark.compat("devpi-client", "remove")
@@ -277,6 +371,21 @@ def test_remove(devpi, iserver, alice, tmp_path):
     devpi("use", f"{user}/dev")
     devpi("remove", "-y", "rm-pkg")
     assert iserver.api("GET", f"/{user}/dev/+simple/rm-pkg/").status_code == 404
+
+
+@pytest.mark.compat("devpi-client", "install")
+def test_install(devpi, iserver, alice, tmp_path):
+    user, pw = alice
+    assert iserver.upload(f"{user}/prod", write_wheel(tmp_path, "inst-dep", "1.0"), alice).status_code == 200
+    wheel = write_wheel(tmp_path, "inst-pkg", "1.0", requires_dist=["inst-dep"])
+    assert iserver.upload(f"{user}/dev", wheel, alice).status_code == 200
+    iserver.api("PATCH", f"/{user}/dev", json=[f"bases={user}/prod"], auth=iserver.login(user, pw))
+    venv = tmp_path / "venv"
+    run([devpi.env.python, "-m", "virtualenv", "-q", "--no-setuptools", "--no-wheel", venv], env=devpi.environ)
+    devpi.login(iserver, user, pw, f"{user}/dev")
+    devpi("install", "--venv", venv, "inst-pkg")
+    listed = devpi("install", "--venv", venv, "-l").stdout
+    assert re.search(r"^inst-pkg\s+1\.0$", listed, re.M) and re.search(r"^inst-dep\s+1\.0$", listed, re.M)
 
 
 # -- test with toxresult upload ---------------------------------------------------------------------------

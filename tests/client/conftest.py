@@ -2,9 +2,7 @@
 
 Every test runs ``devpi`` as a subprocess, the way a user types it, with its
 own client dir (``DEVPI_CLIENTDIR``) in tmp_path.  The server comes from the
-shared ``server`` / ``make_server`` fixtures of tests/conftest.py; when they
-are not available (running this directory on its own), the same
-tests/support/server.py process helper is used directly.
+shared ``server`` / ``make_server`` fixtures of tests/conftest.py.
 """
 from __future__ import annotations
 
@@ -13,51 +11,23 @@ from pathlib import Path
 
 import pytest
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
-for _p in (TESTS_DIR, Path(__file__).resolve().parent):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 from clienthelpers import DevpiCLI  # noqa: E402
 
 
-def _fallback_server(tmp_path_factory: pytest.TempPathFactory, name: str):
-    from support.server import ServerProcess
-
-    return ServerProcess(tmp_path_factory.mktemp(name) / "serverdir").start()
+@pytest.fixture
+def devpi_server(server):
+    """The real server process (tests/conftest.py's ``server``: fresh, root password 'root')."""
+    return server
 
 
 @pytest.fixture
-def devpi_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The real server (shared fixture ``server`` when present)."""
-    try:
-        return request.getfixturevalue("server")
-    except pytest.FixtureLookupError:
-        srv = _fallback_server(tmp_path_factory, "server")
-        request.addfinalizer(srv.stop)
-        return srv
-
-
-@pytest.fixture
-def new_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """Factory for additional server processes that the test owns (it may stop them)."""
-    try:
-        factory = request.getfixturevalue("make_server")
-    except pytest.FixtureLookupError:
-        factory = None
-    if factory is not None:
-        yield factory
-    else:
-        started = []
-
-        def make(**opts):
-            srv = _fallback_server(tmp_path_factory, "server2")
-            started.append(srv)
-            return srv
-
-        yield make
-        for srv in started:
-            srv.stop()
+def new_server(make_server):
+    """Factory for further server processes the test owns (it may stop them)."""
+    return make_server
 
 
 @pytest.fixture

@@ -407,6 +407,8 @@ def test_upload_files_list_and_remove(alice, devpi_server, tmp_path):
         make_sdist(dists / f"handmade-{v}.tar.gz", "handmade", v)
     out = alice.ok("upload", "--dry-run", str(dists))
     assert out.count("skipped upload (dry run)") == 4
+    out = alice.ok("upload", "--dry-run", "--only-latest", str(dists))
+    assert out.count("skipped upload (dry run)") == 1 and "handmade-2.1.dev1.tar.gz" in out
     out = alice.ok("upload", str(dists / "handmade-1.0.tar.gz"), str(dists))
     assert out.count("uploaded handmade-") == 4  # the file given twice is sent once
     assert f"{devpi_server.url}/alice/dev/" in out

@@ -172,21 +172,27 @@ def env_names(tox: list[str], config: Path, cwd: Path, env: dict[str, str], toxa
 
 
 def overrides(names: list[str], config: Path, pin_python: str | None) -> list[str]:
-    """``-x`` options that let our variables through tox's env isolation (base and every env)."""
+    """``-x`` options that let our variables through tox's env isolation (base and every env).
+
+    tox names the sections differently per format: ``testenv`` / ``testenv:NAME`` (ini, also
+    pyproject's legacy_tox_ini), ``env_run_base`` / ``env.NAME`` (tox.toml), the same under
+    ``tool.tox.`` (pyproject.toml). Overrides of sections a config does not have are ignored.
+    """
     keys = ",".join(INJECTED_VARS)
     toml = config.suffix == ".toml"
-    out = ["-x", f"testenv.pass_env+={keys}"]
-    if toml:
-        out += ["-x", f"env_run_base.pass_env+={keys}"]
+    ns = "tool.tox." if config.name == "pyproject.toml" else ""
+    out: list[str] = []
+
+    def add(setting: str, section: str | None) -> None:
+        out.extend(["-x", f"testenv.{setting}" if section is None else f"testenv:{section}.{setting}"])
+        if toml:
+            out.extend(["-x", f"{ns}env_run_base.{setting}" if section is None else f"{ns}env.{section}.{setting}"])
+
+    add(f"pass_env+={keys}", None)
     for name in names:
-        escaped = name.replace(".", "\\.")
-        out += ["-x", f"testenv:{escaped}.pass_env+={keys}"]
-        if toml:
-            out += ["-x", f"env.{escaped}.pass_env+={keys}"]
+        add(f"pass_env+={keys}", name.replace(".", "\\."))
     if pin_python:
-        out += ["-x", f"testenv.base_python={pin_python}"]
-        if toml:
-            out += ["-x", f"env_run_base.base_python={pin_python}"]
+        add(f"base_python={pin_python}", None)
     return out
 
 

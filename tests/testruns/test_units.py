@@ -1,6 +1,8 @@
 """The pure parts: requirement parsing and matching, report reading, the `devpi list` matrix."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from devpi.client.testing_summary import format_matrix, matrix
 from devpi.server.indexconfig import ConfigError
@@ -59,3 +61,40 @@ def test_list_matrix_newest_run_wins():
     lines = format_matrix(cells)
     assert lines[0].split() == ["tests", "linux", "win32"]
     assert lines[2].split() == ["py", "(py3.12)", "passed", "-"]
+
+
+CONFIGS = {
+    "tox.ini": "[tox]\nenv_list = a, b\n[testenv]\ncommands = python -c 'print(1)'\n"
+               "[testenv:b]\npass_env = OTHER\n",
+    "tox.toml": 'env_list = ["a", "b"]\n[env_run_base]\ncommands = [["python", "-c", "print(1)"]]\n'
+                '[env.b]\npass_env = ["OTHER"]\n',
+    "pyproject.toml": '[tool.tox]\nenv_list = ["a", "b"]\n[tool.tox.env_run_base]\n'
+                      'commands = [["python", "-c", "print(1)"]]\n[tool.tox.env.b]\npass_env = ["OTHER"]\n',
+    "setup.cfg": "[tox:tox]\nenv_list = a, b\n[testenv]\ncommands = python -c 'print(1)'\n"
+                 "[testenv:b]\npass_env = OTHER\n",
+}
+
+
+@pytest.mark.parametrize("filename", sorted(CONFIGS))
+def test_injected_variables_pass_through_every_env(tmp_path, filename):
+    """What tox itself resolves: the plugin's variables reach envs with and without their own pass_env."""
+    import subprocess
+    import sys
+
+    from devpi.client.testing_runner import INJECTED_VARS, env_names, find_config, overrides
+
+    (tmp_path / filename).write_text(CONFIGS[filename])
+    config = find_config(tmp_path, None)
+    assert config.name == filename
+    tox = [sys.executable, "-m", "tox"]
+    names = env_names(tox, config, tmp_path, dict(os.environ), [])
+    assert "b" in names
+    proc = subprocess.run([*tox, "config", "-c", str(config), "-e", "a,b", "-k", "pass_env",
+                           *overrides(names, config, None)], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sections = proc.stdout.split("[testenv:")[1:]
+    assert [s.split("]")[0] for s in sections] == ["a", "b"]
+    for section in sections:
+        for var in INJECTED_VARS:
+            assert var in section, section
+    assert "OTHER" in sections[1]

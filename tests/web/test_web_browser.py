@@ -130,6 +130,14 @@ def test_user_html_and_script_are_neutralised(web_server, page, project):
     assert page.evaluate("window.__xss === undefined") and not dialogs
 
 
+def test_summaries_are_text_on_listing_pages(web_server, page):
+    for path in ("/alice/dev", "/+search?q=plain"):
+        page.goto(web_server.url + path)
+        assert "<script>window.__xss='summary'</script>" in page.locator("main").inner_text()
+        assert page.locator("main script, main b").count() == 0
+        assert page.evaluate("window.__xss === undefined")
+
+
 def test_project_urls_with_javascript_are_not_links(web_server, page):
     page.goto(f"{web_server.url}/alice/dev/frobnicator/2.0")
     links = page.locator("ul.links")

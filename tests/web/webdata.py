@@ -124,7 +124,7 @@ def populate(server, workdir: Path) -> dict:
                                 description=XSS_MARKDOWN, description_content_type="text/markdown"))
     up("alice/dev", write_wheel(workdir, "evil-rst", "1.0", summary="reST with script", description=XSS_RST,
                                 description_content_type="text/x-rst"))
-    up("alice/dev", write_wheel(workdir, "evil-plain", "1.0", summary="plain text with script",
+    up("alice/dev", write_wheel(workdir, "evil-plain", "1.0", summary="plain text <b>with</b> <script>window.__xss='summary'</script>",
                                 description=XSS_PLAIN, description_content_type="text/plain"))
     r = upload_docs(server, "alice/dev", "frobnicator", "2.0", doc_zip("Frobnicator manual"))
     assert r.status_code == 200, r.text

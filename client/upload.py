@@ -81,7 +81,7 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     docs_arg = args.only_docs or args.with_docs
     paths = list(args.paths) + list(args.from_dir)
     # "--with-docs FILE" where FILE is a release file: argparse gave it to the option
-    if docs_arg and docs_arg != AUTO and Path(docs_arg).is_file():
+    if docs_arg and docs_arg != AUTO and _looks_like_dists(Path(docs_arg)):
         paths.append(docs_arg)
         docs_arg = AUTO
     if args.only_docs and args.with_docs:
@@ -124,6 +124,16 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
 
 
 # -- collecting files ------------------------------------------------------------------
+
+def _looks_like_dists(path: Path) -> bool:
+    """A release file, or a directory of them without any HTML (i.e. not a docs tree)."""
+    if path.is_file():
+        return True
+    if not path.is_dir():
+        return False
+    names = [p.name for p in path.iterdir()]
+    return any(ARCHIVE_RE.match(n) for n in names) and not any(n.endswith(".html") for n in names)
+
 
 def collect_files(hub: Hub, paths: list[str]) -> list[Path]:
     files: list[Path] = []

@@ -264,8 +264,9 @@ class MirrorRepository:
                               serial, time.time())
         with self._lock:
             self._pages[name] = new
-            self._missing.pop(name, None)
-        self.core.page_cache.drop_project(name)
+            was_missing = self._missing.pop(name, None) is not None
+        if page is not None or was_missing:  # pages rendered from the old state must go
+            self.core.page_cache.drop_project(name)
         self.store.save_page(name, url, raw, new.etag, new.last_modified, serial, new.fetched)
         return new
 

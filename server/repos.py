@@ -19,6 +19,7 @@ from .names import version_key
 from .storage import Storage
 
 log = logging.getLogger("devpi.server")
+MIRROR_MISS_MAX_AGE = 60.0  # seconds a merged page may be reused when a mirror base had nothing
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class MergedRepository:
                 stale = True  # not cached: the next request asks the mirror again
                 continue
             if view is None:
+                if member.is_mirror:  # upstream may get the project later: don't cache forever
+                    max_age = MIRROR_MISS_MAX_AGE if max_age is None else min(max_age, MIRROR_MISS_MAX_AGE)
                 continue
             found = True
             private = private or not member.is_mirror

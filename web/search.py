@@ -17,6 +17,8 @@ import logging
 import queue
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,9 +162,28 @@ class SearchIndex:
                 except Exception:
                     log.exception("search index rebuild failed")
 
-    def _write(self):
-        conn = self.storage.engine.connect().execution_options(devpi_write=True)
-        return conn
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A write connection; on SQLite without fsync at commit.
+
+        Derived data may lose its last commits in a power failure: the
+        stored serial is lost with them, and the start-up catch-up replays
+        those serials from the changelog. Not waiting for the disk keeps an
+        upload's indexing (and the page that waits for it) fast. The
+        connection goes back to the pool with the server's setting.
+        """
+        with self.storage.engine.connect() as conn:
+            conn = conn.execution_options(devpi_write=True)
+            raw = conn.connection.dbapi_connection if self.is_sqlite else None
+            before = None
+            if raw is not None:
+                before = int(raw.execute("PRAGMA synchronous").fetchone()[0])
+                raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                yield conn
+            finally:
+                if raw is not None and before is not None:
+                    raw.execute(f"PRAGMA synchronous={before}")
 
     def _stored_state(self) -> dict[str, str]:
         with self.storage.engine.connect() as conn:

@@ -5,6 +5,7 @@ place decides what is valid and what the canonical spelling is.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from packaging.utils import (
@@ -52,8 +53,11 @@ def check_version(version: str) -> Version:
         raise InvalidName(f"invalid version {version!r}: not a PEP 440 version") from None
 
 
+@functools.lru_cache(maxsize=100_000)
 def version_key(version: str) -> tuple:
-    """Sort key that orders PEP 440 versions correctly and puts anything else first."""
+    """Sort key that orders PEP 440 versions correctly and puts anything else first.
+
+    Cached: pages and the search index sort all versions of a project on every change."""
     try:
         return (1, Version(version), version)
     except InvalidVersion:

@@ -117,15 +117,36 @@ class FileLock:
         self._fh.close()
 
 
-def _pip_install(python: Path, args: list[str], log: Path) -> None:
-    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *args]
-    with open(log, "a") as out:
-        out.write("$ " + " ".join(cmd) + "\n")
-        out.flush()
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=original_environ(), timeout=900)
-    if proc.returncode:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"pip install failed ({proc.returncode}), see {log}:\n{tail}")
+def _host_pip_can_target() -> bool:
+    """pip >= 22.3 installs into another interpreter (``--python``): no ensurepip per venv."""
+    try:
+        import pip
+    except ImportError:
+        return False
+    major, minor = (int(x) for x in pip.__version__.split(".")[:2])
+    return (major, minor) >= (22, 3)
+
+
+def _create(path: Path, requirements: tuple[str, ...], log: Path) -> None:
+    """A venv at *path* with *requirements*, installed by pip with this machine's pip configuration.
+
+    ensurepip costs many seconds per venv on a slow disk, so when the host pip can
+    install into another interpreter the venv is made without pip of its own.
+    """
+    env = original_environ()
+    targeted = _host_pip_can_target()
+    venv = [sys.executable, "-m", "venv", *(["--without-pip"] if targeted else []), str(path)]
+    python = path / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python)] if targeted else [str(python), "-m", "pip"]
+    cmd = [*pip, "install", "--disable-pip-version-check", "--upgrade", *requirements]
+    with open(log, "w") as out:
+        for step in (venv, cmd):
+            out.write("$ " + " ".join(step) + "\n")
+            out.flush()
+            proc = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=900)
+            if proc.returncode:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"creating {path.name} failed ({proc.returncode}), see {log}:\n{tail}")
 
 
 @dataclass
@@ -156,9 +177,6 @@ def tool_env(name: str) -> ToolEnv:
     with FileLock(cache_root() / f"{tool.key}.lock"):
         if not (marker.exists() and json.loads(marker.read_text()) == spec):
             shutil.rmtree(path, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, env=original_environ())
-            log = cache_root() / f"{tool.key}.log"
-            log.write_text("")
-            _pip_install(path / "bin" / "python", ["--upgrade", *tool.requirements], log)
+            _create(path, tool.requirements, cache_root() / f"{tool.key}.log")
             marker.write_text(json.dumps(spec))
     return ToolEnv(tool, path)

@@ -44,7 +44,11 @@ class DevpiClient:
     def __call__(self, *args: str, check: bool = True, cwd: Path | None = None,
                  timeout: float = 300) -> subprocess.CompletedProcess:
         cmd = [self.env.exe("devpi"), "--clientdir", self.clientdir, *args]
-        return run(cmd, cwd=cwd, env=self.environ, check=check, timeout=timeout)
+        proc = run(cmd, cwd=cwd, env=self.environ, check=check, timeout=timeout)
+        # every reply must carry X-Devpi-Api-Version: 2, and no command may crash the client
+        assert "unversioned reply" not in output(proc), output(proc)
+        assert "Traceback (most recent call last)" not in output(proc), output(proc)
+        return proc
 
     def login(self, server, user: str, password: str, index: str | None = None) -> None:
         self("use", server.url)

@@ -43,3 +43,19 @@ def test_install_through_overlay_survives_upstream_outage_and_restart(make_serve
     assert "/simple/lib-c/ failed after" in log  # the outage was noticed, not bypassed
     r = s.api("GET", "/alice/dev/+simple/lib-c/")
     assert r.status_code == 200 and "X-Devpi-Stale" in r.headers
+
+
+def test_mirror_cache_survives_restart_on_each_storage(make_server, storage_url):
+    """Pages and files are stored in SQL (SQLite and PostgreSQL) and the blob store."""
+    up = Upstream().start()
+    f = up.add_wheel("kept-pkg", "1.0")
+    s = make_server(mirror_url=up.url, storage=storage_url)
+    r = s.api("GET", "/root/pypi/+simple/kept-pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert r.status_code == 200, r.text
+    file_path = "/" + r.json()["files"][0]["url"].lstrip("./")
+    assert s.api("GET", file_path).content == f.content
+    up.stop()
+    s.restart()
+    r = s.api("GET", "/root/pypi/+simple/kept-pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert r.status_code == 200 and [x["filename"] for x in r.json()["files"]] == [f.filename]
+    assert s.api("GET", file_path).content == f.content

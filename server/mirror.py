@@ -41,6 +41,7 @@ from .mirror_page import (
     parse_project_list,
     parse_project_page,
     project_of_filename,
+    redact,
     relpath_for,
     to_link,
 )
@@ -131,19 +132,20 @@ class MirrorRepository:
                     from .fileadapter import FileAdapter
 
                     s.mount("file://", FileAdapter())
-                    s.headers["User-Agent"] = f"devpi-server/{__version__} (mirror of {self.url})"
+                    s.headers["User-Agent"] = f"devpi-server/{__version__} (mirror of {redact(self.url)})"
                     self._session = s
         return self._session
 
     def _get(self, url: str, headers: dict[str, str]) -> Any:
         t0 = time.perf_counter()
+        shown = redact(url)
         try:
             resp = self.session().get(url, headers=headers, timeout=self.timeout)
             resp.content  # noqa: B018  (read it all here, so a broken body counts as a failure)
         except Exception as e:
-            log.warning("upstream GET %s failed after %.0fms: %s", url, (time.perf_counter() - t0) * 1000, e)
-            raise UpstreamError(f"upstream {url} could not be reached: {type(e).__name__}") from None
-        log.info("upstream GET %s %s %d bytes serial=%s %.0fms", url, resp.status_code, len(resp.content),
+            log.warning("upstream GET %s failed after %.0fms: %s", shown, (time.perf_counter() - t0) * 1000, e)
+            raise UpstreamError(f"upstream {shown} could not be reached: {type(e).__name__}") from None
+        log.info("upstream GET %s %s %d bytes serial=%s %.0fms", shown, resp.status_code, len(resp.content),
                  resp.headers.get("X-PyPI-Last-Serial", "-"), (time.perf_counter() - t0) * 1000)
         return resp
 
@@ -243,7 +245,7 @@ class MirrorRepository:
                     self.core.page_cache.drop_project(name)
                 return None
             if resp.status_code != 200:
-                raise UpstreamError(f"upstream {url} answered {resp.status_code}")
+                raise UpstreamError(f"upstream {redact(url)} answered {resp.status_code}")
             serial = _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
             if (page is not None and page.serial is not None and serial is not None and serial < page.serial
                     and not self.ignore_serial):
@@ -255,7 +257,7 @@ class MirrorRepository:
             try:
                 raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
             except PageError as e:
-                raise UpstreamError(f"upstream {url} sent an unusable page ({e})") from None
+                raise UpstreamError(f"upstream {redact(url)} sent an unusable page ({e})") from None
         except UpstreamError:
             if page is not None:
                 page.retry_after = time.monotonic() + min(RETRY_AFTER_FAILURE, self.expiry)
@@ -313,7 +315,7 @@ class MirrorRepository:
         try:
             resp = self._get(self.url, {"Accept": ACCEPT})
             if resp.status_code != 200:
-                raise UpstreamError(f"upstream {self.url} answered {resp.status_code}")
+                raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
             names = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
         except (UpstreamError, PageError) as e:
             log.warning("mirror %s: project list not refreshed: %s", self.fullname, e)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .blobs import BlobStore
+from .mirror_page import redact
 
 log = logging.getLogger("devpi.server.mirror")
 CHUNK = 64 * 1024
@@ -39,6 +40,7 @@ class FileFetch:
                  on_verified: Callable[[FileFetch], None], on_done: Callable[[FileFetch], None]):
         self.blobs = blobs
         self.url = url
+        self.shown = redact(url)  # for logs and messages: no credentials
         self.filename = filename
         self.expected = expected_sha256
         self._get = get
@@ -77,13 +79,13 @@ class FileFetch:
                 resp = self._get(self.url, stream=True, timeout=self._timeout)
             except Exception as e:
                 status = type(e).__name__
-                self._fail(502, f"could not fetch {self.url} from upstream: {e}")
+                self._fail(502, f"could not fetch {self.shown} from upstream: {e}")
                 return
             with resp:
                 status = resp.status_code
                 if resp.status_code != 200:
                     code = 404 if resp.status_code in (404, 410) else 502
-                    self._fail(code, f"upstream answered {resp.status_code} for {self.url}")
+                    self._fail(code, f"upstream answered {resp.status_code} for {self.shown}")
                     return
                 length = resp.headers.get("Content-Length")
                 self.content_length = int(length) if length and length.isdigit() else None
@@ -102,17 +104,17 @@ class FileFetch:
                             self._cond.notify_all()
                 except Exception as e:
                     status = f"{status} (cut: {type(e).__name__})"
-                    self._fail(502, f"download of {self.url} broke off after {writer.size} bytes: {e}")
+                    self._fail(502, f"download of {self.shown} broke off after {writer.size} bytes: {e}")
                     log.error("mirror: discarding %s: transfer from %s broke off after %d bytes",
-                              self.filename, self.url, writer.size)
+                              self.filename, self.shown, writer.size)
                     return
             if self.content_length is not None and writer.size != self.content_length:
-                self._fail(502, f"truncated download of {self.url}: {writer.size} of {self.content_length} bytes")
+                self._fail(502, f"truncated download of {self.shown}: {writer.size} of {self.content_length} bytes")
                 log.error("mirror: discarding %s: truncated (%d of %d bytes)", self.filename, writer.size,
                           self.content_length)
                 return
             if self.expected and writer.sha256 != self.expected:
-                self._fail(502, f"sha256 of {self.url} does not match the upstream page: not serving it")
+                self._fail(502, f"sha256 of {self.shown} does not match the upstream page: not serving it")
                 log.error("mirror: discarding %s: sha256 %s does not match the upstream page's %s",
                           self.filename, writer.sha256, self.expected)
                 return
@@ -129,13 +131,13 @@ class FileFetch:
             except Exception:
                 log.exception("mirror: could not record %s", self.filename)
         except Exception as e:  # never leave waiters hanging
-            log.exception("mirror: download of %s failed", self.url)
-            self._fail(502, f"download of {self.url} failed: {e}")
+            log.exception("mirror: download of %s failed", self.shown)
+            self._fail(502, f"download of {self.shown} failed: {e}")
         finally:
             if writer is not None:
                 writer.discard()
             self.headers_ready.set()
-            log.info("upstream GET %s %s %d bytes %.0fms", self.url, status, self.written,
+            log.info("upstream GET %s %s %d bytes %.0fms", self.shown, status, self.written,
                      (time.perf_counter() - t0) * 1000)
             self._on_done(self)
 
@@ -143,7 +145,7 @@ class FileFetch:
     def wait_headers(self, timeout: float) -> None:
         """Block until upstream's headers arrived; raise FetchFailed if it failed before."""
         if not self.headers_ready.wait(timeout):
-            raise FetchFailed(504, f"upstream did not answer for {self.url} within {timeout:.0f}s")
+            raise FetchFailed(504, f"upstream did not answer for {self.shown} within {timeout:.0f}s")
         if self.state == "failed":
             raise self.error  # type: ignore[misc]
 

@@ -197,12 +197,20 @@ def parse_project_list(body: bytes, content_type: str | None, page_url: str) -> 
     return sorted({normalize_name(n) for n in names})
 
 
+def redact(url: str) -> str:
+    """The URL without user:password (mirror_url may embed credentials): for logs and messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def relpath_for(link: UpstreamLink) -> str:
     """Where this server serves the file: +f/ by upstream sha256, else +e/ by upstream URL."""
     sha = link.get("sha256")
     if sha:
         return f"+f/{sha[:3]}/{sha[3:16]}/{link['filename']}"
-    parts = urlsplit(link["url"])
+    parts = urlsplit(redact(link["url"]))
     dirs = "_".join(p for p in parts.path.split("/")[:-1] if p)
     key = _SAFE.sub("_", f"{parts.scheme}_{parts.netloc}_{dirs}".rstrip("_"))
     return f"+e/{key}/{link['filename']}"

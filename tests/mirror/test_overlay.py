@@ -81,3 +81,20 @@ def test_unknown_project_is_404_and_pages_link_to_this_server(mserver, upstream)
     r = mserver.api("GET", "/root/pypi/+simple/linked/", headers={"Accept": "text/html"})
     assert r.status_code == 200 and str(upstream.port) not in r.text
     assert "/root/pypi/+f/" in r.text
+
+
+def test_credentials_in_mirror_url_never_shown(mserver, root, upstream):
+    from mirror_helpers import make_mirror
+
+    url = upstream.url.replace("http://", "http://someone:s3cret@")
+    simple = make_mirror(mserver, root, "withcreds", url)
+    upstream.add_wheel("cred-pkg", "1.0")
+    assert filenames(page(simple, "cred-pkg/")) == ["cred_pkg-1.0-py3-none-any.whl"]
+    assert upstream.requests[-1].header("Authorization", "").startswith("Basic ")  # sent upstream only
+    upstream.fail["cred-missing"] = 500
+    try:
+        r = page(simple, "cred-missing/")
+    finally:
+        del upstream.fail["cred-missing"]
+    assert r.status_code == 502 and "s3cret" not in r.text and "127.0.0.1" in r.json()["message"]
+    assert "s3cret" not in mserver.log_text()

@@ -98,7 +98,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
     def redirect_if_not_normal(project: str) -> None:
         norm = normalize_name(project)
         if norm != project:
-            bottle.redirect(req.path.replace(f"/{project}", f"/{norm}", 1)
+            bottle.redirect(base_url(core, req) + req.path.replace(f"/{project}", f"/{norm}", 1)
                             + (f"?{req.query_string}" if req.query_string else ""), 302)
 
     def get_project(user: str, index: str, project: str):

@@ -12,7 +12,7 @@ import hashlib
 import bottle
 
 from .core import Core
-from .httpkit import APIError
+from .httpkit import APIError, base_url
 from .names import normalize_name
 from .repos import ProjectView
 from .simple import (
@@ -108,7 +108,9 @@ def install(app: bottle.Bottle, core: Core) -> None:
         norm = normalize_name(project)
         if norm != project:
             tail = "/" if req.path.endswith("/") else ""
-            bottle.redirect(f"{_link_prefix(req.path)}{user}/{index}/+simple/{norm}{tail}", 302)
+            # absolute, from the outside URL: bottle would resolve a relative one against the
+            # proxy-stripped path and drop a path prefix
+            bottle.redirect(f"{base_url(core, req)}/{user}/{index}/+simple/{norm}{tail}", 302)
         return serve_project_page(core, user, index, project)
 
     def project_list(user: str, index: str):
@@ -126,7 +128,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
                 if forget:
                     forget(norm)
         core.page_cache.drop_project(norm)
-        bottle.redirect(f"/{user}/{index}/+simple/{norm}/", 302)
+        bottle.redirect(f"{base_url(core, req)}/{user}/{index}/+simple/{norm}/", 302)
 
     simple = f"/{USER_SEG}/{INDEX_SEG}/+simple"
     for method in ("GET", "HEAD"):

@@ -45,9 +45,12 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("devpi-client", "test"): "`devpi test NAME`: tox run, toxresult upload, `list -t`",
     ("devpi-client", "refresh"): "`devpi refresh NAME`: mirror cache of the project refetched",
     ("devpi-client", "--version"): "`devpi --version` shows the server version",
+    ("devpi-client", "behind a path prefix"): "use, login, upload, list, getjson, push, refresh, remove "
+                                              "through a proxy at `/devpi` (`--outside-url`)",
     ("pip", "install with dependencies"): "`pip install` from a stage that merges root/pypi",
     ("pip", "install --require-hashes"): "`pip install --require-hashes -r requirements.txt`",
     ("pip", "download"): "`pip download` of a project and its dependencies",
+    ("pip", "install behind a path prefix"): "`pip install` through a proxy at `/devpi` (`--outside-url`)",
     ("uv", "pip install with dependencies"): "`uv pip install` from a stage that merges root/pypi",
     ("uv", "pip install --require-hashes"): "`uv pip install --require-hashes -r requirements.txt`",
     ("uv", "pip compile"): "`uv pip compile --generate-hashes` resolution",

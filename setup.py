@@ -30,7 +30,7 @@ setup(
         "SQLAlchemy>=2.0",
         "alembic>=1.13",
         "Jinja2>=3.1",
-        "readme_renderer>=43",
+        "readme_renderer[md]>=43",
         "build>=1.2",
         "tox>=4.11",
         "execnet>=2.0",

@@ -181,7 +181,10 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
             if release is None:
                 release = catalog.put_release(tx, ix, project, version, {**empty_metadata(name, version), **md})
             else:
-                release = catalog.put_release(tx, ix, project, version, md)
+                # A second file of a release (sdist after wheel) may carry less metadata:
+                # it adds what it has and never blanks what the first one said.
+                release = catalog.put_release(tx, ix, project, version,
+                                              {k: v for k, v in md.items() if v not in ("", [], None)})
             catalog.add_file(tx, ix, release, project, filename=filename, sha256=sha256, size=size,
                              core_metadata_sha256=core_sha, log=log)
     except Unchanged:

@@ -63,6 +63,19 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("pypi-simple", "HTML vs JSON project list"): "same project names in both formats",
 }
 
+# Behaviour of the tools themselves that users of any devpi server meet (found by these tests).
+TOOL_NOTES = [
+    "twine 6+ refuses `--skip-existing` for repositories it does not know (any devpi server). It is not "
+    "needed: an identical re-upload to a non-volatile index answers 200.",
+    "`devpi getjson /absolute/path` joins the path to the host, not to a path prefix the server lives "
+    "under; behind a prefix, use a path relative to the index or a full URL.",
+    "`devpi test` runs tox from the unpacked sdist: the tox configuration must be in it (`tox.ini` "
+    "listed in the sdist, or `[tool.tox]` in pyproject.toml).",
+    "`devpi upload` from a checkout runs `python -m build`, whose isolated build environment fetches "
+    "setuptools through pip's own configuration, not through the devpi index; offline, use "
+    "`devpi upload --no-isolation` with the build backend installed next to the client.",
+]
+
 WORKS, GAP, FAILS, NOT_RUN = "works", "known gap", "FAILS", "not run"
 _RANK = {WORKS: 0, GAP: 1, NOT_RUN: 2, FAILS: 3}
 
@@ -168,4 +181,5 @@ def render(cells: dict[tuple[str, str], Cell], server_version: str) -> str:
         lines += ["", "Not working:", ""]
         lines += [f"- {tool} `{op}`: {c.status} ({'; '.join(c.notes) or 'no reason recorded'})"
                   for (tool, op), c in gaps]
+    lines += ["", "## Notes on the tools", ""] + [f"- {note}" for note in TOOL_NOTES]
     return "\n".join(lines) + "\n"

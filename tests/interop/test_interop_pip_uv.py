@@ -3,7 +3,8 @@
 The world: ``app-pkg`` (uploaded to u/dev) needs ``local-dep`` (uploaded to
 u/base, a base of u/dev) and ``up-dep<2`` (only on the upstream, reached
 through root/pypi), which needs ``up-leaf``. Every tool must find all four
-through the one index URL, fetch the right bytes and agree on the hashes.
+through the one index URL, fetch the right bytes and agree on the hashes; a
+yanked ``up-dep`` 1.9 on the upstream must be passed over.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def world(mserver, upstream, tmp_path_factory) -> World:
     leaf = upstream.add_wheel("up-leaf", "1.0")
     dep = upstream.add_wheel("up-dep", "1.5", requires_dist=["up-leaf>=1"])
     upstream.add_wheel("up-dep", "2.0", requires_dist=["up-leaf>=1"])  # excluded by app-pkg's pin
+    yanked = upstream.add_wheel("up-dep", "1.9", requires_dist=["up-leaf>=1"])  # PEP 592: never picked
+    upstream.yank(yanked.filename, "broken")
     local = write_wheel(tmp, "local-dep", "1.0")
     app = write_wheel(tmp, "app-pkg", "1.0", requires_dist=["local-dep", "up-dep<2"])
     assert mserver.upload(f"{user}/base", local, (user, "pw")).status_code == 200

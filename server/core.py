@@ -224,10 +224,17 @@ class Core:
         return lambda name: "*" in allowed or name in allowed
 
     def single_repository(self, ix: IndexRow) -> Repository:
-        repo = self._repos.get("1:" + ix.fullname)
+        """One object per index: a mirror's holds its in-memory cache and its single-flight
+        fetches, so concurrent first requests must not each build their own."""
+        key = "1:" + ix.fullname
+        repo = self._repos.get(key)
         if repo is None:
-            repo = self.mirror_factory(self, ix) if ix.type == "mirror" else StageRepository(self.storage, ix)
-            self._repos["1:" + ix.fullname] = repo
+            with self._indexes_lock:
+                repos = self._repos
+                repo = repos.get(key)
+                if repo is None:
+                    repo = self.mirror_factory(self, ix) if ix.type == "mirror" else StageRepository(self.storage, ix)
+                    repos[key] = repo
         return repo
 
     def repository(self, ix: IndexRow) -> Repository:

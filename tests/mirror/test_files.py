@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from mirror_helpers import blob_exists, file_url, page, sha256
+from mirror_helpers import blob_exists, file_url, make_mirror, page, sha256
 
 
 def big() -> bytes:
@@ -81,10 +81,12 @@ def test_concurrent_first_requests_share_one_upstream_download(mserver, upstream
 
 def test_concurrent_first_page_requests_share_one_upstream_fetch(mserver, upstream):
     upstream.add_wheel("crowded", "1.0")
+    # a mirror index nobody asked anything yet: the very first requests race to set it up too
+    simple = make_mirror(mserver, mserver.login("root", "root"), "fresh", upstream.url)
     upstream.delays["crowded"] = 0.5
     try:
         with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(lambda _: page(mserver, "/root/pypi/+simple/crowded/").status_code, range(20)))
+            codes = list(pool.map(lambda _: page(simple, "crowded/").status_code, range(20)))
     finally:
         del upstream.delays["crowded"]
     assert codes == [200] * 20
@@ -100,8 +102,7 @@ def test_core_metadata_and_hashless_links(mserver, upstream):
     assert entry["size"] == f.size and "upload-time" in entry
     status, body = _get(file_url(url, r, f.filename) + ".metadata")
     assert status == 200 and body == f.core_metadata
-    # HTML-only upstream without hashes: +e/ paths, still verified for completeness and served
-    from mirror_helpers import make_mirror
+    # HTML-only upstream: hashes come from the #sha256 fragments
     from support.upstream import Upstream
 
     with Upstream(serve_json=False) as plain:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from interop import compat
+from interop.helpers import DevpiClient
 from interop.toolenv import FileLock, ToolEnv, cache_root, tool_env
 from support.server import ServerProcess
 from support.upstream import Upstream
@@ -105,6 +106,12 @@ def sandbox(tmp_path) -> dict[str, str]:
             # copied into every env (the test projects build with a stdlib-only backend)
             "VIRTUALENV_OVERRIDE_APP_DATA": str(cache_root() / "virtualenv-app-data"),
             "VIRTUALENV_NO_SETUPTOOLS": "1", "VIRTUALENV_NO_WHEEL": "1"}
+
+
+@pytest.fixture
+def devpi(tools, tmp_path, sandbox) -> DevpiClient:
+    """The original devpi-client's `devpi` command, with a private client dir and HOME."""
+    return DevpiClient(tools("devpi-client"), tmp_path / "clientdir", sandbox)
 
 
 # -- servers ----------------------------------------------------------------------------------

@@ -145,3 +145,27 @@ def write_project(directory: Path, name: str, version: str, *, dependencies: Seq
         text += '\n[tool.tox]\nlegacy_tox_ini = """\n' + textwrap.dedent(tox_ini) + '"""\n'
     (directory / "pyproject.toml").write_text(text)
     return directory
+
+
+class DevpiClient:
+    """The real `devpi` command of the original client, with its own client dir."""
+
+    def __init__(self, env, clientdir: Path, sandbox: dict[str, str]):
+        self.env = env
+        self.clientdir = clientdir
+        self.environ = {**sandbox, "PATH": f"{env.bin}{os.pathsep}{os.environ['PATH']}"}
+
+    def __call__(self, *args: str, check: bool = True, cwd: Path | None = None,
+                 timeout: float = 300) -> subprocess.CompletedProcess:
+        cmd = [self.env.exe("devpi"), "--clientdir", self.clientdir, *args]
+        proc = run(cmd, cwd=cwd, env=self.environ, check=check, timeout=timeout)
+        # every reply must carry X-Devpi-Api-Version: 2, and no command may crash the client
+        assert "unversioned reply" not in output(proc), output(proc)
+        assert "Traceback (most recent call last)" not in output(proc), output(proc)
+        return proc
+
+    def login(self, server, user: str, password: str, index: str | None = None) -> None:
+        self("use", server.url)
+        self("login", user, "--password", password)
+        if index:
+            self("use", index)

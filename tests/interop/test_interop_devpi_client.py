@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -29,37 +28,6 @@ def make_doczip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("index.html", "<html><body><h1>Docs</h1></body></html>")
     return path
-
-
-class DevpiClient:
-    """The real `devpi` command of the original client, with its own client dir."""
-
-    def __init__(self, env, clientdir: Path, sandbox: dict[str, str]):
-        self.env = env
-        self.clientdir = clientdir
-        import os
-
-        self.environ = {**sandbox, "PATH": f"{env.bin}{os.pathsep}{os.environ['PATH']}"}
-
-    def __call__(self, *args: str, check: bool = True, cwd: Path | None = None,
-                 timeout: float = 300) -> subprocess.CompletedProcess:
-        cmd = [self.env.exe("devpi"), "--clientdir", self.clientdir, *args]
-        proc = run(cmd, cwd=cwd, env=self.environ, check=check, timeout=timeout)
-        # every reply must carry X-Devpi-Api-Version: 2, and no command may crash the client
-        assert "unversioned reply" not in output(proc), output(proc)
-        assert "Traceback (most recent call last)" not in output(proc), output(proc)
-        return proc
-
-    def login(self, server, user: str, password: str, index: str | None = None) -> None:
-        self("use", server.url)
-        self("login", user, "--password", password)
-        if index:
-            self("use", index)
-
-
-@pytest.fixture
-def devpi(tools, tmp_path, sandbox) -> DevpiClient:
-    return DevpiClient(tools("devpi-client"), tmp_path / "clientdir", sandbox)
 
 
 @pytest.fixture

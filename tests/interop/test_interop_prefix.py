@@ -11,7 +11,6 @@ import pytest
 import requests
 from interop.helpers import output, run, sha256
 from interop.prefixproxy import PrefixProxy
-from interop.test_interop_devpi_client import DevpiClient
 from support.dists import write_sdist, write_wheel
 from support.server import ServerProcess
 
@@ -24,11 +23,6 @@ def proxied(tmp_path_factory):
         proxy.backend = server.url
         yield proxy, server
         server.stop()
-
-
-@pytest.fixture
-def devpi(tools, tmp_path, sandbox) -> DevpiClient:
-    return DevpiClient(tools("devpi-client"), tmp_path / "clientdir", sandbox)
 
 
 @pytest.mark.compat("devpi-client", "behind a path prefix")

@@ -176,5 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("shutting down")
     finally:
         server.close()
+        if hasattr(app, "log"):
+            app.log.close()
         core.storage.close()
     return 0

@@ -199,10 +199,16 @@ class Release:
     version: str
     metadata: dict[str, Any]
     created: float
+    requires_python: str | None = None
 
 
 def _release(row) -> Release:
-    return Release(row.id, row.project_id, row.version, loads(row.metadata) or {}, row.created)
+    return Release(row.id, row.project_id, row.version, loads(row.metadata) or {}, row.created,
+                   row.requires_python)
+
+
+def _rp(metadata: dict[str, Any]) -> str | None:
+    return metadata.get("requires_python") or None
 
 
 def get_release(conn: Connection, project_id: int, version: str) -> Release | None:
@@ -222,13 +228,15 @@ def put_release(tx: WriteTx, ix: IndexRow, project: Project, version: str,
     rel = get_release(tx.conn, project.id, version)
     if rel is None:
         res = tx.conn.execute(insert(schema.releases).values(
-            project_id=project.id, version=version, metadata=dumps(metadata), created=time.time()))
-        rel = Release(res.inserted_primary_key[0], project.id, version, metadata, time.time())
+            project_id=project.id, version=version, metadata=dumps(metadata), created=time.time(),
+            requires_python=_rp(metadata)))
+        rel = Release(res.inserted_primary_key[0], project.id, version, metadata, time.time(), _rp(metadata))
     else:
         merged = dict(metadata) if replace else {**rel.metadata, **metadata}
         if merged != rel.metadata:
             tx.conn.execute(update(schema.releases).where(schema.releases.c.id == rel.id)
-                            .values(metadata=dumps(merged)))
+                            .values(metadata=dumps(merged), requires_python=_rp(merged)))
+            rel.requires_python = _rp(merged)
             rel.metadata = merged
     tx.record("release", index=ix.fullname, project=project.name, version=version)
     return rel
@@ -293,12 +301,19 @@ class ProjectFiles:
     files: list[FileRow]
 
 
-def project_files(conn: Connection, index_id: int, name: str, rel: str | None = "releasefile"
-                  ) -> ProjectFiles | None:
+def project_files(conn: Connection, index_id: int, name: str, rel: str | None = "releasefile",
+                  with_metadata: bool = True) -> ProjectFiles | None:
+    """Files of a project on one stage; without metadata, releases carry only what pages need."""
     project = get_project(conn, index_id, name)
     if project is None:
         return None
-    releases = {r.id: r for r in list_releases(conn, project.id)}
+    if with_metadata:
+        releases = {r.id: r for r in list_releases(conn, project.id)}
+    else:
+        q = (select(schema.releases.c.id, schema.releases.c.version, schema.releases.c.created,
+                    schema.releases.c.requires_python).where(schema.releases.c.project_id == project.id))
+        releases = {r.id: Release(r.id, project.id, r.version, {}, r.created, r.requires_python)
+                    for r in conn.execute(q)}
     q = (select(schema.files).join(schema.releases, schema.releases.c.id == schema.files.c.release_id)
          .where(schema.releases.c.project_id == project.id).order_by(schema.files.c.id))
     if rel:

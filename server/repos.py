@@ -73,7 +73,7 @@ class StageRepository:
 
     def get_project(self, name: str) -> ProjectView | None:
         with self.storage.read() as conn:
-            pf = catalog.project_files(conn, self.index.id, name)
+            pf = catalog.project_files(conn, self.index.id, name, with_metadata=False)
         if pf is None:
             return None
         links = []
@@ -82,7 +82,7 @@ class StageRepository:
             links.append(Link(
                 filename=f.filename, path=f"{self.fullname}/{f.relpath}", version=release.version,
                 stage=self.fullname, sha256=f.sha256,
-                requires_python=release.metadata.get("requires_python") or None, yanked=f.yanked,
+                requires_python=release.requires_python, yanked=f.yanked,
                 core_metadata_sha256=f.core_metadata_sha256, size=f.size, upload_time=f.created))
         return ProjectView(name, links)
 

@@ -79,6 +79,8 @@ releases = Table(
     Column("version", String(200), nullable=False),
     Column("metadata", Text, nullable=False),  # JSON of the core metadata keys
     Column("created", Float, nullable=False),
+    # Copied out of metadata (migration 0004): simple pages need it without parsing every description.
+    Column("requires_python", String(200)),
     UniqueConstraint("project_id", "version", name="uq_releases_project_version"),
 )
 

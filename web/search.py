@@ -116,6 +116,20 @@ def project_doc(conn: Any, ix: catalog.IndexRow, project: catalog.Project) -> Do
                max(r.created for r in rows))
 
 
+def project_doc_at(conn: Any, ix: catalog.IndexRow, project: catalog.Project, version: str,
+                   updated: float) -> Doc | None:
+    """The doc when the newest version is already known (uploads only add): no scan of all versions."""
+    rel = schema.releases
+    row = conn.execute(select(rel.c.metadata, rel.c.created).where(
+        rel.c.project_id == project.id, rel.c.version == version)).first()
+    if row is None:
+        return project_doc(conn, ix, project)
+    md = loads(row.metadata) or {}
+    return Doc(ix.fullname, project.name, project.display_name, version, str(md.get("summary") or ""),
+               str(md.get("description") or "")[:MAX_DESCRIPTION], dep_names(md.get("requires_dist")),
+               max(updated, row.created))
+
+
 class SearchIndex:
     """Owns the derived tables and the worker thread that keeps them current."""
 
@@ -270,6 +284,8 @@ class SearchIndex:
     def _apply(self, batch: list[tuple[int, list[dict]]]) -> None:
         dirty: set[tuple[str, str]] = set()
         dropped: set[str] = set()
+        touched: dict[tuple[str, str], set[str]] = {}  # versions added per project in this batch
+        rescan: set[tuple[str, str]] = set()  # something was removed: find the newest the slow way
         for _serial, changes in batch:
             for c in changes:
                 ixname = c.get("index")
@@ -279,23 +295,40 @@ class SearchIndex:
                     dropped.add(ixname)
                     dirty = {d for d in dirty if d[0] != ixname}
                 elif c.get("project"):
-                    dirty.add((ixname, c["project"]))
+                    key = (ixname, c["project"])
+                    dirty.add(key)
+                    if c.get("op") == "delete" or not c.get("version"):
+                        rescan.add(key)
+                    else:
+                        touched.setdefault(key, set()).add(c["version"])
         serial = max(s for s, _ in batch)
         with self._write() as conn, conn.begin():
             for ixname in dropped:
                 self._delete_index(conn, ixname)
             indexes = {ix.fullname: ix for ix in catalog.list_indexes(conn)}
             for ixname, name in sorted(dirty):
+                previous = self._stored_version(conn, ixname, name)
                 self._delete(conn, ixname, name)
                 ix = indexes.get(ixname)
                 if ix is None or ix.type != "stage":
                     continue
                 project = catalog.get_project(conn, ix.id, name)
-                doc = project_doc(conn, ix, project) if project else None
+                if project is None:
+                    doc = None
+                elif previous is not None and (ixname, name) not in rescan:
+                    newest = max(touched.get((ixname, name), set()) | {previous[0]}, key=version_key)
+                    doc = project_doc_at(conn, ix, project, newest, previous[1])
+                else:
+                    doc = project_doc(conn, ix, project)
                 if doc:
                     self._insert(conn, doc)
             self._store_state(conn, serial)
         self._set_serial(serial)
+
+    def _stored_version(self, conn: Any, ixname: str, project: str) -> tuple[str, float] | None:
+        row = conn.execute(text("SELECT version, updated FROM web_docs WHERE index_name = :i AND project = :p"),
+                           {"i": ixname, "p": project}).first()
+        return (row[0], float(row[1])) if row else None
 
     def _store_state(self, conn: Any, serial: int) -> None:
         for key, value in (("serial", str(serial)), ("format", FORMAT)):

@@ -96,3 +96,19 @@ def test_search_index_is_rebuilt_or_caught_up_at_start(make_server, tmp_path):
     s.start()
     assert search(s, "marsupial") == [("alice/dev", "second-thing")]  # only the last serial replayed
     assert s.log_text().count("search index rebuilt") == 2  # first start and the dropped tables, not now
+
+
+def test_search_indexes_the_newest_version_whatever_the_upload_order(server, tmp_path):
+    """Uploads update the indexed newest release incrementally; a delete of it rescans."""
+    alice = server.create_user("alice", "pw")
+    server.create_index(alice, "dev", bases=[])
+    auth = ("alice", "pw")
+    for version, word in (("1.0", "alphaword"), ("3.0", "gammaword"), ("2.0", "betaword")):
+        wheel = write_wheel(tmp_path, "ordered", version, summary=word, description=word)
+        assert server.upload("alice/dev", wheel, auth).status_code == 200
+    assert search(server, "gammaword") == [("alice/dev", "ordered")]
+    assert search(server, "betaword") == []  # 2.0 came later but is older than 3.0
+    r = server.api("DELETE", "/alice/dev/ordered/3.0", auth=server.login("alice", "pw"))
+    assert r.status_code == 200, r.text
+    assert search(server, "betaword") == [("alice/dev", "ordered")]
+    assert search(server, "gammaword") == []

@@ -22,6 +22,7 @@ from . import __version__, catalog, schema
 from .auth import Authenticator, Identity
 from .blobs import BlobStore
 from .catalog import IndexRow
+from .pagecache import PageCache
 from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
 from .storage import Change, Storage
 
@@ -47,56 +48,6 @@ class ServerConfig:
     @property
     def storage(self) -> str:
         return self.storage_url or f"sqlite:///{self.serverdir / 'devpi.sqlite'}"
-
-
-class PageCache:
-    """Rendered simple pages per (index, project, format, prefix): bytes and ETag.
-
-    A write to project P anywhere drops P's pages on every index (inheritance
-    makes any index a possible viewer); an index change drops everything. A
-    page rendered while an invalidation happened is not stored (generation
-    check), so a cache can never pin a state older than a commit it saw.
-    """
-
-    def __init__(self, max_entries: int = 50_000):
-        self._pages: dict[tuple, tuple[bytes, str, dict[str, str], float | None]] = {}
-        self._by_project: dict[str, set[tuple]] = {}
-        self._lock = threading.Lock()
-        self.generation = 0
-        self.max_entries = max_entries
-
-    def get(self, key: tuple) -> tuple[bytes, str, dict[str, str]] | None:
-        entry = self._pages.get(key)
-        if entry is None:
-            return None
-        if entry[3] is not None and entry[3] < time.monotonic():
-            return None
-        return entry[:3]
-
-    def put(self, key: tuple, project: str, value: tuple[bytes, str, dict[str, str]], generation: int,
-            max_age: float | None = None) -> None:
-        """max_age: for pages built from upstream data, which goes stale without any commit."""
-        value = (*value, None if max_age is None else time.monotonic() + max_age)
-        with self._lock:
-            if generation != self.generation:
-                return
-            if len(self._pages) >= self.max_entries:
-                self._pages.clear()
-                self._by_project.clear()
-            self._pages[key] = value
-            self._by_project.setdefault(project, set()).add(key)
-
-    def drop_project(self, project: str) -> None:
-        with self._lock:
-            self.generation += 1
-            for key in self._by_project.pop(project, ()):
-                self._pages.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.generation += 1
-            self._pages.clear()
-            self._by_project.clear()
 
 
 MirrorFactory = Callable[["Core", IndexRow], Repository]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from .core import Core
+from .pagecache import CachedPage, page_answer
 from .simple import choose_format
 
 _PAGE = re.compile(r"^/([^/+][^/]*)/([^/+][^/]*)/\+simple/(?:([^/]+)/)?$")
@@ -56,16 +57,9 @@ class FastLane:
                         return self._serve(environ, start_response, hit, chosen[1], method)
         return self.app(environ, start_response)
 
-    def _serve(self, environ: dict, start_response: Callable, hit: tuple, ctype: str,
+    def _serve(self, environ: dict, start_response: Callable, page: CachedPage, ctype: str,
                method: str) -> Iterable[bytes]:
-        body, etag, extra = hit
-        headers = [("ETag", etag), ("Vary", "Accept"), ("Cache-Control", "max-age=0, must-revalidate")]
-        headers.extend(extra.items())
-        inm = environ.get("HTTP_IF_NONE_MATCH")
-        if inm and etag in inm:
-            start_response("304 Not Modified", headers)
-            return [b""]
-        headers.append(("Content-Type", ctype))
-        headers.append(("Content-Length", str(len(body))))
-        start_response("200 OK", headers)
-        return [b"" if method == "HEAD" else body]
+        status, headers, body = page_answer(page, ctype, environ.get("HTTP_ACCEPT_ENCODING"),
+                                            environ.get("HTTP_IF_NONE_MATCH"), method == "HEAD")
+        start_response(status, headers)
+        return [body]

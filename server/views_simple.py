@@ -14,6 +14,7 @@ import bottle
 from .core import Core
 from .httpkit import APIError, base_url
 from .names import normalize_name
+from .pagecache import CachedPage, page_answer
 from .repos import ProjectView
 from .simple import (
     choose_format,
@@ -32,16 +33,11 @@ def _etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
 
 
-def _respond(body: bytes, etag: str, ctype: str, extra: dict[str, str]) -> bottle.HTTPResponse:
+def _respond(page: CachedPage, ctype: str) -> bottle.HTTPResponse:
     req = bottle.request
-    headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "max-age=0, must-revalidate", **extra}
-    inm = req.get_header("If-None-Match")
-    if inm and etag in [t.strip() for t in inm.split(",")]:
-        return bottle.HTTPResponse(status=304, headers=headers)
-    resp = bottle.HTTPResponse(body if req.method != "HEAD" else b"", headers=headers)
-    resp.content_type = ctype
-    resp.set_header("Content-Length", str(len(body)))
-    return resp
+    status, headers, body = page_answer(page, ctype, req.get_header("Accept-Encoding"),
+                                        req.get_header("If-None-Match"), req.method == "HEAD")
+    return bottle.HTTPResponse(body, status=int(status[:3]), headers=dict(headers))
 
 
 def _link_prefix(path: str) -> str:
@@ -55,8 +51,7 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
     key = (user, index, project, fmt, prefix)
     cached = core.page_cache.get(key)
     if cached is not None:
-        body, etag, extra = cached
-        return _respond(body, etag, ctype, extra)
+        return _respond(cached, ctype)
     ix = core.get_index(user, index)
     if ix is None:
         raise APIError(404, f"The stage {user}/{index} could not be found.")
@@ -76,11 +71,10 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
     extra: dict[str, str] = {}
     if view.last_serial is not None:
         extra["X-PyPI-Last-Serial"] = str(view.last_serial)
-    if view.stale:
+    if view.stale:  # answered, never cached: the next request asks upstream again
         extra.update(STALE_HEADERS)
-    else:
-        core.page_cache.put(key, project, (body, etag, extra), generation, view.max_age)
-    return _respond(body, etag, ctype, extra)
+        return _respond(CachedPage(body, etag, extra, None), ctype)
+    return _respond(core.page_cache.put(key, project, body, etag, extra, generation, view.max_age), ctype)
 
 
 def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse:
@@ -89,7 +83,7 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
     key = (user, index, "", fmt, "")
     cached = core.page_cache.get(key)
     if cached is not None:
-        return _respond(cached[0], cached[1], ctype, cached[2])
+        return _respond(cached, ctype)
     ix = core.get_index(user, index)
     if ix is None:
         raise APIError(404, f"The stage {user}/{index} could not be found.")
@@ -97,8 +91,7 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
     names = list(core.repository(ix).project_names())
     body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
     etag = _etag(body)
-    core.page_cache.put(key, "", (body, etag, {}), generation)
-    return _respond(body, etag, ctype, {})
+    return _respond(core.page_cache.put(key, "", body, etag, {}, generation), ctype)
 
 
 def install(app: bottle.Bottle, core: Core) -> None:

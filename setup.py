@@ -45,6 +45,7 @@ setup(
             "uv>=0.4",
             "playwright>=1.40",
             "pypi-simple>=1.5",
+            "wheel",  # lets the machine's setuptools build wheels of test sdists
             "ruff>=0.5",
         ],
     },

@@ -67,6 +67,8 @@ class Core:
         self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
         self.uuid = ""
+        self._pwhashes: dict[str, str | None] = {}
+        self._pwhash_generation = 0
         self.auth: Authenticator | None = None
         self.storage.add_listener(self._on_commit)
 
@@ -127,6 +129,9 @@ class Core:
                 self._indexes = None
                 self._repos = {}
             self.page_cache.clear()
+        if any(c.get("kind") == "user" for c in changes):
+            self._pwhash_generation += 1
+            self._pwhashes = {}
         if any(c.get("kind") == "user" and c.get("op") in ("modify", "delete") for c in changes):
             for c in changes:
                 if c.get("kind") == "user" and self.auth:
@@ -200,11 +205,24 @@ class Core:
         return repo
 
     # -- identities and permissions ---------------------------------------------------
-    def authenticate(self, user: str, secret: str) -> Identity | None:
+    def pwhash_of(self, user: str) -> str | None:
+        """The stored hash, from memory: every authenticated request needs it, and user rows
+        change rarely (any user change clears this, whichever process committed it)."""
+        try:
+            return self._pwhashes[user]
+        except KeyError:
+            pass
+        generation = self._pwhash_generation
         with self.storage.read() as conn:
             u = catalog.get_user(conn, user)
+        pwhash = u.pwhash if u else None
+        if u is not None and generation == self._pwhash_generation and len(self._pwhashes) < 10_000:
+            self._pwhashes[user] = pwhash
+        return pwhash
+
+    def authenticate(self, user: str, secret: str) -> Identity | None:
         assert self.auth is not None
-        return self.auth.authenticate(user, secret, u.pwhash if u else None)
+        return self.auth.authenticate(user, secret, self.pwhash_of(user))
 
     @staticmethod
     def may_modify_user(ident: Identity | None, username: str) -> bool:

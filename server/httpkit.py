@@ -27,6 +27,14 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def require_index(core, user: str, index: str):
+    """The index named in the URL, or devpi's 404 (the client prints this message)."""
+    ix = core.get_index(user, index)
+    if ix is None:
+        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    return ix
+
+
 def reason_phrase(message: str) -> str:
     text = " ".join(message.split())[:300]
     return text.encode("latin-1", "replace").decode("latin-1") or "error"

@@ -32,7 +32,7 @@ import bottle
 from . import __version__
 from .catalog import IndexRow
 from .core import Core
-from .httpkit import APIError, error_reply
+from .httpkit import APIError, error_reply, require_index
 from .mirror_fetch import FetchFailed, FileFetch
 from .mirror_page import (
     ACCEPT,
@@ -473,9 +473,7 @@ def _routes(app: bottle.Bottle, core: Core) -> None:
     from .views_meta import INDEX_SEG, USER_SEG
 
     def get_external(user: str, index: str, path: str) -> bottle.HTTPResponse:
-        ix = core.get_index(user, index)
-        if ix is None:
-            raise APIError(404, f"The stage {user}/{index} could not be found.")
+        ix = require_index(core, user, index)
         serve = getattr(core.single_repository(ix), "serve_file", None)
         if ix.type != "mirror" or serve is None:
             raise APIError(404, f"no such file: {ix.fullname}/+e/{path}")

@@ -33,7 +33,7 @@ import bottle
 from . import catalog, indexconfig, schema
 from .catalog import FileRow, IndexRow
 from .core import Core
-from .httpkit import APIError, base_url, identity, json_reply, read_json
+from .httpkit import APIError, base_url, identity, json_reply, read_json, require_index
 from .testruns_gate import describe, env_results, missing, normalize_requirements, parse_report
 from .testruns_store import (
     Run,
@@ -191,9 +191,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
     base = f"/{USER_SEG}/{INDEX_SEG}/+testruns"
 
     def stage(user: str, index: str) -> IndexRow:
-        ix = core.get_index(user, index)
-        if ix is None:
-            raise APIError(404, f"The stage {user}/{index} could not be found.")
+        ix = require_index(core, user, index)
         if ix.type != "stage":
             raise APIError(400, f"{ix.fullname} is a mirror: test runs attach to files of stage indexes")
         return ix

@@ -19,7 +19,7 @@ import bottle
 from . import catalog
 from .blobs import BlobCorrupt
 from .core import Core
-from .httpkit import APIError, identity, json_reply, read_json, require_identity
+from .httpkit import APIError, identity, json_reply, read_json, require_identity, require_index
 from .views_meta import INDEX_SEG, USER_SEG
 
 log = logging.getLogger("devpi.server.files")
@@ -87,14 +87,9 @@ def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) 
 def install(app: bottle.Bottle, core: Core) -> None:
     req = bottle.request
 
-    def lookup(user: str, index: str):
-        ix = core.get_index(user, index)
-        if ix is None:
-            raise APIError(404, f"The stage {user}/{index} could not be found.")
-        return ix
 
     def get_file(user: str, index: str, path: str):
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         relpath = "+f/" + path
         if ix.type == "mirror":
             repo = core.single_repository(ix)
@@ -128,7 +123,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def delete_file(user: str, index: str, path: str):
         ident = require_identity(core, req)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete files on {ix.fullname}")
         if not ix.config.get("volatile", True) and "force" not in req.query:
@@ -145,7 +140,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return json_reply(message=f"package '{ix.fullname}/{relpath}' deleted")
 
     def post_toxresult(user: str, index: str, path: str):
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         if not core.in_acl(identity(core, req), ix.config.get("acl_toxresult_upload") or []):
             raise APIError(403, "No permission to upload tox results. You can use the devpi test "
                                 "--no-upload option to skip the upload.")

@@ -6,7 +6,7 @@ import bottle
 from . import catalog, indexconfig
 from .catalog import Conflict, IndexRow
 from .core import Core
-from .httpkit import APIError, is_installer, json_reply, read_json, require_identity
+from .httpkit import APIError, is_installer, json_reply, read_json, require_identity, require_index
 from .indexconfig import ConfigError
 from .names import InvalidName, check_user_or_index_name
 from .storage import WriteTx
@@ -45,11 +45,6 @@ def index_result(core: Core, ix: IndexRow, with_projects: bool) -> dict:
 def install(app: bottle.Bottle, core: Core) -> None:
     req = bottle.request
 
-    def lookup(user: str, index: str) -> IndexRow:
-        ix = core.get_index(user, index)
-        if ix is None:
-            raise APIError(404, f"The stage {user}/{index} could not be found.")
-        return ix
 
     def show(user: str, index: str):
         accept = req.get_header("Accept") or ""
@@ -57,7 +52,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             from .views_simple import serve_project_list
 
             return serve_project_list(core, user, index)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         return json_reply(index_result(core, ix, "no_projects" not in req.query), "indexconfig")
 
     def create(user: str, index: str):
@@ -89,7 +84,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def modify(user: str, index: str):
         ident = require_identity(core, req)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         if not core.may_modify_index(ident, ix):
             raise APIError(403, f"no permission to modify index {ix.fullname}")
         body = read_json(req)
@@ -116,7 +111,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def delete(user: str, index: str):
         ident = require_identity(core, req)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         if not core.may_modify_index(ident, ix):
             raise APIError(403, f"no permission to delete index {ix.fullname}")
         if not ix.config.get("volatile", True) and "force" not in req.query:
@@ -137,7 +132,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             return handle_upload(core, user, index)
         from .push import handle_push
 
-        return handle_push(core, lookup(user, index))
+        return handle_push(core, require_index(core, user, index))
 
     for path in (f"/{USER_SEG}/{INDEX_SEG}", f"/{USER_SEG}/{INDEX_SEG}/"):
         app.route(path, "GET", show)

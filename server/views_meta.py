@@ -5,7 +5,7 @@ import bottle
 
 from . import catalog
 from .core import Core
-from .httpkit import APIError, base_url, identity, json_reply, read_json
+from .httpkit import APIError, base_url, identity, json_reply, read_json, require_index
 
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
 USER_SEG = "<user:re:[^+/][^/]*>"
@@ -24,9 +24,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             "features": FEATURES,
         }
         if index is not None:
-            ix = core.get_index(user, index)
-            if ix is None:
-                raise APIError(404, f"The stage {user}/{index} could not be found.")
+            ix = require_index(core, user, index)
             result["index"] = f"{root}/{ix.fullname}"
             result["simpleindex"] = f"{root}/{ix.fullname}/+simple/"
             if ix.type == "stage":

@@ -12,7 +12,7 @@ import bottle
 from . import catalog
 from .catalog import IndexRow
 from .core import Core
-from .httpkit import APIError, base_url, json_reply, read_json, require_identity
+from .httpkit import APIError, base_url, json_reply, read_json, require_identity, require_index
 from .names import normalize_name
 from .views_meta import INDEX_SEG, USER_SEG
 
@@ -89,11 +89,6 @@ def project_versions(core: Core, root: str, ix: IndexRow, name: str, ignore_base
 def install(app: bottle.Bottle, core: Core) -> None:
     req = bottle.request
 
-    def lookup(user: str, index: str) -> IndexRow:
-        ix = core.get_index(user, index)
-        if ix is None:
-            raise APIError(404, f"The stage {user}/{index} could not be found.")
-        return ix
 
     def redirect_if_not_normal(project: str) -> None:
         norm = normalize_name(project)
@@ -109,7 +104,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
             return serve_project_page(core, user, index, normalize_name(project))
         redirect_if_not_normal(project)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         versions = project_versions(core, base_url(core, req), ix, project, "ignore_bases" in req.query)
         if versions is None:
             raise APIError(404, f"no project {project!r}")
@@ -117,7 +112,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def get_version(user: str, index: str, project: str, version: str):
         redirect_if_not_normal(project)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         versions = project_versions(core, base_url(core, req), ix, project, "ignore_bases" in req.query)
         if not versions or version not in versions:
             raise APIError(404, f"The version {version} of project {project} does not exist.")
@@ -125,7 +120,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def delete_project(user: str, index: str, project: str):
         ident = require_identity(core, req)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         project = normalize_name(project)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete on {ix.fullname}")
@@ -140,7 +135,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def delete_version(user: str, index: str, project: str, version: str):
         ident = require_identity(core, req)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         project = normalize_name(project)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete on {ix.fullname}")
@@ -156,7 +151,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def yank(user: str, index: str, project: str, version: str, undo: bool = False):
         ident = require_identity(core, req)
-        ix = lookup(user, index)
+        ix = require_index(core, user, index)
         project = normalize_name(project)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to yank on {ix.fullname}")

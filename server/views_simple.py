@@ -12,7 +12,7 @@ import hashlib
 import bottle
 
 from .core import Core
-from .httpkit import APIError, base_url
+from .httpkit import APIError, base_url, require_index
 from .names import normalize_name
 from .pagecache import CachedPage, page_answer
 from .repos import ProjectView
@@ -52,9 +52,7 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
     cached = core.page_cache.get(key)
     if cached is not None:
         return _respond(cached, ctype)
-    ix = core.get_index(user, index)
-    if ix is None:
-        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    ix = require_index(core, user, index)
     try:
         project.encode("ascii")
     except UnicodeEncodeError:
@@ -84,9 +82,7 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
     cached = core.page_cache.get(key)
     if cached is not None:
         return _respond(cached, ctype)
-    ix = core.get_index(user, index)
-    if ix is None:
-        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    ix = require_index(core, user, index)
     generation = core.page_cache.generation
     names = list(core.repository(ix).project_names())
     body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
@@ -110,9 +106,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return serve_project_list(core, user, index)
 
     def refresh(user: str, index: str, project: str):
-        ix = core.get_index(user, index)
-        if ix is None:
-            raise APIError(404, f"The stage {user}/{index} could not be found.")
+        ix = require_index(core, user, index)
         norm = normalize_name(project)
         for member in core.resolution_order(ix):
             if member.type == "mirror":

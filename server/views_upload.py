@@ -17,7 +17,7 @@ from .blobs import BlobWriter
 from .core import Core
 from .distmeta import BadDistribution, clean_metadata, empty_metadata, read_distribution
 from .docs import BadDocZip, check_doc_zip
-from .httpkit import APIError, identity
+from .httpkit import APIError, identity, require_index
 from .names import (
     InvalidName,
     check_filename,
@@ -54,9 +54,7 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     limit = core.config.max_upload_size
     if req.content_length > limit:
         raise APIError(413, f"upload too large: {req.content_length} bytes, limit is {limit} bytes")
-    ix = core.get_index(user, index)
-    if ix is None:
-        raise APIError(404, f"The stage {user}/{index} could not be found.")
+    ix = require_index(core, user, index)
     if ix.type == "mirror":
         raise APIError(404, "cannot submit to mirror index")
     ident = identity(core, req)

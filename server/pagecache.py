@@ -12,6 +12,8 @@ import threading
 import time
 import zlib
 
+from .singleflight import SingleFlight
+
 GZIP_MIN = 1400  # smaller pages fit a packet anyway
 
 
@@ -69,6 +71,7 @@ class PageCache:
         self._lock = threading.Lock()
         self.generation = 0
         self.max_entries = max_entries
+        self.renders = SingleFlight("render")  # concurrent misses of one page render it once
 
     def get(self, key: tuple) -> CachedPage | None:
         page = self._pages.get(key)

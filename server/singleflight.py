@@ -44,6 +44,33 @@ class SingleFlight:
         threading.Thread(target=run, name=f"{self._name}:{key}", daemon=True).start()
         return fut
 
+    def do(self, key: Hashable, fn: Callable[[], Any]) -> Any:
+        """Run fn in the calling thread, or wait for the caller already running it for key.
+
+        For work that is CPU, not waiting (rendering a page): no extra thread, and a
+        burst of misses for one key costs one call instead of one per request.
+        """
+        with self._lock:
+            fut = self._calls.get(key)
+            leader = fut is None
+            if leader:
+                fut = Future()
+                fut.set_running_or_notify_cancel()
+                self._calls[key] = fut
+        if not leader:
+            return fut.result()
+        try:
+            result = fn()
+        except BaseException as e:
+            with self._lock:
+                self._calls.pop(key, None)
+            fut.set_exception(e)
+            raise
+        with self._lock:
+            self._calls.pop(key, None)
+        fut.set_result(result)
+        return result
+
     def running(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._calls

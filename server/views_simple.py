@@ -11,6 +11,7 @@ import hashlib
 
 import bottle
 
+from .catalog import IndexRow
 from .core import Core
 from .httpkit import APIError, base_url, require_index
 from .names import normalize_name
@@ -50,13 +51,19 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
     prefix = _link_prefix(req.path)
     key = (user, index, project, fmt, prefix)
     cached = core.page_cache.get(key)
-    if cached is not None:
-        return _respond(cached, ctype)
-    ix = require_index(core, user, index)
-    try:
-        project.encode("ascii")
-    except UnicodeEncodeError:
-        raise APIError(400, "project names are ASCII") from None
+    if cached is None:
+        ix = require_index(core, user, index)
+        try:
+            project.encode("ascii")
+        except UnicodeEncodeError:
+            raise APIError(400, "project names are ASCII") from None
+        # A burst of misses for one page (16 clients, a cold cache) renders it once.
+        cached = core.page_cache.renders.do(key, lambda: _render_project_page(core, ix, key, fmt))
+    return _respond(cached, ctype)
+
+
+def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str) -> CachedPage:
+    project, prefix = key[2], key[4]
     generation = core.page_cache.generation
     view: ProjectView | None = core.repository(ix).get_project(project)
     if view is None:
@@ -71,8 +78,8 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
         extra["X-PyPI-Last-Serial"] = str(view.last_serial)
     if view.stale:  # answered, never cached: the next request asks upstream again
         extra.update(STALE_HEADERS)
-        return _respond(CachedPage(body, etag, extra, None), ctype)
-    return _respond(core.page_cache.put(key, project, body, etag, extra, generation, view.max_age), ctype)
+        return CachedPage(body, etag, extra, None)
+    return core.page_cache.put(key, project, body, etag, extra, generation, view.max_age)
 
 
 def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse:

@@ -34,6 +34,7 @@ class BlobWriter:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
         self._done = False
+        self._synced = False
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
@@ -64,18 +65,28 @@ class BlobWriter:
         self._file.flush()
         return self._tmp
 
-    def commit(self, durable: bool = True) -> str:
+    def sync(self) -> None:
+        """fsync the bytes now (``commit`` then only renames): lets a caller keep the slow
+        part out of a lock that readers need."""
+        if not self._synced:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._synced = True
+
+    def commit(self, durable: bool = True, sync_dir: bool = True) -> str:
         """fsync and rename into place; returns the sha256.
 
         durable=False skips both fsyncs: only for blobs that are copies of bytes held
         elsewhere (a wheel's METADATA), which a reader can re-derive after a crash.
+        sync_dir=False leaves the directory fsync to the caller (``BlobStore.sync_dir``),
+        which must still happen before any row names the blob.
         """
-        self._file.flush()
         if durable:
-            os.fsync(self._file.fileno())
+            self.sync()
+        self._file.flush()
         self._file.close()
         digest = self.sha256
-        self._store._install(self._tmp, digest, durable)
+        self._store._install(self._tmp, digest, durable and sync_dir)
         self._done = True
         return digest
 
@@ -124,6 +135,9 @@ class BlobStore:
         os.replace(tmp, target)
         if durable:
             _fsync_dir(target.parent)
+
+    def sync_dir(self, sha256: str) -> None:
+        _fsync_dir(self.path(sha256).parent)
 
     def read_bytes(self, sha256: str) -> bytes:
         data = self.path(sha256).read_bytes()

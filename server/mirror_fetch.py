@@ -122,10 +122,12 @@ class FileFetch:
             with self._cond:  # clients may now send their last piece
                 self.state = "verified"
                 self._cond.notify_all()
+            writer.sync()  # not under the lock: clients waiting for "verified" must not wait for the disk
             with self._cond:  # rename under the lock: a reader opens either the temp file or the blob
-                writer.commit()
+                writer.commit(sync_dir=False)
                 self.blob_path = self.blobs.path(self.sha256)
                 self.state = "committed"
+            self.blobs.sync_dir(self.sha256)  # before _on_verified records the row naming it
             try:
                 self._on_verified(self)
             except Exception:

@@ -56,7 +56,9 @@ class WriteTx:
 
 
 def _sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}",
+    # Enough pooled connections for every worker thread: an overflow connection is closed
+    # after use, and opening one (WAL pragmas) cost a tenth of a cold mirror request.
+    engine = create_engine(f"sqlite:///{path}", pool_size=48, max_overflow=64,
                            connect_args={"check_same_thread": False, "timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -80,7 +82,7 @@ def _sqlite_engine(path: Path) -> Engine:
 def _postgresql_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
 
 class Storage:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -38,6 +39,17 @@ def file_url(simple_project_url: str, resp: requests.Response, filename: str) ->
 
 def blob_exists(server: ServerProcess, sha256: str) -> bool:
     return (server.serverdir / "blobs" / sha256[:2] / sha256[2:4] / sha256).exists()
+
+
+def blob_appears(server: ServerProcess, sha256: str, timeout: float = 5.0) -> bool:
+    """The client gets its last byte once the hash checked; the blob is renamed into place
+    (after its fsync) a moment later."""
+    deadline = time.monotonic() + timeout
+    while not blob_exists(server, sha256):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def sha256(data: bytes) -> str:

@@ -5,7 +5,7 @@ import hashlib
 
 import requests
 from devpi.server.mirror_page import UpstreamLink, parse_project_page, relpath_for
-from mirror_helpers import blob_exists, file_url, filenames, make_mirror, page
+from mirror_helpers import blob_appears, file_url, filenames, make_mirror, page
 from support.upstream import make_wheel
 
 
@@ -30,7 +30,7 @@ def test_file_url_mirror_with_hashless_links(mserver, root, tmp_path):
     assert by_name["tree-pkg-1.0.tar.gz"]["yanked"] is True
     got = requests.get(file_url(simple + "tree-pkg/", r, name), timeout=30)
     assert got.status_code == 200 and got.content == wheel
-    assert blob_exists(mserver, hashlib.sha256(wheel).hexdigest())
+    assert blob_appears(mserver, hashlib.sha256(wheel).hexdigest())
     got = requests.get(file_url(simple + "tree-pkg/", r, "tree-pkg-1.0.tar.gz"), timeout=30)
     assert got.status_code == 200 and got.content == sdist
     assert [p["name"] for p in page(simple).json()["projects"]] == ["tree-pkg"]

@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("shutting down")
     finally:
         server.close()
+        for hook in core.config.extra.get("shutdown_hooks", []):
+            try:
+                hook()
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
         if hasattr(app, "log"):
             app.log.close()
         core.storage.close()

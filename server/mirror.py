@@ -492,8 +492,12 @@ def _warm_imports() -> None:
 
 
 def setup(core: Core) -> None:
+    from . import mirror_fetch, mirror_store
+
     core.mirror_factory = lambda core, ix: MirrorRepository(core, ix)
     core.config.extra.setdefault("route_hooks", []).append(_routes)
+    # In this order at a clean stop: let downloads record their files, then commit the queue.
+    core.config.extra.setdefault("shutdown_hooks", []).extend([mirror_fetch.wait_running, mirror_store.flush_all])
     if not core.config.offline:
         timer = threading.Timer(1.0, _warm_imports)
         timer.daemon = True

@@ -32,6 +32,24 @@ class FetchFailed(Exception):
         self.message = message
 
 
+_running: set = set()  # downloads in progress, so a clean stop can let them finish recording
+_running_lock = threading.Lock()
+
+
+def wait_running(timeout: float = 10.0) -> bool:
+    """At shutdown: give downloads in progress a bounded time to land and record their blob.
+
+    A client may have had its last byte (the hash checked) while the blob's fsync, rename
+    and row are still on their way; stopping then would forget a file it already served."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with _running_lock:
+            if not _running:
+                return True
+        time.sleep(0.02)
+    return False
+
+
 class FileFetch:
     """State: running -> verified -> committed, or running -> failed."""
 
@@ -59,6 +77,8 @@ class FileFetch:
         self.blob_path: Any = None
 
     def start(self) -> FileFetch:
+        with _running_lock:
+            _running.add(self)
         threading.Thread(target=self._run, name=f"download:{self.filename}", daemon=True).start()
         return self
 
@@ -142,6 +162,8 @@ class FileFetch:
             log.info("upstream GET %s %s %d bytes %.0fms", self.shown, status, self.written,
                      (time.perf_counter() - t0) * 1000)
             self._on_done(self)
+            with _running_lock:
+                _running.discard(self)
 
     # -- the clients --------------------------------------------------------------------
     def wait_headers(self, timeout: float) -> None:

@@ -81,6 +81,14 @@ def _writer_for(storage: Storage) -> _Writer:
         return w
 
 
+def flush_all(timeout: float = 30.0) -> None:
+    """Commit every queued cache write (a clean stop calls this after downloads finished)."""
+    with _writers_lock:
+        writers = list(_writers.values())
+    for w in writers:
+        w.flush(timeout)
+
+
 class MirrorStore:
     def __init__(self, storage: Storage, index_id: int):
         self.storage = storage

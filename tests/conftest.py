@@ -58,6 +58,15 @@ def storage_url(request):
     return request.getfixturevalue("pg_cluster").new_database()
 
 
+@pytest.fixture(scope="module")
+def upstream():
+    """A real local upstream index (PEP 503/691 pages and files), one per test module."""
+    from support.upstream import Upstream
+
+    with Upstream() as up:
+        yield up
+
+
 @pytest.fixture
 def make_server(tmp_path):
     started: list[ServerProcess] = []

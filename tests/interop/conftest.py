@@ -17,7 +17,6 @@ from interop import compat
 from interop.helpers import DevpiClient
 from interop.toolenv import FileLock, ToolEnv, cache_root, tool_env
 from support.server import ServerProcess
-from support.upstream import Upstream
 
 HERE = Path(__file__).parent
 _RECORDER = compat.Recorder()
@@ -125,12 +124,6 @@ def iserver(tmp_path_factory):
     s = _start(tmp_path_factory, "iserver")
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,6 @@ from __future__ import annotations
 
 import pytest
 from support.server import ServerProcess
-from support.upstream import Upstream
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

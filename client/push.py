@@ -27,7 +27,14 @@ Push a release (files, docs, test results) to another index or an external repos
   devpi push tinypkg==1.0 alice/prod --no-docs
 """
 
-DEFAULT_REPOSITORY = "https://upload.pypi.org/legacy/"
+def default_repository() -> str | None:
+    """The upload URL twine uses when a .pypirc section names none: asked of twine,
+    never written into our code."""
+    try:
+        from twine.utils import DEFAULT_REPOSITORY
+    except ImportError:
+        return None
+    return str(DEFAULT_REPOSITORY)
 
 
 def register(subparsers: Any) -> None:
@@ -69,7 +76,10 @@ def read_pypirc(hub: Hub, repo: str, path_arg: str | None) -> dict[str, str]:
     if not cp.has_section(repo):
         hub.fatal(f"no section [{repo}] in {path}")
     section = dict(cp.items(repo))
-    posturl = section.get("repository") or DEFAULT_REPOSITORY
+    posturl = section.get("repository") or default_repository()
+    if not posturl:
+        hub.fatal(f"section [{repo}] in {path} has no 'repository' URL (and twine, whose default "
+                  "would apply, is not installed)")
     username = section.get("username")
     password = section.get("password")
     if not username:

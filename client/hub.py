@@ -198,6 +198,10 @@ class Hub:
             return current.rstrip("/")
         if is_url(name):
             return name.rstrip("/")
+        return f"{self.root}/{self.qualify_index(name)}"
+
+    def qualify_index(self, name: str) -> str:
+        """``user/index`` for ``index`` (the logged-in user's) or ``user/index``."""
         name = name.strip("/")
         if "/" not in name:
             user = self.user
@@ -206,7 +210,7 @@ class Hub:
             name = f"{user}/{name}"
         if name.count("/") != 1:
             self.fatal(f"invalid index name '{name}': expected USER/INDEX")
-        return f"{self.root}/{name}"
+        return name
 
     def index_name(self, url: str) -> str:
         """``user/index`` for an index URL on the current server."""

@@ -107,12 +107,7 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
             body["register_project"] = True
         where = f"{repo} ({body['posturl']})"
     else:
-        target = target.strip("/")
-        if "/" not in target:
-            user = hub.user
-            if not user:
-                hub.fatal(f"target {target!r}: give USER/INDEX (or log in to use your own index names)")
-            target = f"{user}/{target}"
+        target = hub.qualify_index(target)
         body["targetindex"] = target
         where = target
     for flag, feature in (("no_docs", "push-no-docs"), ("only_docs", "push-only-docs")):

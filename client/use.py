@@ -84,14 +84,7 @@ def connect(hub: Hub, arg: str) -> None:
     if is_url(arg):
         url, basic = strip_userinfo(arg)
     else:
-        arg = arg.strip("/")
-        if "/" not in arg:
-            user = hub.user
-            if not user:
-                hub.root  # noqa: B018
-                hub.fatal(f"cannot resolve index '{arg}' without login: use USER/{arg}")
-            arg = f"{user}/{arg}"
-        url = f"{hub.root}/{arg}"
+        url = f"{hub.root}/{hub.qualify_index(arg)}"
     url = url.rstrip("/")
     headers = {}
     if basic:

@@ -19,10 +19,6 @@ from . import schema
 from .storage import WriteTx, dumps, loads
 
 
-class NotFound(LookupError):
-    pass
-
-
 class Conflict(ValueError):
     pass
 
@@ -338,10 +334,6 @@ def add_file(tx: WriteTx, ix: IndexRow, release: Release, project: Project, *, f
               relpath=relpath, rel=rel, op="add")
     return FileRow(res.inserted_primary_key[0], ix.id, release.id, relpath, filename, rel, sha256, size,
                    created, yanked, core_metadata_sha256, for_file_id, log or [])
-
-
-def set_file_log(tx: WriteTx, f: FileRow, log: list[dict[str, Any]]) -> None:
-    tx.conn.execute(update(schema.files).where(schema.files.c.id == f.id).values(log=dumps(log)))
 
 
 def set_yanked(tx: WriteTx, ix: IndexRow, project: Project, release: Release, yanked: str | None) -> int:

@@ -120,8 +120,3 @@ def base_url(core, request: bottle.BaseRequest) -> str:
 
 def is_installer(request: bottle.BaseRequest) -> bool:
     return bool(INSTALLER_UA.match(request.get_header("User-Agent") or ""))
-
-
-def wants_json(request: bottle.BaseRequest) -> bool:
-    accept = request.get_header("Accept") or ""
-    return "json" in accept or accept.strip() in ("", "*/*")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from collections.abc import Callable
 
 from .singleflight import SingleFlight
 
@@ -78,6 +79,10 @@ class PageCache:
         if page is None or (page.expires is not None and page.expires < time.monotonic()):
             return None
         return page
+
+    def get_or_render(self, key: tuple, render: Callable[[], CachedPage]) -> CachedPage:
+        """The cached page, or ``render()`` run once however many requests miss at the same time."""
+        return self.get(key) or self.renders.do(key, render)
 
     def put(self, key: tuple, project: str, body: bytes, etag: str, extra: dict[str, str], generation: int,
             max_age: float | None = None) -> CachedPage:

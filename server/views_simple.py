@@ -48,8 +48,7 @@ def _link_prefix(path: str) -> str:
 def serve_project_page(core: Core, user: str, index: str, project: str) -> bottle.HTTPResponse:
     req = bottle.request
     fmt, ctype = choose_format(req.get_header("Accept"), req.query.get("format"))
-    prefix = _link_prefix(req.path)
-    key = (user, index, project, fmt, prefix)
+    key = (user, index, project, fmt, _link_prefix(req.path))
     cached = core.page_cache.get(key)
     if cached is None:
         ix = require_index(core, user, index)
@@ -57,8 +56,7 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
             project.encode("ascii")
         except UnicodeEncodeError:
             raise APIError(400, "project names are ASCII") from None
-        # A burst of misses for one page (16 clients, a cold cache) renders it once.
-        cached = core.page_cache.renders.do(key, lambda: _render_project_page(core, ix, key, fmt))
+        cached = core.page_cache.get_or_render(key, lambda: _render_project_page(core, ix, key, fmt))
     return _respond(cached, ctype)
 
 
@@ -87,14 +85,17 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
     fmt, ctype = choose_format(req.get_header("Accept"), req.query.get("format"))
     key = (user, index, "", fmt, "")
     cached = core.page_cache.get(key)
-    if cached is not None:
-        return _respond(cached, ctype)
-    ix = require_index(core, user, index)
+    if cached is None:
+        ix = require_index(core, user, index)
+        cached = core.page_cache.get_or_render(key, lambda: _render_project_list(core, ix, key, fmt))
+    return _respond(cached, ctype)
+
+
+def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str) -> CachedPage:
     generation = core.page_cache.generation
     names = list(core.repository(ix).project_names())
     body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
-    etag = _etag(body)
-    return _respond(core.page_cache.put(key, "", body, etag, {}, generation), ctype)
+    return core.page_cache.put(key, "", body, _etag(body), {}, generation)
 
 
 def install(app: bottle.Bottle, core: Core) -> None:

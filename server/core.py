@@ -62,6 +62,7 @@ class Core:
         self.blobs = BlobStore(config.serverdir / "blobs")
         self.page_cache = PageCache()
         self._indexes: dict[str, IndexRow] | None = None
+        self._indexes_generation = 0  # bumped by every index change: a read older than that is not kept
         self._indexes_lock = threading.Lock()
         self._repos: dict[str, Repository] = {}
         self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
@@ -127,6 +128,7 @@ class Core:
         if index_changed:
             with self._indexes_lock:
                 self._indexes = None
+                self._indexes_generation += 1
                 self._repos = {}
             self.page_cache.clear()
         if any(c.get("kind") == "user" for c in changes):
@@ -143,14 +145,23 @@ class Core:
     def indexes(self) -> dict[str, IndexRow]:
         current = self._indexes
         if current is None:
+            generation = self._indexes_generation
             with self.storage.read() as conn:
                 current = {ix.fullname: ix for ix in catalog.list_indexes(conn)}
             with self._indexes_lock:
-                self._indexes = current
+                if generation == self._indexes_generation:  # no change landed while we read
+                    self._indexes = current
         return current
 
     def get_index(self, user: str, name: str) -> IndexRow | None:
-        return self.indexes().get(f"{user}/{name}")
+        key = f"{user}/{name}"
+        ix = self.indexes().get(key)
+        if ix is None and not self.storage.is_sqlite:
+            # Another process may have just created it and our poller not seen that yet:
+            # catch up on the changelog (one small query) before answering "no such index".
+            self.storage.poll_once()
+            ix = self.indexes().get(key)
+        return ix
 
     def resolution_order(self, ix: IndexRow) -> list[IndexRow]:
         """The index, then its bases depth first, each once; mirrors last."""
@@ -190,7 +201,8 @@ class Core:
                 repo = repos.get(key)
                 if repo is None:
                     repo = self.mirror_factory(self, ix) if ix.type == "mirror" else StageRepository(self.storage, ix)
-                    repos[key] = repo
+                    if self._indexes is not None and self._indexes.get(ix.fullname) is ix:
+                        repos[key] = repo  # not one built from a row an index change replaced
         return repo
 
     def repository(self, ix: IndexRow) -> Repository:
@@ -201,7 +213,9 @@ class Core:
         if repo is None:
             members = [self.single_repository(i) for i in self.resolution_order(ix)]
             repo = MergedRepository(ix.fullname, members, self.whitelist_for(ix))
-            self._repos[ix.fullname] = repo
+            with self._indexes_lock:
+                if self._indexes is not None and self._indexes.get(ix.fullname) is ix:
+                    self._repos[ix.fullname] = repo
         return repo
 
     # -- identities and permissions ---------------------------------------------------

@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -49,6 +49,9 @@ from .mirror_store import MirrorStore
 from .names import normalize_name
 from .repos import Link, ProjectView
 from .singleflight import SingleFlight
+
+if TYPE_CHECKING:
+    from .upstream_client import UpstreamClient
 
 log = logging.getLogger("devpi.server.mirror")
 DEFAULT_EXPIRY = 1800.0
@@ -107,7 +110,7 @@ class MirrorRepository:
         self._downloads: dict[str, FileFetch] = {}
         self._flights = SingleFlight(f"mirror:{self.fullname}")
         self.store = MirrorStore(core.storage, ix.id)
-        self._session: Any = None
+        self._client: UpstreamClient | None = None
         self._names: list[str] | None = None
         self._names_loaded = False
         self._names_fresh_until = 0.0
@@ -117,30 +120,23 @@ class MirrorRepository:
         return self.core.config.offline
 
     # -- upstream HTTP ---------------------------------------------------------------------
-    def session(self) -> Any:
-        """One requests.Session per mirror (keep-alive pool), imported only when first needed."""
-        if self._session is None:
+    def client(self) -> UpstreamClient:
+        """One client per mirror (keep-alive pools), made when first needed (the warm-up
+        does it soon after start; importing urllib3 is not start-up work)."""
+        if self._client is None:
             with self._lock:
-                if self._session is None:
-                    import requests
-                    from requests.adapters import HTTPAdapter
+                if self._client is None:
+                    from .upstream_client import UpstreamClient
 
-                    s = requests.Session()
-                    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self.core.config.threads))
-                    s.mount("http://", adapter)
-                    s.mount("https://", adapter)
-                    from .fileadapter import FileAdapter
-
-                    s.mount("file://", FileAdapter())
-                    s.headers["User-Agent"] = f"devpi-server/{__version__} (mirror of {redact(self.url)})"
-                    self._session = s
-        return self._session
+                    self._client = UpstreamClient(f"devpi-server/{__version__} (mirror of {redact(self.url)})",
+                                                  maxsize=max(10, self.core.config.threads))
+        return self._client
 
     def _get(self, url: str, headers: dict[str, str]) -> Any:
         t0 = time.perf_counter()
         shown = redact(url)
         try:
-            resp = self.session().get(url, headers=headers, timeout=self.timeout)
+            resp = self.client().get(url, headers, timeout=self.timeout)
             resp.content  # noqa: B018  (read it all here, so a broken body counts as a failure)
         except Exception as e:
             log.warning("upstream GET %s failed after %.0fms: %s", shown, (time.perf_counter() - t0) * 1000, e)
@@ -166,10 +162,14 @@ class MirrorRepository:
     def page_url(self, name: str) -> str:
         return f"{self.url}{name}/"
 
-    def _page(self, name: str) -> Page | None:
+    def _page(self, name: str, look: bool = False) -> Page | None:
+        """The page in memory, else its stored copy. ``look``: ask SQL even when this process
+        never stored the name (another process sharing the database may have)."""
         page = self._pages.get(name)
         if page is not None:
             return page
+        if not (look or self.offline or self.store.may_have_page(name)):
+            return None
         row = self.store.load_page(name)
         if row is None:
             return None
@@ -205,16 +205,20 @@ class MirrorRepository:
             return None
         if page is not None and page.retry_after > now:
             return self._view(page, stale=True)
-        future = self._flights.submit(("page", name), lambda: self._fetch_page(name))
+        key, fetch = ("page", name), lambda: self._fetch_page(name)
         try:
-            result = future.result(timeout=self.core.config.request_timeout if page is not None else None)
+            if page is None:  # nothing to answer with meanwhile: this request fetches itself
+                result = self._flights.do(key, fetch)
+            else:  # a stored copy answers if upstream is slow; the fetch goes on in the background
+                result = self._flights.submit(key, fetch).result(timeout=self.core.config.request_timeout)
         except FutureTimeout:
             log.info("upstream slow for %s: answering from the stored copy, refreshing in the background",
                      name)
             return self._view(page, max_age=0.0)  # type: ignore[arg-type]
         except UpstreamError as e:
+            page = self._pages.get(name, page) or self._page(name, look=True)
             if page is not None:
-                return self._view(self._pages.get(name, page), stale=True)
+                return self._view(page, stale=True)
             raise APIError(502, f"{self.fullname}: {e}") from None
         return None if result is None else self._view(result)
 
@@ -286,7 +290,7 @@ class MirrorRepository:
         try:
             return self.get_project(name) is not None
         except APIError:
-            return self._page(normalize_name(name)) is not None
+            return self._page(normalize_name(name), look=True) is not None
 
     # -- the project list ----------------------------------------------------------------------
     def project_names(self) -> list[str]:
@@ -352,24 +356,26 @@ class MirrorRepository:
         with self._lock:
             self._files[relpath] = StoredFile(sha256, filename, size, now)
 
-    def _target(self, relpath: str) -> tuple[str, str | None, str, str] | None:
-        """(upstream URL, expected sha256, filename, project) of a file path, from its page."""
+    def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str] | None:
+        """(upstream URL, expected sha256, filename, project) of a file path, from its page.
+
+        Without ``fetch_page`` only pages already in memory are asked (no I/O)."""
         is_meta = relpath.endswith(".metadata")
         base = relpath[: -len(".metadata")] if is_meta else relpath
         filename = base.rsplit("/", 1)[-1]
         project = project_of_filename(filename)
         link: UpstreamLink | None = None
-        page = self._page(project) if project else None
+        page = (self._page(project) if fetch_page else self._pages.get(project)) if project else None
         if page is not None:
             link = page.by_relpath.get(base)
-        if link is None and project:
+        if link is None and project and fetch_page:
             try:
                 self.get_project(project)  # fetches the page if it is missing or expired
             except APIError:
                 pass
             page = self._pages.get(project)
             link = page.by_relpath.get(base) if page else None
-        if link is None:
+        if link is None and fetch_page:
             for other in list(self._pages.values()):  # a file whose name does not say its project
                 if base in other.by_relpath:
                     link, project = other.by_relpath[base], other.name
@@ -385,11 +391,18 @@ class MirrorRepository:
     def serve_file(self, relpath: str, request: bottle.BaseRequest) -> bottle.HTTPResponse:
         from .views_files import serve_blob
 
-        stored = self._stored(relpath)
+        stored = self._files.get(relpath)
+        target = None
+        if stored is None:
+            # A file named by a page in memory whose bytes are not in the blob store cannot be
+            # stored: skip the SQL lookup (every file of a cold install takes this path).
+            target = None if self.offline else self._target(relpath, fetch_page=False)
+            if target is None or not target[1] or self.core.blobs.exists(target[1]):
+                stored = self._stored(relpath)
         if stored is None:
             if self.offline:
                 raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
-            target = self._target(relpath)
+            target = target or self._target(relpath)
             if target is None:
                 raise APIError(404, f"no such file: {self.fullname}/{relpath}")
             url, expected, filename, project = target
@@ -424,20 +437,25 @@ class MirrorRepository:
                         del self._downloads[relpath]
 
             fetch = FileFetch(self.core.blobs, url, filename, expected,
-                              lambda u, **kw: self.session().get(u, headers={"Accept-Encoding": "identity"}, **kw),
+                              lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
                               self.timeout, verified, done)
             self._downloads[relpath] = fetch
         return fetch.start()
 
     def _stream_response(self, fetch: FileFetch, request: bottle.BaseRequest) -> bottle.HTTPResponse:
-        from .views_files import IMMUTABLE, _content_type
+        from .views_files import IMMUTABLE, _content_type, serve_blob
 
         try:
             fetch.wait_headers(self.timeout[1])
+            if request.method == "GET" and request.get_header("Range"):
+                # installers read a wheel's metadata with ranges: answer them from the whole file
+                fetch.wait_committed(self.timeout[1])
+                assert fetch.sha256 is not None
+                return serve_blob(self.core, fetch.sha256, fetch.filename, fetch.written, time.time())
         except FetchFailed as e:
             raise APIError(e.status, e.message) from None
         headers = {"Content-Type": _content_type(fetch.filename), "Cache-Control": IMMUTABLE,
-                   "X-Accel-Buffering": "no"}
+                   "Accept-Ranges": "bytes", "X-Accel-Buffering": "no"}
         if fetch.content_length is not None:
             headers["Content-Length"] = str(fetch.content_length)
         if fetch.last_modified:
@@ -483,12 +501,17 @@ def _routes(app: bottle.Bottle, core: Core) -> None:
         app.route(f"/{USER_SEG}/{INDEX_SEG}/+e/<path:path>", method, get_external)
 
 
-def _warm_imports() -> None:
-    """Import the HTTP client once the server is up, not on the first cache miss."""
+def _warm_up(core: Core) -> None:
+    """Soon after start: make each mirror's HTTP client and read which
+    pages it keeps, so the first cold requests do not each wait for that work."""
     try:
-        import requests  # noqa: F401
-    except ImportError:  # pragma: no cover - a dependency
-        pass
+        for ix in list(core.indexes().values()):
+            if ix.type == "mirror":
+                repo = core.single_repository(ix)
+                repo.client()  # type: ignore[attr-defined]
+                repo.store.may_have_page("")  # type: ignore[attr-defined]
+    except Exception:  # only a head start: the first request does the same work if this fails
+        log.debug("mirror warm-up failed", exc_info=True)
 
 
 def setup(core: Core) -> None:
@@ -499,7 +522,7 @@ def setup(core: Core) -> None:
     # In this order at a clean stop: let downloads record their files, then commit the queue.
     core.config.extra.setdefault("shutdown_hooks", []).extend([mirror_fetch.wait_running, mirror_store.flush_all])
     if not core.config.offline:
-        timer = threading.Timer(1.0, _warm_imports)
+        timer = threading.Timer(0.3, _warm_up, (core,))
         timer.daemon = True
         timer.start()
 

@@ -147,6 +147,7 @@ class FileFetch:
                 writer.commit(sync_dir=False)
                 self.blob_path = self.blobs.path(self.sha256)
                 self.state = "committed"
+                self._cond.notify_all()
             self.blobs.sync_dir(self.sha256)  # before _on_verified records the row naming it
             try:
                 self._on_verified(self)
@@ -172,6 +173,19 @@ class FileFetch:
             raise FetchFailed(504, f"upstream did not answer for {self.shown} within {timeout:.0f}s")
         if self.state == "failed":
             raise self.error  # type: ignore[misc]
+
+    def wait_committed(self, timeout: float) -> None:
+        """Block until the verified file is a blob (for a client that wants a byte range:
+        only a whole, checked file says what its bytes are); raise FetchFailed otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.state not in ("committed", "failed"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FetchFailed(504, f"download of {self.shown} did not finish within {timeout:.0f}s")
+                self._cond.wait(left)
+            if self.state == "failed":
+                raise self.error  # type: ignore[misc]
 
     def stream(self) -> Iterator[bytes]:
         """The bytes as they arrive, the last piece only once verified."""

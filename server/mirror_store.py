@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ log = logging.getLogger("devpi.server.mirror")
 Write = Callable[[Connection], None]
 
 pages, files, lists = schema.mirror_pages, schema.mirror_files, schema.mirror_lists
+COALESCE = 0.05  # seconds the writer waits after the first queued write before committing
 
 
 class _Writer:
@@ -51,6 +53,8 @@ class _Writer:
     def _loop(self) -> None:
         while True:
             batch = [self._queue.get()]
+            if batch[0][0] is not None:
+                time.sleep(COALESCE)  # a burst of cold requests: one commit for many of them
             while len(batch) < 500:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -94,11 +98,29 @@ class MirrorStore:
         self.storage = storage
         self.index_id = index_id
         self._writer = _writer_for(storage)
+        self._page_names: set[str] | None = None  # see may_have_page
+        self._names_lock = threading.Lock()
 
     def flush(self) -> None:
         self._writer.flush()
 
     # -- pages -----------------------------------------------------------------
+    def may_have_page(self, name: str) -> bool:
+        """False when no page of that name was stored: a name asked for the first time then
+        costs no SQL lookup before it goes upstream (most of a cold install's requests).
+
+        The names are read once and kept up to date by this process's writes. A page another
+        process stored meanwhile (several servers on one database) is missing here: use this
+        only to skip a lookup before asking upstream, and look (``load_page``) before failing.
+        """
+        names = self._page_names
+        if names is None:
+            with self._names_lock:
+                if self._page_names is None:
+                    self._page_names = self.page_names()
+                names = self._page_names
+        return name in names
+
     def load_page(self, name: str) -> Any:
         with self.storage.read() as conn:
             return conn.execute(select(pages).where(pages.c.index_id == self.index_id,
@@ -114,6 +136,8 @@ class MirrorStore:
             conn.execute(insert(pages).values(**values))
 
         self._writer.put(write)
+        if self._page_names is not None:
+            self._page_names.add(name)
 
     def touch_page(self, name: str, fetched: float, etag: str | None, last_modified: str | None) -> None:
         self._writer.put(lambda conn: conn.execute(
@@ -121,6 +145,8 @@ class MirrorStore:
             .values(fetched=fetched, etag=etag, last_modified=last_modified)))
 
     def delete_page(self, name: str) -> None:
+        if self._page_names is not None:
+            self._page_names.discard(name)
         self._writer.put(lambda conn: conn.execute(
             delete(pages).where(pages.c.index_id == self.index_id, pages.c.project == name)))
         self.flush()  # rare; and a later load must not find the row again

@@ -47,8 +47,9 @@ class SingleFlight:
     def do(self, key: Hashable, fn: Callable[[], Any]) -> Any:
         """Run fn in the calling thread, or wait for the caller already running it for key.
 
-        For work that is CPU, not waiting (rendering a page): no extra thread, and a
-        burst of misses for one key costs one call instead of one per request.
+        For work the caller would wait for anyway (rendering a page, fetching a page
+        nothing stored can stand in for): no extra thread, and a burst of misses for one
+        key costs one call instead of one per request.
         """
         with self._lock:
             fut = self._calls.get(key)

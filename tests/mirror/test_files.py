@@ -113,3 +113,32 @@ def test_core_metadata_and_hashless_links(mserver, upstream):
         entry = r.json()["files"][0]
         assert entry["hashes"]["sha256"] == g.sha256  # taken from the HTML #sha256 fragment
         assert entry["url"].startswith("../../../../root/plain/+f/")
+
+
+def test_byte_ranges_of_a_file_not_yet_cached(mserver, upstream):
+    """Installers (uv) read a wheel's metadata with HEAD and byte ranges before they download
+    it: a file nobody fetched yet answers them like a cached one, from the verified whole."""
+    f = upstream.add_file("ranged", "ranged-1.0.tar.gz", big())
+    url, r = _first_page(mserver, "ranged")
+    target = file_url(url, r, f.filename)
+    head = requests.head(target, timeout=60)
+    assert head.status_code == 200 and head.headers["Accept-Ranges"] == "bytes"
+    assert head.headers["Content-Length"] == str(len(f.content))
+    tail = requests.get(target, headers={"Range": "bytes=-100"}, timeout=60)
+    assert tail.status_code == 206 and tail.content == f.content[-100:]
+    assert tail.headers["Content-Range"] == f"bytes {len(f.content) - 100}-{len(f.content) - 1}/{len(f.content)}"
+    middle = requests.get(target, headers={"Range": "bytes=1000-1999"}, timeout=60)
+    assert middle.status_code == 206 and middle.content == f.content[1000:2000]
+    assert requests.get(target, timeout=60).content == f.content
+    assert upstream.downloads(f.filename) == 1  # the HEAD started the one download
+    assert blob_appears(mserver, f.sha256)
+
+
+def test_byte_range_of_a_wrong_upstream_file_is_an_error(mserver, upstream):
+    f = upstream.add_file("rangebad", "rangebad-1.0.tar.gz", big())
+    upstream.wrong_hash.add(f.filename)
+    url, r = _first_page(mserver, "rangebad")
+    resp = requests.get(file_url(url, r, f.filename), headers={"Range": "bytes=0-99"}, timeout=60)
+    assert resp.status_code == 502
+    assert "does not match the upstream page" in resp.json()["message"]
+    assert not blob_exists(mserver, f.sha256)

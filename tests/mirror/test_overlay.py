@@ -98,3 +98,26 @@ def test_credentials_in_mirror_url_never_shown(mserver, root, upstream):
         del upstream.fail["cred-missing"]
     assert r.status_code == 502 and "s3cret" not in r.text and "127.0.0.1" in r.json()["message"]
     assert "s3cret" not in mserver.log_text()
+
+
+def test_upstream_reached_through_the_proxy_the_environment_names(tmp_path, upstream):
+    """http_proxy is honoured for upstream requests (and no_proxy for loopback, which every
+    other test relies on). The local upstream doubles as the forward proxy here: it answers
+    absolute-form requests for a host name that resolves nowhere."""
+    import requests
+    from support.server import ServerProcess
+
+    f = upstream.add_wheel("proxied-pkg", "1.0")
+    far = "http://upstream-behind-proxy.invalid/simple/"
+    s = ServerProcess(tmp_path / "proxied", mirror_url=far, env={"http_proxy": upstream.base}).start()
+    try:
+        url = f"{s.url}/root/pypi/+simple/proxied-pkg/"
+        assert filenames(page(url)) == [f.filename]
+        hosts = {rec.header("Host") for rec in upstream.requests if "proxied" in rec.path}
+        assert hosts == {"upstream-behind-proxy.invalid"}
+        r = requests.get(url, timeout=30)
+        href = r.text.split('href="', 1)[1].split('"', 1)[0]
+        assert requests.get(requests.compat.urljoin(url, href), timeout=30).content == f.content
+        assert upstream.downloads(f.filename) == 1
+    finally:
+        s.stop()

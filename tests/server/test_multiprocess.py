@@ -73,3 +73,25 @@ def test_concurrent_writers_get_consecutive_serials(two_servers, tmp_path):
         r = a.api("GET", f"/+changelog/{serial}")
         assert r.status_code == 200, (serial, r.text)
         assert any(c["kind"] == "file" for c in r.json()["result"]["changes"])
+
+
+def test_mirror_page_stored_by_one_process_is_served_by_the_other_when_upstream_is_down(
+        make_server, pg_cluster, tmp_path):
+    """Each process remembers which mirror pages it stored (to skip SQL for a name seen the
+    first time); a page another process stored must still stand in when upstream is down."""
+    from support.upstream import Upstream
+
+    with Upstream() as up:
+        up.add_wheel("shared-pkg", "1.0")
+        url = pg_cluster.new_database()
+        shared = tmp_path / "shared-serverdir"
+        a = make_server(serverdir=shared, storage=url, mirror_url=up.url)
+        b = make_server(serverdir=shared, storage=url, mirror_url=up.url)
+        assert b.api("GET", "/root/pypi/+simple/unrelated/").status_code == 404  # b has read its names
+        r = requests.get(f"{a.url}/root/pypi/+simple/shared-pkg/", timeout=30)
+        assert r.status_code == 200 and "shared_pkg-1.0" in r.text
+        a.stop()  # a clean stop commits a's cached page
+        up.stop()
+        r = requests.get(f"{b.url}/root/pypi/+simple/shared-pkg/", timeout=30)
+        assert r.status_code == 200, r.text
+        assert "shared_pkg-1.0" in r.text

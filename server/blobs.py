@@ -25,13 +25,14 @@ class BlobCorrupt(Exception):
 class BlobWriter:
     """Receives bytes, hashes them, and lands them atomically in the store."""
 
-    def __init__(self, store: BlobStore, suffix: str = ""):
+    def __init__(self, store: BlobStore, suffix: str = "", md5: bool = False):
         self._store = store
         fd, name = tempfile.mkstemp(dir=store.tmpdir, prefix="upload-", suffix=suffix)
         self._file = os.fdopen(fd, "wb")
         self._tmp = Path(name)
         self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        # md5 costs twice what sha256 does; only uploads check it (twine sends md5_digest)
+        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.size = 0
         self._done = False
         self._synced = False
@@ -39,7 +40,8 @@ class BlobWriter:
     def write(self, data: bytes) -> None:
         self._file.write(data)
         self._sha256.update(data)
-        self._md5.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
         self.size += len(data)
 
     def copy_from(self, fileobj: BinaryIO, limit: int | None = None) -> None:
@@ -57,6 +59,8 @@ class BlobWriter:
 
     @property
     def md5(self) -> str:
+        if self._md5 is None:
+            raise ValueError("this writer was made without md5")
         return self._md5.hexdigest()
 
     @property
@@ -108,6 +112,7 @@ class BlobStore:
         self.root = Path(root)
         self.tmpdir = self.root / "tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[Path] = set()  # blob directories known to exist
         for stale in self.tmpdir.iterdir():  # left by a crash before rename: never named by any row
             stale.unlink(missing_ok=True)
 
@@ -117,9 +122,9 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def writer(self, suffix: str = "") -> BlobWriter:
+    def writer(self, suffix: str = "", md5: bool = False) -> BlobWriter:
         """suffix: keep the file's name ending (readers such as pkginfo go by it)."""
-        return BlobWriter(self, suffix)
+        return BlobWriter(self, suffix, md5)
 
     def put_bytes(self, data: bytes, durable: bool = True) -> str:
         with self.writer() as w:
@@ -131,8 +136,14 @@ class BlobStore:
         if target.exists():
             tmp.unlink(missing_ok=True)
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
+        if target.parent not in self._dirs:  # 65,536 of them at most: remember, not stat, them
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(target.parent)
+        try:
+            os.replace(tmp, target)
+        except FileNotFoundError:  # the directory went away behind our back
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
         if durable:
             _fsync_dir(target.parent)
 

@@ -33,7 +33,7 @@ from . import __version__
 from .catalog import IndexRow
 from .core import Core
 from .httpkit import APIError, error_reply, require_index
-from .mirror_fetch import FetchFailed, FileFetch
+from .mirror_fetch import FetchFailed, FileFetch, LeaderBody
 from .mirror_page import (
     ACCEPT,
     PageError,
@@ -411,21 +411,23 @@ class MirrorRepository:
                 self._record_file(relpath, project, url, expected, filename, size)
                 stored = self._files[relpath]
             else:
-                fetch_or_stored = self._download(relpath, url, expected, filename, project)
-                if isinstance(fetch_or_stored, FileFetch):
-                    return self._stream_response(fetch_or_stored, request)
+                fetch_or_stored = self._download(relpath, url, expected, filename, project, request)
+                if isinstance(fetch_or_stored, tuple):
+                    return self._stream_response(*fetch_or_stored, request)
                 stored = fetch_or_stored
         return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
 
-    def _download(self, relpath: str, url: str, expected: str | None, filename: str,
-                  project: str) -> FileFetch | StoredFile:
+    def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
+                  request: bottle.BaseRequest) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+        """The stored file, or the download in progress (started here if there is none) and,
+        when this request started it, the body through which this request drives it."""
         with self._lock:
             stored = self._files.get(relpath)
             if stored is not None:
                 return stored
             fetch = self._downloads.get(relpath)
             if fetch is not None:
-                return fetch
+                return fetch, None
 
             def verified(f: FileFetch) -> None:
                 assert f.sha256 is not None
@@ -440,18 +442,21 @@ class MirrorRepository:
                               lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
                               self.timeout, verified, done)
             self._downloads[relpath] = fetch
-        return fetch.start()
+        if request.method == "GET" and not request.get_header("Range"):
+            return fetch, fetch.lead()
+        return fetch.start(), None
 
-    def _stream_response(self, fetch: FileFetch, request: bottle.BaseRequest) -> bottle.HTTPResponse:
-        from .views_files import IMMUTABLE, _content_type, serve_blob
+    def _stream_response(self, fetch: FileFetch, lead: LeaderBody | None,
+                         request: bottle.BaseRequest) -> bottle.HTTPResponse:
+        from .views_files import IMMUTABLE, _content_type, serve_verified_file
 
         try:
             fetch.wait_headers(self.timeout[1])
             if request.method == "GET" and request.get_header("Range"):
                 # installers read a wheel's metadata with ranges: answer them from the whole file
-                fetch.wait_committed(self.timeout[1])
+                f = fetch.open_verified(self.timeout[1])
                 assert fetch.sha256 is not None
-                return serve_blob(self.core, fetch.sha256, fetch.filename, fetch.written, time.time())
+                return serve_verified_file(f, fetch.sha256, fetch.filename, fetch.written, time.time())
         except FetchFailed as e:
             raise APIError(e.status, e.message) from None
         headers = {"Content-Type": _content_type(fetch.filename), "Cache-Control": IMMUTABLE,
@@ -467,14 +472,18 @@ class MirrorRepository:
 
         def body():
             sent = False
+            chunks = lead if lead is not None else fetch.stream()
             try:
-                for chunk in fetch.stream():
+                for chunk in chunks:
                     sent = True
                     yield chunk
             except FetchFailed as e:
                 if not sent:  # nothing went out yet: a proper error reply instead (bottle takes it)
                     raise error_reply(e.status, e.message) from None
                 raise  # cuts the connection: the client never gets the complete wrong file
+            finally:
+                if lead is not None:
+                    lead.close()  # finishes the transfer if this client went away early
 
         return bottle.HTTPResponse(body(), status=200, headers=headers)
 

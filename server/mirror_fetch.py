@@ -1,12 +1,13 @@
 """One upstream file download, streamed to any number of clients while it is stored.
 
-A ``FileFetch`` downloads in its own thread into a blob-store temp file.
-Clients (the first one and everyone who asks while it runs) read that file
-as it grows, but the last piece each client gets is held back until the
-whole transfer is complete and its sha256 equals the upstream page's: on a
-mismatch or a short transfer the client's stream raises instead, so the
-connection is cut and no client ever holds a complete wrong file. Only a
-verified download becomes a blob and a row.
+A ``FileFetch`` downloads into a blob-store temp file, driven either by the
+request that started it (``lead``: its client gets each piece as it is
+written) or by a thread of its own (``start``: for HEAD and byte ranges).
+Every other client asking meanwhile reads that file as it grows. The last
+piece each client gets is held back until the whole transfer is complete and
+its sha256 equals the upstream page's: on a mismatch or a short transfer the
+client's stream raises instead, so the connection is cut and no client ever
+holds a complete wrong file. Only a verified download becomes a blob and a row.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from .blobs import BlobStore
 from .mirror_page import redact
@@ -75,14 +76,47 @@ class FileFetch:
         self.sha256: str | None = None
         self._tmp_path: Any = None
         self.blob_path: Any = None
+        self._resp: Any = None
+        self._writer: Any = None
+        self._chunks: Iterator[bytes] = iter(())
+        self._status: int | str = "-"
+        self._drained = False
+        self._t0 = time.perf_counter()
 
+    # -- who drives the transfer -----------------------------------------------------------
     def start(self) -> FileFetch:
-        with _running_lock:
-            _running.add(self)
+        """Download in a thread of its own; clients follow with ``stream``."""
+        self._register()
         threading.Thread(target=self._run, name=f"download:{self.filename}", daemon=True).start()
         return self
 
-    # -- the download thread -------------------------------------------------------------
+    def lead(self) -> LeaderBody | None:
+        """For the client whose GET started the download: open it in the calling thread and
+        return the body that client sends while it drives the transfer itself. That spares a
+        thread and a hand-off per chunk, which is most of a small file's cold cost. Other
+        clients follow with ``stream``. None if the transfer failed before its first byte
+        (``wait_headers`` raises why); the body's ``close`` finishes a transfer its client
+        left early, so the next client finds the file stored."""
+        self._register()
+        self._open()
+        if self.state == "failed":
+            self._drain()
+            return None
+        return LeaderBody(self)
+
+    def _register(self) -> None:
+        with _running_lock:
+            _running.add(self)
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        except Exception as e:  # never leave waiters hanging
+            log.exception("mirror: download of %s failed", self.shown)
+            self._fail(502, f"download of {self.shown} failed: {e}")
+        self._drain()
+
+    # -- the transfer, step by step (whichever thread drives it) ---------------------------
     def _fail(self, status: int, message: str) -> None:
         with self._cond:
             self.state = "failed"
@@ -90,81 +124,130 @@ class FileFetch:
             self._cond.notify_all()
         self.headers_ready.set()
 
-    def _run(self) -> None:
-        t0 = time.perf_counter()
-        status: int | str = "-"
-        writer = None
+    def _open(self) -> None:
+        """Send the request; on a 200 get ready to receive the body."""
         try:
-            try:
-                resp = self._get(self.url, stream=True, timeout=self._timeout)
-            except Exception as e:
-                status = type(e).__name__
-                self._fail(502, f"could not fetch {self.shown} from upstream: {e}")
+            resp = self._get(self.url, stream=True, timeout=self._timeout)
+        except Exception as e:
+            self._status = type(e).__name__
+            self._fail(502, f"could not fetch {self.shown} from upstream: {e}")
+            return
+        self._resp = resp
+        self._status = resp.status_code
+        if resp.status_code != 200:
+            code = 404 if resp.status_code in (404, 410) else 502
+            self._fail(code, f"upstream answered {resp.status_code} for {self.shown}")
+            return
+        length = resp.headers.get("Content-Length")
+        self.content_length = int(length) if length and length.isdigit() else None
+        self.last_modified = resp.headers.get("Last-Modified")
+        self._writer = self.blobs.writer(suffix="-" + self.filename[-60:])
+        self._tmp_path = self._writer.tmp_path
+        self._chunks = resp.iter_content(CHUNK)
+        self.headers_ready.set()
+
+    def _read_chunk(self) -> bytes | None:
+        """The next piece from upstream, written where every client reads it; None at the end
+        of the body or when it broke off (then the fetch has failed)."""
+        if self.state != "running":
+            return None
+        writer = self._writer
+        try:
+            data = b""
+            while not data:
+                data = next(self._chunks, None)
+                if data is None:
+                    return None
+        except Exception as e:
+            self._status = f"{self._status} (cut: {type(e).__name__})"
+            self._fail(502, f"download of {self.shown} broke off after {writer.size} bytes: {e}")
+            log.error("mirror: discarding %s: transfer from %s broke off after %d bytes",
+                      self.filename, self.shown, writer.size)
+            return None
+        writer.write(data)
+        writer.tmp_path  # flush, so readers see it  # noqa: B018
+        with self._cond:
+            self.written += len(data)
+            self._cond.notify_all()
+        return data
+
+    def _verify(self) -> bool:
+        """After the last piece: complete and matching the page? Then clients get their last piece."""
+        if self.state != "running":
+            return self.state in ("verified", "committed")
+        writer = self._writer
+        if self.content_length is not None and writer.size != self.content_length:
+            self._fail(502, f"truncated download of {self.shown}: {writer.size} of {self.content_length} bytes")
+            log.error("mirror: discarding %s: truncated (%d of %d bytes)", self.filename, writer.size,
+                      self.content_length)
+            return False
+        if self.expected and writer.sha256 != self.expected:
+            self._fail(502, f"sha256 of {self.shown} does not match the upstream page: not serving it")
+            log.error("mirror: discarding %s: sha256 %s does not match the upstream page's %s",
+                      self.filename, writer.sha256, self.expected)
+            return False
+        self.sha256 = writer.sha256
+        with self._cond:  # clients may now send their last piece
+            self.state = "verified"
+            self._cond.notify_all()
+        return True
+
+    def _store(self) -> None:
+        """Make the verified bytes a durable blob, then record the row naming it."""
+        writer = self._writer
+        writer.sync()  # not under the lock: clients waiting for "verified" must not wait for the disk
+        with self._cond:  # rename under the lock: a reader opens either the temp file or the blob
+            writer.commit(sync_dir=False)
+            self.blob_path = self.blobs.path(self.sha256)
+            self.state = "committed"
+            self._cond.notify_all()
+        self.blobs.sync_dir(self.sha256)  # before _on_verified records the row naming it
+        try:
+            self._on_verified(self)
+        except Exception:
+            log.exception("mirror: could not record %s", self.filename)
+
+    def _drain(self) -> None:
+        """Take the transfer to its end, whoever calls and however far it got: read the rest,
+        verify, store, clean up. Runs once."""
+        with self._cond:
+            if self._drained:
                 return
-            with resp:
-                status = resp.status_code
-                if resp.status_code != 200:
-                    code = 404 if resp.status_code in (404, 410) else 502
-                    self._fail(code, f"upstream answered {resp.status_code} for {self.shown}")
-                    return
-                length = resp.headers.get("Content-Length")
-                self.content_length = int(length) if length and length.isdigit() else None
-                self.last_modified = resp.headers.get("Last-Modified")
-                writer = self.blobs.writer(suffix="-" + self.filename[-60:])
-                self._tmp_path = writer.tmp_path
-                self.headers_ready.set()
-                try:
-                    for data in resp.iter_content(CHUNK):
-                        if not data:
-                            continue
-                        writer.write(data)
-                        writer.tmp_path  # flush, so readers see it  # noqa: B018
-                        with self._cond:
-                            self.written += len(data)
-                            self._cond.notify_all()
-                except Exception as e:
-                    status = f"{status} (cut: {type(e).__name__})"
-                    self._fail(502, f"download of {self.shown} broke off after {writer.size} bytes: {e}")
-                    log.error("mirror: discarding %s: transfer from %s broke off after %d bytes",
-                              self.filename, self.shown, writer.size)
-                    return
-            if self.content_length is not None and writer.size != self.content_length:
-                self._fail(502, f"truncated download of {self.shown}: {writer.size} of {self.content_length} bytes")
-                log.error("mirror: discarding %s: truncated (%d of %d bytes)", self.filename, writer.size,
-                          self.content_length)
-                return
-            if self.expected and writer.sha256 != self.expected:
-                self._fail(502, f"sha256 of {self.shown} does not match the upstream page: not serving it")
-                log.error("mirror: discarding %s: sha256 %s does not match the upstream page's %s",
-                          self.filename, writer.sha256, self.expected)
-                return
-            self.sha256 = writer.sha256
-            with self._cond:  # clients may now send their last piece
-                self.state = "verified"
-                self._cond.notify_all()
-            writer.sync()  # not under the lock: clients waiting for "verified" must not wait for the disk
-            with self._cond:  # rename under the lock: a reader opens either the temp file or the blob
-                writer.commit(sync_dir=False)
-                self.blob_path = self.blobs.path(self.sha256)
-                self.state = "committed"
-                self._cond.notify_all()
-            self.blobs.sync_dir(self.sha256)  # before _on_verified records the row naming it
-            try:
-                self._on_verified(self)
-            except Exception:
-                log.exception("mirror: could not record %s", self.filename)
+            self._drained = True
+        try:
+            while self._read_chunk() is not None:
+                pass
+            if self._verify():
+                self._store()
         except Exception as e:  # never leave waiters hanging
             log.exception("mirror: download of %s failed", self.shown)
             self._fail(502, f"download of {self.shown} failed: {e}")
         finally:
-            if writer is not None:
-                writer.discard()
-            self.headers_ready.set()
-            log.info("upstream GET %s %s %d bytes %.0fms", self.shown, status, self.written,
-                     (time.perf_counter() - t0) * 1000)
-            self._on_done(self)
-            with _running_lock:
-                _running.discard(self)
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+        if self._writer is not None:
+            self._writer.discard()
+        self.headers_ready.set()
+        log.info("upstream GET %s %s %d bytes %.0fms", self.shown, self._status, self.written,
+                 (time.perf_counter() - self._t0) * 1000)
+        self._on_done(self)
+        with _running_lock:
+            _running.discard(self)
+
+    def _lead_chunks(self) -> Iterator[bytes]:
+        pending: bytes | None = None
+        while (data := self._read_chunk()) is not None:
+            if pending is not None:
+                yield pending
+            pending = data
+        if not self._verify():
+            raise self.error  # type: ignore[misc]
+        if pending is not None:
+            yield pending
+        self._drain()  # durable and recorded before the response ends
 
     # -- the clients --------------------------------------------------------------------
     def wait_headers(self, timeout: float) -> None:
@@ -174,18 +257,20 @@ class FileFetch:
         if self.state == "failed":
             raise self.error  # type: ignore[misc]
 
-    def wait_committed(self, timeout: float) -> None:
-        """Block until the verified file is a blob (for a client that wants a byte range:
-        only a whole, checked file says what its bytes are); raise FetchFailed otherwise."""
+    def open_verified(self, timeout: float) -> BinaryIO:
+        """The whole file, checked, opened for reading (for a client that wants a byte range:
+        only a complete, verified file says what its bytes are); raise FetchFailed otherwise."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.state not in ("committed", "failed"):
+            while self.state == "running":
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise FetchFailed(504, f"download of {self.shown} did not finish within {timeout:.0f}s")
                 self._cond.wait(left)
             if self.state == "failed":
                 raise self.error  # type: ignore[misc]
+            # under the lock: the temp file is renamed to the blob under it, never between
+            return open(self.blob_path if self.state == "committed" else self._tmp_path, "rb")
 
     def stream(self) -> Iterator[bytes]:
         """The bytes as they arrive, the last piece only once verified."""
@@ -218,3 +303,22 @@ class FileFetch:
                 yield pending
         finally:
             f.close()
+
+
+class LeaderBody:
+    """The leading client's response body (``FileFetch.lead``). A WSGI server calls ``close``
+    when the response ends or its client goes away: the transfer is then finished anyway."""
+
+    def __init__(self, fetch: FileFetch):
+        self._fetch = fetch
+        self._chunks = fetch._lead_chunks()
+
+    def __iter__(self) -> LeaderBody:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._fetch._drain()

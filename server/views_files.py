@@ -11,8 +11,9 @@ import json
 import logging
 import mimetypes
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
+from typing import BinaryIO
 
 import bottle
 
@@ -60,11 +61,46 @@ def _guarded(core: Core, sha256: str, start: int, end: int | None) -> Iterator[b
 
 
 def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
-    req = bottle.request
     if sha256 in core.config.extra.get("corrupt_blobs", ()):
         raise APIError(500, f"stored file {filename} is corrupt and is not served")
     if not core.blobs.exists(sha256):
         raise APIError(404, f"no such file: {filename} (blob missing)")
+    return _file_reply(sha256, filename, size, mtime, lambda start, end: _guarded(core, sha256, start, end))
+
+
+def serve_verified_file(f: BinaryIO, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
+    """An open file whose bytes were hashed as they arrived moments ago (a mirror download
+    in progress): served like a blob, without hashing it all again for every byte range."""
+    used = []
+
+    def body(start: int, end: int) -> Iterator[bytes]:
+        used.append(True)
+        return _read_range(f, start, end)
+
+    reply = _file_reply(sha256, filename, size, mtime, body)
+    if not used:
+        f.close()
+    return reply
+
+
+def _read_range(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    try:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            data = f.read(min(256 * 1024, left))
+            if not data:
+                raise OSError(f"file ended {left} bytes early")
+            left -= len(data)
+            yield data
+    finally:
+        f.close()
+
+
+def _file_reply(sha256: str, filename: str, size: int, mtime: float,
+                body: Callable[[int, int], Iterator[bytes]]) -> bottle.HTTPResponse:
+    """200, 206 or 304 for a file, with the headers of an immutable, content-addressed one."""
+    req = bottle.request
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
                "Last-Modified": formatdate(mtime, usegmt=True), "Content-Type": _content_type(filename)}
@@ -80,8 +116,7 @@ def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) 
     if rng:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    body: Iterator[bytes] | bytes = b"" if req.method == "HEAD" else _guarded(core, sha256, start, end)
-    return bottle.HTTPResponse(body, status=status, headers=headers)
+    return bottle.HTTPResponse(b"" if req.method == "HEAD" else body(start, end), status=status, headers=headers)
 
 
 def install(app: bottle.Bottle, core: Core) -> None:

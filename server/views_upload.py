@@ -111,7 +111,7 @@ def _form_metadata(forms: Any) -> dict[str, Any]:
 
 
 def _receive(core: Core, content: Any, filename: str = "") -> BlobWriter:
-    writer = core.blobs.writer(suffix="-" + filename if filename else "")
+    writer = core.blobs.writer(suffix="-" + filename if filename else "", md5=True)
     try:
         writer.copy_from(content.file, limit=core.config.max_upload_size)
     except ValueError:

@@ -142,3 +142,25 @@ def test_byte_range_of_a_wrong_upstream_file_is_an_error(mserver, upstream):
     assert resp.status_code == 502
     assert "does not match the upstream page" in resp.json()["message"]
     assert not blob_exists(mserver, f.sha256)
+
+
+def test_first_client_leaving_early_does_not_stop_the_download(mserver, upstream):
+    """The request that starts a download drives it; if its client hangs up halfway, the
+    transfer still ends verified and stored, and clients who joined meanwhile get it all."""
+    f = upstream.add_file("leaver", "leaver-1.0.tar.gz", big())
+    url, r = _first_page(mserver, "leaver")
+    target = file_url(url, r, f.filename)
+    upstream.chunk_delay = 0.05
+    try:
+        first = requests.get(target, stream=True, timeout=60)
+        assert first.status_code == 200
+        assert len(next(first.iter_content(1024))) > 0
+        with ThreadPoolExecutor(1) as pool:
+            joined = pool.submit(_get, target)
+            first.close()  # hang up mid-transfer
+            assert joined.result() == (200, f.content)
+    finally:
+        upstream.chunk_delay = 0.0
+    assert blob_appears(mserver, f.sha256)
+    assert _get(target) == (200, f.content)
+    assert upstream.downloads(f.filename) == 1

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from .blobs import BlobStore
@@ -33,6 +34,7 @@ class FetchFailed(Exception):
         self.message = message
 
 
+_finishers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="download-finish")
 _running: set = set()  # downloads in progress, so a clean stop can let them finish recording
 _running_lock = threading.Lock()
 
@@ -247,7 +249,6 @@ class FileFetch:
             raise self.error  # type: ignore[misc]
         if pending is not None:
             yield pending
-        self._drain()  # durable and recorded before the response ends
 
     # -- the clients --------------------------------------------------------------------
     def wait_headers(self, timeout: float) -> None:
@@ -320,5 +321,11 @@ class LeaderBody:
         return next(self._chunks)
 
     def close(self) -> None:
+        """The rest (fsyncs and the row once the client has its bytes, or the remaining
+        transfer if it hung up) happens in the background: the client's next request on
+        this connection waits until this one's response is closed."""
         self._chunks.close()
-        self._fetch._drain()
+        try:
+            _finishers.submit(self._fetch._drain)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            self._fetch._drain()

@@ -1,57 +1,87 @@
-"""The mirror's HTTP client: urllib3 pools, with the environment read once per origin.
+"""The mirror's HTTP client: keep-alive connections over the standard library's http.client.
 
 A cold install asks upstream for every page and every file, one request each,
-so what a request costs on top of the network matters: requests spends about
-a millisecond of CPU per call here (most of it re-reading the environment for
-proxy settings), urllib3 under it less than half of that. This module keeps
-what requests gave the mirror and drops the rest:
+and waits for each. What a request costs on top of the network is therefore
+on every installer's critical path: requests spends about a millisecond of CPU
+per call here (much of it re-reading the environment for proxy settings),
+urllib3 a third of that, and the standard library's http.client, with the
+pooling done here, half of urllib3 (more after an idle moment, when a longer
+code path has to be paged back in). This module keeps what the mirror needs:
 
-* proxies from the environment (``http_proxy``, ``https_proxy``, ``no_proxy``)
-  and ``~/.netrc`` credentials, decided once per scheme://host:port;
-* credentials in the URL (``https://user:pw@host/simple/``) sent as Basic auth
-  (urllib3 drops the header when a redirect leaves the host);
-* the CA bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (what
-  people behind an intercepting proxy already set), else the system's;
+* keep-alive connections per origin, checked before reuse; a GET that fails
+  on a reused connection before any answer is retried once on a new one;
+* proxies from the environment (``http_proxy``, ``https_proxy``, ``all_proxy``,
+  ``no_proxy``), decided once per scheme://host:port: plain http goes to the
+  proxy with the absolute URL, https through a CONNECT tunnel;
+* credentials in the URL (``https://user:pw@host/simple/``) or in ``~/.netrc``
+  sent as Basic auth to that origin only (a redirect elsewhere does not get
+  them);
+* TLS verified against the system's CA certificates, or the bundle named by
+  ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``;
+* redirects followed (10 at most), gzip bodies decoded unless the caller asks
+  for ``Accept-Encoding: identity``;
 * ``file://`` URLs, so a mirror can front a local PEP 503 tree: a directory
   answers with its ``index.html``, a missing path is a 404.
-
-Redirects are followed; nothing is retried (the mirror decides what a failure
-means). Bodies are decoded (gzip) unless the caller asks for identity.
 """
 from __future__ import annotations
 
+import base64
+import http.client
 import mimetypes
 import os
+import select
+import ssl
 import threading
 import urllib.request
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import urllib3
-
 CHUNK = 64 * 1024
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class TooManyRedirects(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """How to reach one scheme://host:port: directly or through a proxy, with which auth."""
+
+    key: str
+    scheme: str
+    host: str
+    port: int
+    proxy: tuple[str, int] | None
+    auth: str | None  # the Authorization header value
 
 
 class Response:
     """What the mirror reads of an answer: status, headers, final URL, body."""
 
-    def __init__(self, status_code: int, headers: Any, url: str, raw: Any = None, body: bytes | None = None):
+    def __init__(self, status_code: int, headers: Message, url: str, raw: Any = None,
+                 body: bytes | None = None, release: Any = None):
         self.status_code = status_code
-        self.headers = headers  # case-insensitive (urllib3's HTTPHeaderDict)
+        self.headers = headers  # case-insensitive lookups (email.message.Message)
         self.url = url
         self._raw = raw
         self._body = body
+        self._release = release  # returns the connection to its pool, or closes it
+        self._decoder = None
+        if raw is not None and (headers.get("Content-Encoding") or "").lower() in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
     @property
     def content(self) -> bytes:
         if self._body is None:
-            try:
-                self._body = self._raw.read() if self._raw is not None else b""
-            finally:
-                self.close()
+            self._body = b"".join(self.iter_content(CHUNK * 4))
         return self._body
 
     def iter_content(self, size: int = CHUNK) -> Iterator[bytes]:
@@ -59,18 +89,33 @@ class Response:
             for i in range(0, len(self._body), size):
                 yield self._body[i:i + size]
             return
-        while True:
-            data = self._raw.read(size)
-            if not data:
-                return
-            yield data
+        try:
+            while self._raw is not None:
+                data = self._raw.read(size)
+                if not data:
+                    missing = getattr(self._raw, "length", None)
+                    if missing:  # the connection ended before Content-Length said it would
+                        raise http.client.IncompleteRead(b"", missing)
+                    if self._decoder is not None:
+                        tail = self._decoder.flush()
+                        if tail:
+                            yield tail
+                    self._done(True)
+                    return
+                yield self._decoder.decompress(data) if self._decoder is not None else data
+        except BaseException:
+            self._done(False)
+            raise
+
+    def _done(self, complete: bool) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None and self._release is not None:
+            self._release(complete and raw.isclosed())
+        elif raw is not None:
+            raw.close()
 
     def close(self) -> None:
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            if not raw.isclosed():  # left mid-body: that connection cannot serve another request
-                raw.close()
-            raw.release_conn()
+        self._done(False)  # left mid-body: that connection cannot serve another request
 
     def __enter__(self) -> Response:
         return self
@@ -82,74 +127,155 @@ class Response:
 class UpstreamClient:
     def __init__(self, user_agent: str, maxsize: int = 10):
         self.user_agent = user_agent
-        self.maxsize = maxsize
+        self.maxsize = maxsize  # idle connections kept per origin
         self._lock = threading.Lock()
-        self._origins: dict[str, tuple[Any, dict[str, str]]] = {}
-        self._managers: dict[str | None, Any] = {}
-        self._retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10,
-                                      raise_on_redirect=True)
+        self._origins: dict[str, _Origin] = {}
+        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     def get(self, url: str, headers: dict[str, str] | None = None, timeout: tuple[float, float] = (5.0, 30.0),
             stream: bool = False) -> Response:
-        """GET url. With ``stream`` the body is read through ``iter_content`` (then close it)."""
-        if url.startswith("file:"):
-            return _file_response(url)
-        manager, extra = self._for_origin(url)
-        sent = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip", **extra, **(headers or {})}
-        raw = manager.urlopen("GET", url, headers=sent, retries=self._retries, preload_content=False,
-                              decode_content=True, timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
-        resp = Response(raw.status, raw.headers, urljoin(url, raw.url or ""), raw=raw)  # final URL
-        if not stream:
-            resp.content  # noqa: B018  (read it all now; the connection goes back to the pool)
-        return resp
-
-    # -- per origin: which pool (direct or through a proxy), which auth header -------------------
-    def _for_origin(self, url: str) -> tuple[Any, dict[str, str]]:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        found = self._origins.get(origin)
-        if found is None:
-            proxy = _proxy_for(parts.scheme, parts.hostname or "")
-            extra: dict[str, str] = {}
-            if parts.username is not None:
-                extra = urllib3.util.make_headers(
-                    basic_auth=f"{unquote(parts.username)}:{unquote(parts.password or '')}")
-            else:
-                netrc_auth = _netrc_auth(parts.hostname or "")
-                if netrc_auth:
-                    extra = urllib3.util.make_headers(basic_auth=netrc_auth)
-            found = self._origins[origin] = (self._manager(proxy), extra)
-        return found
-
-    def _manager(self, proxy: str | None) -> Any:
-        with self._lock:
-            manager = self._managers.get(proxy)
-            if manager is None:
-                kw: dict[str, Any] = {"maxsize": self.maxsize, "block": False}
-                ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                if ca:
-                    kw["ca_certs" if os.path.isfile(ca) else "ca_cert_dir"] = ca
-                manager = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(num_pools=8, **kw)
-                self._managers[proxy] = manager
-        return manager
+        """GET url, following redirects. With ``stream`` read the body through
+        ``iter_content`` (and close the response); otherwise it is read now."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if url.startswith("file:"):
+                return _file_response(url)
+            resp = self._request(url, headers or {}, timeout)
+            if resp.status_code in REDIRECTS and resp.headers.get("Location"):
+                resp.close()
+                url = urljoin(url, resp.headers["Location"])
+                continue
+            if not stream:
+                resp.content  # noqa: B018  (read it all now; the connection goes back to the pool)
+            return resp
+        raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects, last to {_shown(url)}")
 
     def close(self) -> None:
         with self._lock:
-            for manager in self._managers.values():
-                manager.clear()
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+    # -- one request ------------------------------------------------------------------------
+    def _request(self, url: str, headers: dict[str, str], timeout: tuple[float, float]) -> Response:
+        parts = urlsplit(url)
+        origin = self._origin(parts)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        if origin.proxy is not None and origin.scheme == "http":
+            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"  # absolute form, to the proxy
+        sent = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip", **headers}
+        if origin.auth:
+            sent["Authorization"] = origin.auth
+        for attempt in (0, 1):
+            conn, reused = self._checkout(origin, timeout)
+            try:
+                conn.request("GET", target, headers=sent)
+                raw = conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if reused and attempt == 0:  # the keep-alive connection went stale: once more, anew
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            return Response(raw.status, raw.headers, url, raw=raw, release=self._releaser(origin, conn))
+        raise AssertionError("unreachable")
+
+    def _releaser(self, origin: _Origin, conn: http.client.HTTPConnection) -> Any:
+        def release(reusable: bool) -> None:
+            if reusable:
+                with self._lock:
+                    idle = self._idle.setdefault(origin.key, [])
+                    if len(idle) < self.maxsize:
+                        idle.append(conn)
+                        return
+            conn.close()
+
+        return release
+
+    def _checkout(self, origin: _Origin, timeout: tuple[float, float]) -> tuple[http.client.HTTPConnection, bool]:
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin.key)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                break
+            if conn.sock is not None and not _readable(conn.sock):  # closed or sent junk: not reusable
+                conn.sock.settimeout(timeout[1])
+                return conn, True
+            conn.close()
+        host, port = origin.proxy or (origin.host, origin.port)
+        if origin.scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout[0], context=self._ssl_context())
+            if origin.proxy is not None:
+                conn.set_tunnel(origin.host, origin.port)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout[0])
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(timeout[1])
+        return conn, False
+
+    # -- per origin: proxy, credentials ---------------------------------------------------------
+    def _origin(self, parts: Any) -> _Origin:
+        key = f"{parts.scheme}://{parts.netloc}"
+        origin = self._origins.get(key)
+        if origin is None:
+            if parts.scheme not in ("http", "https"):
+                raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {_shown(key)}")
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if parts.username is not None:
+                auth: str | None = _basic(unquote(parts.username), unquote(parts.password or ""))
+            else:
+                found = _netrc(host)
+                auth = _basic(*found) if found else None
+            origin = self._origins[key] = _Origin(key, parts.scheme, host, port, _proxy_for(parts.scheme, host),
+                                                  auth)
+        return origin
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if ca and os.path.isdir(ca):
+                self._ssl = ssl.create_default_context(capath=ca)
+            else:
+                self._ssl = ssl.create_default_context(cafile=ca or None)
+        return self._ssl
 
 
-def _proxy_for(scheme: str, host: str) -> str | None:
-    """The environment's proxy for scheme://host, or None (no proxy set, or no_proxy says so)."""
+def _readable(sock: Any) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _shown(url: str) -> str:
+    parts = urlsplit(url)
+    return url.replace(f"{parts.username}:{parts.password}@", "") if parts.username else url
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+    """The environment's proxy (host, port) for scheme://host, or None (none set, or no_proxy)."""
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(scheme) or proxies.get("all")
     if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
         return None
-    return proxy if "://" in proxy else "http://" + proxy
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    return parts.hostname or "", parts.port or 80
 
 
-def _netrc_auth(host: str) -> str | None:
-    """'login:password' for host from the netrc file ($NETRC or ~/.netrc), if there is one."""
+def _netrc(host: str) -> tuple[str, str] | None:
+    """(login, password) for host from the netrc file ($NETRC or ~/.netrc), if there is one."""
     path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     if not host or not os.path.isfile(path):
         return None
@@ -159,14 +285,14 @@ def _netrc_auth(host: str) -> str | None:
         found = netrc.netrc(path).authenticators(host)
     except (OSError, netrc.NetrcParseError):
         return None
-    return f"{found[0]}:{found[2]}" if found else None
+    return (found[0], found[2] or "") if found else None
 
 
 def _file_response(url: str) -> Response:
     path = Path(unquote(urlsplit(url).path))
     if path.is_dir():
         path = path / "index.html"
-    headers = urllib3.HTTPHeaderDict()
+    headers = Message()
     if not path.is_file():
         return Response(404, headers, url, body=b"not found\n")
     st = path.stat()
@@ -178,7 +304,7 @@ def _file_response(url: str) -> Response:
 
 
 class _FileBody:
-    """A file read like urllib3's response body."""
+    """A file read like http.client's response body."""
 
     def __init__(self, path: Path):
         self._f = open(path, "rb")
@@ -190,7 +316,4 @@ class _FileBody:
         return self._f.closed
 
     def close(self) -> None:
-        self._f.close()
-
-    def release_conn(self) -> None:
         self._f.close()

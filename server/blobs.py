@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 256 * 1024
+SPARES = 8  # temp files kept ready for writers without a name suffix
 
 
 class BlobCorrupt(Exception):
@@ -25,9 +27,10 @@ class BlobCorrupt(Exception):
 class BlobWriter:
     """Receives bytes, hashes them, and lands them atomically in the store."""
 
-    def __init__(self, store: BlobStore, suffix: str = "", md5: bool = False):
+    def __init__(self, store: BlobStore, suffix: str = "", md5: bool = False,
+                 spare: tuple[int, Path] | None = None):
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmpdir, prefix="upload-", suffix=suffix)
+        fd, name = spare or tempfile.mkstemp(dir=store.tmpdir, prefix="upload-", suffix=suffix)
         self._file = os.fdopen(fd, "wb")
         self._tmp = Path(name)
         self._sha256 = hashlib.sha256()
@@ -113,6 +116,10 @@ class BlobStore:
         self.tmpdir = self.root / "tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # blob directories known to exist
+        self._spares: list[tuple[int, Path]] = []
+        self._spares_lock = threading.Lock()
+        self._want_spares = threading.Event()
+        self._refiller: threading.Thread | None = None
         for stale in self.tmpdir.iterdir():  # left by a crash before rename: never named by any row
             stale.unlink(missing_ok=True)
 
@@ -122,9 +129,39 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def writer(self, suffix: str = "", md5: bool = False) -> BlobWriter:
-        """suffix: keep the file's name ending (readers such as pkginfo go by it)."""
-        return BlobWriter(self, suffix, md5)
+    def writer(self, suffix: str = "", md5: bool = False, spare: bool = False) -> BlobWriter:
+        """suffix: keep the file's name ending (readers such as pkginfo go by it).
+        spare: take a temp file made in advance (see ``_take_spare``); the first such
+        writer starts the thread that keeps them ready."""
+        return BlobWriter(self, suffix, md5, self._take_spare() if spare and not suffix else None)
+
+    # -- temp files made ahead of need ----------------------------------------------------
+    def _take_spare(self) -> tuple[int, Path] | None:
+        """An empty temp file, already created and open, or None (make one then).
+
+        Creating a file costs most of a millisecond on some file systems (0.75 ms on the
+        ext4 these benchmarks run on), and a mirror download's client waits for it before
+        its first byte. A thread keeps a few ready, so that wait happens before the request.
+        """
+        with self._spares_lock:
+            spare = self._spares.pop() if self._spares else None
+            if self._refiller is None:
+                self._refiller = threading.Thread(target=self._refill_loop, name="blob-spares", daemon=True)
+                self._refiller.start()
+        self._want_spares.set()
+        return spare
+
+    def _refill_loop(self) -> None:
+        while True:
+            self._want_spares.wait()
+            self._want_spares.clear()
+            while len(self._spares) < SPARES:
+                try:
+                    fd, name = tempfile.mkstemp(dir=self.tmpdir, prefix="spare-")
+                except OSError:
+                    break  # the disk is full or gone: writers make their own and report it
+                with self._spares_lock:
+                    self._spares.append((fd, Path(name)))
 
     def put_bytes(self, data: bytes, durable: bool = True) -> str:
         with self.writer() as w:

@@ -511,8 +511,8 @@ def _routes(app: bottle.Bottle, core: Core) -> None:
 
 
 def _warm_up(core: Core) -> None:
-    """Soon after start: make each mirror's HTTP client and read which
-    pages it keeps, so the first cold requests do not each wait for that work."""
+    """Soon after start: make each mirror's HTTP client and read which pages it keeps,
+    so the first cold requests do not each wait for that work."""
     try:
         for ix in list(core.indexes().values()):
             if ix.type == "mirror":

@@ -143,7 +143,7 @@ class FileFetch:
         length = resp.headers.get("Content-Length")
         self.content_length = int(length) if length and length.isdigit() else None
         self.last_modified = resp.headers.get("Last-Modified")
-        self._writer = self.blobs.writer(suffix="-" + self.filename[-60:])
+        self._writer = self.blobs.writer(spare=True)  # a temp file made in advance
         self._tmp_path = self._writer.tmp_path
         self._chunks = resp.iter_content(CHUNK)
         self.headers_ready.set()

@@ -100,7 +100,7 @@ class FileFetch:
         (``wait_headers`` raises why); the body's ``close`` finishes a transfer its client
         left early, so the next client finds the file stored."""
         self._register()
-        self._open()
+        self._open_or_fail()
         if self.state == "failed":
             self._drain()
             return None
@@ -111,12 +111,15 @@ class FileFetch:
             _running.add(self)
 
     def _run(self) -> None:
+        self._open_or_fail()
+        self._drain()
+
+    def _open_or_fail(self) -> None:
         try:
             self._open()
-        except Exception as e:  # never leave waiters hanging
+        except Exception as e:  # a full disk, say: never leave waiters hanging
             log.exception("mirror: download of %s failed", self.shown)
             self._fail(502, f"download of {self.shown} failed: {e}")
-        self._drain()
 
     # -- the transfer, step by step (whichever thread drives it) ---------------------------
     def _fail(self, status: int, message: str) -> None:

@@ -121,8 +121,8 @@ class MirrorRepository:
 
     # -- upstream HTTP ---------------------------------------------------------------------
     def client(self) -> UpstreamClient:
-        """One client per mirror (keep-alive pools), made when first needed (the warm-up
-        does it soon after start; importing urllib3 is not start-up work)."""
+        """One client per mirror (keep-alive connections), made when first needed (the
+        warm-up makes it soon after start, outside the time to the first answer)."""
         if self._client is None:
             with self._lock:
                 if self._client is None:

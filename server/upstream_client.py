@@ -150,13 +150,6 @@ class UpstreamClient:
             return resp
         raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects, last to {_shown(url)}")
 
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.close()
-
     # -- one request ------------------------------------------------------------------------
     def _request(self, url: str, headers: dict[str, str], timeout: tuple[float, float]) -> Response:
         parts = urlsplit(url)

@@ -71,14 +71,8 @@ def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) 
 def serve_verified_file(f: BinaryIO, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
     """An open file whose bytes were hashed as they arrived moments ago (a mirror download
     in progress): served like a blob, without hashing it all again for every byte range."""
-    used = []
-
-    def body(start: int, end: int) -> Iterator[bytes]:
-        used.append(True)
-        return _read_range(f, start, end)
-
-    reply = _file_reply(sha256, filename, size, mtime, body)
-    if not used:
+    reply = _file_reply(sha256, filename, size, mtime, lambda start, end: _read_range(f, start, end))
+    if not isinstance(reply.body, Iterator):  # 304 or HEAD: the file is not read
         f.close()
     return reply
 

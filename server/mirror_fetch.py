@@ -67,7 +67,7 @@ class FileFetch:
         self._get = get
         self._timeout = timeout
         self._on_verified = on_verified  # store the row (runs after the blob is committed)
-        self._on_done = on_done  # forget this fetch (runs last, whatever happened)
+        self._on_done = on_done  # forget this fetch (when it fails, and at its end)
         self._cond = threading.Condition()
         self.headers_ready = threading.Event()
         self.state = "running"
@@ -123,6 +123,7 @@ class FileFetch:
 
     # -- the transfer, step by step (whichever thread drives it) ---------------------------
     def _fail(self, status: int, message: str) -> None:
+        self._on_done(self)  # before anyone hears of the failure: their next request tries afresh
         with self._cond:
             self.state = "failed"
             self.error = FetchFailed(status, message)

@@ -108,13 +108,13 @@ def test_upstream_reached_through_the_proxy_the_environment_names(tmp_path, upst
     from support.server import ServerProcess
 
     f = upstream.add_wheel("proxied-pkg", "1.0")
-    far = "http://upstream-behind-proxy.invalid/simple/"
+    far = "http://upstream-behind-proxy.example.invalid/simple/"
     s = ServerProcess(tmp_path / "proxied", mirror_url=far, env={"http_proxy": upstream.base}).start()
     try:
         url = f"{s.url}/root/pypi/+simple/proxied-pkg/"
         assert filenames(page(url)) == [f.filename]
         hosts = {rec.header("Host") for rec in upstream.requests if "proxied" in rec.path}
-        assert hosts == {"upstream-behind-proxy.invalid"}
+        assert hosts == {"upstream-behind-proxy.example.invalid"}
         r = requests.get(url, timeout=30)
         href = r.text.split('href="', 1)[1].split('"', 1)[0]
         assert requests.get(requests.compat.urljoin(url, href), timeout=30).content == f.content

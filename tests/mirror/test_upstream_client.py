@@ -148,10 +148,10 @@ def test_proxy_from_environment_and_no_proxy(servers, monkeypatch):
     a, b = servers
     monkeypatch.setenv("http_proxy", b.url)  # b plays the proxy: it sees the absolute URL
     monkeypatch.setenv("no_proxy", "localhost")
-    r = UpstreamClient("test").get("http://index.invalid:8080/plain")
+    r = UpstreamClient("test").get("http://index.example.invalid:8080/plain")
     assert r.content == b"no"  # b answered (404 body) for a path it does not serve
-    assert b.seen[-1][0] == "http://index.invalid:8080/plain"
-    assert b.seen[-1][1]["Host"] == "index.invalid:8080"
+    assert b.seen[-1][0] == "http://index.example.invalid:8080/plain"
+    assert b.seen[-1][1]["Host"] == "index.example.invalid:8080"
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     assert UpstreamClient("test").get(a.url + "/plain").content == b"plain body"
     assert a.seen[-1][0] == "/plain"

@@ -47,6 +47,7 @@ setup(
             "pypi-simple>=1.5",
             "wheel",  # lets the machine's setuptools build wheels of test sdists
             "ruff>=0.5",
+            "trustme>=1.1",  # a throwaway CA for the mirror client's TLS test
         ],
     },
     entry_points={"console_scripts": ["devpi = devpi.client.main:main"]},

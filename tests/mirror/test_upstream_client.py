@@ -165,3 +165,33 @@ def test_file_urls(tmp_path):
     assert r.status_code == 200 and r.content == b"<a href='x'>x</a>"
     assert r.headers["Content-Type"] == "text/html"
     assert client.get(f"file://{tmp_path}/simple/nothere/").status_code == 404
+
+
+def test_tls_is_verified_against_the_system_or_the_named_bundle(tmp_path, monkeypatch):
+    """An upstream whose certificate no trusted CA signed is refused; naming its CA in
+    REQUESTS_CA_BUNDLE (what people behind an intercepting proxy set) makes it work."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.seen = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/plain"
+    try:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        with pytest.raises(ssl.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            UpstreamClient("test").get(url)
+        bundle = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        assert UpstreamClient("test").get(url).content == b"plain body"
+    finally:
+        server.shutdown()
+        server.server_close()

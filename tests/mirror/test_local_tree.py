@@ -37,27 +37,27 @@ def test_file_url_mirror_with_hashless_links(mserver, root, tmp_path):
 
 
 def test_parse_html_resolves_relative_links_and_reads_attributes():
-    body = (b'<html><head><base href="https://mirror.invalid/base/"></head><body>'
+    body = (b'<html><head><base href="https://mirror.example.invalid/base/"></head><body>'
             b'<a href="f/pkg-1.0.tar.gz#sha256=' + b"a" * 64 + b'" data-requires-python="&gt;=3.8" '
             b'data-core-metadata="sha256=' + b"b" * 64 + b'" data-yanked="bad">pkg-1.0.tar.gz</a>'
             b'<a href="/abs/pkg-2.0-py3-none-any.whl#md5=00">pkg-2.0-py3-none-any.whl</a></body></html>')
-    links = parse_project_page(body, "text/html", "https://up.invalid/simple/pkg/")
+    links = parse_project_page(body, "text/html", "https://up.example.invalid/simple/pkg/")
     first, second = links
-    assert first["url"] == "https://mirror.invalid/base/f/pkg-1.0.tar.gz"
+    assert first["url"] == "https://mirror.example.invalid/base/f/pkg-1.0.tar.gz"
     assert first["sha256"] == "a" * 64 and first["version"] == "1.0"
     assert first["requires_python"] == ">=3.8" and first["yanked"] == "bad"
     assert first["core_metadata_sha256"] == "b" * 64
     assert relpath_for(first) == f"+f/aaa/{'a' * 13}/pkg-1.0.tar.gz"
-    assert second["url"] == "https://mirror.invalid/abs/pkg-2.0-py3-none-any.whl" and second["sha256"] is None
-    assert relpath_for(second) == "+e/https_mirror.invalid_abs/pkg-2.0-py3-none-any.whl"
+    assert second["url"] == "https://mirror.example.invalid/abs/pkg-2.0-py3-none-any.whl" and second["sha256"] is None
+    assert relpath_for(second) == "+e/https_mirror.example.invalid_abs/pkg-2.0-py3-none-any.whl"
 
 
 def test_parse_json_page():
     doc = (b'{"meta":{"api-version":"1.1"},"name":"pkg","files":[{"filename":"pkg-1.0.tar.gz",'
            b'"url":"../../files/pkg-1.0.tar.gz","hashes":{"sha256":"' + b"c" * 64 + b'"},"yanked":true,'
            b'"core-metadata":true,"size":12,"upload-time":"2024-01-02T03:04:05.000000Z"}]}')
-    (link,) = parse_project_page(doc, "application/vnd.pypi.simple.v1+json", "http://up.invalid/simple/pkg/")
-    assert link == UpstreamLink(filename="pkg-1.0.tar.gz", url="http://up.invalid/files/pkg-1.0.tar.gz",
+    (link,) = parse_project_page(doc, "application/vnd.pypi.simple.v1+json", "http://up.example.invalid/simple/pkg/")
+    assert link == UpstreamLink(filename="pkg-1.0.tar.gz", url="http://up.example.invalid/files/pkg-1.0.tar.gz",
                                 version="1.0", sha256="c" * 64, requires_python=None, yanked="",
                                 core_metadata_sha256=None, core_metadata=True, size=12,
                                 upload_time=1704164645.0)

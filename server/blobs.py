@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 256 * 1024
-SPARES = 8  # temp files kept ready for writers without a name suffix
+SPARES = 32  # temp files kept ready for downloads: a 25-package cold install takes 25
+SPARES_PAUSE = 0.5  # seconds without a spare taken before the used ones are replaced
+SPARE_PREFIX = "spare-"
+LAYOUT_FILE = "LAYOUT"  # present once blobs are at <aa>/<sha256> (see BlobStore._upgrade_layout)
 
 
 class BlobCorrupt(Exception):
@@ -111,57 +114,127 @@ class BlobWriter:
 
 
 class BlobStore:
+    """Blobs live at ``<root>/<first two hex digits>/<sha256>``: 256 directories, made once.
+
+    Making a directory costs far more than making a file on some file systems (ext4
+    without a journal scans for inodes it may reuse), so none is made per blob: all 256
+    are made by ``warm_up`` soon after start, or on the spot by the first blob that needs
+    one before then.
+    """
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.tmpdir = self.root / "tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # blob directories known to exist
-        self._spares: list[tuple[int, Path]] = []
+        self._spares: list[Path] = []
         self._spares_lock = threading.Lock()
         self._want_spares = threading.Event()
         self._refiller: threading.Thread | None = None
         for stale in self.tmpdir.iterdir():  # left by a crash before rename: never named by any row
-            stale.unlink(missing_ok=True)
+            if stale.name.startswith(SPARE_PREFIX) and stale.stat().st_size == 0:
+                self._spares.append(stale)  # made ahead and never used: still good
+            else:
+                stale.unlink(missing_ok=True)
+        for extra in self._spares[SPARES:]:
+            extra.unlink(missing_ok=True)
+        del self._spares[SPARES:]
+        if not (self.root / LAYOUT_FILE).exists():
+            self._upgrade_layout()
 
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / sha256[:2] / sha256
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
     def writer(self, suffix: str = "", md5: bool = False, spare: bool = False) -> BlobWriter:
         """suffix: keep the file's name ending (readers such as pkginfo go by it).
-        spare: take a temp file made in advance (see ``_take_spare``); the first such
-        writer starts the thread that keeps them ready."""
+        spare: take a temp file made in advance (see ``_take_spare``)."""
         return BlobWriter(self, suffix, md5, self._take_spare() if spare and not suffix else None)
 
-    # -- temp files made ahead of need ----------------------------------------------------
-    def _take_spare(self) -> tuple[int, Path] | None:
-        """An empty temp file, already created and open, or None (make one then).
+    # -- work done ahead of need ----------------------------------------------------------
+    def warm_up(self, spares: bool = False) -> None:
+        """Make the blob directories (and, for a server that downloads, spare temp files)
+        before the first requests need them. Meant for a background thread soon after
+        start; every step is also done on demand, so running late or not at all is fine."""
+        made = False
+        for i in range(256):
+            d = self.root / f"{i:02x}"
+            if d not in self._dirs:
+                try:
+                    d.mkdir()
+                    made = True
+                except FileExistsError:
+                    pass
+                self._dirs.add(d)
+        if made:
+            _fsync_dir(self.root)
+        if spares:
+            self._start_refiller()
 
-        Creating a file costs most of a millisecond on some file systems (0.75 ms on the
-        ext4 these benchmarks run on), and a mirror download's client waits for it before
-        its first byte. A thread keeps a few ready, so that wait happens before the request.
+    def _take_spare(self) -> tuple[int, Path] | None:
+        """An empty temp file made in advance, opened for writing; None if none is left
+        (the writer then makes its own).
+
+        Creating a file costs most of a millisecond on some file systems (ext4 without a
+        journal), and a mirror download's client waits for it before its first byte. A
+        thread keeps a few ready, refilling only once requests pause, so a burst of cold
+        downloads does not also pay for the files that replace the ones it used.
         """
         with self._spares_lock:
-            spare = self._spares.pop() if self._spares else None
+            path = self._spares.pop() if self._spares else None
+        self._start_refiller()
+        self._want_spares.set()
+        if path is not None:
+            try:
+                return os.open(path, os.O_WRONLY | os.O_TRUNC), path
+            except OSError:  # cleared behind our back: make one
+                return None
+        return None
+
+    def _start_refiller(self) -> None:
+        with self._spares_lock:
             if self._refiller is None:
                 self._refiller = threading.Thread(target=self._refill_loop, name="blob-spares", daemon=True)
                 self._refiller.start()
-        self._want_spares.set()
-        return spare
 
     def _refill_loop(self) -> None:
         while True:
-            self._want_spares.wait()
-            self._want_spares.clear()
+            while True:  # wait for a pause: no spare taken for SPARES_PAUSE seconds
+                self._want_spares.clear()
+                if len(self._spares) >= SPARES or not self._want_spares.wait(SPARES_PAUSE):
+                    break
             while len(self._spares) < SPARES:
                 try:
-                    fd, name = tempfile.mkstemp(dir=self.tmpdir, prefix="spare-")
+                    fd, name = tempfile.mkstemp(dir=self.tmpdir, prefix=SPARE_PREFIX)
+                    os.close(fd)
                 except OSError:
                     break  # the disk is full or gone: writers make their own and report it
                 with self._spares_lock:
-                    self._spares.append((fd, Path(name)))
+                    self._spares.append(Path(name))
+            self._want_spares.wait()
+
+    # -- a store written by an older version -----------------------------------------------
+    def _upgrade_layout(self) -> None:
+        """Move blobs from the old ``<aa>/<bb>/<sha256>`` layout to ``<aa>/<sha256>``, then
+        record the layout. Each move is an atomic rename, so a crash part-way leaves every
+        blob in one place or the other, and the next start finishes the job."""
+        for top in sorted(self.root.iterdir()):
+            if not (top.is_dir() and _is_prefix(top.name)):
+                continue
+            for sub in sorted(top.iterdir()):
+                if not (sub.is_dir() and _is_prefix(sub.name)):
+                    continue
+                for blob in sub.iterdir():
+                    os.replace(blob, top / blob.name)
+                _fsync_dir(top)
+                sub.rmdir()
+            _fsync_dir(top)
+        marker = self.tmpdir / LAYOUT_FILE
+        marker.write_text("1\n")
+        os.replace(marker, self.root / LAYOUT_FILE)
+        _fsync_dir(self.root)
 
     def put_bytes(self, data: bytes, durable: bool = True) -> str:
         with self.writer() as w:
@@ -173,16 +246,23 @@ class BlobStore:
         if target.exists():
             tmp.unlink(missing_ok=True)
             return
-        if target.parent not in self._dirs:  # 65,536 of them at most: remember, not stat, them
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(target.parent)
+        if target.parent not in self._dirs:  # 256 of them: remember, not stat, them
+            self._make_dir(target.parent)
         try:
             os.replace(tmp, target)
         except FileNotFoundError:  # the directory went away behind our back
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._make_dir(target.parent)
             os.replace(tmp, target)
         if durable:
             _fsync_dir(target.parent)
+
+    def _make_dir(self, path: Path) -> None:
+        try:
+            path.mkdir()
+            _fsync_dir(self.root)  # the new directory's name must last as long as the blob in it
+        except FileExistsError:
+            pass
+        self._dirs.add(path)
 
     def sync_dir(self, sha256: str) -> None:
         _fsync_dir(self.path(sha256).parent)
@@ -221,6 +301,10 @@ class BlobStore:
             raise BlobCorrupt(sha256)
         if pending is not None:
             yield pending
+
+
+def _is_prefix(name: str) -> bool:
+    return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
 def _fsync_dir(path: Path) -> None:

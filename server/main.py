@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_extensions(core)
     core.storage.start_poller()
+    threading.Thread(target=core.blobs.warm_up, name="blob-dirs", daemon=True).start()
     from waitress.server import create_server
 
     _json_transport_errors()

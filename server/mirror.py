@@ -511,9 +511,11 @@ def _routes(app: bottle.Bottle, core: Core) -> None:
 
 
 def _warm_up(core: Core) -> None:
-    """Soon after start: make each mirror's HTTP client and read which pages it keeps,
-    so the first cold requests do not each wait for that work."""
+    """Soon after start: make each mirror's HTTP client, read which pages it keeps and
+    make spare temp files for downloads, so the first cold requests do not each wait for
+    that work."""
     try:
+        core.blobs.warm_up(spares=True)
         for ix in list(core.indexes().values()):
             if ix.type == "mirror":
                 repo = core.single_repository(ix)

@@ -38,7 +38,7 @@ def file_url(simple_project_url: str, resp: requests.Response, filename: str) ->
 
 
 def blob_exists(server: ServerProcess, sha256: str) -> bool:
-    return (server.serverdir / "blobs" / sha256[:2] / sha256[2:4] / sha256).exists()
+    return (server.serverdir / "blobs" / sha256[:2] / sha256).exists()
 
 
 def blob_appears(server: ServerProcess, sha256: str, timeout: float = 5.0) -> bool:

@@ -83,7 +83,9 @@ def test_sigkill_during_uploads(make_server, storage_url):
         names = {f["filename"] for f in r.json()["files"]} if r.status_code == 200 else set()
         assert names == {fn for fn in listed if fn.startswith(module_name(f"{prefix}-{t}") + "-")}
     # temp files of interrupted uploads were swept at start-up
-    assert list((s.serverdir / "blobs" / "tmp").iterdir()) == []
+    left = [p for p in (s.serverdir / "blobs" / "tmp").iterdir()
+            if not (p.name.startswith("spare-") and p.stat().st_size == 0)]  # spares are made ahead, empty
+    assert left == []
     # and the server takes uploads again
     fn, data = wheel_bytes(f"{prefix}-after", "1.0")
     r = requests.post(f"{s.url}/{index}/", auth=(auth[0], "pw"), files={"content": (fn, data)},
@@ -104,7 +106,7 @@ def test_lost_core_metadata_blob_is_rederived(server, tmp_path):
                        headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"]
     meta_sha = f["core-metadata"]["sha256"]
     url = f"{s.url}/{index}/+simple/meta-pkg/{f['url']}.metadata"
-    blob = s.serverdir / "blobs" / meta_sha[:2] / meta_sha[2:4] / meta_sha
+    blob = s.serverdir / "blobs" / meta_sha[:2] / meta_sha
     for damage in (lambda: blob.write_bytes(b""), blob.unlink):
         damage()
         r = requests.get(url, timeout=30)

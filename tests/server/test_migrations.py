@@ -1,6 +1,7 @@
 """A server dir written by an older version upgrades in place at start."""
 import sqlite3
 
+import requests
 from support.dists import write_wheel
 
 
@@ -32,3 +33,51 @@ def test_older_server_dir_is_upgraded_in_place(server, tmp_path):
     db = sqlite3.connect(server.serverdir / "devpi.sqlite")
     assert {r[0] for r in db.execute("SELECT version_num FROM alembic_version")} == {"0004"}
     db.close()
+
+
+def test_blobs_of_an_older_layout_are_moved_at_start(server, tmp_path):
+    """Before 0.2 blobs sat at blobs/aa/bb/<sha256>; a start moves them to blobs/aa/<sha256>
+    and the files are served as before."""
+    alice = server.create_user("alice", "pw")
+    server.create_index(alice, "dev")
+    wheel = write_wheel(tmp_path, "pkg", "1.0")
+    assert server.upload("alice/dev", wheel, ("alice", "pw")).status_code == 200
+    server.stop()
+    blobs = server.serverdir / "blobs"
+    stored = [p for p in blobs.glob("??/*") if p.is_file()]
+    assert stored, "the upload left no blob"
+    for blob in stored:  # back to the old layout
+        old = blob.parent / blob.name[2:4] / blob.name
+        old.parent.mkdir(exist_ok=True)
+        blob.rename(old)
+    (blobs / "LAYOUT").unlink()
+    for empty in blobs.glob("??"):
+        if not any(empty.iterdir()):
+            empty.rmdir()
+
+    server.start()
+    assert (blobs / "LAYOUT").exists()
+    assert sorted(p.relative_to(blobs) for p in blobs.glob("??/*") if p.is_file()) == \
+        sorted(p.relative_to(blobs) for p in stored)
+    assert not [p for p in blobs.glob("??/??") if p.is_dir()]
+    page = server.api("GET", "/alice/dev/+simple/pkg/",
+                      headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+    [f] = page["files"]
+    body = requests.get(f"{server.url}/alice/dev/+simple/pkg/{f['url']}", timeout=30)
+    assert body.status_code == 200
+    assert body.content == wheel.read_bytes()
+
+
+def test_spare_temp_files_survive_a_restart_only_while_empty(server):
+    """Empty spare-* files made ahead for downloads are kept across restarts; any other
+    file left in blobs/tmp (a download or upload cut off by a crash) is removed."""
+    server.stop()
+    tmp = server.serverdir / "blobs" / "tmp"
+    (tmp / "spare-kept").write_bytes(b"")
+    (tmp / "spare-written-to").write_bytes(b"half a wheel")
+    (tmp / "upload-cut-off.whl").write_bytes(b"half a wheel")
+    server.start()
+    names = {p.name for p in tmp.iterdir()}
+    assert "spare-kept" in names
+    assert "spare-written-to" not in names
+    assert "upload-cut-off.whl" not in names

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema
@@ -167,9 +167,13 @@ class Project:
     display_name: str
 
 
+_get_project = select(schema.projects).where(schema.projects.c.index_id == bindparam("index_id"),
+                                             schema.projects.c.name == bindparam("name"))
+
+
 def get_project(conn: Connection, index_id: int, name: str) -> Project | None:
-    row = conn.execute(select(schema.projects).where(schema.projects.c.index_id == index_id,
-                                                     schema.projects.c.name == name)).first()
+    # built once: asked for every cold page of a stage index (see mirror_store on why)
+    row = conn.execute(_get_project, {"index_id": index_id, "name": name}).first()
     return Project(row.id, row.index_id, row.name, row.display_name) if row else None
 
 

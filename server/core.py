@@ -64,6 +64,7 @@ class Core:
         self._indexes: dict[str, IndexRow] | None = None
         self._indexes_generation = 0  # bumped by every index change: a read older than that is not kept
         self._indexes_lock = threading.Lock()
+        self._indexes_loading = threading.Lock()  # one reader after a change, not one per request
         self._repos: dict[str, Repository] = {}
         self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
@@ -145,12 +146,15 @@ class Core:
     def indexes(self) -> dict[str, IndexRow]:
         current = self._indexes
         if current is None:
-            generation = self._indexes_generation
-            with self.storage.read() as conn:
-                current = {ix.fullname: ix for ix in catalog.list_indexes(conn)}
-            with self._indexes_lock:
-                if generation == self._indexes_generation:  # no change landed while we read
-                    self._indexes = current
+            with self._indexes_loading:
+                current = self._indexes
+                if current is None:
+                    generation = self._indexes_generation
+                    with self.storage.read() as conn:
+                        current = {ix.fullname: ix for ix in catalog.list_indexes(conn)}
+                    with self._indexes_lock:
+                        if generation == self._indexes_generation:  # no change landed while we read
+                            self._indexes = current
         return current
 
     def get_index(self, user: str, name: str) -> IndexRow | None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema
@@ -29,6 +29,25 @@ Write = Callable[[Connection], None]
 
 pages, files, lists = schema.mirror_pages, schema.mirror_files, schema.mirror_lists
 COALESCE = 0.05  # seconds the writer waits after the first queued write before committing
+
+# Built once: a statement built per call costs five times what running it does (SQLAlchemy
+# derives its cache key from the whole expression), and a cold install runs a hundred.
+_ix = bindparam("index_id")
+_load_page = select(pages).where(pages.c.index_id == _ix, pages.c.project == bindparam("project"))
+_delete_page = delete(pages).where(pages.c.index_id == _ix, pages.c.project == bindparam("project"))
+_insert_page = insert(pages)
+_touch_page = (update(pages).where(pages.c.index_id == bindparam("key_index_id"),
+                                   pages.c.project == bindparam("key_project"))
+               .values(fetched=bindparam("new_fetched"), etag=bindparam("new_etag"),
+                       last_modified=bindparam("new_last_modified")))
+_page_names = select(pages.c.project).where(pages.c.index_id == _ix)
+_load_file = select(files).where(files.c.index_id == _ix, files.c.relpath == bindparam("relpath"))
+_delete_file = delete(files).where(files.c.index_id == _ix, files.c.relpath == bindparam("relpath"))
+_insert_file = insert(files)
+_cached_relpaths = select(files.c.relpath).where(files.c.index_id == _ix, files.c.project == bindparam("project"))
+_load_list = select(lists).where(lists.c.index_id == _ix)
+_delete_list = delete(lists).where(lists.c.index_id == _ix)
+_insert_list = insert(lists)
 
 
 class _Writer:
@@ -123,8 +142,7 @@ class MirrorStore:
 
     def load_page(self, name: str) -> Any:
         with self.storage.read() as conn:
-            return conn.execute(select(pages).where(pages.c.index_id == self.index_id,
-                                                    pages.c.project == name)).first()
+            return conn.execute(_load_page, {"index_id": self.index_id, "project": name}).first()
 
     def save_page(self, name: str, url: str, raw: list, etag: str | None, last_modified: str | None,
                   serial: int | None, fetched: float) -> None:
@@ -132,34 +150,33 @@ class MirrorStore:
                       etag=etag, last_modified=last_modified, serial=serial, fetched=fetched)
 
         def write(conn: Connection) -> None:
-            conn.execute(delete(pages).where(pages.c.index_id == self.index_id, pages.c.project == name))
-            conn.execute(insert(pages).values(**values))
+            conn.execute(_delete_page, {"index_id": self.index_id, "project": name})
+            conn.execute(_insert_page, values)
 
         self._writer.put(write)
         if self._page_names is not None:
             self._page_names.add(name)
 
     def touch_page(self, name: str, fetched: float, etag: str | None, last_modified: str | None) -> None:
-        self._writer.put(lambda conn: conn.execute(
-            update(pages).where(pages.c.index_id == self.index_id, pages.c.project == name)
-            .values(fetched=fetched, etag=etag, last_modified=last_modified)))
+        params = {"key_index_id": self.index_id, "key_project": name, "new_fetched": fetched, "new_etag": etag,
+                  "new_last_modified": last_modified}
+        self._writer.put(lambda conn: conn.execute(_touch_page, params))
 
     def delete_page(self, name: str) -> None:
         if self._page_names is not None:
             self._page_names.discard(name)
-        self._writer.put(lambda conn: conn.execute(
-            delete(pages).where(pages.c.index_id == self.index_id, pages.c.project == name)))
+        params = {"index_id": self.index_id, "project": name}
+        self._writer.put(lambda conn: conn.execute(_delete_page, params))
         self.flush()  # rare; and a later load must not find the row again
 
     def page_names(self) -> set[str]:
         with self.storage.read() as conn:
-            return set(conn.execute(select(pages.c.project).where(pages.c.index_id == self.index_id)).scalars())
+            return set(conn.execute(_page_names, {"index_id": self.index_id}).scalars())
 
     # -- files ------------------------------------------------------------------
     def load_file(self, relpath: str) -> Any:
         with self.storage.read() as conn:
-            return conn.execute(select(files).where(files.c.index_id == self.index_id,
-                                                    files.c.relpath == relpath)).first()
+            return conn.execute(_load_file, {"index_id": self.index_id, "relpath": relpath}).first()
 
     def save_file(self, relpath: str, project: str, filename: str, sha256: str, size: int, created: float,
                   url: str) -> None:
@@ -167,26 +184,25 @@ class MirrorStore:
                       sha256=sha256, size=size, created=created, url=url)
 
         def write(conn: Connection) -> None:
-            conn.execute(delete(files).where(files.c.index_id == self.index_id, files.c.relpath == relpath))
-            conn.execute(insert(files).values(**values))
+            conn.execute(_delete_file, {"index_id": self.index_id, "relpath": relpath})
+            conn.execute(_insert_file, values)
 
         self._writer.put(write)
 
     def cached_relpaths(self, name: str) -> set[str]:
         with self.storage.read() as conn:
-            return set(conn.execute(select(files.c.relpath).where(
-                files.c.index_id == self.index_id, files.c.project == name)).scalars())
+            return set(conn.execute(_cached_relpaths, {"index_id": self.index_id, "project": name}).scalars())
 
     # -- the project list ---------------------------------------------------------------
     def load_list(self) -> Any:
         with self.storage.read() as conn:
-            return conn.execute(select(lists).where(lists.c.index_id == self.index_id)).first()
+            return conn.execute(_load_list, {"index_id": self.index_id}).first()
 
     def save_list(self, names: list[str], etag: str | None, serial: int | None, fetched: float) -> None:
         values = dict(index_id=self.index_id, names=json.dumps(names), etag=etag, serial=serial, fetched=fetched)
 
         def write(conn: Connection) -> None:
-            conn.execute(delete(lists).where(lists.c.index_id == self.index_id))
-            conn.execute(insert(lists).values(**values))
+            conn.execute(_delete_list, {"index_id": self.index_id})
+            conn.execute(_insert_list, values)
 
         self._writer.put(write)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +21,8 @@ CHUNK = 256 * 1024
 SPARES = 32  # temp files kept ready for downloads: a 25-package cold install takes 25
 SPARES_PAUSE = 0.5  # seconds without a spare taken before the used ones are replaced
 SPARE_PREFIX = "spare-"
+VERIFIED_FOR = 600.0  # seconds a blob hashed by this process is trusted while unchanged
+VERIFIED_MAX = 10_000
 LAYOUT_FILE = "LAYOUT"  # present once blobs are at <aa>/<sha256> (see BlobStore._upgrade_layout)
 
 
@@ -131,6 +134,7 @@ class BlobStore:
         self._spares_lock = threading.Lock()
         self._want_spares = threading.Event()
         self._refiller: threading.Thread | None = None
+        self._verified: dict[str, tuple[tuple[int, int, int, int], float]] = {}  # see _remember_verified
         for stale in self.tmpdir.iterdir():  # left by a crash before rename: never named by any row
             if stale.name.startswith(SPARE_PREFIX) and stale.stat().st_size == 0:
                 self._spares.append(stale)  # made ahead and never used: still good
@@ -253,6 +257,7 @@ class BlobStore:
         except FileNotFoundError:  # the directory went away behind our back
             self._make_dir(target.parent)
             os.replace(tmp, target)
+        self._remember_verified(digest, _stamp(os.stat(target)))  # the writer hashed these bytes
         if durable:
             _fsync_dir(target.parent)
 
@@ -277,13 +282,18 @@ class BlobStore:
         """Yield the blob's bytes [start, end), holding back the last chunk until
         the whole blob hashed correctly; on a mismatch raise instead of sending it.
 
-        For a range we still hash the whole file (ranges are rare: resumed downloads).
+        A range is answered after hashing the whole file, unless this process hashed this
+        very file recently (see ``_verified``): then its bytes are sent as they are read.
         """
         path = self.path(sha256)
-        h = hashlib.sha256()
-        pending: bytes | None = None
-        pos = 0
         with open(path, "rb") as f:
+            stamp = _stamp(os.fstat(f.fileno()))
+            if self._still_verified(sha256, stamp):
+                yield from _read_span(f, start, end)
+                return
+            h = hashlib.sha256()
+            pending: bytes | None = None
+            pos = 0
             while True:
                 data = f.read(CHUNK)
                 if not data:
@@ -298,9 +308,45 @@ class BlobStore:
                     yield pending
                 pending = piece
         if h.hexdigest() != sha256:
+            self._verified.pop(sha256, None)
             raise BlobCorrupt(sha256)
+        self._remember_verified(sha256, stamp)
         if pending is not None:
             yield pending
+
+    # -- files hashed moments ago ----------------------------------------------------------
+    # A blob this process hashed (as it was written, or served) is not hashed again for a
+    # while if the file is unchanged: same inode, size, mtime and ctime, and anything that
+    # changes a file's bytes through the file system changes its ctime. Within minutes
+    # its pages are still in memory, so re-reading would not see a disk that rotted
+    # underneath either: hashing again would only cost time. uv asks for every wheel
+    # two or three times in a row (a HEAD, byte ranges for its metadata, then all of it).
+    def _remember_verified(self, sha256: str, stamp: tuple[int, int, int, int]) -> None:
+        verified = self._verified
+        verified.pop(sha256, None)
+        verified[sha256] = (stamp, time.monotonic())
+        while len(verified) > VERIFIED_MAX:
+            verified.pop(next(iter(verified)), None)
+
+    def _still_verified(self, sha256: str, stamp: tuple[int, int, int, int]) -> bool:
+        seen = self._verified.get(sha256)
+        return seen is not None and seen[0] == stamp and time.monotonic() - seen[1] < VERIFIED_FOR
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _read_span(f: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+    f.seek(start)
+    left = None if end is None else end - start
+    while left is None or left > 0:
+        data = f.read(CHUNK if left is None else min(CHUNK, left))
+        if not data:
+            break
+        if left is not None:
+            left -= len(data)
+        yield data
 
 
 def _is_prefix(name: str) -> bool:

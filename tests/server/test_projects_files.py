@@ -158,3 +158,42 @@ def test_files_headers_range_and_caching(engine_server, tmp_path):
     assert r.status_code == 404 and r.json()["message"] == "no such file"
     at = serial(s)
     assert requests.get(url, timeout=30).headers["X-Devpi-Serial"] == str(at)
+
+
+def _complete_body(url: str, **kw) -> bytes | None:
+    """The body if it arrived whole; None if the server refused it or cut the connection
+    before the last byte."""
+    try:
+        r = requests.get(url, timeout=30, **kw)
+    except requests.exceptions.RequestException:
+        return None
+    if r.status_code >= 300 or len(r.content) < int(r.headers.get("Content-Length", "0")):
+        return None
+    return r.content
+
+
+def test_a_blob_changed_on_disk_is_never_served(server, tmp_path):
+    """Served (and so hashed) moments ago, then changed in place with its size kept: the
+    server hashes again, cuts the transfer off before the last byte, then refuses it."""
+    s = server
+    auth, index = new_stage(s)
+    name = unique("rot-pkg")
+    w = write_wheel(tmp_path, name, "1.0", module_body="X = %r\n" % ("abc" * 200_000))
+    data = w.read_bytes()
+    put(s, index, auth, w, name, "1.0")
+    [link] = s.api("GET", f"/{index}/{name}/1.0").json()["result"]["+links"]
+    url = link["href"]
+    sha = hashlib.sha256(data).hexdigest()
+    assert requests.get(url, timeout=30).content == data
+    assert requests.get(url, headers={"Range": "bytes=-100"}, timeout=30).content == data[-100:]
+
+    blob = s.serverdir / "blobs" / sha[:2] / sha
+    with open(blob, "r+b") as f:  # one byte flipped, size and name unchanged
+        f.seek(len(data) // 2)
+        byte = f.read(1)
+        f.seek(len(data) // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert _complete_body(url, headers={"Range": "bytes=-100"}) is None
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 500 and "corrupt" in r.json()["message"]
+    assert "does not match its hash" in s.log_text()

@@ -282,18 +282,15 @@ class BlobStore:
         """Yield the blob's bytes [start, end), holding back the last chunk until
         the whole blob hashed correctly; on a mismatch raise instead of sending it.
 
-        A range is answered after hashing the whole file, unless this process hashed this
-        very file recently (see ``_verified``): then its bytes are sent as they are read.
+        For a range we still hash the whole file (see ``open_if_verified`` for the way
+        around that for a file hashed moments ago).
         """
         path = self.path(sha256)
+        h = hashlib.sha256()
+        pending: bytes | None = None
+        pos = 0
         with open(path, "rb") as f:
             stamp = _stamp(os.fstat(f.fileno()))
-            if self._still_verified(sha256, stamp):
-                yield from _read_span(f, start, end)
-                return
-            h = hashlib.sha256()
-            pending: bytes | None = None
-            pos = 0
             while True:
                 data = f.read(CHUNK)
                 if not data:
@@ -313,6 +310,18 @@ class BlobStore:
         self._remember_verified(sha256, stamp)
         if pending is not None:
             yield pending
+
+    def open_if_verified(self, sha256: str) -> BinaryIO | None:
+        """The blob opened for reading if this process hashed this very file recently
+        (see below), so it can be sent as it is; None if it must be hashed again."""
+        try:
+            f = open(self.path(sha256), "rb")
+        except OSError:
+            return None
+        if self._still_verified(sha256, _stamp(os.fstat(f.fileno()))):
+            return f
+        f.close()
+        return None
 
     # -- files hashed moments ago ----------------------------------------------------------
     # A blob this process hashed (as it was written, or served) is not hashed again for a
@@ -335,18 +344,6 @@ class BlobStore:
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _read_span(f: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
-    f.seek(start)
-    left = None if end is None else end - start
-    while left is None or left > 0:
-        data = f.read(CHUNK if left is None else min(CHUNK, left))
-        if not data:
-            break
-        if left is not None:
-            left -= len(data)
-        yield data
 
 
 def _is_prefix(name: str) -> bool:

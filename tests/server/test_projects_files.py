@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from pathlib import Path
 
 import requests
 from srv_helpers import new_stage, raw_upload, serial, unique
@@ -197,3 +199,33 @@ def test_a_blob_changed_on_disk_is_never_served(server, tmp_path):
     r = requests.get(url, timeout=30)
     assert r.status_code == 500 and "corrupt" in r.json()["message"]
     assert "does not match its hash" in s.log_text()
+
+
+def test_serving_files_leaves_no_file_open(server, tmp_path):
+    """Checked files are handed to the WSGI server to send from the file itself: every way
+    a response can end (whole, range, HEAD, 304, client gone mid-body) closes it."""
+    s = server
+    auth, index = new_stage(s)
+    name = unique("fd-pkg")
+    w = write_wheel(tmp_path, name, "1.0", module_body="X = %r\n" % ("abc" * 300_000))
+    put(s, index, auth, w, name, "1.0")
+    [link] = s.api("GET", f"/{index}/{name}/1.0").json()["result"]["+links"]
+    url = link["href"]
+    sha = link["hashes"]["sha256"]
+    fds = Path(f"/proc/{s.proc.pid}/fd")
+
+    def open_files() -> int:
+        return sum(1 for fd in fds.iterdir() if fd.resolve().name == sha)
+
+    assert requests.get(url, timeout=30).content == w.read_bytes()
+    for _ in range(20):
+        requests.get(url, timeout=30)
+        requests.get(url, headers={"Range": "bytes=-100"}, timeout=30)
+        requests.head(url, timeout=30)
+        requests.get(url, headers={"If-None-Match": f'"{sha}"'}, timeout=30)
+        with requests.get(url, stream=True, timeout=30) as r:  # hang up after the first piece
+            next(r.iter_content(1024))
+    deadline = time.monotonic() + 10
+    while open_files() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_files() == 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,6 +17,7 @@ import bottle
 from . import __version__
 from .core import Core
 from .httpkit import APIError, error_reply, json_body
+from .logwriter import BatchedLines, shared_lines
 
 log = logging.getLogger("devpi.server.http")
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # form parts above this spool to disk
@@ -111,49 +110,12 @@ class DevpiHeaders:
         return self.app(environ, start)
 
 
-class AccessLog:
-    """Collects request lines and writes them in batches from one thread.
-
-    A write per request would be a system call on every page hit, made while
-    the worker thread holds the GIL; batching every ~100 ms keeps one line per
-    request at a fraction of the cost. ``close`` flushes what is left.
-    """
-
-    def __init__(self, fd: int = 2, interval: float = 0.1):
-        self.fd = fd
-        self.interval = interval
-        self._lines: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
-        self._thread.start()
-
-    def add(self, line: str) -> None:
-        self._lines.append(line)  # list.append is atomic under the GIL
-
-    def flush(self) -> None:
-        lines, self._lines = self._lines, []
-        if lines:
-            try:
-                os.write(self.fd, "".join(lines).encode("utf-8", "replace"))
-            except OSError:
-                pass
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
-        self.flush()
-
-
 class RequestLog:
     """One line per request: method, path, status, milliseconds (timestamp cached per second)."""
 
-    def __init__(self, app: Callable, log: AccessLog | None = None):
+    def __init__(self, app: Callable, log: BatchedLines | None = None):
         self.app = app
-        self.log = log or AccessLog()
+        self.log = log or shared_lines()
         self._second = 0
         self._stamp = ""
 

@@ -127,6 +127,7 @@ class BlobStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._root_str = str(self.root)
         self.tmpdir = self.root / "tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # blob directories known to exist
@@ -149,8 +150,12 @@ class BlobStore:
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
+    def filename(self, sha256: str) -> str:
+        """``path`` as a string: building a Path costs more than the stat or open it is for."""
+        return f"{self._root_str}/{sha256[:2]}/{sha256}"
+
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).exists()
+        return os.path.exists(self.filename(sha256))
 
     def writer(self, suffix: str = "", md5: bool = False, spare: bool = False) -> BlobWriter:
         """suffix: keep the file's name ending (readers such as pkginfo go by it).
@@ -270,7 +275,7 @@ class BlobStore:
         self._dirs.add(path)
 
     def sync_dir(self, sha256: str) -> None:
-        _fsync_dir(self.path(sha256).parent)
+        _fsync_dir(f"{self._root_str}/{sha256[:2]}")
 
     def read_bytes(self, sha256: str) -> bytes:
         data = self.path(sha256).read_bytes()
@@ -285,11 +290,10 @@ class BlobStore:
         For a range we still hash the whole file (see ``open_if_verified`` for the way
         around that for a file hashed moments ago).
         """
-        path = self.path(sha256)
         h = hashlib.sha256()
         pending: bytes | None = None
         pos = 0
-        with open(path, "rb") as f:
+        with open(self.filename(sha256), "rb") as f:
             stamp = _stamp(os.fstat(f.fileno()))
             while True:
                 data = f.read(CHUNK)
@@ -315,7 +319,7 @@ class BlobStore:
         """The blob opened for reading if this process hashed this very file recently
         (see below), so it can be sent as it is; None if it must be hashed again."""
         try:
-            f = open(self.path(sha256), "rb")
+            f = open(self.filename(sha256), "rb")
         except OSError:
             return None
         if self._still_verified(sha256, _stamp(os.fstat(f.fileno()))):
@@ -350,7 +354,7 @@ def _is_prefix(name: str) -> bool:
     return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -11,7 +11,6 @@ import fcntl
 import logging
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -121,8 +120,11 @@ def _json_transport_errors() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", stream=sys.stderr)
+    from .logwriter import BatchedLogHandler, shared_lines
+
+    handler = BatchedLogHandler(shared_lines())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
     if not args.debug:
         logging.getLogger("waitress").setLevel(logging.ERROR)
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -119,10 +119,13 @@ class Core:
     # -- commits ----------------------------------------------------------------
     def _on_commit(self, serial: int, changes: list[Change]) -> None:
         index_changed = False
+        changed: set[str] = set()  # indexes created, modified or deleted
         for change in changes:
             kind = change.get("kind")
             if kind in ("index", "user"):
                 index_changed = True
+                if kind == "index":
+                    changed.add(change["index"])
             elif "project" in change:
                 self.page_cache.drop_project(change["project"])
                 self.page_cache.drop_project("")  # project lists
@@ -130,7 +133,11 @@ class Core:
             with self._indexes_lock:
                 self._indexes = None
                 self._indexes_generation += 1
-                self._repos = {}
+                # Merged views depend on bases and are cheap: all go. One index's own
+                # repository goes only if that index changed: a mirror's holds its pages and
+                # upstream connections, and a new user or index elsewhere changes neither.
+                self._repos = {key: repo for key, repo in self._repos.items()
+                               if key.startswith("1:") and key[2:] not in changed}
             self.page_cache.clear()
         if any(c.get("kind") == "user" for c in changes):
             self._pwhash_generation += 1

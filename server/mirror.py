@@ -533,7 +533,7 @@ def setup(core: Core) -> None:
     # In this order at a clean stop: let downloads record their files, then commit the queue.
     core.config.extra.setdefault("shutdown_hooks", []).extend([mirror_fetch.wait_running, mirror_store.flush_all])
     if not core.config.offline:
-        timer = threading.Timer(0.3, _warm_up, (core,))
+        timer = threading.Timer(0.05, _warm_up, (core,))
         timer.daemon = True
         timer.start()
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from . import schema
 from .storage import Storage
@@ -48,6 +49,7 @@ _cached_relpaths = select(files.c.relpath).where(files.c.index_id == _ix, files.
 _load_list = select(lists).where(lists.c.index_id == _ix)
 _delete_list = delete(lists).where(lists.c.index_id == _ix)
 _insert_list = insert(lists)
+_index_row = select(schema.indexes.c.id).where(schema.indexes.c.id == _ix)
 
 
 class _Writer:
@@ -60,7 +62,10 @@ class _Writer:
         self._thread.start()
         atexit.register(self.flush)
 
-    def put(self, fn: Write) -> None:
+    def put(self, fn: Write, index_id: int | None = None) -> None:
+        """Queue a write; ``index_id``: the index whose cache it updates (see ``_one_by_one``)."""
+        if index_id is not None:
+            fn.index_id = index_id  # type: ignore[attr-defined]
         self._queue.put((fn, None))
 
     def flush(self, timeout: float = 30.0) -> None:
@@ -86,10 +91,31 @@ class _Writer:
                         for fn in writes:
                             fn(tx.conn)
             except Exception:
-                log.exception("mirror: could not store %d cache updates", len(writes))
+                self._one_by_one(writes)
             for _, done in batch:
                 if done is not None:
                     done.set()
+
+    def _one_by_one(self, writes: list[Write]) -> None:
+        """A batch failed as a whole: commit each write on its own, so that one that cannot
+        land (its index was deleted after the fetch, a foreign key then refuses the row)
+        does not take the others with it."""
+        for fn in writes:
+            try:
+                with self.storage.write() as tx:
+                    fn(tx.conn)
+            except IntegrityError as e:
+                index_id = getattr(fn, "index_id", None)
+                if index_id is not None and not self._index_exists(index_id):
+                    log.info("mirror: dropped a cache update for an index deleted meanwhile")
+                else:
+                    log.error("mirror: could not store a cache update: %s", e)
+            except Exception:
+                log.exception("mirror: could not store a cache update")
+
+    def _index_exists(self, index_id: int) -> bool:
+        with self.storage.read() as conn:
+            return conn.execute(_index_row, {"index_id": index_id}).first() is not None
 
 
 _writers: dict[int, _Writer] = {}
@@ -153,20 +179,20 @@ class MirrorStore:
             conn.execute(_delete_page, {"index_id": self.index_id, "project": name})
             conn.execute(_insert_page, values)
 
-        self._writer.put(write)
+        self._writer.put(write, self.index_id)
         if self._page_names is not None:
             self._page_names.add(name)
 
     def touch_page(self, name: str, fetched: float, etag: str | None, last_modified: str | None) -> None:
         params = {"key_index_id": self.index_id, "key_project": name, "new_fetched": fetched, "new_etag": etag,
                   "new_last_modified": last_modified}
-        self._writer.put(lambda conn: conn.execute(_touch_page, params))
+        self._writer.put(lambda conn: conn.execute(_touch_page, params), self.index_id)
 
     def delete_page(self, name: str) -> None:
         if self._page_names is not None:
             self._page_names.discard(name)
         params = {"index_id": self.index_id, "project": name}
-        self._writer.put(lambda conn: conn.execute(_delete_page, params))
+        self._writer.put(lambda conn: conn.execute(_delete_page, params), self.index_id)
         self.flush()  # rare; and a later load must not find the row again
 
     def page_names(self) -> set[str]:
@@ -187,7 +213,7 @@ class MirrorStore:
             conn.execute(_delete_file, {"index_id": self.index_id, "relpath": relpath})
             conn.execute(_insert_file, values)
 
-        self._writer.put(write)
+        self._writer.put(write, self.index_id)
 
     def cached_relpaths(self, name: str) -> set[str]:
         with self.storage.read() as conn:
@@ -205,4 +231,4 @@ class MirrorStore:
             conn.execute(_delete_list, {"index_id": self.index_id})
             conn.execute(_insert_list, values)
 
-        self._writer.put(write)
+        self._writer.put(write, self.index_id)

@@ -8,8 +8,10 @@ pointing at missing or partial bytes. Reads re-check the hash while streaming
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 256 * 1024
-SPARES = 32  # temp files kept ready for downloads: a 25-package cold install takes 25
+SPARES = 32  # empty temp files kept ready for downloads: a 25-package cold install takes 25
 SPARES_PAUSE = 0.5  # seconds without a spare taken before the used ones are replaced
 SPARE_PREFIX = "spare-"
 VERIFIED_FOR = 600.0  # seconds a blob hashed by this process is trusted while unchanged
 VERIFIED_MAX = 10_000
+OWNER_FILE = ".owner"  # in a process's temp dir, locked while that process lives
 LAYOUT_FILE = "LAYOUT"  # present once blobs are at <aa>/<sha256> (see BlobStore._upgrade_layout)
 
 
@@ -128,24 +131,32 @@ class BlobStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._root_str = str(self.root)
-        self.tmpdir = self.root / "tmp"
-        self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # blob directories known to exist
         self._spares: list[Path] = []
         self._spares_lock = threading.Lock()
         self._want_spares = threading.Event()
         self._refiller: threading.Thread | None = None
         self._verified: dict[str, tuple[tuple[int, int, int, int], float]] = {}  # see _remember_verified
-        for stale in self.tmpdir.iterdir():  # left by a crash before rename: never named by any row
-            if stale.name.startswith(SPARE_PREFIX) and stale.stat().st_size == 0:
-                self._spares.append(stale)  # made ahead and never used: still good
-            else:
-                stale.unlink(missing_ok=True)
-        for extra in self._spares[SPARES:]:
-            extra.unlink(missing_ok=True)
-        del self._spares[SPARES:]
+        self.tmpdir = self._claim_tmpdir()
         if not (self.root / LAYOUT_FILE).exists():
             self._upgrade_layout()
+
+    def _claim_tmpdir(self) -> Path:
+        """A directory for this process's temp files under ``blobs/tmp``, locked for as long
+        as the process lives. Several server processes may share a server dir (on
+        PostgreSQL): each clears at start what dead ones left behind (temp files are never
+        named by any row), never what a live one is writing."""
+        base = self.root / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        for entry in base.iterdir():
+            if not entry.is_dir():
+                entry.unlink(missing_ok=True)  # a temp file of a version before per-process dirs
+            elif not _held_by_a_live_process(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+        tmpdir = Path(tempfile.mkdtemp(dir=base, prefix="p"))
+        self._owner = open(tmpdir / OWNER_FILE, "w")  # held open: it is the lock
+        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return tmpdir
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -348,6 +359,23 @@ class BlobStore:
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _held_by_a_live_process(tmpdir: Path) -> bool:
+    try:
+        fd = os.open(tmpdir / OWNER_FILE, os.O_RDONLY)
+    except FileNotFoundError:  # a process between making the directory and locking it, or long gone
+        try:
+            return time.time() - tmpdir.stat().st_mtime < 60
+        except FileNotFoundError:
+            return True  # removed meanwhile: nothing to do
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False  # nobody holds it (closing the file gives the lock back)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _is_prefix(name: str) -> bool:

@@ -516,6 +516,8 @@ def _warm_up(core: Core) -> None:
     that work."""
     try:
         core.blobs.warm_up(spares=True)
+        if core.storage.is_sqlite:  # PostgreSQL connections are a shared, limited resource
+            core.storage.warm_pool(min(16, core.config.threads))
         for ix in list(core.indexes().values()):
             if ix.type == "mirror":
                 repo = core.single_repository(ix)

@@ -116,6 +116,18 @@ class Storage:
         self._poller = threading.Thread(target=self._poll_loop, name="changelog-poller", daemon=True)
         self._poller.start()
 
+    def warm_pool(self, n: int) -> None:
+        """Open ``n`` pooled connections now: a burst of first requests (a cold install
+        asks for 25 pages at once) would otherwise open them one per request thread, each
+        with its pragmas (SQLite) or its login round trips (PostgreSQL)."""
+        conns = []
+        try:
+            for _ in range(n):
+                conns.append(self.engine.connect())
+        finally:
+            for conn in conns:
+                conn.close()  # back to the pool, open
+
     def close(self) -> None:
         self._stopping.set()
         self.engine.dispose()

@@ -68,16 +68,17 @@ def test_blobs_of_an_older_layout_are_moved_at_start(server, tmp_path):
     assert body.content == wheel.read_bytes()
 
 
-def test_spare_temp_files_survive_a_restart_only_while_empty(server):
-    """Empty spare-* files made ahead for downloads are kept across restarts; any other
-    file left in blobs/tmp (a download or upload cut off by a crash) is removed."""
+def test_temp_files_a_stopped_server_left_are_cleared_at_start(server):
+    """A download or upload cut off by a crash leaves a temp file, never named by any row:
+    the next start clears it (in the dead process's own temp dir, or loose from an
+    older version), and the new process writes into a directory of its own."""
     server.stop()
     tmp = server.serverdir / "blobs" / "tmp"
-    (tmp / "spare-kept").write_bytes(b"")
-    (tmp / "spare-written-to").write_bytes(b"half a wheel")
-    (tmp / "upload-cut-off.whl").write_bytes(b"half a wheel")
+    [old_dir] = [p for p in tmp.iterdir() if p.is_dir()]
+    (old_dir / "upload-cut-off.whl").write_bytes(b"half a wheel")
+    (tmp / "upload-from-an-older-version.whl").write_bytes(b"half a wheel")
     server.start()
-    names = {p.name for p in tmp.iterdir()}
-    assert "spare-kept" in names
-    assert "spare-written-to" not in names
-    assert "upload-cut-off.whl" not in names
+    assert not old_dir.exists()
+    assert not (tmp / "upload-from-an-older-version.whl").exists()
+    [new_dir] = [p for p in tmp.iterdir() if p.is_dir()]
+    assert (new_dir / ".owner").exists()

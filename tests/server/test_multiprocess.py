@@ -1,5 +1,6 @@
 """Several server processes on one PostgreSQL database and one blob directory."""
 import hashlib
+import os
 import threading
 import time
 
@@ -95,3 +96,32 @@ def test_mirror_page_stored_by_one_process_is_served_by_the_other_when_upstream_
         r = requests.get(f"{b.url}/root/pypi/+simple/shared-pkg/", timeout=30)
         assert r.status_code == 200, r.text
         assert "shared_pkg-1.0" in r.text
+
+
+def test_a_starting_process_leaves_the_temp_files_of_a_running_one_alone(make_server, pg_cluster, tmp_path):
+    """Each process clears at start what dead processes left in blobs/tmp; a download that
+    a running process is writing there must still land as a blob."""
+    from support.upstream import Upstream
+
+    with Upstream() as up:
+        f = up.add_wheel("slow-pkg", "1.0", extra_files={"slow_pkg/data.bin": os.urandom(600_000)})
+        url = pg_cluster.new_database()
+        shared = tmp_path / "shared-serverdir"
+        a = make_server(serverdir=shared, storage=url, mirror_url=up.url)
+        page = requests.get(f"{a.url}/root/pypi/+simple/slow-pkg/", timeout=30,
+                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+        [link] = page["files"]
+        up.chunk_delay = 0.3  # the download takes seconds
+        got: dict = {}
+        fetch = threading.Thread(target=lambda: got.update(
+            r=requests.get(f"{a.url}/root/pypi/+simple/slow-pkg/{link['url']}", timeout=60)))
+        fetch.start()
+        tmp = shared / "blobs" / "tmp"
+        _wait_for(lambda: [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > 0])  # under way
+        make_server(serverdir=shared, storage=url, mirror_url=up.url)  # starts while a writes
+        up.chunk_delay = 0.0
+        fetch.join(60)
+        assert got["r"].status_code == 200
+        assert hashlib.sha256(got["r"].content).hexdigest() == f.sha256
+        blob = shared / "blobs" / f.sha256[:2] / f.sha256
+        _wait_for(blob.exists)

@@ -15,6 +15,16 @@ def put(s, index, auth, path, name, version):
     assert r.status_code == 200, r.text
 
 
+def uploaded_wheel(s, tmp_path, prefix: str, repeat: int) -> tuple[bytes, str, str]:
+    """A wheel of about 3 * repeat bytes uploaded to a new stage: (its bytes, URL, sha256)."""
+    auth, index = new_stage(s)
+    name = unique(prefix)
+    w = write_wheel(tmp_path, name, "1.0", module_body="X = %r\n" % ("abc" * repeat))
+    put(s, index, auth, w, name, "1.0")
+    [link] = s.api("GET", f"/{index}/{name}/1.0").json()["result"]["+links"]
+    return w.read_bytes(), link["href"], link["hashes"]["sha256"]
+
+
 def test_project_and_version_json(engine_server, tmp_path):
     s = engine_server
     auth, base = new_stage(s)
@@ -116,14 +126,8 @@ def test_deletes(engine_server, tmp_path):
 
 def test_files_headers_range_and_caching(engine_server, tmp_path):
     s = engine_server
-    auth, index = new_stage(s)
-    name = unique("file-pkg")
-    w = write_wheel(tmp_path, name, "1.0", module_body="X = %r\n" % ("abc" * 5000))
-    data = w.read_bytes()
-    put(s, index, auth, w, name, "1.0")
-    [link] = s.api("GET", f"/{index}/{name}/1.0").json()["result"]["+links"]
-    url = link["href"]
-    sha = hashlib.sha256(data).hexdigest()
+    data, url, sha = uploaded_wheel(s, tmp_path, "file-pkg", 5000)
+    assert sha == hashlib.sha256(data).hexdigest()
 
     r = requests.get(url, timeout=30)
     assert r.status_code == 200 and r.content == data
@@ -178,14 +182,7 @@ def test_a_blob_changed_on_disk_is_never_served(server, tmp_path):
     """Served (and so hashed) moments ago, then changed in place with its size kept: the
     server hashes again, cuts the transfer off before the last byte, then refuses it."""
     s = server
-    auth, index = new_stage(s)
-    name = unique("rot-pkg")
-    w = write_wheel(tmp_path, name, "1.0", module_body="X = %r\n" % ("abc" * 200_000))
-    data = w.read_bytes()
-    put(s, index, auth, w, name, "1.0")
-    [link] = s.api("GET", f"/{index}/{name}/1.0").json()["result"]["+links"]
-    url = link["href"]
-    sha = hashlib.sha256(data).hexdigest()
+    data, url, sha = uploaded_wheel(s, tmp_path, "rot-pkg", 200_000)
     assert requests.get(url, timeout=30).content == data
     assert requests.get(url, headers={"Range": "bytes=-100"}, timeout=30).content == data[-100:]
 
@@ -205,19 +202,13 @@ def test_serving_files_leaves_no_file_open(server, tmp_path):
     """Checked files are handed to the WSGI server to send from the file itself: every way
     a response can end (whole, range, HEAD, 304, client gone mid-body) closes it."""
     s = server
-    auth, index = new_stage(s)
-    name = unique("fd-pkg")
-    w = write_wheel(tmp_path, name, "1.0", module_body="X = %r\n" % ("abc" * 300_000))
-    put(s, index, auth, w, name, "1.0")
-    [link] = s.api("GET", f"/{index}/{name}/1.0").json()["result"]["+links"]
-    url = link["href"]
-    sha = link["hashes"]["sha256"]
+    data, url, sha = uploaded_wheel(s, tmp_path, "fd-pkg", 300_000)
     fds = Path(f"/proc/{s.proc.pid}/fd")
 
     def open_files() -> int:
         return sum(1 for fd in fds.iterdir() if fd.resolve().name == sha)
 
-    assert requests.get(url, timeout=30).content == w.read_bytes()
+    assert requests.get(url, timeout=30).content == data
     for _ in range(20):
         requests.get(url, timeout=30)
         requests.get(url, headers={"Range": "bytes=-100"}, timeout=30)

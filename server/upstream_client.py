@@ -13,7 +13,7 @@ code path has to be paged back in). This module keeps what the mirror needs:
 * proxies from the environment (``http_proxy``, ``https_proxy``, ``all_proxy``,
   ``no_proxy``), decided once per scheme://host:port: plain http goes to the
   proxy with the absolute URL, https through a CONNECT tunnel;
-* credentials in the URL (``https://user:pw@host/simple/``) or in ``~/.netrc``
+* credentials in the URL (``user:pw@`` before the host) or in ``~/.netrc``
   sent as Basic auth to that origin only (a redirect elsewhere does not get
   them);
 * TLS verified against the system's CA certificates, or the bundle named by

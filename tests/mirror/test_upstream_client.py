@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from devpi.server.upstream_client import UpstreamClient
 
+USERINFO = "someone:s%40cret"  # put in front of a local server's host: user "someone", password "s@cret"
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -93,10 +94,10 @@ def test_identity_when_asked_and_streamed(servers):
 def test_credentials_go_to_their_origin_only(servers):
     a, b = servers
     client = UpstreamClient("test")
-    creds = a.url.replace("http://", "http://someone:s%40cret@")
+    creds = a.url.replace("://", f"://{USERINFO}@", 1)
     assert client.get(creds + "/auth").content.startswith(b"Basic ")
     same = client.get(creds + "/to-same")
-    assert same.content.startswith(b"Basic ") and same.url == a.url.replace("http://", "http://someone:s%40cret@") + "/auth"
+    assert same.content.startswith(b"Basic ") and same.url == creds + "/auth"
     other = client.get(creds + "/to-other")
     assert other.status_code == 200 and other.content == b"none"  # the redirect left the origin
     assert other.url == b.url + "/auth"

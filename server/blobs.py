@@ -124,7 +124,7 @@ class BlobStore:
 
     Making a directory costs far more than making a file on some file systems (ext4
     without a journal scans for inodes it may reuse), so none is made per blob: all 256
-    are made by ``warm_up`` soon after start, or on the spot by the first blob that needs
+    are made by ``make_dirs`` soon after start, or on the spot by the first blob that needs
     one before then.
     """
 
@@ -174,10 +174,10 @@ class BlobStore:
         return BlobWriter(self, suffix, md5, self._take_spare() if spare and not suffix else None)
 
     # -- work done ahead of need ----------------------------------------------------------
-    def warm_up(self, spares: bool = False) -> None:
-        """Make the blob directories (and, for a server that downloads, spare temp files)
-        before the first requests need them. Meant for a background thread soon after
-        start; every step is also done on demand, so running late or not at all is fine."""
+    def make_dirs(self) -> None:
+        """Make the 256 blob directories before the first blobs need them. Meant for a
+        background thread soon after start; a blob makes its directory itself if this
+        has not run yet."""
         made = False
         for i in range(256):
             d = self.root / f"{i:02x}"
@@ -190,8 +190,11 @@ class BlobStore:
                 self._dirs.add(d)
         if made:
             _fsync_dir(self.root)
-        if spares:
-            self._start_refiller()
+
+    def keep_spares(self) -> None:
+        """Start keeping spare temp files ready (for a server that downloads; see
+        ``_take_spare``). The first download that wants one starts it too."""
+        self._start_refiller()
 
     def _take_spare(self) -> tuple[int, Path] | None:
         """An empty temp file made in advance, opened for writing; None if none is left

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_extensions(core)
     core.storage.start_poller()
-    threading.Thread(target=core.blobs.warm_up, name="blob-dirs", daemon=True).start()
+    threading.Thread(target=core.blobs.make_dirs, name="blob-dirs", daemon=True).start()
     from waitress.server import create_server
 
     _json_transport_errors()

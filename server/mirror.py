@@ -515,7 +515,7 @@ def _warm_up(core: Core) -> None:
     make spare temp files for downloads, so the first cold requests do not each wait for
     that work."""
     try:
-        core.blobs.warm_up(spares=True)
+        core.blobs.keep_spares()  # the blob directories are made at start (main.py)
         if core.storage.is_sqlite:  # PostgreSQL connections are a shared, limited resource
             core.storage.warm_pool(min(16, core.config.threads))
         for ix in list(core.indexes().values()):

@@ -57,16 +57,15 @@ class _Writer:
 
     def __init__(self, storage: Storage):
         self.storage = storage
-        self._queue: queue.Queue[tuple[Write | None, threading.Event | None]] = queue.Queue()
+        # (index whose cache it updates, write) or, from flush, (None, event to set)
+        self._queue: queue.Queue[tuple[tuple[int, Write] | None, threading.Event | None]] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="mirror-writer", daemon=True)
         self._thread.start()
         atexit.register(self.flush)
 
-    def put(self, fn: Write, index_id: int | None = None) -> None:
-        """Queue a write; ``index_id``: the index whose cache it updates (see ``_one_by_one``)."""
-        if index_id is not None:
-            fn.index_id = index_id  # type: ignore[attr-defined]
-        self._queue.put((fn, None))
+    def put(self, index_id: int, fn: Write) -> None:
+        """Queue a write to the cache of index ``index_id``."""
+        self._queue.put(((index_id, fn), None))
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued so far is committed."""
@@ -84,11 +83,11 @@ class _Writer:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            writes = [fn for fn, _ in batch if fn is not None]
+            writes = [write for write, _ in batch if write is not None]
             try:
                 if writes:
                     with self.storage.write() as tx:
-                        for fn in writes:
+                        for _, fn in writes:
                             fn(tx.conn)
             except Exception:
                 self._one_by_one(writes)
@@ -96,17 +95,16 @@ class _Writer:
                 if done is not None:
                     done.set()
 
-    def _one_by_one(self, writes: list[Write]) -> None:
+    def _one_by_one(self, writes: list[tuple[int, Write]]) -> None:
         """A batch failed as a whole: commit each write on its own, so that one that cannot
         land (its index was deleted after the fetch, a foreign key then refuses the row)
         does not take the others with it."""
-        for fn in writes:
+        for index_id, fn in writes:
             try:
                 with self.storage.write() as tx:
                     fn(tx.conn)
             except IntegrityError as e:
-                index_id = getattr(fn, "index_id", None)
-                if index_id is not None and not self._index_exists(index_id):
+                if not self._index_exists(index_id):
                     log.info("mirror: dropped a cache update for an index deleted meanwhile")
                 else:
                     log.error("mirror: could not store a cache update: %s", e)
@@ -179,20 +177,20 @@ class MirrorStore:
             conn.execute(_delete_page, {"index_id": self.index_id, "project": name})
             conn.execute(_insert_page, values)
 
-        self._writer.put(write, self.index_id)
+        self._writer.put(self.index_id, write)
         if self._page_names is not None:
             self._page_names.add(name)
 
     def touch_page(self, name: str, fetched: float, etag: str | None, last_modified: str | None) -> None:
         params = {"key_index_id": self.index_id, "key_project": name, "new_fetched": fetched, "new_etag": etag,
                   "new_last_modified": last_modified}
-        self._writer.put(lambda conn: conn.execute(_touch_page, params), self.index_id)
+        self._writer.put(self.index_id, lambda conn: conn.execute(_touch_page, params))
 
     def delete_page(self, name: str) -> None:
         if self._page_names is not None:
             self._page_names.discard(name)
         params = {"index_id": self.index_id, "project": name}
-        self._writer.put(lambda conn: conn.execute(_delete_page, params), self.index_id)
+        self._writer.put(self.index_id, lambda conn: conn.execute(_delete_page, params))
         self.flush()  # rare; and a later load must not find the row again
 
     def page_names(self) -> set[str]:
@@ -213,7 +211,7 @@ class MirrorStore:
             conn.execute(_delete_file, {"index_id": self.index_id, "relpath": relpath})
             conn.execute(_insert_file, values)
 
-        self._writer.put(write, self.index_id)
+        self._writer.put(self.index_id, write)
 
     def cached_relpaths(self, name: str) -> set[str]:
         with self.storage.read() as conn:
@@ -231,4 +229,4 @@ class MirrorStore:
             conn.execute(_delete_list, {"index_id": self.index_id})
             conn.execute(_insert_list, values)
 
-        self._writer.put(write, self.index_id)
+        self._writer.put(self.index_id, write)

@@ -7,7 +7,7 @@ the index itself, or deleting it and creating it again, must never serve the old
 from __future__ import annotations
 
 import requests
-from mirror_helpers import filenames, page
+from mirror_helpers import filenames, make_mirror, page
 from support.upstream import Upstream
 
 
@@ -15,8 +15,7 @@ def test_a_changed_mirror_url_is_used_at_once(mserver, root, upstream):
     upstream.add_wheel("moving", "1.0")
     with Upstream() as other:
         other.add_wheel("moving", "2.0")
-        mserver.create_index(root, "switching", type="mirror", mirror_url=upstream.url)
-        url = f"{mserver.url}/root/switching/+simple/"
+        url = make_mirror(mserver, root, "switching", upstream.url)
         assert filenames(page(url, "moving/")) == ["moving-1.0-py3-none-any.whl"]
 
         r = mserver.api("PATCH", "/root/switching", json={"mirror_url": other.url}, auth=root)
@@ -29,13 +28,12 @@ def test_a_mirror_deleted_and_created_again_starts_from_its_new_upstream(mserver
     upstream.add_wheel("reborn", "1.0")
     with Upstream() as other:
         other.add_wheel("reborn", "3.0")
-        mserver.create_index(root, "phoenix", type="mirror", mirror_url=upstream.url)
-        url = f"{mserver.url}/root/phoenix/+simple/"
+        url = make_mirror(mserver, root, "phoenix", upstream.url)
         assert filenames(page(url, "reborn/")) == ["reborn-1.0-py3-none-any.whl"]
         assert mserver.api("DELETE", "/root/phoenix", auth=root).status_code in (200, 201)
         assert page(url, "reborn/").status_code == 404
 
-        mserver.create_index(root, "phoenix", type="mirror", mirror_url=other.url)
+        assert make_mirror(mserver, root, "phoenix", other.url) == url
         assert filenames(page(url, "reborn/")) == ["reborn-3.0-py3-none-any.whl"]
 
 

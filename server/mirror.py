@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import bottle
 
 from . import __version__
+from .bounded import BoundedDict
 from .catalog import IndexRow
 from .core import Core
 from .httpkit import APIError, error_reply, require_index
@@ -59,6 +60,11 @@ RETRY_AFTER_FAILURE = 30.0  # seconds a failing upstream is left alone (per page
 NOT_FOUND_TTL = 60.0  # seconds an upstream 404 is remembered
 OLDER_SERIAL_RECHECK = 60.0  # an upstream answer older than ours: keep ours, ask again after this
 LIST_MIN_EXPIRY = 3600.0  # the project list is big and changes nothing for installers: refresh rarely
+# What a mirror keeps in memory (all of it is in SQL too, or can be asked again): upstream
+# links of its pages (a link with its rendering costs about 1.5 KB), stored files, unknown names.
+MEMORY_LINKS = 200_000
+MEMORY_FILES = 100_000
+MEMORY_MISSING = 10_000
 
 
 class UpstreamError(Exception):
@@ -104,9 +110,10 @@ class MirrorRepository:
         rt = core.config.request_timeout
         self.timeout = (rt, max(30.0, 6 * rt))  # (connect, read) for every upstream request
         self._lock = threading.Lock()
-        self._pages: dict[str, Page] = {}
-        self._missing: dict[str, float] = {}  # project -> monotonic time until which upstream's 404 holds
-        self._files: dict[str, StoredFile] = {}
+        self._pages: BoundedDict[str, Page] = BoundedDict(MEMORY_LINKS)  # weighed by links
+        # project -> monotonic time until which upstream's 404 holds
+        self._missing: BoundedDict[str, float] = BoundedDict(MEMORY_MISSING)
+        self._files: BoundedDict[str, StoredFile] = BoundedDict(MEMORY_FILES)
         self._downloads: dict[str, FileFetch] = {}
         self._flights = SingleFlight(f"mirror:{self.fullname}")
         self.store = MirrorStore(core.storage, ix.id)
@@ -175,12 +182,10 @@ class MirrorRepository:
             return None
         page = self._make_page(name, row.url, json.loads(row.links), row.etag, row.last_modified, row.serial,
                                row.fetched)
-        with self._lock:
-            return self._pages.setdefault(name, page)
+        return self._pages.setdefault(name, page, _weight(page))
 
     def _forget_page(self, name: str) -> None:
-        with self._lock:
-            self._pages.pop(name, None)
+        self._pages.pop(name, None)
         self.store.delete_page(name)
 
     def _view(self, page: Page, stale: bool = False, max_age: float | None = None) -> ProjectView:
@@ -243,7 +248,7 @@ class MirrorRepository:
                 self.store.touch_page(name, page.fetched, page.etag, page.last_modified)
                 return page
             if resp.status_code in (404, 410):
-                self._missing[name] = time.monotonic() + min(self.expiry, NOT_FOUND_TTL)
+                self._missing.put(name, time.monotonic() + min(self.expiry, NOT_FOUND_TTL))
                 if page is not None:
                     self._forget_page(name)
                     self.core.page_cache.drop_project(name)
@@ -269,7 +274,7 @@ class MirrorRepository:
         new = self._make_page(name, url, raw, resp.headers.get("ETag"), resp.headers.get("Last-Modified"),
                               serial, time.time())
         with self._lock:
-            self._pages[name] = new
+            self._pages.put(name, new, _weight(new))
             was_missing = self._missing.pop(name, None) is not None
         if page is not None or was_missing:  # pages rendered from the old state must go
             self.core.page_cache.drop_project(name)
@@ -346,15 +351,15 @@ class MirrorRepository:
             return None
         stored = StoredFile(row.sha256, row.filename, row.size, row.created)
         with self._lock:
-            self._files[relpath] = stored
-        return stored
+            return self._files.setdefault(relpath, stored)
 
-    def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str, size: int) -> None:
-        """Remember a verified file (its blob is committed already)."""
-        now = time.time()
-        self.store.save_file(relpath, project, filename, sha256, size, now, url)
-        with self._lock:
-            self._files[relpath] = StoredFile(sha256, filename, size, now)
+    def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str,
+                     size: int) -> StoredFile:
+        """Remember a verified file (its blob is committed already); the caller holds ``_lock``,
+        so a request never finds neither the download nor the file."""
+        stored = StoredFile(sha256, filename, size, time.time())
+        self.store.save_file(relpath, project, filename, sha256, size, stored.created, url)
+        return self._files.put(relpath, stored)
 
     def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str] | None:
         """(upstream URL, expected sha256, filename, project) of a file path, from its page.
@@ -405,22 +410,19 @@ class MirrorRepository:
             target = target or self._target(relpath)
             if target is None:
                 raise APIError(404, f"no such file: {self.fullname}/{relpath}")
-            url, expected, filename, project = target
-            if expected and self.core.blobs.exists(expected):  # same bytes already kept for another path
-                size = self.core.blobs.path(expected).stat().st_size
-                self._record_file(relpath, project, url, expected, filename, size)
-                stored = self._files[relpath]
-            else:
-                fetch_or_stored = self._download(relpath, url, expected, filename, project, request)
-                if isinstance(fetch_or_stored, tuple):
-                    return self._stream_response(*fetch_or_stored, request)
-                stored = fetch_or_stored
+            fetch_or_stored = self._download(relpath, *target, request)
+            if isinstance(fetch_or_stored, tuple):
+                return self._stream_response(*fetch_or_stored, request)
+            stored = fetch_or_stored
         return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
 
     def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
                   request: bottle.BaseRequest) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
         """The stored file, or the download in progress (started here if there is none) and,
-        when this request started it, the body through which this request drives it."""
+        when this request started it, the body through which this request drives it.
+
+        Under ``_lock``, in this order: a download that has just renamed its blob but not yet
+        recorded it is found as a download, so its file is recorded once."""
         with self._lock:
             stored = self._files.get(relpath)
             if stored is not None:
@@ -428,10 +430,14 @@ class MirrorRepository:
             fetch = self._downloads.get(relpath)
             if fetch is not None:
                 return fetch, None
+            if expected and self.core.blobs.exists(expected):  # same bytes already kept for another path
+                size = self.core.blobs.path(expected).stat().st_size
+                return self._record_file(relpath, project, url, expected, filename, size)
 
             def verified(f: FileFetch) -> None:
                 assert f.sha256 is not None
-                self._record_file(relpath, project, url, f.sha256, filename, f.written)
+                with self._lock:
+                    self._record_file(relpath, project, url, f.sha256, filename, f.written)
 
             def done(f: FileFetch) -> None:
                 with self._lock:
@@ -486,6 +492,10 @@ class MirrorRepository:
                     lead.close()  # finishes the transfer if this client went away early
 
         return bottle.HTTPResponse(body(), status=200, headers=headers)
+
+
+def _weight(page: Page) -> int:
+    return len(page.links) + 1
 
 
 def _int_or_none(text: str | None) -> int | None:

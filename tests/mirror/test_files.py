@@ -79,6 +79,22 @@ def test_concurrent_first_requests_share_one_upstream_download(mserver, upstream
     assert upstream.downloads(f.filename) == 1
 
 
+def test_a_file_kept_for_one_mirror_is_not_downloaded_again_for_another(mserver, upstream):
+    f = upstream.add_file("shared-bytes", "shared-bytes-1.0.tar.gz", big())
+    url, r = _first_page(mserver, "shared-bytes")
+    assert _get(file_url(url, r, f.filename)) == (200, f.content)
+    assert blob_appears(mserver, f.sha256)
+    # a second mirror of the same upstream: its path differs, the blob is the same
+    other = make_mirror(mserver, mserver.login("root", "root"), "same-upstream", upstream.url)
+    r2 = page(other, "shared-bytes/")
+    target = file_url(other + "shared-bytes/", r2, f.filename)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: _get(target), range(8)))
+    assert results == [(200, f.content)] * 8
+    assert requests.get(target, headers={"Range": "bytes=5-9"}, timeout=60).content == f.content[5:10]
+    assert upstream.downloads(f.filename) == 1
+
+
 def test_concurrent_first_page_requests_share_one_upstream_fetch(mserver, upstream):
     upstream.add_wheel("crowded", "1.0")
     # a mirror index nobody asked anything yet: the very first requests race to set it up too

@@ -62,7 +62,7 @@ OLDER_SERIAL_RECHECK = 60.0  # an upstream answer older than ours: keep ours, as
 LIST_MIN_EXPIRY = 3600.0  # the project list is big and changes nothing for installers: refresh rarely
 # What a mirror keeps in memory (all of it is in SQL too, or can be asked again): upstream
 # links of its pages (a link with its rendering costs about 1.5 KB), stored files, unknown names.
-MEMORY_LINKS = 200_000
+MEMORY_LINKS = 100_000
 MEMORY_FILES = 100_000
 MEMORY_MISSING = 10_000
 

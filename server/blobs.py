@@ -301,13 +301,13 @@ class BlobStore:
         """Yield the blob's bytes [start, end), holding back the last chunk until
         the whole blob hashed correctly; on a mismatch raise instead of sending it.
 
-        For a range we still hash the whole file (see ``open_if_verified`` for the way
+        For a range we still hash the whole file (see ``open_blob`` for the way
         around that for a file hashed moments ago).
         """
         h = hashlib.sha256()
         pending: bytes | None = None
         pos = 0
-        with open(self.filename(sha256), "rb") as f:
+        with open(self.filename(sha256), "rb", buffering=0) as f:
             stamp = _stamp(os.fstat(f.fileno()))
             while True:
                 data = f.read(CHUNK)
@@ -329,17 +329,16 @@ class BlobStore:
         if pending is not None:
             yield pending
 
-    def open_if_verified(self, sha256: str) -> BinaryIO | None:
-        """The blob opened for reading if this process hashed this very file recently
-        (see below), so it can be sent as it is; None if it must be hashed again."""
+    def open_blob(self, sha256: str) -> tuple[BinaryIO, bool]:
+        """The blob opened for reading, and whether this process hashed this very file
+        recently (see below), so that it can be sent as it is. Unbuffered: it is read in
+        large pieces or with ``os.pread``. FileNotFoundError if there is no such blob."""
+        f = open(self.filename(sha256), "rb", buffering=0)
         try:
-            f = open(self.filename(sha256), "rb")
-        except OSError:
-            return None
-        if self._still_verified(sha256, _stamp(os.fstat(f.fileno()))):
-            return f
-        f.close()
-        return None
+            return f, self._still_verified(sha256, _stamp(os.fstat(f.fileno())))
+        except BaseException:
+            f.close()
+            raise
 
     # -- files hashed moments ago ----------------------------------------------------------
     # A blob this process hashed (as it was written, or served) is not hashed again for a

@@ -398,7 +398,7 @@ class MirrorRepository:
 
         stored = self._files.get(relpath)
         target = None
-        if stored is None:
+        if stored is None and relpath not in self._downloads:
             # A file named by a page in memory whose bytes are not in the blob store cannot be
             # stored: skip the SQL lookup (every file of a cold install takes this path).
             target = None if self.offline else self._target(relpath, fetch_page=False)

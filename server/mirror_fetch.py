@@ -275,14 +275,14 @@ class FileFetch:
             if self.state == "failed":
                 raise self.error  # type: ignore[misc]
             # under the lock: the temp file is renamed to the blob under it, never between
-            return open(self.blob_path if self.state == "committed" else self._tmp_path, "rb")
+            return open(self.blob_path if self.state == "committed" else self._tmp_path, "rb", buffering=0)
 
     def stream(self) -> Iterator[bytes]:
         """The bytes as they arrive, the last piece only once verified."""
         with self._cond:
             if self.state == "failed":
                 raise self.error  # type: ignore[misc]
-            f = open(self.blob_path if self.state == "committed" else self._tmp_path, "rb")
+            f = open(self.blob_path if self.state == "committed" else self._tmp_path, "rb", buffering=0)
         pending: bytes | None = None
         pos = 0
         try:

@@ -198,7 +198,8 @@ class UpstreamClient:
             if conn is None:
                 break
             if conn.sock is not None and not _readable(conn.sock):  # closed or sent junk: not reusable
-                conn.sock.settimeout(timeout[1])
+                if conn.sock.gettimeout() != timeout[1]:  # setting it is a system call
+                    conn.sock.settimeout(timeout[1])
                 return conn, True
             conn.close()
         host, port = origin.proxy or (origin.host, origin.port)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import os
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
@@ -25,6 +26,7 @@ from .views_meta import INDEX_SEG, USER_SEG
 
 log = logging.getLogger("devpi.server.files")
 IMMUTABLE = "max-age=365000000, immutable, public"
+SMALL_BODY = 512 * 1024  # a file body up to this size is read at once (see _file_body)
 
 
 def _content_type(filename: str) -> str:
@@ -63,21 +65,20 @@ def _guarded(core: Core, sha256: str, start: int, end: int | None) -> Iterator[b
 def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
     if sha256 in core.config.extra.get("corrupt_blobs", ()):
         raise APIError(500, f"stored file {filename} is corrupt and is not served")
-    if not core.blobs.exists(sha256):
-        raise APIError(404, f"no such file: {filename} (blob missing)")
-    return _file_reply(sha256, filename, size, mtime, lambda start, end: _blob_body(core, sha256, start, end))
-
-
-def _blob_body(core: Core, sha256: str, start: int, end: int) -> Any:
-    f = core.blobs.open_if_verified(sha256)
-    if f is not None:  # hashed moments ago and unchanged since: send it as it is
-        return _file_body(f, start, end)
-    return _guarded(core, sha256, start, end)
+    try:
+        f, verified = core.blobs.open_blob(sha256)
+    except FileNotFoundError:
+        raise APIError(404, f"no such file: {filename} (blob missing)") from None
+    if verified:  # hashed moments ago and unchanged since: send it as it is
+        return serve_verified_file(f, sha256, filename, size, mtime)
+    f.close()
+    return _file_reply(sha256, filename, size, mtime, lambda start, end: _guarded(core, sha256, start, end))
 
 
 def serve_verified_file(f: BinaryIO, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
-    """An open file whose bytes were hashed as they arrived moments ago (a mirror download
-    in progress): served like a blob, without hashing it all again for every byte range."""
+    """An open file whose bytes were hashed moments ago (a blob this process checked, or a
+    mirror download that just completed): sent as it is, without hashing it all again
+    for every byte range. The file is closed here unless the body reads it later."""
     reply = _file_reply(sha256, filename, size, mtime, lambda start, end: _file_body(f, start, end))
     if reply.body is not f and not isinstance(reply.body, Iterator):  # 304 or HEAD: not read
         f.close()
@@ -85,9 +86,22 @@ def serve_verified_file(f: BinaryIO, sha256: str, filename: str, size: int, mtim
 
 
 def _file_body(f: BinaryIO, start: int, end: int) -> Any:
-    """A checked file as a response body. Under waitress the file itself: its main loop
-    sends it from the file (bounded by Content-Length), sparing the worker thread and
-    two copies of every chunk through its output buffer."""
+    """A checked file as a response body.
+
+    Up to ``SMALL_BODY`` bytes are read at once (one ``pread``) and sent as bytes: most
+    wheels, and the byte ranges installers read metadata with. Each system call lets
+    another thread take the GIL, and waitress sending a file costs a dozen (seeks and
+    tells around every read). A larger body is the file itself: waitress sends it from
+    the file (bounded by Content-Length), sparing the worker thread and two copies of
+    every chunk through its output buffer."""
+    if end - start <= SMALL_BODY:
+        try:
+            data = os.pread(f.fileno(), end - start, start)
+        finally:
+            f.close()
+        if len(data) != end - start:
+            raise APIError(500, f"stored file ended {end - start - len(data)} bytes early")
+        return [data]
     if "wsgi.file_wrapper" in bottle.request.environ:
         f.seek(start)
         return f

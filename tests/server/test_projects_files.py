@@ -5,6 +5,7 @@ import hashlib
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from srv_helpers import new_stage, raw_upload, serial, unique
 from support.dists import write_sdist, write_wheel
@@ -178,11 +179,12 @@ def _complete_body(url: str, **kw) -> bytes | None:
     return r.content
 
 
-def test_a_blob_changed_on_disk_is_never_served(server, tmp_path):
+@pytest.mark.parametrize("repeat", [50_000, 200_000])  # read at once, or sent from the file
+def test_a_blob_changed_on_disk_is_never_served(server, tmp_path, repeat):
     """Served (and so hashed) moments ago, then changed in place with its size kept: the
     server hashes again, cuts the transfer off before the last byte, then refuses it."""
     s = server
-    data, url, sha = uploaded_wheel(s, tmp_path, "rot-pkg", 200_000)
+    data, url, sha = uploaded_wheel(s, tmp_path, "rot-pkg", repeat)
     assert requests.get(url, timeout=30).content == data
     assert requests.get(url, headers={"Range": "bytes=-100"}, timeout=30).content == data[-100:]
 
@@ -198,11 +200,13 @@ def test_a_blob_changed_on_disk_is_never_served(server, tmp_path):
     assert "does not match its hash" in s.log_text()
 
 
-def test_serving_files_leaves_no_file_open(server, tmp_path):
-    """Checked files are handed to the WSGI server to send from the file itself: every way
-    a response can end (whole, range, HEAD, 304, client gone mid-body) closes it."""
+@pytest.mark.parametrize("repeat", [50_000, 300_000])  # a 150 KB wheel read at once, a 900 KB one sent from the file
+def test_serving_files_leaves_no_file_open(server, tmp_path, repeat):
+    """A checked file is read at once (small) or handed to the WSGI server to send from the
+    file itself (large): every way a response can end (whole, range, HEAD, 304, client
+    gone mid-body) closes it."""
     s = server
-    data, url, sha = uploaded_wheel(s, tmp_path, "fd-pkg", 300_000)
+    data, url, sha = uploaded_wheel(s, tmp_path, "fd-pkg", repeat)
     fds = Path(f"/proc/{s.proc.pid}/fd")
 
     def open_files() -> int:

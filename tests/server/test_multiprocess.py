@@ -125,3 +125,39 @@ def test_a_starting_process_leaves_the_temp_files_of_a_running_one_alone(make_se
         assert hashlib.sha256(got["r"].content).hexdigest() == f.sha256
         blob = shared / "blobs" / f.sha256[:2] / f.sha256
         _wait_for(blob.exists)
+
+
+def test_two_processes_caching_the_same_mirror_rows_both_land_them(make_server, pg_cluster, tmp_path):
+    """Cache rows are upserts, committed in batches by each process: two processes storing
+    the same page and file (and refreshing the page with a conditional request) neither
+    fail nor lose a row; a third process serves both from the database with upstream gone."""
+    from support.upstream import Upstream
+
+    with Upstream() as up:
+        f = up.add_wheel("both-pkg", "1.0")
+        url = pg_cluster.new_database()
+        shared = tmp_path / "shared-serverdir"
+        a = make_server(serverdir=shared, storage=url, mirror_url=up.url)
+        b = make_server(serverdir=shared, storage=url, mirror_url=up.url)
+        root = a.login("root", "root")
+        a.create_index(root, "quick", type="mirror", mirror_url=up.url, mirror_cache_expiry=0)
+        json_accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+        for _ in range(3):  # expiry 0: the second and third ask upstream again (304: the row is touched)
+            for s in (a, b):
+                r = requests.get(f"{s.url}/root/quick/+simple/both-pkg/", headers=json_accept, timeout=30)
+                assert r.status_code == 200
+                [link] = r.json()["files"]
+                data = requests.get(f"{s.url}/root/quick/+simple/both-pkg/{link['url']}", timeout=30).content
+                assert hashlib.sha256(data).hexdigest() == f.sha256
+        assert up.count(lambda rec: rec.header("If-None-Match") is not None) >= 2
+        a.stop()
+        b.stop()
+        for s in (a, b):
+            assert "could not store" not in s.log_text()
+        up.stop()
+        c = make_server(serverdir=shared, storage=url, mirror_url=up.url)
+        r = requests.get(f"{c.url}/root/quick/+simple/both-pkg/", headers=json_accept, timeout=30)
+        assert r.status_code == 200, r.text
+        [link] = r.json()["files"]
+        data = requests.get(f"{c.url}/root/quick/+simple/both-pkg/{link['url']}", timeout=30).content
+        assert hashlib.sha256(data).hexdigest() == f.sha256

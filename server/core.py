@@ -6,6 +6,7 @@ are invalidated by commit listeners (serials), whichever process committed.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -66,6 +67,10 @@ class Core:
         self._indexes_lock = threading.Lock()
         self._indexes_loading = threading.Lock()  # one reader after a change, not one per request
         self._repos: dict[str, Repository] = {}
+        # index name -> a number that changes with every commit touching that index (from
+        # one counter: concurrent commits never leave the same number twice)
+        self._index_generations: dict[str, int] = {}
+        self._generation_counter = itertools.count(1)
         self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
         self.uuid = ""
@@ -122,6 +127,8 @@ class Core:
         changed: set[str] = set()  # indexes created, modified or deleted
         for change in changes:
             kind = change.get("kind")
+            if change.get("index"):
+                self._index_generations[change["index"]] = next(self._generation_counter)
             if kind in ("index", "user"):
                 index_changed = True
                 if kind == "index":
@@ -211,7 +218,11 @@ class Core:
                 repos = self._repos
                 repo = repos.get(key)
                 if repo is None:
-                    repo = self.mirror_factory(self, ix) if ix.type == "mirror" else StageRepository(self.storage, ix)
+                    if ix.type == "mirror":
+                        repo = self.mirror_factory(self, ix)
+                    else:
+                        name = ix.fullname
+                        repo = StageRepository(self.storage, ix, lambda: self._index_generations.get(name, 0))
                     if self._indexes is not None and self._indexes.get(ix.fullname) is ix:
                         repos[key] = repo  # not one built from a row an index change replaced
         return repo

@@ -39,6 +39,26 @@ def test_private_release_wins_until_whitelisted_and_is_never_asked_upstream(
     assert filenames(page(index, "foo/")) == ["foo-1.0-py3-none-any.whl", "foo-99.0-py3-none-any.whl"]
 
 
+def test_a_private_upload_hides_the_mirror_at_once_and_its_removal_shows_it_again(
+        mserver, upstream, alice, tmp_path):
+    """The stage's project names are kept in memory: a page seen before the upload (names
+    read without it) must not outlive the upload, nor the names the deletion after it."""
+    upstream.add_wheel("late-private", "99.0")
+    index = f"{mserver.url}/alice/dev/+simple/"
+    assert filenames(page(index, "late-private/")) == ["late_private-99.0-py3-none-any.whl"]
+
+    r = mserver.upload("alice/dev", write_wheel(tmp_path, "late-private", "1.0"), alice)
+    assert r.status_code == 200, r.text
+    assert filenames(page(index, "late-private/")) == ["late_private-1.0-py3-none-any.whl"]
+    upstream.reset_log()
+    assert page(index, "late-private/").status_code == 200
+    assert upstream.count(lambda rec: rec.project == "late-private") == 0
+
+    r = mserver.api("DELETE", "/alice/dev/late-private", auth=alice)
+    assert r.status_code == 200, r.text
+    assert filenames(page(index, "late-private/")) == ["late_private-99.0-py3-none-any.whl"]
+
+
 def test_private_project_served_while_upstream_fails(mserver, upstream, alice, tmp_path):
     r = mserver.upload("alice/dev", write_wheel(tmp_path, "inhouse", "2.0"), alice)
     assert r.status_code == 200, r.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import fcntl
 import logging
 import os
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     try:
         server.run()
     except KeyboardInterrupt:

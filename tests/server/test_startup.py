@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import requests
 from support.server import DEAD_UPSTREAM, ServerProcess
@@ -83,8 +84,19 @@ def test_sigterm_and_ctrl_c_shut_down_cleanly(make_server):
     s.start()
     assert s.api("GET", "/+api").status_code == 200
     s.proc.send_signal(signal.SIGINT)
-    assert s.proc.wait(30) == 0
+    assert s.wait_exit(30) == 0
     assert "Traceback" not in s.log_text()
     # and the dir is free again: a new server starts on it
     s.start()
     assert s.api("GET", "/+api").status_code == 200
+
+
+def test_sigusr2_writes_every_threads_stack_to_the_log_and_the_server_goes_on(server):
+    server.proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 10
+    while "Current thread" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log_text()
+    assert "Current thread" in log and "wasyncore.py" in log  # the main thread, in waitress's loop
+    assert log.count("Thread 0x") >= 32  # the worker threads too
+    assert server.api("GET", "/+api").status_code == 200

@@ -70,9 +70,25 @@ class ServerProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                print(self.stuck_report(timeout))  # shown with the failing test's output
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode if self.proc else None
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code; if the server does not exit in time, fail with its threads' stacks."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(self.stuck_report(timeout)) from None
+
+    def stuck_report(self, timeout: float) -> str:
+        """Ask a server that did not exit for its threads' stacks (SIGUSR2) and return them."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR2)
+        time.sleep(1)
+        return f"server did not exit within {timeout:.0f} s; the end of its log:\n{self.log_text()[-12000:]}"
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,12 @@ os.environ["PIP_NO_CACHE_DIR"] = "1"
 os.environ["UV_NO_CONFIG"] = "1"
 os.environ["UV_NO_CACHE"] = "1"
 os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+# A shell running a command in the background without job control (a CI script's
+# `... &`) starts it with SIGINT ignored, and processes inherit that: servers the tests
+# start would then ignore the Ctrl-C the tests send them. Tests behave as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):

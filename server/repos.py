@@ -74,7 +74,7 @@ class StageRepository:
 
     is_mirror = False
 
-    def __init__(self, storage: Storage, index: IndexRow, generation: Callable[[], int] = lambda: 0):
+    def __init__(self, storage: Storage, index: IndexRow, generation: Callable[[], int]):
         self.storage = storage
         self.index = index
         self.fullname = index.fullname
@@ -83,9 +83,9 @@ class StageRepository:
 
     def _may_have(self, name: str) -> bool:
         names = self._names
-        current = self._generation()
+        current = self._generation()  # taken before the read: a commit during it renews again
         if names is None or names[0] != current:
-            with self.storage.read() as conn:  # the generation is taken before the read
+            with self.storage.read() as conn:
                 names = (current, frozenset(catalog.project_names(conn, self.index.id)))
             self._names = names
         return name in names[1]

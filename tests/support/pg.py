@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .ports import free_port
 
 
 def bindir() -> Path | None:
@@ -39,7 +34,7 @@ class PostgresCluster:
     def __init__(self, basedir: Path):
         self.basedir = Path(basedir)
         self.datadir = self.basedir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "devpi"
         self._as_postgres = os.geteuid() == 0
         self.bin = bindir() or Path("/usr/bin")

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import requests
 
+from .ports import free_port
+
 _LISTENING = re.compile(r"listening on (http://\S+)")
 DEAD_UPSTREAM = "http://127.0.0.1:9/simple/"  # nothing listens there: no test reaches a real index
+
+
+class _PortTaken(Exception):
+    """The server could not bind its port: something else holds it."""
 
 
 class ServerProcess:
@@ -41,11 +47,30 @@ class ServerProcess:
         return cmd + list(self.args)
 
     def start(self, timeout: float = 30) -> ServerProcess:
+        """Start on this server's port; the first start takes a free one from the test pool.
+
+        A port someone else took meanwhile is waited for a little after a restart (clients keep
+        their URLs), and a fresh one is chosen on a first start.
+        """
+        fresh = not self.port
+        deadline = time.monotonic() + 10
+        while True:
+            if fresh:
+                self.port = free_port()
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {self.port} stayed in use:\n{self.log_text()}") from None
+                time.sleep(0 if fresh else 0.5)
+
+    def _start_once(self, timeout: float) -> ServerProcess:
         env = {**os.environ, **(self.env or {})}
         env.setdefault("http_proxy", "http://127.0.0.1:9")  # anything not on loopback fails at once
         env.setdefault("https_proxy", "http://127.0.0.1:9")
         env["no_proxy"] = "127.0.0.1,localhost"
         self._out = self.serverdir.parent / f"{self.serverdir.name}.stdout"
+        self._log_start = self.logfile.stat().st_size if self.logfile.exists() else 0
         with open(self._out, "wb") as out, open(self.logfile, "ab") as err:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -56,10 +81,18 @@ class ServerProcess:
                 self.port = int(self.url.rsplit(":", 1)[1])
                 return self
             if self.proc.poll() is not None:
+                if f"cannot listen on 127.0.0.1:{self.port}: Address already in use" in self._new_log():
+                    raise _PortTaken(self.port)
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_text()}")
+
+    def _new_log(self) -> str:
+        """What this start has logged so far (the log file is shared by all starts)."""
+        with open(self.logfile, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def log_text(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""

@@ -319,7 +319,11 @@ class Upstream:
     then back).
     """
 
-    def __init__(self, port: int = 0, *, absolute_links: bool = False, serve_json: bool = True) -> None:
+    def __init__(self, port: int | None = None, *, absolute_links: bool = False, serve_json: bool = True) -> None:
+        if port is None:  # a port from the tests' pool, which a restart on the same port gets back
+            from .ports import free_port
+
+            port = free_port()
         # shape of the answers
         self.absolute_links = absolute_links  # page links absolute (http://...) instead of relative
         self.serve_json = serve_json  # False: HTML only, whatever is asked (like a static nginx tree)

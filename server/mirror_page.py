@@ -221,6 +221,7 @@ def to_link(link: UpstreamLink, fullname: str) -> Link:
         filename=link["filename"], path=f"{fullname}/{relpath_for(link)}", version=link.get("version") or "",
         stage=fullname, sha256=link.get("sha256"), requires_python=link.get("requires_python"),
         yanked=link.get("yanked"), core_metadata_sha256=link.get("core_metadata_sha256"),
+        core_metadata=bool(link.get("core_metadata")),
         size=link.get("size"), upload_time=link.get("upload_time"))
 
 

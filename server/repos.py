@@ -32,6 +32,7 @@ class Link:
     requires_python: str | None = None
     yanked: str | None = None  # None: not yanked; "" or a reason
     core_metadata_sha256: str | None = None
+    core_metadata: bool = False  # <path>.metadata is served even without a known hash (PEP 714 "true")
     size: int | None = None
     upload_time: float | None = None
 

@@ -80,6 +80,8 @@ def render_project_json(view: ProjectView, prefix: str) -> bytes:
         if link.core_metadata_sha256:
             entry["core-metadata"] = {"sha256": link.core_metadata_sha256}
             entry["dist-info-metadata"] = {"sha256": link.core_metadata_sha256}
+        elif link.core_metadata:
+            entry["core-metadata"] = entry["dist-info-metadata"] = True
         if link.size is not None:
             entry["size"] = link.size
         if link.upload_time is not None:
@@ -108,6 +110,8 @@ def render_project_html(view: ProjectView, prefix: str, title_prefix: str) -> by
         if link.core_metadata_sha256:
             attrs += (f' data-core-metadata="sha256={link.core_metadata_sha256}"'
                       f' data-dist-info-metadata="sha256={link.core_metadata_sha256}"')
+        elif link.core_metadata:
+            attrs += ' data-core-metadata="true" data-dist-info-metadata="true"'
         out.append(f"{escape(link.stage)} <a {attrs}>{escape(link.filename)}</a><br>\n")
     out.append("</body></html>\n")
     return "".join(out).encode()

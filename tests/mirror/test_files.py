@@ -131,6 +131,25 @@ def test_core_metadata_and_hashless_links(mserver, upstream):
         assert entry["url"].startswith("../../../../root/plain/+f/")
 
 
+@pytest.mark.parametrize("fmt", ["json", "html"])
+def test_core_metadata_without_a_hash_is_still_offered(mserver, upstream, fmt):
+    """An upstream may say only that a file has core metadata (PEP 714 ``true``, or
+    data-core-metadata="true"): our page says so too, and the .metadata comes through."""
+    f = upstream.add_wheel(f"hashless-meta-{fmt}", "1.0")
+    upstream.metadata_hashless.add(f.filename)
+    upstream.serve_json = fmt == "json"  # what the mirror reads the flag from
+    try:
+        url, r = _first_page(mserver, f"hashless-meta-{fmt}")
+    finally:
+        upstream.serve_json = True
+    entry = r.json()["files"][0]
+    assert entry["core-metadata"] is True and entry["dist-info-metadata"] is True
+    html = requests.get(url, headers={"Accept": "text/html"}, timeout=60).text
+    assert 'data-core-metadata="true"' in html and 'data-dist-info-metadata="true"' in html
+    status, body = _get(file_url(url, r, f.filename) + ".metadata")
+    assert status == 200 and body == f.core_metadata
+
+
 def test_byte_ranges_of_a_file_not_yet_cached(mserver, upstream):
     """Installers (uv) read a wheel's metadata with HEAD and byte ranges before they download
     it: a file nobody fetched yet answers them like a cached one, from the verified whole."""

@@ -344,6 +344,7 @@ class Upstream:
         self.truncate: set[str] = set()
         self.garbage: set[str] = set()
         self.wrong_hash: set[str] = set()  # pages advertise a wrong sha256 for these files
+        self.metadata_hashless: set[str] = set()  # pages say only "has core metadata" (PEP 714 true)
         self.serial: int = 0  # X-PyPI-Last-Serial on every page; bumped by every change
 
         self._lock = threading.RLock()
@@ -651,8 +652,8 @@ class Upstream:
                 if f.yanked:
                     entry["yanked"] = f.yanked
                 if f.core_metadata is not None:
-                    entry["core-metadata"] = {"sha256": f.metadata_sha256}
-                    entry["dist-info-metadata"] = {"sha256": f.metadata_sha256}
+                    meta: Any = True if f.filename in self.metadata_hashless else {"sha256": f.metadata_sha256}
+                    entry["core-metadata"] = entry["dist-info-metadata"] = meta
                 entry["size"] = f.size
                 if f.upload_time is not None:
                     entry["upload-time"] = f.upload_time
@@ -673,8 +674,8 @@ class Upstream:
                 reason = "" if f.yanked is True else str(f.yanked)
                 attrs.append(f'data-yanked="{html.escape(reason)}"')
             if f.core_metadata is not None:
-                attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
-                attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+                meta = "true" if f.filename in self.metadata_hashless else f"sha256={f.metadata_sha256}"
+                attrs.append(f'data-core-metadata="{meta}" data-dist-info-metadata="{meta}"')
             links.append(f"    <a {' '.join(attrs)}>{html.escape(f.filename)}</a><br />")
         return _html_page(f"Links for {normalize(project)}", links)
 

@@ -355,11 +355,13 @@ class MirrorRepository:
 
     def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str,
                      size: int) -> StoredFile:
-        """Remember a verified file (its blob is committed already); the caller holds ``_lock``,
-        so a request never finds neither the download nor the file."""
+        """Remember a verified file (its blob is committed already): in memory under ``_lock``,
+        so a request never finds neither the download nor the file, then in SQL."""
         stored = StoredFile(sha256, filename, size, time.time())
+        with self._lock:
+            stored = self._files.put(relpath, stored)
         self.store.save_file(relpath, project, filename, sha256, size, stored.created, url)
-        return self._files.put(relpath, stored)
+        return stored
 
     def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str] | None:
         """(upstream URL, expected sha256, filename, project) of a file path, from its page.
@@ -422,35 +424,55 @@ class MirrorRepository:
         when this request started it, the body through which this request drives it.
 
         Under ``_lock``, in this order: a download that has just renamed its blob but not yet
-        recorded it is found as a download, so its file is recorded once."""
-        with self._lock:
+        recorded it is found as a download, so its file is recorded once. Nothing under the
+        lock makes a system call: one lets other threads run while the lock is held, and
+        every request for a file not yet stored waits for it."""
+        stored, fetch = self._files.get(relpath), self._downloads.get(relpath)  # the usual answers
+        if stored is not None:
+            return stored
+        if fetch is not None:
+            return fetch, None
+        kept_size = self._blob_size(expected)  # the same bytes already kept for another path?
+        with self._lock:  # again, now for certain
             stored = self._files.get(relpath)
             if stored is not None:
                 return stored
             fetch = self._downloads.get(relpath)
             if fetch is not None:
                 return fetch, None
-            if expected and self.core.blobs.exists(expected):  # same bytes already kept for another path
-                size = self.core.blobs.path(expected).stat().st_size
-                return self._record_file(relpath, project, url, expected, filename, size)
-
-            def verified(f: FileFetch) -> None:
-                assert f.sha256 is not None
-                with self._lock:
-                    self._record_file(relpath, project, url, f.sha256, filename, f.written)
-
-            def done(f: FileFetch) -> None:
-                with self._lock:
-                    if self._downloads.get(relpath) is f:
-                        del self._downloads[relpath]
-
-            fetch = FileFetch(self.core.blobs, url, filename, expected,
-                              lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
-                              self.timeout, verified, done)
-            self._downloads[relpath] = fetch
+            if kept_size is None:
+                fetch = self._new_fetch(relpath, url, expected, filename, project)
+                self._downloads[relpath] = fetch
+        if fetch is None:
+            assert expected is not None and kept_size is not None
+            return self._record_file(relpath, project, url, expected, filename, kept_size)
         if request.method == "GET" and not request.get_header("Range"):
             return fetch, fetch.lead()
         return fetch.start(), None
+
+    def _blob_size(self, sha256: str | None) -> int | None:
+        """The size of the blob with this hash, None if there is none."""
+        if not sha256:
+            return None
+        try:
+            return self.core.blobs.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def _new_fetch(self, relpath: str, url: str, expected: str | None, filename: str,
+                   project: str) -> FileFetch:
+        def verified(f: FileFetch) -> None:
+            assert f.sha256 is not None
+            self._record_file(relpath, project, url, f.sha256, filename, f.written)
+
+        def done(f: FileFetch) -> None:
+            with self._lock:
+                if self._downloads.get(relpath) is f:
+                    del self._downloads[relpath]
+
+        return FileFetch(self.core.blobs, url, filename, expected,
+                         lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
+                         self.timeout, verified, done)
 
     def _stream_response(self, fetch: FileFetch, lead: LeaderBody | None,
                          request: bottle.BaseRequest) -> bottle.HTTPResponse:

@@ -117,9 +117,9 @@ class _Writer:
             writes = [write for write, _ in batch if write is not None]
             try:
                 if writes:
-                    with self.storage.write() as tx:
+                    with self.storage.cache_write() as conn:
                         for stmt, many in _runs(writes):
-                            tx.conn.execute(stmt, many)
+                            conn.execute(stmt, many)
             except Exception:
                 self._one_by_one(writes)
             for _, done in batch:
@@ -132,8 +132,8 @@ class _Writer:
         does not take the others with it."""
         for index_id, stmt, params in writes:
             try:
-                with self.storage.write() as tx:
-                    tx.conn.execute(stmt, params)
+                with self.storage.cache_write() as conn:
+                    conn.execute(stmt, params)
             except IntegrityError as e:
                 if not self._index_exists(index_id):
                     log.info("mirror: dropped a cache update for an index deleted meanwhile")

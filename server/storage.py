@@ -168,6 +168,17 @@ class Storage:
         for fn in tx._after_commit:
             fn()
 
+    @contextmanager
+    def cache_write(self) -> Iterator[Connection]:
+        """A write transaction for data outside the serial and the changelog (the mirrors'
+        copy of upstream, written as upserts): on PostgreSQL it does not take the serial
+        lock, so the cache writes of many processes never queue behind an upload's commit
+        or each other. On SQLite every write takes the database's one write lock anyway."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(devpi_write=True)
+            with conn.begin():
+                yield conn
+
     # -- serial notification ---------------------------------------------
     def _dispatch(self, entries: list[tuple[int, list[Change]]]) -> None:
         with self._serial_cond:

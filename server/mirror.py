@@ -354,12 +354,16 @@ class MirrorRepository:
             return self._files.setdefault(relpath, stored)
 
     def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str,
-                     size: int) -> StoredFile:
-        """Remember a verified file (its blob is committed already): in memory under ``_lock``,
-        so a request never finds neither the download nor the file, then in SQL."""
+                     size: int, locked: bool = False) -> StoredFile:
+        """Remember a verified file (its blob is committed already): in memory under ``_lock``
+        (``locked``: the caller holds it), so a request never finds neither the download nor
+        the file, then in SQL."""
         stored = StoredFile(sha256, filename, size, time.time())
-        with self._lock:
+        if locked:
             stored = self._files.put(relpath, stored)
+        else:
+            with self._lock:
+                stored = self._files.put(relpath, stored)
         self.store.save_file(relpath, project, filename, sha256, size, stored.created, url)
         return stored
 
@@ -424,9 +428,10 @@ class MirrorRepository:
         when this request started it, the body through which this request drives it.
 
         Under ``_lock``, in this order: a download that has just renamed its blob but not yet
-        recorded it is found as a download, so its file is recorded once. Nothing under the
-        lock makes a system call: one lets other threads run while the lock is held, and
-        every request for a file not yet stored waits for it."""
+        recorded it is found as a download, so its file is recorded once. The look for the
+        same bytes under another path (a ``stat``) comes before the lock: a system call lets
+        other threads run while the lock is held, and every request for a file not yet
+        stored waits for the lock."""
         stored, fetch = self._files.get(relpath), self._downloads.get(relpath)  # the usual answers
         if stored is not None:
             return stored
@@ -440,12 +445,11 @@ class MirrorRepository:
             fetch = self._downloads.get(relpath)
             if fetch is not None:
                 return fetch, None
-            if kept_size is None:
-                fetch = self._new_fetch(relpath, url, expected, filename, project)
-                self._downloads[relpath] = fetch
-        if fetch is None:
-            assert expected is not None and kept_size is not None
-            return self._record_file(relpath, project, url, expected, filename, kept_size)
+            if kept_size is not None:
+                assert expected is not None
+                return self._record_file(relpath, project, url, expected, filename, kept_size, locked=True)
+            fetch = self._new_fetch(relpath, url, expected, filename, project)
+            self._downloads[relpath] = fetch
         if request.method == "GET" and not request.get_header("Range"):
             return fetch, fetch.lead()
         return fetch.start(), None

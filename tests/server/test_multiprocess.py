@@ -168,7 +168,7 @@ def test_mirror_cache_writes_do_not_wait_for_the_serial_lock(make_server, pg_clu
     serial, so on PostgreSQL they must not queue behind a transaction holding the serial
     lock (an upload in another process, say). The cached page lands while the lock is held,
     and an upload that waited for the lock lands once it is released."""
-    from sqlalchemy import create_engine, text
+    import psycopg
     from support.upstream import Upstream
 
     with Upstream() as up:
@@ -177,25 +177,18 @@ def test_mirror_cache_writes_do_not_wait_for_the_serial_lock(make_server, pg_clu
         server = make_server(serverdir=tmp_path / "srv", storage=url, mirror_url=up.url)
         alice = server.create_user("alice", "pw")
         server.create_index(alice, "dev")
-        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)
-                               if url.startswith("postgresql://") else url)
-        cached = text("SELECT count(*) FROM mirror_pages WHERE project = 'unlocked-pkg'")
-        try:
-            with engine.connect() as holder:
-                holder.begin()
-                holder.execute(text("SELECT value FROM kv WHERE key = 'serial' FOR UPDATE"))
-                r = requests.get(f"{server.url}/root/pypi/+simple/unlocked-pkg/", timeout=30)
-                assert r.status_code == 200 and "unlocked_pkg-1.0" in r.text
-                with engine.connect() as reader:
-                    _wait_for(lambda: reader.execute(cached).scalar() == 1)
-                upload = {}
-                wheel = write_wheel(tmp_path, "serialised", "1.0")
-                t = threading.Thread(target=lambda: upload.update(r=server.upload("alice/dev", wheel, alice)))
-                t.start()
-                time.sleep(1.0)
-                assert "r" not in upload  # a serial-taking write does wait for the lock
-                holder.rollback()
-            t.join(30)
-            assert upload["r"].status_code == 200, upload["r"].text
-        finally:
-            engine.dispose()
+        cached = "SELECT count(*) FROM mirror_pages WHERE project = 'unlocked-pkg'"
+        upload: dict = {}
+        with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as reader:
+            holder.execute("SELECT value FROM kv WHERE key = 'serial' FOR UPDATE")  # held until rollback
+            r = requests.get(f"{server.url}/root/pypi/+simple/unlocked-pkg/", timeout=30)
+            assert r.status_code == 200 and "unlocked_pkg-1.0" in r.text
+            _wait_for(lambda: reader.execute(cached).fetchone()[0] == 1)
+            wheel = write_wheel(tmp_path, "serialised", "1.0")
+            t = threading.Thread(target=lambda: upload.update(r=server.upload("alice/dev", wheel, alice)))
+            t.start()
+            time.sleep(1.0)
+            assert "r" not in upload  # a serial-taking write does wait for the lock
+            holder.rollback()
+        t.join(30)
+        assert upload["r"].status_code == 200, upload["r"].text

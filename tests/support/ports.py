@@ -29,10 +29,10 @@ def worker_slice() -> range:
     """This test process's share of the pool: one slice per pytest-xdist worker."""
     pool = range(POOL_START, ephemeral_start())
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1), 1)
     index = int(worker[2:]) if worker[2:].isdigit() else 0
-    size = len(pool) // max(count, 1)
-    start = pool.start + (index % max(count, 1)) * size
+    size = len(pool) // count
+    start = pool.start + (index % count) * size
     return range(start, start + size)
 
 

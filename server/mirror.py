@@ -353,19 +353,14 @@ class MirrorRepository:
         with self._lock:
             return self._files.setdefault(relpath, stored)
 
-    def _record_file(self, relpath: str, project: str, url: str, sha256: str, filename: str,
-                     size: int, locked: bool = False) -> StoredFile:
-        """Remember a verified file (its blob is committed already): in memory under ``_lock``
-        (``locked``: the caller holds it), so a request never finds neither the download nor
-        the file, then in SQL."""
-        stored = StoredFile(sha256, filename, size, time.time())
-        if locked:
-            stored = self._files.put(relpath, stored)
-        else:
-            with self._lock:
-                stored = self._files.put(relpath, stored)
-        self.store.save_file(relpath, project, filename, sha256, size, stored.created, url)
-        return stored
+    def _remember_file(self, relpath: str, sha256: str, filename: str, size: int) -> StoredFile:
+        """Remember a verified file (its blob is committed already) in memory; the caller
+        holds ``_lock``, so a request never finds neither the download nor the file. The
+        caller then queues its row (``_save_file``) after letting go of the lock."""
+        return self._files.put(relpath, StoredFile(sha256, filename, size, time.time()))
+
+    def _save_file(self, relpath: str, project: str, url: str, stored: StoredFile) -> None:
+        self.store.save_file(relpath, project, stored.filename, stored.sha256, stored.size, stored.created, url)
 
     def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str] | None:
         """(upstream URL, expected sha256, filename, project) of a file path, from its page.
@@ -447,9 +442,13 @@ class MirrorRepository:
                 return fetch, None
             if kept_size is not None:
                 assert expected is not None
-                return self._record_file(relpath, project, url, expected, filename, kept_size, locked=True)
-            fetch = self._new_fetch(relpath, url, expected, filename, project)
-            self._downloads[relpath] = fetch
+                stored = self._remember_file(relpath, expected, filename, kept_size)
+            else:
+                fetch = self._new_fetch(relpath, url, expected, filename, project)
+                self._downloads[relpath] = fetch
+        if stored is not None:  # the same bytes, kept under another path
+            self._save_file(relpath, project, url, stored)
+            return stored
         if request.method == "GET" and not request.get_header("Range"):
             return fetch, fetch.lead()
         return fetch.start(), None
@@ -467,7 +466,9 @@ class MirrorRepository:
                    project: str) -> FileFetch:
         def verified(f: FileFetch) -> None:
             assert f.sha256 is not None
-            self._record_file(relpath, project, url, f.sha256, filename, f.written)
+            with self._lock:
+                stored = self._remember_file(relpath, f.sha256, filename, f.written)
+            self._save_file(relpath, project, url, stored)
 
         def done(f: FileFetch) -> None:
             with self._lock:

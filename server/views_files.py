@@ -79,8 +79,12 @@ def serve_verified_file(f: BinaryIO, sha256: str, filename: str, size: int, mtim
     """An open file whose bytes were hashed moments ago (a blob this process checked, or a
     mirror download that just completed): sent as it is, without hashing it all again
     for every byte range. The file is closed here unless the body reads it later."""
-    reply = _file_reply(sha256, filename, size, mtime, lambda start, end: _file_body(f, start, end))
-    if reply.body is not f and not isinstance(reply.body, Iterator):  # 304 or HEAD: not read
+    try:
+        reply = _file_reply(sha256, filename, size, mtime, lambda start, end: _file_body(f, start, end))
+    except BaseException:
+        f.close()
+        raise
+    if reply.body is not f and not isinstance(reply.body, Iterator):  # read already, or not at all
         f.close()
     return reply
 
@@ -95,10 +99,7 @@ def _file_body(f: BinaryIO, start: int, end: int) -> Any:
     the file (bounded by Content-Length), sparing the worker thread and two copies of
     every chunk through its output buffer."""
     if end - start <= SMALL_BODY:
-        try:
-            data = os.pread(f.fileno(), end - start, start)
-        finally:
-            f.close()
+        data = os.pread(f.fileno(), end - start, start)
         if len(data) != end - start:
             raise APIError(500, f"stored file ended {end - start - len(data)} bytes early")
         return [data]

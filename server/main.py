@@ -51,6 +51,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-size", type=parse_size, default=parse_size("512M"),
                    help="largest accepted upload body (default: 512M)")
     p.add_argument("--threads", type=int, default=32, help="worker threads (default: 32)")
+    p.add_argument("--pin-cpu", metavar="auto|off|N", default="auto",
+                   help="keep all threads on one CPU (Python runs one thread at a time, so spreading them "
+                        "costs more than it gains): auto (default) picks one and moves off it when other "
+                        "work crowds it; off lets the kernel place threads; N pins to CPU N")
     p.add_argument("--request-timeout", type=float, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
     p.add_argument("--debug", action="store_true", help="log more")
@@ -121,6 +125,7 @@ def _json_transport_errors() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    from .cpupin import CpuPin, PinError
     from .logwriter import BatchedLogHandler, shared_lines
 
     handler = BatchedLogHandler(shared_lines())
@@ -129,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger("waitress").setLevel(logging.ERROR)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    pin = CpuPin(args.pin_cpu)
+    try:
+        pin.apply()  # before the server starts its threads: they inherit the placement
+    except PinError as e:
+        raise SystemExit(f"devpi server: {e}") from None
     config = config_from_args(args)
     try:
         config.serverdir.mkdir(parents=True, exist_ok=True)
@@ -177,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck
     faulthandler.register(signal.SIGUSR2, all_threads=True)
+    pin.start_watching()
     try:
         server.run()
     except KeyboardInterrupt:
         log.info("shutting down")
     finally:
+        pin.stop()
         server.close()
         for hook in core.config.extra.get("shutdown_hooks", []):
             try:

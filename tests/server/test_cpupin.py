@@ -1,0 +1,103 @@
+"""The server keeps its threads on one CPU (the GIL makes spreading them cost more than it
+gains) and moves them when another job crowds that CPU."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from devpi.server.cpupin import better_cpu
+from test_startup import assert_one_line_refusal, run_server
+
+ALLOWED = sorted(os.sched_getaffinity(0))
+
+
+def thread_cpus(pid: int) -> set[str]:
+    """Each thread's allowed CPU list, as /proc shows it (e.g. '1' or '0-1')."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    out.add(line.split(":", 1)[1].strip())
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return out
+
+
+def proc_cpus_text(cpus: list[int]) -> str:
+    """How /proc writes a CPU set: ranges like '0-3', commas between runs."""
+    runs, start = [], cpus[0]
+    for a, b in zip(cpus, [*cpus[1:], None], strict=True):
+        if b != a + 1:
+            runs.append(f"{start}-{a}" if a != start else f"{a}")
+            start = b
+    return ",".join(runs)
+
+
+def test_moves_only_for_a_clear_gain():
+    # our CPU busy only with us: stay
+    assert better_cpu(0, {0: 0.9, 1: 0.1}, own=0.85) is None
+    # another job takes most of our CPU while the other one idles: move there
+    assert better_cpu(0, {0: 1.0, 1: 0.05}, own=0.3) == 1
+    # both crowded alike: moving gains nothing
+    assert better_cpu(0, {0: 1.0, 1: 0.9}, own=0.3) is None
+    # the least busy of several
+    assert better_cpu(2, {0: 0.6, 1: 0.1, 2: 1.0, 3: 0.3}, own=0.0) == 1
+    # nowhere else to go
+    assert better_cpu(0, {0: 1.0}, own=0.0) is None
+
+
+def test_all_threads_share_one_cpu_by_default(server):
+    cpus = thread_cpus(server.proc.pid)
+    assert len(cpus) == 1, cpus
+    cpu = cpus.pop()
+    assert "-" not in cpu and "," not in cpu and int(cpu) in ALLOWED
+    assert server.api("GET", "/+api").status_code == 200
+    if len(ALLOWED) > 1:
+        assert f"threads kept on CPU {cpu}" in server.log_text()
+
+
+def test_off_leaves_placement_to_the_kernel(make_server):
+    s = make_server(args=("--pin-cpu", "off"))
+    assert thread_cpus(s.proc.pid) == {proc_cpus_text(ALLOWED)}
+    assert "threads kept on CPU" not in s.log_text()
+
+
+def test_an_explicit_cpu_is_used(make_server):
+    cpu = ALLOWED[-1]
+    s = make_server(args=("--pin-cpu", str(cpu)))
+    assert thread_cpus(s.proc.pid) == {str(cpu)}
+
+
+def test_a_cpu_this_process_may_not_use_is_refused(tmp_path):
+    serverdir = tmp_path / "never"
+    p = run_server("--serverdir", str(serverdir), "--pin-cpu", str(max(ALLOWED) + 1))
+    assert_one_line_refusal(p, f"--pin-cpu {max(ALLOWED) + 1}: this process may only use CPUs")
+    assert not serverdir.exists()  # refused before anything was made
+    p = run_server("--serverdir", str(serverdir), "--pin-cpu", "fast")
+    assert_one_line_refusal(p, "--pin-cpu wants auto, off or a CPU number, not 'fast'")
+
+
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="moving between CPUs needs two of them")
+def test_threads_move_off_a_cpu_another_job_keeps_busy(server):
+    (before,) = thread_cpus(server.proc.pid)
+    hog = subprocess.Popen(["taskset", "-c", before, sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            cpus = thread_cpus(server.proc.pid)
+            logged = f"moving threads from CPU {before} " in server.log_text()  # log lines go out in batches
+            if len(cpus) == 1 and cpus != {before} and logged:
+                break
+            time.sleep(0.2)
+        assert len(cpus) == 1 and cpus != {before}, (before, cpus, server.log_text()[-2000:])
+        assert logged, server.log_text()[-2000:]
+        assert server.api("GET", "/+api").status_code == 200  # threads started later follow too
+        assert thread_cpus(server.proc.pid) == cpus
+    finally:
+        hog.kill()
+        hog.wait()

@@ -70,12 +70,22 @@ def _upsert(storage: Storage, table: Table) -> Executable:
     return stmt
 
 
+def _row_order(write: Write) -> tuple[int, int, str]:
+    """Where a write goes in its batch: by table, then by the row it changes. Every process
+    then takes row locks in the same order (PostgreSQL), so two batches with rows in
+    common wait for each other instead of deadlocking."""
+    index_id, stmt, params = write
+    row = params.get("project") or params.get("key_project") or params.get("relpath") or ""
+    return _TABLE_ORDER.get(stmt.table.name, 9), index_id, row
+
+
 def _runs(writes: list[Write]) -> list[tuple[Executable, list[dict[str, Any]]]]:
-    """The batch as (statement, [parameters, ...]) runs: grouped by table, in queue order
-    within each table (a refresh of a page must land after the page itself), then
-    consecutive writes of one statement together."""
+    """The batch as (statement, [parameters, ...]) runs: sorted by table and row
+    (``_row_order``), writes to one row in queue order (the sort is stable: a refresh of a
+    page must land after the page itself), then consecutive writes of one statement
+    together."""
     out: list[tuple[Executable, list[dict[str, Any]]]] = []
-    for _, stmt, params in sorted(writes, key=lambda w: _TABLE_ORDER.get(w[1].table.name, 9)):
+    for _, stmt, params in sorted(writes, key=_row_order):
         if out and out[-1][0] is stmt:
             out[-1][1].append(params)
         else:

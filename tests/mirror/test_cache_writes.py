@@ -30,3 +30,34 @@ def test_a_write_for_a_deleted_index_does_not_take_its_batch_with_it(tmp_path, c
     assert mirror_store.MirrorStore(storage, gone.id).load_page("pkg") is None
     assert "dropped a cache update for an index deleted meanwhile" in caplog.text
     assert "could not store" not in caplog.text
+
+
+def test_a_batch_changes_rows_in_one_order_whatever_the_queue_order(tmp_path):
+    """Every process's batch takes its row locks in the same order (by table, index, row),
+    so two batches with rows in common on PostgreSQL wait for each other instead of
+    deadlocking; writes to one row keep their queue order (the sort is stable)."""
+    storage = Storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upsert_page = mirror_store._upsert(storage, mirror_store.pages)
+    upsert_file = mirror_store._upsert(storage, mirror_store.files)
+    touch = mirror_store._touch_page
+    queued = [
+        (2, upsert_file, {"relpath": "+f/b/x.whl"}),
+        (1, upsert_page, {"project": "zeta"}),
+        (1, touch, {"key_project": "alpha", "new_fetched": 2.0}),
+        (2, upsert_page, {"project": "alpha"}),
+        (1, upsert_page, {"project": "alpha", "fetched": 1.0}),
+        (1, upsert_file, {"relpath": "+f/a/y.whl"}),
+    ]
+    order = [params for _, many in mirror_store._runs(queued) for params in many]
+    assert order == [
+        {"key_project": "alpha", "new_fetched": 2.0},  # index 1, alpha: the touch was queued first
+        {"project": "alpha", "fetched": 1.0},
+        {"project": "zeta"},
+        {"project": "alpha"},  # index 2
+        {"relpath": "+f/a/y.whl"},  # then files
+        {"relpath": "+f/b/x.whl"},
+    ]
+    distinct_rows = [w for w in queued if w[2] is not queued[2][2]]  # one write per row
+    forwards = [p for _, many in mirror_store._runs(distinct_rows) for p in many]
+    backwards = [p for _, many in mirror_store._runs(distinct_rows[::-1]) for p in many]
+    assert forwards == backwards

@@ -27,7 +27,8 @@ import threading
 log = logging.getLogger("devpi.server")
 CHECK_EVERY = 2.0  # seconds between looks at how busy the CPUs are (each look waits ±25 % of it,
 # so two servers that share a CPU do not both decide to move in the same instant)
-MOVE_MARGIN = 0.4  # move when other jobs use this much more of our CPU than of the best other one
+MOVE_MARGIN = 0.4  # move when other jobs keep our CPU busy this much longer (a share of the
+# interval) than the least busy other CPU is busy
 
 
 class PinError(Exception):
@@ -51,19 +52,16 @@ def current_cpu() -> int | None:
         return None
 
 
-def pin_threads(cpu: int) -> int:
+def pin_threads(cpu: int) -> None:
     """Pin every thread of this process to ``cpu``; threads started later inherit it from
-    the thread that starts them. Returns how many threads had to be changed."""
-    changed = 0
+    the thread that starts them."""
     for entry in os.listdir("/proc/self/task"):
         tid = int(entry)
         try:
             if os.sched_getaffinity(tid) != {cpu}:
                 os.sched_setaffinity(tid, {cpu})
-                changed += 1
         except (ProcessLookupError, PermissionError):  # a thread that just ended
             pass
-    return changed
 
 
 def cpu_busy_ticks() -> dict[int, tuple[int, int]]:

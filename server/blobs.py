@@ -168,6 +168,14 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return os.path.exists(self.filename(sha256))
 
+    def size(self, sha256: str) -> int | None:
+        """The blob's size, None if there is no such blob (one ``stat``, no race between
+        asking whether it exists and how large it is)."""
+        try:
+            return os.stat(self.filename(sha256)).st_size
+        except FileNotFoundError:
+            return None
+
     def writer(self, suffix: str = "", md5: bool = False, spare: bool = False) -> BlobWriter:
         """suffix: keep the file's name ending (readers such as pkginfo go by it).
         spare: take a temp file made in advance (see ``_take_spare``)."""

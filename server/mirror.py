@@ -432,7 +432,7 @@ class MirrorRepository:
             return stored
         if fetch is not None:
             return fetch, None
-        kept_size = self._blob_size(expected)  # the same bytes already kept for another path?
+        kept_size = self.core.blobs.size(expected) if expected else None  # the same bytes kept for another path?
         with self._lock:  # again, now for certain
             stored = self._files.get(relpath)
             if stored is not None:
@@ -452,15 +452,6 @@ class MirrorRepository:
         if request.method == "GET" and not request.get_header("Range"):
             return fetch, fetch.lead()
         return fetch.start(), None
-
-    def _blob_size(self, sha256: str | None) -> int | None:
-        """The size of the blob with this hash, None if there is none."""
-        if not sha256:
-            return None
-        try:
-            return self.core.blobs.path(sha256).stat().st_size
-        except FileNotFoundError:
-            return None
 
     def _new_fetch(self, relpath: str, url: str, expected: str | None, filename: str,
                    project: str) -> FileFetch:

@@ -178,7 +178,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
                 raise APIError(404, "no core metadata for this file")
             data_sha = f.core_metadata_sha256
             _ensure_core_metadata(core, f)
-            size = core.blobs.path(data_sha).stat().st_size if core.blobs.exists(data_sha) else 0
+            size = core.blobs.size(data_sha) or 0
             return serve_blob(core, data_sha, f.filename + ".metadata", size, f.created)
         return serve_blob(core, f.sha256, f.filename, f.size, f.created)
 

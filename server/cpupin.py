@@ -86,6 +86,19 @@ def own_ticks() -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def busy_shares(prev: dict[int, tuple[int, int]], now: dict[int, tuple[int, int]], own_delta: int,
+                cpus: set[int]) -> tuple[dict[int, float], float]:
+    """From two ``cpu_busy_ticks`` readings and this process's ticks in between: the share of
+    the interval each of ``cpus`` was busy, and this process's share."""
+    busy = {}
+    for cpu in cpus & now.keys() & prev.keys():
+        total = now[cpu][1] - prev[cpu][1]
+        if total > 0:
+            busy[cpu] = (now[cpu][0] - prev[cpu][0]) / total
+    span = max((now[c][1] - prev[c][1] for c in busy), default=0)
+    return busy, (own_delta / span if span else 0.0)
+
+
 def better_cpu(current: int, busy: dict[int, float], own: float, margin: float = MOVE_MARGIN) -> int | None:
     """Where to move, or None to stay.
 
@@ -151,15 +164,7 @@ class CpuPin:
         while not self._stop.wait(CHECK_EVERY * random.uniform(0.75, 1.25)):
             try:
                 now, now_own = cpu_busy_ticks(), own_ticks()
-                busy = {}
-                for cpu in self.allowed:
-                    if cpu in now and cpu in prev:
-                        d_total = now[cpu][1] - prev[cpu][1]
-                        if d_total > 0:
-                            busy[cpu] = (now[cpu][0] - prev[cpu][0]) / d_total
-                spans = [now[c][1] - prev[c][1] for c in busy]
-                span = max(spans) if spans else 0
-                own = (now_own - prev_own) / span if span else 0.0
+                busy, own = busy_shares(prev, now, now_own - prev_own, self.allowed)
                 prev, prev_own = now, now_own
                 assert self.cpu is not None
                 target = better_cpu(self.cpu, busy, own)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from devpi.server.cpupin import better_cpu
+from devpi.server.cpupin import better_cpu, busy_shares
 from test_startup import assert_one_line_refusal, run_server
 
 ALLOWED = sorted(os.sched_getaffinity(0))
@@ -50,6 +50,13 @@ def test_moves_only_for_a_clear_gain():
     assert better_cpu(2, {0: 0.6, 1: 0.1, 2: 1.0, 3: 0.3}, own=0.0) == 1
     # nowhere else to go
     assert better_cpu(0, {0: 1.0}, own=0.0) is None
+
+
+def test_busy_shares_come_from_two_readings_of_the_cpu_ticks():
+    before = {0: (10, 100), 1: (50, 100), 2: (0, 100)}
+    after = {0: (110, 200), 1: (60, 200), 2: (0, 100)}  # CPU 2: no ticks in between (offline)
+    busy, own = busy_shares(before, after, own_delta=40, cpus={0, 1, 2, 3})
+    assert busy == {0: 1.0, 1: 0.1} and own == 0.4
 
 
 def test_all_threads_share_one_cpu_by_default(server):

@@ -321,7 +321,7 @@ class Upstream:
 
     def __init__(self, port: int | None = None, *, absolute_links: bool = False, serve_json: bool = True) -> None:
         if port is None:  # a port from the tests' pool, which a restart on the same port gets back
-            from .ports import free_port
+            from .ports import free_port  # here, not at the top: the module also runs as a script
 
             port = free_port()
         # shape of the answers

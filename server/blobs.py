@@ -134,7 +134,8 @@ class BlobStore:
         self._dirs: set[Path] = set()  # blob directories known to exist
         self._spares: list[Path] = []
         self._spares_lock = threading.Lock()
-        self._want_spares = threading.Event()
+        self._want_spares = threading.Event()  # set by takes; the refiller waits on it when full
+        self._last_take = 0.0  # monotonic time of the last spare taken
         self._refiller: threading.Thread | None = None
         self._verified: dict[str, tuple[tuple[int, int, int, int], float]] = {}  # see _remember_verified
         self.tmpdir = self._claim_tmpdir()
@@ -215,8 +216,9 @@ class BlobStore:
         """
         with self._spares_lock:
             path = self._spares.pop() if self._spares else None
+        self._last_take = time.monotonic()
         self._start_refiller()
-        self._want_spares.set()
+        self._want_spares.set()  # wakes the refiller only when it was waiting with all spares made
         if path is not None:
             try:
                 return os.open(path, os.O_WRONLY | os.O_TRUNC), path
@@ -227,15 +229,19 @@ class BlobStore:
     def _start_refiller(self) -> None:
         with self._spares_lock:
             if self._refiller is None:
+                self._want_spares.set()  # make the first ones at once
                 self._refiller = threading.Thread(target=self._refill_loop, name="blob-spares", daemon=True)
                 self._refiller.start()
 
     def _refill_loop(self) -> None:
         while True:
-            while True:  # wait for a pause: no spare taken for SPARES_PAUSE seconds
-                self._want_spares.clear()
-                if len(self._spares) >= SPARES or not self._want_spares.wait(SPARES_PAUSE):
-                    break
+            self._want_spares.wait()  # the first take since the spares were last made
+            # then a pause: no spare taken for SPARES_PAUSE seconds. It sleeps rather than
+            # waits on the event, so the takes of a burst do not wake this thread one by one
+            # (each a thread switch on a cold request's way).
+            while (left := self._last_take + SPARES_PAUSE - time.monotonic()) > 0:
+                time.sleep(left)
+            self._want_spares.clear()  # a take from here on sets it again: another round
             while len(self._spares) < SPARES:
                 try:
                     fd, name = tempfile.mkstemp(dir=self.tmpdir, prefix=SPARE_PREFIX)
@@ -244,7 +250,6 @@ class BlobStore:
                     break  # the disk is full or gone: writers make their own and report it
                 with self._spares_lock:
                     self._spares.append(Path(name))
-            self._want_spares.wait()
 
     # -- a store written by an older version -----------------------------------------------
     def _upgrade_layout(self) -> None:

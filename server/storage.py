@@ -173,11 +173,30 @@ class Storage:
         """A write transaction for data outside the serial and the changelog (the mirrors'
         copy of upstream, written as upserts): on PostgreSQL it does not take the serial
         lock, so the cache writes of many processes never queue behind an upload's commit
-        or each other. On SQLite every write takes the database's one write lock anyway."""
+        or each other. On SQLite every write takes the database's one write lock anyway.
+
+        Such a commit does not wait for the disk (SQLite ``synchronous=NORMAL``, PostgreSQL
+        ``synchronous_commit=off``): a power loss or OS crash may undo the last of them,
+        never leave the database inconsistent, and an undone cache row costs one more
+        upstream request (a blob whose row was undone is taken up again by its hash, or
+        downloaded again).
+        The wait was one more fsync on every cold page and file. Blobs are still fsynced
+        before the row naming them commits, and every other transaction still waits for
+        the disk, which also makes every cache row committed before it durable."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(devpi_write=True)
-            with conn.begin():
-                yield conn
+            if not self.is_sqlite:
+                with conn.begin():
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    yield conn
+                return
+            raw = conn.connection.driver_connection  # outside a transaction: sqlite3 in autocommit
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute("PRAGMA synchronous=FULL")  # the pooled connection serves uploads next
 
     # -- serial notification ---------------------------------------------
     def _dispatch(self, entries: list[tuple[int, list[Change]]]) -> None:

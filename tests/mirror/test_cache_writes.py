@@ -61,3 +61,27 @@ def test_a_batch_changes_rows_in_one_order_whatever_the_queue_order(tmp_path):
     forwards = [p for _, many in mirror_store._runs(distinct_rows) for p in many]
     backwards = [p for _, many in mirror_store._runs(distinct_rows[::-1]) for p in many]
     assert forwards == backwards
+
+
+def _synchronous(conn, is_sqlite: bool) -> str:
+    if is_sqlite:
+        return {0: "off", 1: "normal", 2: "full", 3: "extra"}[conn.exec_driver_sql("PRAGMA synchronous").scalar()]
+    return conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+
+
+def test_cache_writes_do_not_wait_for_the_disk_and_leave_other_writes_waiting(tmp_path, storage_url):
+    """A cache commit may be undone by a power loss (a cached copy of upstream); an upload's
+    may not. The relaxed setting must hold inside the cache transaction only: the pooled
+    connection goes on to serve every other write with the full wait."""
+    storage = Storage(storage_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with storage.engine.connect() as conn:
+        assert _synchronous(conn, storage.is_sqlite) in ("full", "on")
+    for _ in range(2):  # the same pooled connection again: restored after the first
+        with storage.cache_write() as conn:
+            assert _synchronous(conn, storage.is_sqlite) in ("normal", "off")
+            raw = conn.connection.driver_connection
+        if storage.is_sqlite:
+            assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    with storage.engine.connect() as conn, conn.begin():
+        assert _synchronous(conn, storage.is_sqlite) in ("full", "on")
+    storage.engine.dispose()

@@ -15,7 +15,7 @@ HOSTILE = [
     '<a href="unclosed.whl">unclosed.whl',
     '<meta content="<a href=q.whl>q.whl</a>">',
     "<script>var s = '<a href=\"s.whl\">s.whl</a>';</script>",
-    '<base href="https://elsewhere.invalid/">',
+    '<base href="http://127.0.0.1:9/elsewhere/">',
     '<a href="odd-end.whl">odd-end.whl</a foo>',
     "<![CDATA[<a href='x'>x</a>]]>",
     "<?php echo 1 ?>",
@@ -85,8 +85,8 @@ def test_regular_expressions_read_flat_pages_as_the_parser_does_and_leave_the_re
 
 
 def test_a_page_the_expressions_cannot_read_is_parsed_the_slow_way():
-    body = (b'<html><head><base href="https://elsewhere.invalid/b/"></head><body>'
+    body = (b'<html><head><base href="http://127.0.0.1:9/b/"></head><body>'
             b'<!-- <a href="commented-1.0.tar.gz">commented-1.0.tar.gz</a> -->'
             b'<a href="pkg-1.0.tar.gz">pkg-1.0.tar.gz</a></body></html>')
-    (link,) = parse_project_page(body, "text/html", "http://up.invalid/simple/pkg/")
-    assert link["url"] == "https://elsewhere.invalid/b/pkg-1.0.tar.gz"
+    (link,) = parse_project_page(body, "text/html", "http://127.0.0.1:9/simple/pkg/")
+    assert link["url"] == "http://127.0.0.1:9/b/pkg-1.0.tar.gz"

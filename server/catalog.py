@@ -130,11 +130,37 @@ def list_indexes(conn: Connection, user: str | None = None) -> list[IndexRow]:
     return [_index(r) for r in conn.execute(q)]
 
 
+LAST_INDEX_ID = "last_index_id"  # kv key: the largest index id ever given out (SQLite)
+
+
+def _unused_index_id(tx: WriteTx) -> int | None:
+    """On SQLite an id no index ever had; None elsewhere (a PostgreSQL sequence never
+    gives one out twice).
+
+    SQLite gives a new row the largest id plus one, so an index created right after the
+    newest one was deleted got its id back, and whatever still named the old index by id
+    (a mirror cache write queued before the delete and committed after it) then landed
+    on the new one. Runs inside the write transaction, which serialises index creation."""
+    if tx.conn.dialect.name != "sqlite":
+        return None
+    row = tx.conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == LAST_INDEX_ID)).first()
+    largest = tx.conn.execute(select(func.max(schema.indexes.c.id))).scalar() or 0
+    new_id = max(int(row[0]) if row else 0, largest) + 1
+    if row:
+        tx.conn.execute(update(schema.kv).where(schema.kv.c.key == LAST_INDEX_ID).values(value=str(new_id)))
+    else:
+        tx.conn.execute(insert(schema.kv).values(key=LAST_INDEX_ID, value=str(new_id)))
+    return new_id
+
+
 def create_index(tx: WriteTx, user: str, name: str, config: dict[str, Any]) -> IndexRow:
     if get_index(tx.conn, user, name):
         raise Conflict(f"index '{user}/{name}' exists")
-    res = tx.conn.execute(insert(schema.indexes).values(user=user, name=name, type=config["type"],
-                                                        config=dumps(config)))
+    values: dict[str, Any] = {"user": user, "name": name, "type": config["type"], "config": dumps(config)}
+    new_id = _unused_index_id(tx)
+    if new_id is not None:
+        values["id"] = new_id
+    res = tx.conn.execute(insert(schema.indexes).values(**values))
     tx.record("index", index=f"{user}/{name}", op="create")
     return IndexRow(res.inserted_primary_key[0], user, name, config["type"], config)
 

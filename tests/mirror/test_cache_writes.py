@@ -85,3 +85,34 @@ def test_cache_writes_do_not_wait_for_the_disk_and_leave_other_writes_waiting(tm
     with storage.engine.connect() as conn, conn.begin():
         assert _synchronous(conn, storage.is_sqlite) in ("full", "on")
     storage.engine.dispose()
+
+
+def test_an_index_made_after_a_delete_never_gets_the_deleted_ones_id(tmp_path, storage_url, caplog):
+    """A cache write queued for a mirror that is then deleted must not land on an index
+    created afterwards: the new one gets an id no index had before (SQLite would give the
+    newest deleted row's id out again)."""
+    storage = Storage(storage_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ensure_schema(storage)
+    with storage.write() as tx:
+        catalog.create_user(tx, "root", "x", {})
+        catalog.create_index(tx, "root", "kept", {"type": "mirror"})
+        old = catalog.create_index(tx, "root", "phoenix", {"type": "mirror"})
+    with storage.write() as tx:
+        catalog.delete_index(tx, old)
+    with storage.write() as tx:
+        new = catalog.create_index(tx, "root", "phoenix", {"type": "mirror"})
+    assert new.id > old.id
+
+    caplog.set_level(logging.INFO, logger="devpi.server.mirror")
+    mirror_store.MirrorStore(storage, old.id).save_page("pkg", "http://127.0.0.1:9/simple/pkg/", [],
+                                                        None, None, None, 1.0)  # fetched before the delete
+    mirror_store.flush_all()
+    assert mirror_store.MirrorStore(storage, new.id).load_page("pkg") is None
+    assert "dropped a cache update for an index deleted meanwhile" in caplog.text
+
+    with storage.write() as tx:  # the count survives the newest index going, twice over
+        catalog.delete_index(tx, new)
+    with storage.write() as tx:
+        again = catalog.create_index(tx, "root", "phoenix", {"type": "mirror"})
+    assert again.id > new.id
+    storage.engine.dispose()

@@ -168,10 +168,11 @@ class CpuPin:
                 prev, prev_own = now, now_own
                 assert self.cpu is not None
                 target = better_cpu(self.cpu, busy, own)
-                log.debug("cpu look: CPU %d %.2f busy with other work, the others %s: %s", self.cpu,
-                          busy.get(self.cpu, 0.0) - own,
-                          " ".join(f"{c}={b:.2f}" for c, b in sorted(busy.items()) if c != self.cpu),
-                          "stay" if target is None else f"move to {target}")
+                if log.isEnabledFor(logging.DEBUG):  # the line is built only when it is written
+                    log.debug("cpu look: CPU %d %.2f busy with other work, the others %s: %s", self.cpu,
+                              busy.get(self.cpu, 0.0) - own,
+                              " ".join(f"{c}={b:.2f}" for c, b in sorted(busy.items()) if c != self.cpu),
+                              "stay" if target is None else f"move to {target}")
                 if target is not None:
                     log.info("moving threads from CPU %d (%.0f%% busy with other work) to CPU %d (%.0f%%)",
                              self.cpu, 100 * (busy[self.cpu] - own), target, 100 * busy[target])

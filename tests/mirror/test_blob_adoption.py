@@ -1,0 +1,74 @@
+"""A verified blob is never downloaded twice: a mirror file whose row is missing, but whose
+bytes the store already holds under the page's sha256, is taken up again from the store.
+
+Two ways to get there: the row was undone by a power loss (cache writes do not wait for the
+disk, see ``Storage.cache_write``; the blob itself was fsynced before it), or another mirror
+index already keeps the same file.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import requests
+from mirror_helpers import blob_appears, file_url, make_mirror, page, sha256
+from support.server import ServerProcess
+
+
+def _rows(server: ServerProcess, filename: str) -> int:
+    with sqlite3.connect(f"file:{server.serverdir / 'devpi.sqlite'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT count(*) FROM mirror_files WHERE filename = ?", (filename,)).fetchone()[0]
+
+
+def _wait_rows(server: ServerProcess, filename: str, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while _rows(server, filename) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} mirror_files rows for {filename} after 10 s"
+        time.sleep(0.02)
+
+
+def _fetch(url: str) -> bytes:
+    r = requests.get(url, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def test_a_file_whose_row_was_lost_is_taken_up_again_from_its_blob(tmp_path, upstream):
+    f = upstream.add_file("adopted", "adopted-1.0.tar.gz", b"the same bytes, kept once" * 4000)
+    server = ServerProcess(tmp_path / "server", mirror_url=upstream.url).start()
+    try:
+        simple = f"{server.url}/root/pypi/+simple/adopted/"
+        resp = page(simple)
+        target = file_url(simple, resp, f.filename)
+        assert _fetch(target) == f.content
+        assert blob_appears(server, f.sha256)
+        _wait_rows(server, f.filename, 1)
+        server.stop()
+
+        # What a power loss may do to a cache write: the row is gone, the fsynced blob is not.
+        with sqlite3.connect(server.serverdir / "devpi.sqlite") as db:
+            db.execute("DELETE FROM mirror_files WHERE filename = ?", (f.filename,))
+        assert _rows(server, f.filename) == 0
+
+        server.start()
+        upstream.reset_log()
+        assert _fetch(target) == f.content
+        assert upstream.downloads(f.filename) == 0  # taken from the store, not fetched again
+        _wait_rows(server, f.filename, 1)  # and recorded again
+        assert "mirror: could not store" not in server.log_text()
+    finally:
+        server.stop()
+
+
+def test_a_file_another_mirror_keeps_is_not_downloaded_again(mserver, root, upstream):
+    f = upstream.add_file("shared-bytes", "shared_bytes-1.0.tar.gz", b"one blob for two mirrors" * 4000)
+    first = f"{mserver.url}/root/pypi/+simple/shared-bytes/"
+    assert _fetch(file_url(first, page(first), f.filename)) == f.content
+    assert blob_appears(mserver, f.sha256)
+
+    second = make_mirror(mserver, root, "adoption-second", upstream.url) + "shared-bytes/"
+    upstream.reset_log()
+    body = _fetch(file_url(second, page(second), f.filename))
+    assert sha256(body) == f.sha256
+    assert upstream.downloads(f.filename) == 0
+    _wait_rows(mserver, f.filename, 2)  # each index records its own row for the one blob

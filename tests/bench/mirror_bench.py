@@ -13,8 +13,10 @@ ratios to devpi-server and to the upstream nginx, and writes them into
 
 S2 (pip and uv) is run ``--s2-runs`` times (default 3): the harness does 5
 repetitions per run, and on this shared 2-CPU machine one repetition of the
-same client against the same nginx varies by up to ×3, so the median of 5 paired
-ratios moves by ±0.15 from run to run. The repetitions of all runs are pooled
+same client against the same nginx varies by up to ×3 (mostly the kernel creating
+the client's files: doc/performance.md, "Seventh stop"), so the median of 5 paired
+ratios moves by ±0.15 from run to run. ``client_overhead.py`` measures what the
+server adds with the client's files on a tmpfs. The repetitions of all runs are pooled
 and summarised exactly as the harness summarises one run (medians of
 per-repetition paired ratios); each run's own median is printed as well.
 

@@ -9,9 +9,10 @@ kernel's inode allocator), and the harness deletes a few thousand files after
 every run. How long that takes depends on what was deleted before, so the
 same uv install straight from nginx takes 0.2 s to 1.5 s, and a server's
 ratio moves with it. Here the client writes into a tmpfs (its target and
-its ``TMPDIR``), so what is left is the network path: the figures are
-stable to a few tens of milliseconds and show the milliseconds the server
-adds.
+its ``TMPDIR``), which takes the file creation out; the machine's other moods
+stay (uv straight from nginx still took 0.25-0.87 s within one run), so read
+the medians of many repetitions. It prints the milliseconds the server adds
+as well as the ratios.
 
 The server under test is started exactly as the benchmark starts it (the
 shared harness's ``devpi-ours`` adapter, a fresh server dir on disk), over the

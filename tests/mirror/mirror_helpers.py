@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -50,6 +51,23 @@ def blob_appears(server: ServerProcess, sha256: str, timeout: float = 5.0) -> bo
             return False
         time.sleep(0.02)
     return True
+
+
+def stored_rows(server: ServerProcess, table: str, filename: str | None = None) -> int:
+    """Rows of a mirror cache table in the server's SQLite database (all, or one file's)."""
+    query, args = f"SELECT count(*) FROM {table}", ()
+    if filename is not None:
+        query, args = query + " WHERE filename = ?", (filename,)
+    with sqlite3.connect(f"file:{server.serverdir / 'devpi.sqlite'}?mode=ro", uri=True) as db:
+        return db.execute(query, args).fetchone()[0]
+
+
+def wait_for_rows(server: ServerProcess, table: str, n: int, filename: str | None = None) -> None:
+    """Cache writes land in the background: wait until at least n rows are there."""
+    deadline = time.monotonic() + 10
+    while stored_rows(server, table, filename) < n:
+        assert time.monotonic() < deadline, f"{table}: fewer than {n} rows after 10 s"
+        time.sleep(0.02)
 
 
 def sha256(data: bytes) -> str:

@@ -8,23 +8,10 @@ index already keeps the same file.
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import requests
-from mirror_helpers import blob_appears, file_url, make_mirror, page, sha256
+from mirror_helpers import blob_appears, file_url, make_mirror, page, sha256, stored_rows, wait_for_rows
 from support.server import ServerProcess
-
-
-def _rows(server: ServerProcess, filename: str) -> int:
-    with sqlite3.connect(f"file:{server.serverdir / 'devpi.sqlite'}?mode=ro", uri=True) as db:
-        return db.execute("SELECT count(*) FROM mirror_files WHERE filename = ?", (filename,)).fetchone()[0]
-
-
-def _wait_rows(server: ServerProcess, filename: str, n: int) -> None:
-    deadline = time.monotonic() + 10
-    while _rows(server, filename) < n:
-        assert time.monotonic() < deadline, f"fewer than {n} mirror_files rows for {filename} after 10 s"
-        time.sleep(0.02)
 
 
 def _fetch(url: str) -> bytes:
@@ -42,19 +29,19 @@ def test_a_file_whose_row_was_lost_is_taken_up_again_from_its_blob(tmp_path, ups
         target = file_url(simple, resp, f.filename)
         assert _fetch(target) == f.content
         assert blob_appears(server, f.sha256)
-        _wait_rows(server, f.filename, 1)
+        wait_for_rows(server, "mirror_files", 1, f.filename)
         server.stop()
 
         # What a power loss may do to a cache write: the row is gone, the fsynced blob is not.
         with sqlite3.connect(server.serverdir / "devpi.sqlite") as db:
             db.execute("DELETE FROM mirror_files WHERE filename = ?", (f.filename,))
-        assert _rows(server, f.filename) == 0
+        assert stored_rows(server, "mirror_files", f.filename) == 0
 
         server.start()
         upstream.reset_log()
         assert _fetch(target) == f.content
         assert upstream.downloads(f.filename) == 0  # taken from the store, not fetched again
-        _wait_rows(server, f.filename, 1)  # and recorded again
+        wait_for_rows(server, "mirror_files", 1, f.filename)  # and recorded again
         assert "mirror: could not store" not in server.log_text()
     finally:
         server.stop()
@@ -71,4 +58,4 @@ def test_a_file_another_mirror_keeps_is_not_downloaded_again(mserver, root, upst
     body = _fetch(file_url(second, page(second), f.filename))
     assert sha256(body) == f.sha256
     assert upstream.downloads(f.filename) == 0
-    _wait_rows(mserver, f.filename, 2)  # each index records its own row for the one blob
+    wait_for_rows(mserver, "mirror_files", 2, f.filename)  # each index records its own row for the one blob

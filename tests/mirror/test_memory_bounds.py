@@ -5,13 +5,11 @@ set tiny before it starts, so that every step below evicts something.
 """
 from __future__ import annotations
 
-import sqlite3
 import sys
-import time
 
 import pytest
 import requests
-from mirror_helpers import file_url, filenames, installed, page, pip_install, sha256
+from mirror_helpers import file_url, filenames, installed, page, pip_install, sha256, wait_for_rows
 from support.server import ServerProcess
 
 BUDGETS = {"MEMORY_LINKS": 4, "MEMORY_FILES": 2, "MEMORY_MISSING": 2}
@@ -38,19 +36,6 @@ def tiny(tmp_path_factory, upstream):
     assert "mirror: could not store" not in s.log_text()
 
 
-def _stored_rows(server: ServerProcess, table: str) -> int:
-    with sqlite3.connect(f"file:{server.serverdir / 'devpi.sqlite'}?mode=ro", uri=True) as db:
-        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-def _wait_for_rows(server: ServerProcess, table: str, n: int) -> None:
-    """Cache writes land in the background; wait until they did (evicted entries load from there)."""
-    deadline = time.monotonic() + 10
-    while _stored_rows(server, table) < n:
-        assert time.monotonic() < deadline, f"{table}: fewer than {n} rows after 10 s"
-        time.sleep(0.02)
-
-
 def test_evicted_pages_and_files_are_looked_up_again_not_fetched_again(tiny, upstream):
     base = f"{tiny.url}/root/pypi/+simple/"
     urls = {}
@@ -58,7 +43,7 @@ def test_evicted_pages_and_files_are_looked_up_again_not_fetched_again(tiny, ups
         resp = page(base + f"{name}/")
         assert filenames(resp) == [f"{name.replace('-', '_')}-{v}-py3-none-any.whl" for v in ("1.0", "2.0")]
         urls[name] = [file_url(base + f"{name}/", resp, f) for f in filenames(resp)]
-    _wait_for_rows(tiny, "mirror_pages", len(PROJECTS))
+    wait_for_rows(tiny, "mirror_pages", len(PROJECTS))
     upstream.reset_log()
 
     # Each file request needs its project's page, which only the last one fetched still has
@@ -70,7 +55,7 @@ def test_evicted_pages_and_files_are_looked_up_again_not_fetched_again(tiny, ups
             assert sha256(r.content) == upstream.get_file(url.rsplit("/", 1)[1]).sha256
     assert upstream.count(lambda r: r.project is not None and r.filename is None) == 0
     assert upstream.count(lambda r: r.filename is not None) == 2 * len(PROJECTS)
-    _wait_for_rows(tiny, "mirror_files", 2 * len(PROJECTS))
+    wait_for_rows(tiny, "mirror_files", 2 * len(PROJECTS))
 
     # Files forgotten from memory (two of eight are kept) are served from their rows and blobs.
     upstream.reset_log()

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema
-from .storage import WriteTx, dumps, loads
+from .storage import WriteTx, dumps, kv_get, kv_set, loads
 
 
 class Conflict(ValueError):
@@ -143,13 +143,9 @@ def _unused_index_id(tx: WriteTx) -> int | None:
     on the new one. Runs inside the write transaction, which serialises index creation."""
     if tx.conn.dialect.name != "sqlite":
         return None
-    row = tx.conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == LAST_INDEX_ID)).first()
     largest = tx.conn.execute(select(func.max(schema.indexes.c.id))).scalar() or 0
-    new_id = max(int(row[0]) if row else 0, largest) + 1
-    if row:
-        tx.conn.execute(update(schema.kv).where(schema.kv.c.key == LAST_INDEX_ID).values(value=str(new_id)))
-    else:
-        tx.conn.execute(insert(schema.kv).values(key=LAST_INDEX_ID, value=str(new_id)))
+    new_id = max(int(kv_get(tx.conn, LAST_INDEX_ID) or 0), largest) + 1
+    kv_set(tx.conn, LAST_INDEX_ID, str(new_id))
     return new_id
 
 

@@ -25,7 +25,7 @@ from .blobs import BlobStore
 from .catalog import IndexRow
 from .pagecache import PageCache
 from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
-from .storage import Change, Storage
+from .storage import Change, Storage, kv_get
 
 log = logging.getLogger("devpi.server")
 
@@ -86,13 +86,13 @@ class Core:
 
         ensure_schema(self.storage)
         with self.storage.read() as conn:
-            secret = self.storage.kv_get(conn, "secret")
-            node = self.storage.kv_get(conn, "uuid")
+            secret = kv_get(conn, "secret")
+            node = kv_get(conn, "uuid")
         if secret is None:
             self._first_start()
             with self.storage.read() as conn:
-                secret = self.storage.kv_get(conn, "secret")
-                node = self.storage.kv_get(conn, "uuid")
+                secret = kv_get(conn, "secret")
+                node = kv_get(conn, "uuid")
         self.uuid = node
         self.auth = Authenticator(bytes.fromhex(secret))
         self.storage.init_serial()
@@ -102,7 +102,7 @@ class Core:
         from .indexconfig import defaults
 
         with self.storage.write("root") as tx:
-            if self.storage.kv_get(tx.conn, "secret") is not None:
+            if kv_get(tx.conn, "secret") is not None:
                 return  # another process initialised it first
             tx.conn.execute(insert(schema.kv).values(key="secret", value=secrets.token_hex(32)))
             tx.conn.execute(insert(schema.kv).values(key="uuid", value=uuid.uuid4().hex))

@@ -39,6 +39,19 @@ def loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+def kv_get(conn: Connection, key: str) -> str | None:
+    """A server-wide value (``kv`` table): the serial, the secret, counters."""
+    row = conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == key)).first()
+    return row[0] if row else None
+
+
+def kv_set(conn: Connection, key: str, value: str) -> None:
+    """Set a server-wide value inside the caller's write transaction (which serialises
+    writers, so the insert after a missed update cannot race another one)."""
+    if conn.execute(update(schema.kv).where(schema.kv.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(insert(schema.kv).values(key=key, value=value))
+
+
 @dataclass
 class WriteTx:
     conn: Connection
@@ -107,9 +120,9 @@ class Storage:
     # -- set-up -----------------------------------------------------------
     def init_serial(self) -> None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == "serial")).first()
+            serial = kv_get(conn, "serial")
             conn.rollback()
-        self.current_serial = self._dispatched_serial = int(row[0]) if row else -1
+        self.current_serial = self._dispatched_serial = int(serial) if serial is not None else -1
 
     def start_poller(self) -> None:
         """Pick up commits made by other processes (several servers on one database)."""
@@ -158,11 +171,7 @@ class Storage:
                 if tx.changes:
                     conn.execute(insert(schema.changelog).values(
                         serial=tx.serial, created=time.time(), who=who, changes=dumps(tx.changes)))
-                    if row is None:
-                        conn.execute(insert(schema.kv).values(key="serial", value=str(tx.serial)))
-                    else:
-                        conn.execute(update(schema.kv).where(schema.kv.c.key == "serial")
-                                     .values(value=str(tx.serial)))
+                    kv_set(conn, "serial", str(tx.serial))
         if tx.changes:
             self._dispatch([(tx.serial, tx.changes)])
         for fn in tx._after_commit:
@@ -243,7 +252,3 @@ class Storage:
         return {"serial": row.serial, "created": row.created, "who": row.who,
                 "changes": json.loads(row.changes)}
 
-    # -- kv ----------------------------------------------------------------
-    def kv_get(self, conn: Connection, key: str) -> str | None:
-        row = conn.execute(select(schema.kv.c.value).where(schema.kv.c.key == key)).first()
-        return row[0] if row else None

@@ -24,7 +24,7 @@ from typing import Any
 
 from devpi.server import catalog, schema
 from devpi.server.names import normalize_name, version_key
-from devpi.server.storage import loads
+from devpi.server.storage import kv_get, loads
 from sqlalchemy import select, text
 
 log = logging.getLogger("devpi.web.search")
@@ -261,7 +261,7 @@ class SearchIndex:
         """Everything from scratch, from one consistent snapshot."""
         docs: list[Doc] = []
         with self.storage.read() as conn:
-            serial = int(self.storage.kv_get(conn, "serial") or -1)
+            serial = int(kv_get(conn, "serial") or -1)
             for ix in catalog.list_indexes(conn):
                 if ix.type != "stage":
                     continue

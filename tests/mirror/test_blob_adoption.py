@@ -11,7 +11,6 @@ import sqlite3
 
 import requests
 from mirror_helpers import blob_appears, file_url, make_mirror, page, sha256, stored_rows, wait_for_rows
-from support.server import ServerProcess
 
 
 def _fetch(url: str) -> bytes:
@@ -20,31 +19,27 @@ def _fetch(url: str) -> bytes:
     return r.content
 
 
-def test_a_file_whose_row_was_lost_is_taken_up_again_from_its_blob(tmp_path, upstream):
+def test_a_file_whose_row_was_lost_is_taken_up_again_from_its_blob(make_server, upstream):
     f = upstream.add_file("adopted", "adopted-1.0.tar.gz", b"the same bytes, kept once" * 4000)
-    server = ServerProcess(tmp_path / "server", mirror_url=upstream.url).start()
-    try:
-        simple = f"{server.url}/root/pypi/+simple/adopted/"
-        resp = page(simple)
-        target = file_url(simple, resp, f.filename)
-        assert _fetch(target) == f.content
-        assert blob_appears(server, f.sha256)
-        wait_for_rows(server, "mirror_files", 1, f.filename)
-        server.stop()
+    server = make_server(mirror_url=upstream.url)
+    simple = f"{server.url}/root/pypi/+simple/adopted/"
+    target = file_url(simple, page(simple), f.filename)
+    assert _fetch(target) == f.content
+    assert blob_appears(server, f.sha256)
+    wait_for_rows(server, "mirror_files", 1, f.filename)
+    server.stop()
 
-        # What a power loss may do to a cache write: the row is gone, the fsynced blob is not.
-        with sqlite3.connect(server.serverdir / "devpi.sqlite") as db:
-            db.execute("DELETE FROM mirror_files WHERE filename = ?", (f.filename,))
-        assert stored_rows(server, "mirror_files", f.filename) == 0
+    # What a power loss may do to a cache write: the row is gone, the fsynced blob is not.
+    with sqlite3.connect(server.serverdir / "devpi.sqlite") as db:
+        db.execute("DELETE FROM mirror_files WHERE filename = ?", (f.filename,))
+    assert stored_rows(server, "mirror_files", f.filename) == 0
 
-        server.start()
-        upstream.reset_log()
-        assert _fetch(target) == f.content
-        assert upstream.downloads(f.filename) == 0  # taken from the store, not fetched again
-        wait_for_rows(server, "mirror_files", 1, f.filename)  # and recorded again
-        assert "mirror: could not store" not in server.log_text()
-    finally:
-        server.stop()
+    server.start()
+    upstream.reset_log()
+    assert _fetch(target) == f.content
+    assert upstream.downloads(f.filename) == 0  # taken from the store, not fetched again
+    wait_for_rows(server, "mirror_files", 1, f.filename)  # and recorded again
+    assert "mirror: could not store" not in server.log_text()
 
 
 def test_a_file_another_mirror_keeps_is_not_downloaded_again(mserver, root, upstream):

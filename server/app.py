@@ -16,7 +16,7 @@ import bottle
 
 from . import __version__
 from .core import Core
-from .httpkit import APIError, error_reply, json_body
+from .httpkit import JSON_CT, APIError, error_reply, json_body
 from .logwriter import BatchedLines, shared_lines
 
 log = logging.getLogger("devpi.server.http")
@@ -72,7 +72,7 @@ def build_app(core: Core) -> Callable:
     from .fastlane import FastLane
 
     wsgi = FastLane(_load_web(app, core), core)
-    return RequestLog(DevpiHeaders(wsgi, core))
+    return RequestLog(DevpiHeaders(Utf8Paths(wsgi), core))
 
 
 def _load_web(wsgi: Callable, core: Core) -> Callable:
@@ -86,6 +86,27 @@ def _load_web(wsgi: Callable, core: Core) -> Callable:
     except Exception:
         log.exception("devpi.web failed to load; serving without HTML pages")
         return wsgi
+
+
+class Utf8Paths:
+    """Refuses a path whose percent-escapes are not UTF-8 (``/alice/c7%ff``). bottle drops
+    such bytes silently, so the request would reach another resource: a DELETE of
+    ``/alice/c7%ff`` would delete ``alice/c7``."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.isascii():
+            try:
+                path.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                body = json_body({"message": "the URL path is not valid UTF-8"})
+                start_response("400 Bad Request", [("Content-Type", JSON_CT),
+                                                   ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
 
 
 class DevpiHeaders:

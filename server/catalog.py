@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from packaging.utils import canonicalize_version
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
@@ -234,8 +235,17 @@ def _rp(metadata: dict[str, Any]) -> str | None:
 
 
 def get_release(conn: Connection, project_id: int, version: str) -> Release | None:
+    """The release of this version as PEP 440 compares versions: "4.0.0" finds a stored
+    "4.0" (as on the upstream index), so one version never becomes two releases whose
+    files share names."""
     row = conn.execute(select(schema.releases).where(schema.releases.c.project_id == project_id,
                                                      schema.releases.c.version == version)).first()
+    if row is None:
+        wanted = canonicalize_version(version)
+        q = select(schema.releases.c.id, schema.releases.c.version).where(schema.releases.c.project_id == project_id)
+        same = next((r.id for r in conn.execute(q) if canonicalize_version(r.version) == wanted), None)
+        if same is not None:
+            row = conn.execute(select(schema.releases).where(schema.releases.c.id == same)).first()
     return _release(row) if row else None
 
 
@@ -255,6 +265,8 @@ def put_release(tx: WriteTx, ix: IndexRow, project: Project, version: str,
         rel = Release(res.inserted_primary_key[0], project.id, version, metadata, time.time(), _rp(metadata))
     else:
         merged = dict(metadata) if replace else {**rel.metadata, **metadata}
+        if "version" in merged:
+            merged["version"] = rel.version  # the release's own spelling ("4.0" when "4.0.0" was sent)
         if merged != rel.metadata:
             tx.conn.execute(update(schema.releases).where(schema.releases.c.id == rel.id)
                             .values(metadata=dumps(merged), requires_python=_rp(merged)))

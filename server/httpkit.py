@@ -36,7 +36,9 @@ def require_index(core, user: str, index: str):
 
 
 def reason_phrase(message: str) -> str:
-    text = " ".join(message.split())[:300]
+    """The message as an HTTP reason phrase: one line of printable latin-1 (a control
+    character, say a NUL from a URL, would make the status line invalid)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in message).split())[:300]
     return text.encode("latin-1", "replace").decode("latin-1") or "error"
 
 
@@ -64,6 +66,12 @@ def error_reply(status: int, message: str, headers: dict[str, str] | None = None
     return resp
 
 
+def _no_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON: refuse them rather than store what strict
+    parsers (ours included, when the value is served back) reject."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) -> Any:
     length = request.content_length
     if length > max_bytes:
@@ -74,17 +82,21 @@ def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) ->
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "Bad request: could not decode json") from None
 
 
 def credentials(request: bottle.BaseRequest) -> tuple[str, str] | None:
-    """devpi's X-Devpi-Auth wins when present, even if garbage; else HTTP Basic."""
-    devpi = request.get_header("X-Devpi-Auth")
+    """devpi's X-Devpi-Auth wins when present, even if garbage; else HTTP Basic.
+
+    Read from the raw environ (latin-1 text as WSGI gives it): bottle's ``get_header``
+    decodes as UTF-8 and raises on other bytes, and such a header is only malformed."""
+    env = request.environ
+    devpi = env.get("HTTP_X_DEVPI_AUTH")
     if devpi is not None:
         return parse_devpi_auth(devpi.strip())
-    basic = request.get_header("Authorization")
+    basic = env.get("HTTP_AUTHORIZATION")
     if basic:
         return parse_basic(basic)
     return None

@@ -23,7 +23,7 @@ def _bool(value: Any) -> bool:
         return True
     if isinstance(value, str) and value.lower() in ("false", "no", "0", "off", ""):
         return False
-    if isinstance(value, int):
+    if isinstance(value, int) and value in (0, 1):
         return bool(value)
     raise ConfigError(f"expected a boolean, got {value!r}")
 
@@ -34,7 +34,9 @@ def _list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"expected a list of strings, got {value!r}")
+        return [v.strip() for v in value if v.strip()]
     raise ConfigError(f"expected a list, got {value!r}")
 
 
@@ -86,13 +88,18 @@ def _url(value: Any) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+MAX_INT = 2**53  # what every JSON reader holds exactly
+
+
 def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"expected a whole number, got {value!r}")
     try:
         n = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"expected a whole number, got {value!r}") from None
-    if n < 0:
-        raise ConfigError(f"expected a number >= 0, got {value!r}")
+    if not 0 <= n <= MAX_INT:
+        raise ConfigError(f"expected a number from 0 to {MAX_INT}, got {value!r}")
     return n
 
 
@@ -207,8 +214,11 @@ def apply_patch_items(current: dict[str, Any], items: Iterable[Any], index_type:
                     if v not in (config.get(key) or []):
                         raise ConfigError(f"The '{key}' setting doesn't have value '{v}'")
                     config[key] = [x for x in config[key] if x != v]
+        elif key == "type":
+            if value != index_type:
+                raise ConfigError("the 'type' of an index can't be changed")
         else:
-            if key not in known and key != "type":
+            if key not in known:
                 raise ConfigError(f"indexconfig got unexpected keyword arguments: {key}={value!r}")
             config[key] = value
     return normalize(index_type, {k: v for k, v in config.items() if k != "type"}, {"type": index_type})

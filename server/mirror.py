@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import bottle
 
@@ -47,7 +49,7 @@ from .mirror_page import (
     to_link,
 )
 from .mirror_store import MirrorStore
-from .names import normalize_name
+from .names import is_project_name, normalize_name
 from .repos import Link, ProjectView
 from .singleflight import SingleFlight
 
@@ -65,6 +67,10 @@ LIST_MIN_EXPIRY = 3600.0  # the project list is big and changes nothing for inst
 MEMORY_LINKS = 100_000
 MEMORY_FILES = 100_000
 MEMORY_MISSING = 10_000
+# What an upstream answer may be, read whole into memory: a project page (the largest real
+# ones are a few MB) and the list of all projects (tens of MB on a big index).
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+MAX_LIST_BYTES = 512 * 1024 * 1024
 
 
 class UpstreamError(Exception):
@@ -136,17 +142,22 @@ class MirrorRepository:
                     from .upstream_client import UpstreamClient
 
                     self._client = UpstreamClient(f"devpi-server/{__version__} (mirror of {redact(self.url)})",
-                                                  maxsize=max(10, self.core.config.threads))
+                                                  maxsize=max(10, self.core.config.threads),
+                                                  local_root=local_tree_root(self.url))
         return self._client
 
-    def _get(self, url: str, headers: dict[str, str]) -> Any:
+    def _get(self, url: str, headers: dict[str, str], max_bytes: int = MAX_PAGE_BYTES) -> Any:
         t0 = time.perf_counter()
         shown = redact(url)
-        try:
-            resp = self.client().get(url, headers, timeout=self.timeout)
-            resp.content  # noqa: B018  (read it all here, so a broken body counts as a failure)
+        try:  # the whole body here, so a broken, endless or huge one counts as a failure
+            resp = self.client().get(url, headers, timeout=self.timeout, max_seconds=2 * self.timeout[1],
+                                     max_bytes=max_bytes)
         except Exception as e:
             log.warning("upstream GET %s failed after %.0fms: %s", shown, (time.perf_counter() - t0) * 1000, e)
+            from .upstream_client import BodyTooLong
+
+            if isinstance(e, BodyTooLong):  # it was reached: say what was wrong with the answer
+                raise UpstreamError(f"upstream {e}") from None
             raise UpstreamError(f"upstream {shown} could not be reached: {type(e).__name__}") from None
         log.info("upstream GET %s %s %d bytes serial=%s %.0fms", shown, resp.status_code, len(resp.content),
                  resp.headers.get("X-PyPI-Last-Serial", "-"), (time.perf_counter() - t0) * 1000)
@@ -199,6 +210,8 @@ class MirrorRepository:
         return ProjectView(page.name, list(links), stale=stale, last_serial=page.serial, max_age=max_age)
 
     def get_project(self, name: str) -> ProjectView | None:
+        if not is_project_name(name):  # "a#b" or "a?b" would ask upstream for another page
+            return None
         name = normalize_name(name)
         page = self._page(name)
         if page is not None and (self.offline or time.time() < page.fresh_until):
@@ -239,7 +252,8 @@ class MirrorRepository:
                 headers["If-Modified-Since"] = page.last_modified
         try:
             resp = self._get(url, headers)
-            if resp.status_code == 304 and page is not None:
+            conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
+            if resp.status_code == 304 and page is not None and conditional:  # else: a broken answer
                 page.fetched = time.time()
                 page.fresh_until = page.fetched + self.expiry
                 page.retry_after = 0.0
@@ -265,7 +279,7 @@ class MirrorRepository:
                 return page
             try:
                 raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
-            except PageError as e:
+            except (PageError, ValueError) as e:
                 raise UpstreamError(f"upstream {redact(url)} sent an unusable page ({e})") from None
         except UpstreamError:
             if page is not None:
@@ -322,7 +336,7 @@ class MirrorRepository:
 
     def _fetch_names(self) -> list[str]:
         try:
-            resp = self._get(self.url, {"Accept": ACCEPT})
+            resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES)
             if resp.status_code != 200:
                 raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
             names = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
@@ -362,8 +376,9 @@ class MirrorRepository:
     def _save_file(self, relpath: str, project: str, url: str, stored: StoredFile) -> None:
         self.store.save_file(relpath, project, stored.filename, stored.sha256, stored.size, stored.created, url)
 
-    def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str] | None:
-        """(upstream URL, expected sha256, filename, project) of a file path, from its page.
+    def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str, str | None] | None:
+        """(upstream URL, expected sha256, filename, project, expected md5 when upstream gives
+        no sha256) of a file path, from its page.
 
         Without ``fetch_page`` only pages already in memory are asked (no I/O)."""
         is_meta = relpath.endswith(".metadata")
@@ -391,8 +406,8 @@ class MirrorRepository:
         if is_meta:
             if not link.get("core_metadata"):
                 return None
-            return link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project
-        return link["url"], link.get("sha256"), filename, project
+            return link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project, None
+        return link["url"], link.get("sha256"), filename, project, link.get("md5")
 
     def serve_file(self, relpath: str, request: bottle.BaseRequest) -> bottle.HTTPResponse:
         from .views_files import serve_blob
@@ -418,7 +433,7 @@ class MirrorRepository:
         return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
 
     def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
-                  request: bottle.BaseRequest) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+                  md5: str | None, request: bottle.BaseRequest) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
         """The stored file, or the download in progress (started here if there is none) and,
         when this request started it, the body through which this request drives it.
 
@@ -444,7 +459,7 @@ class MirrorRepository:
                 assert expected is not None
                 stored = self._remember_file(relpath, expected, filename, kept_size)
             else:
-                fetch = self._new_fetch(relpath, url, expected, filename, project)
+                fetch = self._new_fetch(relpath, url, expected, filename, project, md5)
                 self._downloads[relpath] = fetch
         if stored is not None:  # the same bytes, kept under another path
             self._save_file(relpath, project, url, stored)
@@ -454,7 +469,7 @@ class MirrorRepository:
         return fetch.start(), None
 
     def _new_fetch(self, relpath: str, url: str, expected: str | None, filename: str,
-                   project: str) -> FileFetch:
+                   project: str, md5: str | None = None) -> FileFetch:
         def verified(f: FileFetch) -> None:
             assert f.sha256 is not None
             with self._lock:
@@ -468,7 +483,7 @@ class MirrorRepository:
 
         return FileFetch(self.core.blobs, url, filename, expected,
                          lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
-                         self.timeout, verified, done)
+                         self.timeout, verified, done, expected_md5=md5)
 
     def _stream_response(self, fetch: FileFetch, lead: LeaderBody | None,
                          request: bottle.BaseRequest) -> bottle.HTTPResponse:
@@ -510,6 +525,14 @@ class MirrorRepository:
                     lead.close()  # finishes the transfer if this client went away early
 
         return bottle.HTTPResponse(body(), status=200, headers=headers)
+
+
+def local_tree_root(mirror_url: str) -> str | None:
+    """For a mirror of a local tree (``file:///srv/pypi/simple/``): the directory its pages
+    and files may come from, the one holding ``simple/`` (``/srv/pypi``). None otherwise."""
+    if not mirror_url.startswith("file:"):
+        return None
+    return posixpath.dirname(posixpath.normpath(unquote(urlsplit(mirror_url).path)))
 
 
 def _weight(page: Page) -> int:

@@ -58,12 +58,14 @@ class FileFetch:
 
     def __init__(self, blobs: BlobStore, url: str, filename: str, expected_sha256: str | None,
                  get: Callable[..., Any], timeout: tuple[float, float],
-                 on_verified: Callable[[FileFetch], None], on_done: Callable[[FileFetch], None]):
+                 on_verified: Callable[[FileFetch], None], on_done: Callable[[FileFetch], None],
+                 expected_md5: str | None = None):
         self.blobs = blobs
         self.url = url
         self.shown = redact(url)  # for logs and messages: no credentials
         self.filename = filename
         self.expected = expected_sha256
+        self.expected_md5 = None if expected_sha256 else expected_md5  # an older index's only hash
         self._get = get
         self._timeout = timeout
         self._on_verified = on_verified  # store the row (runs after the blob is committed)
@@ -147,7 +149,7 @@ class FileFetch:
         length = resp.headers.get("Content-Length")
         self.content_length = int(length) if length and length.isdigit() else None
         self.last_modified = resp.headers.get("Last-Modified")
-        self._writer = self.blobs.writer(spare=True)  # a temp file made in advance
+        self._writer = self.blobs.writer(spare=True, md5=bool(self.expected_md5))  # a temp file made in advance
         self._tmp_path = self._writer.tmp_path
         self._chunks = resp.iter_content(CHUNK)
         self.headers_ready.set()
@@ -191,6 +193,11 @@ class FileFetch:
             self._fail(502, f"sha256 of {self.shown} does not match the upstream page: not serving it")
             log.error("mirror: discarding %s: sha256 %s does not match the upstream page's %s",
                       self.filename, writer.sha256, self.expected)
+            return False
+        if self.expected_md5 and writer.md5 != self.expected_md5:
+            self._fail(502, f"md5 of {self.shown} does not match the upstream page: not serving it")
+            log.error("mirror: discarding %s: md5 %s does not match the upstream page's %s",
+                      self.filename, writer.md5, self.expected_md5)
             return False
         self.sha256 = writer.sha256
         with self._cond:  # clients may now send their last piece

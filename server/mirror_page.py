@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from typing import Any, TypedDict
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from .names import normalize_name, split_dist_filename
+from .names import InvalidName, check_filename, normalize_name, split_dist_filename
 from .repos import Link
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -25,6 +25,7 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+h
           "text/html;q=0.01")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 class PageError(ValueError):
@@ -36,6 +37,7 @@ class UpstreamLink(TypedDict, total=False):
     url: str  # absolute upstream URL, no fragment
     version: str
     sha256: str | None
+    md5: str | None  # set only when upstream gives an md5 and no sha256 (older indexes)
     requires_python: str | None
     yanked: str | None  # None: not yanked; "" or the reason
     core_metadata_sha256: str | None
@@ -44,10 +46,32 @@ class UpstreamLink(TypedDict, total=False):
     upload_time: float | None
 
 
+LAST_RENDERABLE = 253402300800.0  # 10000-01-01 UTC: datetime ends before
+
+
+def _usable_name(filename: str) -> bool:
+    """A file name is one path segment: ``a/b``, ``..`` and the like would make our links
+    point elsewhere on this server."""
+    try:
+        check_filename(filename)
+    except InvalidName:
+        return False
+    return True
+
+
 def _sha256_of(hashes: Any) -> str | None:
     if isinstance(hashes, dict):
         value = hashes.get("sha256")
         if isinstance(value, str) and _SHA256.match(value.lower()):
+            return value.lower()
+    return None
+
+
+def _md5_of(hashes: Any) -> str | None:
+    """Only consulted without a sha256: then the md5 is what checks the download."""
+    if isinstance(hashes, dict):
+        value = hashes.get("md5")
+        if isinstance(value, str) and _MD5.match(value.lower()):
             return value.lower()
     return None
 
@@ -71,9 +95,10 @@ def _iso_to_unix(text: Any) -> float | None:
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):
         return None
+    return ts if 0 <= ts < LAST_RENDERABLE else None  # a time our pages can show again
 
 
 def _decode(body: bytes) -> str:
@@ -88,10 +113,18 @@ def is_json(content_type: str | None) -> bool:
 
 
 def parse_project_page(body: bytes, content_type: str | None, page_url: str) -> list[UpstreamLink]:
-    """The links of an upstream project page; relative URLs resolve against page_url."""
-    if is_json(content_type):
-        return _parse_json(body, page_url)
-    return _parse_html(body, page_url)
+    """The links of an upstream project page; relative URLs resolve against page_url.
+    Links this server could not or must not fetch are left out (see ``_fetchable``)."""
+    links = _parse_json(body, page_url) if is_json(content_type) else _parse_html(body, page_url)
+    return [link for link in links if _fetchable(link["url"], page_url)]
+
+
+def _fetchable(url: str, page_url: str) -> bool:
+    """http(s) links, and ``file:`` links only on a page that is itself a local file: an
+    upstream page must not make this server read its own files (``javascript:``,
+    ``data:`` and the like are no files at all)."""
+    scheme = urlsplit(url).scheme.lower()
+    return scheme in ("http", "https") or (scheme == "file" and page_url.startswith("file:"))
 
 
 def _parse_json(body: bytes, page_url: str) -> list[UpstreamLink]:
@@ -105,17 +138,26 @@ def _parse_json(body: bytes, page_url: str) -> list[UpstreamLink]:
     for f in doc["files"]:
         if not isinstance(f, dict) or not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
             continue
-        url, _ = urldefrag(urljoin(page_url, f["url"]))
+        try:
+            url, _ = urldefrag(urljoin(page_url, f["url"]))
+        except ValueError:  # not a URL at all ("http://[bad/...")
+            continue
+        if not _usable_name(f["filename"]):
+            continue
         meta = f.get("core-metadata", f.get("dist-info-metadata"))
         size = f.get("size")
-        out.append(UpstreamLink(
+        sha256 = _sha256_of(f.get("hashes"))
+        link = UpstreamLink(
             filename=f["filename"], url=url, version=_version_of(f["filename"]),
-            sha256=_sha256_of(f.get("hashes")),
+            sha256=sha256,
             requires_python=f.get("requires-python") if isinstance(f.get("requires-python"), str) else None,
             yanked=_yanked(f.get("yanked")),
             core_metadata_sha256=_sha256_of(meta), core_metadata=bool(meta),
             size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-            upload_time=_iso_to_unix(f.get("upload-time"))))
+            upload_time=_iso_to_unix(f.get("upload-time")))
+        if sha256 is None and (md5 := _md5_of(f.get("hashes"))):
+            link["md5"] = md5
+        out.append(link)
     return out
 
 
@@ -198,7 +240,10 @@ def _anchors(body: bytes, page_url: str) -> tuple[list[Anchor], str]:
     parser = _Anchors()
     parser.feed(text)
     parser.close()
-    return parser.anchors, urljoin(page_url, parser.base) if parser.base else page_url
+    try:
+        return parser.anchors, urljoin(page_url, parser.base) if parser.base else page_url
+    except ValueError:  # a <base href> that is no URL: links resolve against the page
+        return parser.anchors, page_url
 
 
 def _html_hash(value: str | None) -> tuple[bool, str | None]:
@@ -216,16 +261,25 @@ def _parse_html(body: bytes, page_url: str) -> list[UpstreamLink]:
         href = attrs.get("href")
         if not href:
             continue
-        url, fragment = urldefrag(urljoin(base, href))
-        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or text
+        try:
+            url, fragment = urldefrag(urljoin(base, href))
+            filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or text
+        except ValueError:  # not a URL at all ("http://[bad/...")
+            continue
+        if not _usable_name(filename):
+            continue
         algo, _, digest = fragment.partition("=")
+        digest = digest.lower()
         has_meta, meta_sha = _html_hash(attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata")))
-        out.append(UpstreamLink(
+        link = UpstreamLink(
             filename=filename, url=url, version=_version_of(filename),
-            sha256=digest.lower() if algo == "sha256" and _SHA256.match(digest.lower()) else None,
+            sha256=digest if algo == "sha256" and _SHA256.match(digest) else None,
             requires_python=attrs.get("data-requires-python") or None,
             yanked=attrs["data-yanked"] or "" if "data-yanked" in attrs else None,
-            core_metadata_sha256=meta_sha, core_metadata=has_meta, size=None, upload_time=None))
+            core_metadata_sha256=meta_sha, core_metadata=has_meta, size=None, upload_time=None)
+        if algo == "md5" and _MD5.match(digest):
+            link["md5"] = digest
+        out.append(link)
     return out
 
 

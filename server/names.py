@@ -40,10 +40,14 @@ def check_user_or_index_name(name: str, what: str = "name") -> str:
 
 
 def check_project_name(name: str) -> str:
-    if not name or len(name) > 200 or not _PROJECT_NAME.match(name):
+    if not name or len(name) > 200 or not _PROJECT_NAME.fullmatch(name):
         raise InvalidName(f"invalid project name {name!r}: use ASCII letters, digits and ._- "
                           "starting and ending with a letter or digit")
     return name
+
+
+def is_project_name(name: str) -> bool:
+    return bool(name) and len(name) <= 200 and _PROJECT_NAME.fullmatch(name) is not None
 
 
 def check_version(version: str) -> Version:

@@ -21,7 +21,10 @@ code path has to be paged back in). This module keeps what the mirror needs:
 * redirects followed (10 at most), gzip bodies decoded unless the caller asks
   for ``Accept-Encoding: identity``;
 * ``file://`` URLs, so a mirror can front a local PEP 503 tree: a directory
-  answers with its ``index.html``, a missing path is a 404.
+  answers with its ``index.html``, a missing path is a 404. Only under the
+  directory the client was made for (``local_root``), and never as the target
+  of a redirect: a page or an upstream must not make the server read its own
+  files.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import os
 import select
 import ssl
 import threading
+import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -49,6 +53,10 @@ REDIRECTS = (301, 302, 303, 307, 308)
 
 class TooManyRedirects(Exception):
     pass
+
+
+class BodyTooLong(Exception):
+    """An answer larger or slower than its reader allows."""
 
 
 @dataclass(frozen=True)
@@ -84,14 +92,35 @@ class Response:
             self._body = b"".join(self.iter_content(CHUNK * 4))
         return self._body
 
-    def iter_content(self, size: int = CHUNK) -> Iterator[bytes]:
+    def read_bounded(self, seconds: float, max_bytes: int) -> bytes:
+        """The whole body, or BodyTooLong once it takes longer than ``seconds`` or grows past
+        ``max_bytes``: the read timeout bounds each read, not an answer that trickles forever."""
+        if self._body is None:
+            deadline = time.monotonic() + seconds
+            parts, size = [], 0
+            for data in self.iter_content(CHUNK * 4, partial=True):
+                parts.append(data)
+                size += len(data)
+                if size > max_bytes or time.monotonic() > deadline:
+                    self.close()
+                    what = f"more than {max_bytes} bytes" if size > max_bytes else f"not complete after {seconds:.0f}s"
+                    raise BodyTooLong(f"answer from {_shown(self.url)} {what}")
+            self._body = b"".join(parts)
+        return self._body
+
+    def iter_content(self, size: int = CHUNK, partial: bool = False) -> Iterator[bytes]:
+        """The body in pieces of ``size`` bytes, or with ``partial`` whatever one read
+        brings (at most ``size``): a caller watching the clock is not stuck until a slow
+        answer has filled a whole piece."""
         if self._body is not None:
             for i in range(0, len(self._body), size):
                 yield self._body[i:i + size]
             return
         try:
             while self._raw is not None:
-                data = self._raw.read(size)
+                data = self._raw.read1(size) if partial and hasattr(self._raw, "read1") else self._raw.read(size)
+                if not data and partial:
+                    data = self._raw.read()  # read1 leaves a finished answer open; read closes it
                 if not data:
                     missing = getattr(self._raw, "length", None)
                     if missing:  # the connection ended before Content-Length said it would
@@ -125,8 +154,9 @@ class Response:
 
 
 class UpstreamClient:
-    def __init__(self, user_agent: str, maxsize: int = 10):
+    def __init__(self, user_agent: str, maxsize: int = 10, local_root: str | None = None):
         self.user_agent = user_agent
+        self.local_root = os.path.normpath(local_root) if local_root else None  # file: URLs only below it
         self.maxsize = maxsize  # idle connections kept per origin
         self._lock = threading.Lock()
         self._origins: dict[str, _Origin] = {}
@@ -134,21 +164,31 @@ class UpstreamClient:
         self._ssl: ssl.SSLContext | None = None
 
     def get(self, url: str, headers: dict[str, str] | None = None, timeout: tuple[float, float] = (5.0, 30.0),
-            stream: bool = False) -> Response:
+            stream: bool = False, max_seconds: float = 300.0, max_bytes: int = 1 << 30) -> Response:
         """GET url, following redirects. With ``stream`` read the body through
-        ``iter_content`` (and close the response); otherwise it is read now."""
-        for _ in range(MAX_REDIRECTS + 1):
+        ``iter_content`` (and close the response); otherwise it is read now, within
+        ``max_seconds`` and ``max_bytes`` (else BodyTooLong)."""
+        for hop in range(MAX_REDIRECTS + 1):
             if url.startswith("file:"):
-                return _file_response(url)
+                if hop:
+                    raise ValueError(f"refusing a redirect to a local file ({_shown(url)})")
+                return _file_response(url, self._local_path(url))
             resp = self._request(url, headers or {}, timeout)
             if resp.status_code in REDIRECTS and resp.headers.get("Location"):
                 resp.close()
                 url = urljoin(url, resp.headers["Location"])
                 continue
             if not stream:
-                resp.content  # noqa: B018  (read it all now; the connection goes back to the pool)
+                resp.read_bounded(max_seconds, max_bytes)  # all now; the connection goes back to the pool
             return resp
         raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects, last to {_shown(url)}")
+
+    def _local_path(self, url: str) -> Path:
+        path = os.path.normpath(unquote(urlsplit(url).path))
+        root = self.local_root
+        if root is None or (path != root and not path.startswith(root.rstrip("/") + "/")):
+            raise ValueError(f"refusing to read {_shown(url)}: outside the mirror's local tree")
+        return Path(path)
 
     # -- one request ------------------------------------------------------------------------
     def _request(self, url: str, headers: dict[str, str], timeout: tuple[float, float]) -> Response:
@@ -282,8 +322,7 @@ def _netrc(host: str) -> tuple[str, str] | None:
     return (found[0], found[2] or "") if found else None
 
 
-def _file_response(url: str) -> Response:
-    path = Path(unquote(urlsplit(url).path))
+def _file_response(url: str, path: Path) -> Response:
     if path.is_dir():
         path = path / "index.html"
     headers = Message()

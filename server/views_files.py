@@ -36,17 +36,19 @@ def _content_type(filename: str) -> str:
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """One 'bytes=a-b' range as [start, end); None to send everything."""
+    """One 'bytes=a-b' range as [start, end); None to send everything (what RFC 9110 says
+    to do with a range that is not valid, such as 'bytes=9-0')."""
     if not header or not header.startswith("bytes=") or "," in header:
         return None
     first, _, last = header[6:].strip().partition("-")
-    try:
-        if first == "":
-            n = int(last)
-            return (max(size - n, 0), size) if n > 0 else None
-        start = int(first)
-        end = int(last) + 1 if last else size
-    except ValueError:
+    if not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
+        return None
+    if first == "":
+        n = int(last)
+        return (max(size - n, 0), size) if n > 0 else None
+    start = int(first)
+    end = int(last) + 1 if last else size
+    if last and end <= start:
         return None
     if start >= size:
         raise APIError(416, f"range start {start} beyond file size {size}", {"Content-Range": f"bytes */{size}"})

@@ -32,6 +32,14 @@ def check_bases(tx: WriteTx, fullname: str, config: dict) -> None:
         stack.extend(graph.get(name, []))
 
 
+def check_local_mirror(user: str, config: dict, current_url: str | None = None) -> None:
+    """A mirror of a local directory (``file:`` URL) reads the server's own files: only root
+    may point one there (an index someone else set up that way may keep its URL)."""
+    url = config.get("mirror_url") or ""
+    if url.startswith("file:") and url != current_url and user != "root":
+        raise APIError(403, "only root may point a mirror at a local directory (a file: URL)")
+
+
 def index_result(core: Core, ix: IndexRow, with_projects: bool) -> dict:
     result = ix.public()
     if with_projects:
@@ -72,6 +80,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
                                            indexconfig.defaults(index_type, user))
         except ConfigError as e:
             raise APIError(400, str(e)) from None
+        check_local_mirror(ident.user, config)
         with core.storage.write(ident.user) as tx:
             if catalog.get_user(tx.conn, user) is None:
                 raise APIError(404, f"no user {user!r}")
@@ -105,6 +114,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
                 raise APIError(400, str(e)) from None
             if config == current.config and "error_on_noop" in req.query:
                 raise APIError(400, "The requested modifications resulted in no changes")
+            check_local_mirror(ident.user, config, current.config.get("mirror_url"))
             check_bases(tx, current.fullname, config)
             ix = catalog.modify_index(tx, current, config)
         return json_reply(index_result(core, ix, False), "indexconfig")

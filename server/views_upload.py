@@ -130,6 +130,14 @@ def _check_digests(forms: Any, writer: BlobWriter) -> None:
             raise APIError(400, f"{field} mismatch: sent {sent}, content has {actual}")
 
 
+def _same_version(a: str, b: str) -> bool:
+    """Equal under PEP 440; False when either is no valid version at all."""
+    try:
+        return check_version(a) == check_version(b)
+    except InvalidName:
+        return False
+
+
 def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, version: str, forms: Any,
                  content: Any, filename: str) -> bottle.HTTPResponse:
     try:
@@ -148,8 +156,7 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
         md = info.metadata or _form_metadata(forms)
         if md.get("name") and normalize_name(md["name"]) != normalize_name(name):
             raise APIError(400, f"{filename}: metadata names project {md['name']!r}, form says {name!r}")
-        if md.get("version") and md["version"] != version and \
-                str(check_version(md["version"])) != str(check_version(version)):
+        if md.get("version") and md["version"] != version and not _same_version(md["version"], version):
             raise APIError(400, f"{filename}: metadata has version {md['version']!r}, form says {version!r}")
         sha256 = writer.sha256
         size = writer.size
@@ -166,6 +173,9 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
                 raise APIError(404, "index was deleted during the upload")
             project = catalog.ensure_project(tx, ix, project_name, name)
             release = catalog.get_release(tx.conn, project.id, version)
+            if release is not None:  # maybe "4.0" for "4.0.0": the stored spelling stays
+                version = release.version
+                md["version"] = version
             log = [log_entry("upload", who, ix.fullname)]
             existing = catalog.files_by_filename(tx.conn, release.id, filename, "releasefile") if release else []
             for old in existing:

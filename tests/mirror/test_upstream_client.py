@@ -6,10 +6,11 @@ from __future__ import annotations
 import gzip
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from devpi.server.upstream_client import UpstreamClient
+from devpi.server.upstream_client import BodyTooLong, UpstreamClient
 
 USERINFO = "someone:s%40cret"  # put in front of a local server's host: user "someone", password "s@cret"
 
@@ -46,6 +47,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         elif self.path == "/loop":
             self._reply(302, b"", {"Location": "/loop"})
+        elif self.path == "/trickle":  # a byte now and then, never the end
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+            self.close_connection = True
         else:
             self._reply(404, b"no")
 
@@ -139,6 +152,19 @@ def test_stale_keep_alive_connection_is_replaced(servers):
         again.server_close()
 
 
+def test_an_answer_is_read_within_its_time_and_size(servers):
+    """The read timeout bounds each read; a body that trickles in or never stops must still
+    end: BodyTooLong once it takes longer than max_seconds or grows past max_bytes."""
+    a, _ = servers
+    t0 = time.monotonic()
+    with pytest.raises(BodyTooLong, match="not complete after 1s"):
+        UpstreamClient("test").get(a.url + "/trickle", max_seconds=1.0)
+    assert time.monotonic() - t0 < 3
+    with pytest.raises(BodyTooLong, match="more than 5 bytes"):
+        UpstreamClient("test").get(a.url + "/plain", max_bytes=5)
+    assert UpstreamClient("test").get(a.url + "/plain", max_bytes=10).content == b"plain body"
+
+
 def test_redirect_loop_ends(servers):
     a, _ = servers
     with pytest.raises(Exception, match="redirects"):
@@ -161,11 +187,19 @@ def test_proxy_from_environment_and_no_proxy(servers, monkeypatch):
 def test_file_urls(tmp_path):
     (tmp_path / "simple" / "pkg").mkdir(parents=True)
     (tmp_path / "simple" / "pkg" / "index.html").write_text("<a href='x'>x</a>")
-    client = UpstreamClient("test")
+    (tmp_path / "elsewhere.txt").write_text("not the tree's")
+    client = UpstreamClient("test", local_root=str(tmp_path / "simple"))
     r = client.get(f"file://{tmp_path}/simple/pkg/")
     assert r.status_code == 200 and r.content == b"<a href='x'>x</a>"
     assert r.headers["Content-Type"] == "text/html"
     assert client.get(f"file://{tmp_path}/simple/nothere/").status_code == 404
+    # only below local_root, however the path is spelled; never without one
+    for outside in (f"file://{tmp_path}/elsewhere.txt", f"file://{tmp_path}/simple/../elsewhere.txt",
+                    f"file://{tmp_path}/simple/%2e%2e/elsewhere.txt", f"file://{tmp_path}/simple-not/x"):
+        with pytest.raises(ValueError, match="outside the mirror's local tree"):
+            client.get(outside)
+    with pytest.raises(ValueError, match="outside the mirror's local tree"):
+        UpstreamClient("test").get(f"file://{tmp_path}/simple/pkg/")
 
 
 def test_tls_is_verified_against_the_system_or_the_named_bundle(tmp_path, monkeypatch):

@@ -135,6 +135,8 @@ def test_names_versions_and_broken_archives(bad, nothing_stored):
         (sfn, b"", {"name": "pkg", "version": "1.0"}, "empty file"),
         (wfn, wheel_bytes("other", "1.0")[1], {"name": "pkg", "version": "1.0"}, "metadata names project 'other'"),
         (wfn, _zip({"pkg/__init__.py": "x = 1\n"}), {"name": "pkg", "version": "1.0"}, "no .dist-info/METADATA"),
+        (wfn, wheel_bytes("pkg", "garbage")[1], {"name": "pkg", "version": "1.0"}, "metadata has version 'garbage'"),
+        (sfn, sdist_bytes("pkg", "garbage")[1], {"name": "pkg", "version": "1.0"}, "metadata has version 'garbage'"),
     ]
     for filename, data, fields, message in cases:
         assert_refused(raw_upload(s, index, filename, data, creds, **fields), 400, message)
@@ -168,7 +170,8 @@ def test_bad_json_to_the_json_api(bad, nothing_stored):
     for method, path in (("PUT", "/newuser"), ("PATCH", f"/{user}"), ("PUT", f"/{user}/newindex"),
                          ("PATCH", f"/{index}"), ("POST", "/+login"), ("PUSH", f"/{index}"),
                          ("POST", f"/{index}/pkg/1.0/+yank")):
-        for body in (b"{", b"[1, 2", b"\xff\xfe not utf8", b"{'single': 'quotes'}"):
+        for body in (b"{", b"[1, 2", b"\xff\xfe not utf8", b"{'single': 'quotes'}", b'{"title": NaN}',
+                     b'{"mirror_cache_expiry": Infinity}', b'{"x": -Infinity}'):
             r = s.api(method, path, data=body, auth=auth, headers={"Content-Type": "application/json"})
             assert_refused(r, 400, "could not decode json")
     # well-formed JSON of the wrong shape
@@ -183,3 +186,44 @@ def test_bad_json_to_the_json_api(bad, nothing_stored):
             ("PUSH", f"/{index}", {"name": "pkg", "version": "1.0", "bogus": 1}, "unknown additional options")):
         assert_refused(s.api(method, path, json=body, auth=auth), 400, message)
     assert s.api("GET", "/newuser").status_code == 404
+
+
+def test_config_values_of_the_wrong_kind(bad, nothing_stored):
+    s, auth, index = bad
+    user = auth[0]
+    mirror = {"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/"}
+    for path, body, message in (
+            (f"/{user}/m2", {**mirror, "mirror_cache_expiry": 1e300}, "expected a number from 0"),
+            (f"/{user}/m3", {**mirror, "mirror_cache_expiry": True}, "expected a whole number"),
+            (f"/{user}/s1", {"acl_upload": [None]}, "list of strings"),
+            (f"/{user}/s2", {"bases": [5]}, "list of strings"),
+            (f"/{user}/s3", {"volatile": 5}, "expected a boolean")):
+        assert_refused(s.api("PUT", path, json=body, auth=auth), 400, message)
+    # a number too large for a float is read as infinity
+    too_large = b'{"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/", "mirror_cache_expiry": 1e400}'
+    r = s.api("PUT", f"/{user}/m1", data=too_large, auth=auth, headers={"Content-Type": "application/json"})
+    assert_refused(r, 400, "expected a whole number")
+    assert_refused(s.api("PATCH", f"/{index}", json=["type=mirror"], auth=auth), 400, "can't be changed")
+    assert_refused(s.api("PATCH", f"/{index}", json=["volatile=5"], auth=auth), 400, "expected a boolean")
+    assert s.api("GET", f"/{user}/m1").status_code == 404
+
+
+def test_paths_and_headers_that_are_not_text(bad, nothing_stored):
+    s, auth, index = bad
+    user = auth[0]
+    # a percent-escape that is no UTF-8 must not be dropped: the DELETE would hit the index itself
+    for method, path in (("DELETE", f"/{index}%ff"), ("GET", "/%ff"), ("GET", f"/{user}/%ff%fe"),
+                         ("DELETE", f"/{user}%c3")):
+        assert_refused(s.api(method, path, auth=auth), 400, "not valid UTF-8")
+    assert s.api("GET", f"/{index}").status_code == 200
+    # a control character in a name ends up in the message: the status line stays valid
+    assert_refused(s.api("GET", f"/{user}/%00x"), (400, 404))
+    assert_refused(s.api("GET", f"/{user}/a%0d%0ab"), (400, 404))
+    # credentials that are not text are no credentials (no 500 while reading them)
+    sdist = sdist_bytes("pkg", "1.0")[1]
+    for header, value in (("Authorization", b"Basic \xff\xfe"), ("X-Devpi-Auth", b"\xff\xfe")):
+        assert s.api("GET", "/+api", headers={header: value}).status_code == 200
+        r = requests.post(f"{s.url}/{index}/", timeout=30, headers={header: value},
+                          files={"content": ("pkg-1.0.tar.gz", sdist)},
+                          data={":action": "file_upload", "name": "pkg", "version": "1.0"})
+        assert_refused(r, 401)

@@ -152,6 +152,12 @@ def test_files_headers_range_and_caching(engine_server, tmp_path):
     assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(data)}"
     r = requests.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'}, timeout=30)
     assert r.status_code == 200 and r.content == data  # If-Range mismatch: the whole file
+    for invalid in ("bytes=9-0", "bytes=5--3", "bytes=+1-5", "bytes=1_0-20", "bytes=-"):
+        # not a valid range (RFC 9110): ignored, the whole file
+        r = requests.get(url, headers={"Range": invalid}, timeout=30)
+        assert r.status_code == 200 and r.content == data, invalid
+        head = requests.head(url, headers={"Range": invalid}, timeout=30)
+        assert head.status_code == 200 and head.headers["Content-Length"] == str(len(data)), invalid
 
     # pip percent-encodes the "+" of "+f"
     r = requests.get(url.replace("/+f/", "/%2Bf/"), timeout=30)

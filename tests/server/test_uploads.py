@@ -132,6 +132,32 @@ def test_non_volatile_refuses_overwrite_and_delete(engine_server, tmp_path):
     assert requests.get(href, timeout=30).content == first.read_bytes()
 
 
+def test_one_version_in_any_spelling_is_one_release(engine_server, tmp_path):
+    """PEP 440 says 4.0, 4.0.0 and 4 are one version: a file sent as any of them joins the
+    release that exists, so a non-volatile index cannot get two files of one name."""
+    s = engine_server
+    auth, index = new_stage(s, "pw", volatile=False)
+    creds = (auth[0], "pw")
+    name = unique("canon-pkg")
+    wfn, first = wheel_bytes(name, "4.0")
+    other = wheel_bytes(name, "4.0.0", summary="other bytes")[1]
+    assert raw_upload(s, index, wfn, first, creds, name=name, version="4.0").status_code == 200
+    at = serial(s)
+    r = raw_upload(s, index, wfn, other, creds, name=name, version="4.0.0")
+    assert r.status_code == 409 and "already exists in non-volatile index" in r.json()["message"], r.text
+    r = raw_upload(s, index, wfn, first, creds, name=name, version="4")
+    assert r.status_code == 200 and "identical" in r.reason, r.text
+    assert serial(s) == at
+    sfn, sdist = sdist_bytes(name, "4.0.0")
+    assert raw_upload(s, index, sfn, sdist, creds, name=name, version="4.0.0").status_code == 200
+    page = simple_json(s, index, name)
+    assert page["versions"] == ["4.0"]
+    assert sorted(f["filename"] for f in page["files"]) == sorted([wfn, sfn])
+    ver = s.api("GET", f"/{index}/{name}/4.0").json()["result"]
+    assert ver["version"] == "4.0" and len(ver["+links"]) == 2
+    assert s.api("GET", f"/{index}/{name}").json()["result"].keys() == {"4.0"}
+
+
 def test_volatile_allows_overwrite_and_delete(engine_server, tmp_path):
     s = engine_server
     auth, index = new_stage(s, "pw")

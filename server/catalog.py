@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from packaging.utils import canonicalize_version
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema
+from .names import canonical_version
 from .storage import WriteTx, dumps, kv_get, kv_set, loads
 
 
@@ -241,9 +241,9 @@ def get_release(conn: Connection, project_id: int, version: str) -> Release | No
     row = conn.execute(select(schema.releases).where(schema.releases.c.project_id == project_id,
                                                      schema.releases.c.version == version)).first()
     if row is None:
-        wanted = canonicalize_version(version)
+        wanted = canonical_version(version)
         q = select(schema.releases.c.id, schema.releases.c.version).where(schema.releases.c.project_id == project_id)
-        same = next((r.id for r in conn.execute(q) if canonicalize_version(r.version) == wanted), None)
+        same = next((r.id for r in conn.execute(q) if canonical_version(r.version) == wanted), None)
         if same is not None:
             row = conn.execute(select(schema.releases).where(schema.releases.c.id == same)).first()
     return _release(row) if row else None

@@ -46,6 +46,13 @@ def check_project_name(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=100_000)
+def canonical_version(version: str) -> str:
+    """PEP 440's canonical spelling ("4.0.0" -> "4"), cached: finding a release by it
+    compares every version of a project."""
+    return canonicalize_version(version)
+
+
 def is_project_name(name: str) -> bool:
     return bool(name) and len(name) <= 200 and _PROJECT_NAME.fullmatch(name) is not None
 

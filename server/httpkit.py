@@ -8,6 +8,7 @@ pretty-printed, with a Content-Type of exactly ``application/json``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -72,6 +73,29 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    """``1e400`` reads as infinity, which would be served back as ``Infinity``."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """JSON may spell half of a UTF-16 pair (``"\\ud800"``): no Unicode text, and every
+    later encode (SQLite, a page) fails on it."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) -> Any:
     length = request.content_length
     if length > max_bytes:
@@ -82,9 +106,12 @@ def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) ->
     if not raw.strip():
         return None
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        doc = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "Bad request: could not decode json") from None
+    if b"\\u" in raw and _has_lone_surrogate(doc):  # only an escape can make one
+        raise APIError(400, "Bad request: the JSON text has an unpaired surrogate (not Unicode)")
+    return doc
 
 
 def credentials(request: bottle.BaseRequest) -> tuple[str, str] | None:

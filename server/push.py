@@ -65,6 +65,8 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     if src is None or not src.files:
         raise APIError(404, f"no release/files found for {name} {version}")
     if body.get("posturl"):
+        require_identity(core, req)
+        _check(core, src, str(body["posturl"]))  # test gates hold for external targets too
         return _push_external(core, src, body)
     target_name = body.get("targetindex") or ""
     parts = str(target_name).split("/")
@@ -76,10 +78,16 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     ident = identity(core, req)
     if ident is None or not core.may_upload(ident, target):
         raise APIError(401, f"user {ident.user if ident else 'anonymous'!r} cannot upload to {target.fullname!r}")
-    for check in core.config.extra.get("push_checks", []):
-        check(core, src, target.fullname)
+    if target.id == src.index.id:  # would drop and re-add its own rows (and their test runs)
+        raise APIError(400, f"{name} {version} is on {target.fullname} already: push it to another index")
+    _check(core, src, target.fullname)
     actions = _copy(core, ident.user, src, target, bool(body.get("no_docs")), bool(body.get("only_docs")))
     return json_reply(actions, "actionlog")
+
+
+def _check(core: Core, src: SourceRelease, target: str) -> None:
+    for check in core.config.extra.get("push_checks", []):
+        check(core, src, target)
 
 
 def _copy(core: Core, who: str, src: SourceRelease, target: IndexRow, no_docs: bool,
@@ -104,11 +112,15 @@ def _copy(core: Core, who: str, src: SourceRelease, target: IndexRow, no_docs: b
                 continue
             if f.rel == "toxresult" and f.for_file_id not in new_ids:
                 continue
-            existing = catalog.get_file(tx.conn, target.id, f.relpath)
-            if existing is not None:
-                if not volatile:
-                    raise APIError(409, f"{f.filename} already exists in non-volatile index {target.fullname}")
-                catalog.remove_file_row_only(tx, target, project, existing, release.version)
+            # the same name is the same file, whatever its bytes (as for uploads)
+            existing = {x.id: x for x in catalog.files_by_filename(tx.conn, release.id, f.filename, f.rel)}
+            same_path = catalog.get_file(tx.conn, target.id, f.relpath)
+            if same_path is not None:
+                existing[same_path.id] = same_path
+            if existing and not volatile:
+                raise APIError(409, f"{f.filename} already exists in non-volatile index {target.fullname}")
+            for old in existing.values():
+                catalog.remove_file_row_only(tx, target, project, old, release.version)
             log = list(f.log) + [log_entry("push", who, target.fullname, src=src.index.fullname)]
             row = catalog.add_file(tx, target, release, project, filename=f.filename, sha256=f.sha256, size=f.size,
                                    rel=f.rel, relpath=f.relpath, core_metadata_sha256=f.core_metadata_sha256,
@@ -128,7 +140,6 @@ def _copy(core: Core, who: str, src: SourceRelease, target: IndexRow, no_docs: b
 def _push_external(core: Core, src: SourceRelease, body: dict[str, Any]) -> bottle.HTTPResponse:
     import requests
 
-    require_identity(core, bottle.request)
     posturl = str(body["posturl"])
     auth = (str(body.get("username") or ""), str(body.get("password") or ""))
     headers = {"User-Agent": f"devpi-server/{__version__}"}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -242,6 +243,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
             timeout = float(body.get("timeout") or default_timeout(core))
         except (TypeError, ValueError):
             raise APIError(400, "timeout must be a number of seconds") from None
+        if not math.isfinite(timeout):  # float("nan") and float("inf") read strings
+            raise APIError(400, "timeout must be a number of seconds")
         timeout = min(max(timeout, 1.0), 86400.0)
         info = body.get("info") if isinstance(body.get("info"), dict) else {}
         with core.storage.write(ident.user if ident else None) as tx:
@@ -281,18 +284,18 @@ def install(app: bottle.Bottle, core: Core) -> None:
             raise APIError(400, "exitcode must be an integer or null")
         toxresult_id = None
         envs: dict[str, dict[str, Any]] = {}
-        if report is not None:
-            if not isinstance(report, dict):
-                raise APIError(400, "toxresult must be a JSON object (tox's --result-json report)")
+        if report is not None and not isinstance(report, dict):
+            raise APIError(400, "toxresult must be a JSON object (tox's --result-json report)")
+        if report is not None and not body.get("interrupted"):  # an interrupted run counts for nothing
             from .views_files import store_toxresult
 
+            for result in env_results(report):  # read first: a report it cannot read stores nothing
+                envs[result.env] = {"python": result.python, "status": "passed" if result.passed else "failed"}
             f = _file_by_id(core, run.file_id)
             raw = json.dumps(report, sort_keys=True).encode()
             sha256 = core.blobs.put_bytes(raw)
             stored = store_toxresult(core, ix, f.relpath, sha256, len(raw), run.who)
             toxresult_id = stored.id
-            for result in env_results(report):
-                envs[result.env] = {"python": result.python, "status": "passed" if result.passed else "failed"}
         if body.get("interrupted"):
             status = "interrupted"
         elif report is None:

@@ -81,15 +81,18 @@ def env_passed(env: dict[str, Any]) -> bool:
     """tox 4 reports carry result.success; older ones only the command return codes."""
     result = env.get("result")
     if isinstance(result, dict) and "success" in result:
-        return bool(result.get("success")) and not result.get("skipped")
-    setup = env.get("setup") or []
-    test = env.get("test") or []
+        return result.get("success") is True and not result.get("skipped")  # "false" is no pass
+    setup, test = env.get("setup"), env.get("test")
+    setup = setup if isinstance(setup, list) else []
+    test = test if isinstance(test, list) else []
     codes = [c.get("retcode") for c in [*setup, *test] if isinstance(c, dict)]
-    return bool(test) and all(str(rc) == "0" for rc in codes)
+    return bool(codes) and any(isinstance(c, dict) for c in test) and all(str(rc) == "0" for rc in codes)
 
 
 def env_python(env: dict[str, Any]) -> str:
-    py = env.get("python") or {}
+    py = env.get("python")
+    if not isinstance(py, dict):
+        return ""
     info = py.get("version_info")
     if isinstance(info, list) and len(info) >= 2:
         return ".".join(str(x) for x in info[:3])
@@ -99,8 +102,11 @@ def env_python(env: dict[str, Any]) -> str:
 def env_results(report: dict[str, Any]) -> list[EnvResult]:
     """The run envs of one tox report (tox's own packaging envs, named '.pkg...', are skipped)."""
     platform = str(report.get("platform") or "")
-    out = []
-    for name, env in (report.get("testenvs") or {}).items():
+    envs = report.get("testenvs")
+    out: list[EnvResult] = []
+    if not isinstance(envs, dict):  # anyone in acl_toxresult_upload may send any JSON
+        return out
+    for name, env in envs.items():
         if name.startswith(".") or not isinstance(env, dict):
             continue
         out.append(EnvResult(name, platform, env_python(env), env_passed(env)))

@@ -280,7 +280,10 @@ def store_toxresult(core: Core, ix: catalog.IndexRow, relpath: str, sha256: str,
         existing = [x for x in catalog.files_of_release(tx.conn, release.id)
                     if x.rel == "toxresult" and x.for_file_id == f.id]
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        name = f"{f.filename}.toxresult-{stamp}-{len(existing)}"
+        taken, n = {x.filename for x in existing}, len(existing)
+        while f"{f.filename}.toxresult-{stamp}-{n}" in taken:  # one deleted this second
+            n += 1
+        name = f"{f.filename}.toxresult-{stamp}-{n}"
         dirpath = relpath.rsplit("/", 1)[0]
         return catalog.add_file(tx, ix, release, project, filename=name, sha256=sha256, size=size,
                                 rel="toxresult", relpath=f"{dirpath}/{name}", for_file_id=f.id,

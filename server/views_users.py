@@ -89,6 +89,12 @@ def install(app: bottle.Bottle, core: Core) -> None:
                      if not ix.config.get("volatile", True)]
             if stuck:
                 raise APIError(403, f"user {user!r} has non-volatile index: {', '.join(stuck)}")
+            # as for deleting one index: another user's index must not keep bases that someone
+            # could then create again under this name, with other packages in them
+            used = sorted({f"{other.fullname} (base {base})" for other in catalog.list_indexes(tx.conn)
+                           if other.user != user for base in other.bases if base.split("/")[0] == user})
+            if used:
+                raise APIError(409, f"user {user!r} has indexes that are bases of others: {', '.join(used)}")
             catalog.delete_user(tx, user)
         return json_reply(message=f"user {user!r} deleted")
 

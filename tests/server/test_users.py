@@ -197,3 +197,22 @@ def test_server_token_expires_after_ten_hours(sqlite_server):
     token = s.login(name, "pw")[1]
     expires = int(token.split("~")[2])
     assert abs(expires - (time.time() + 36000)) < 60
+
+
+def test_a_user_whose_index_is_a_base_of_another_stays(engine_server):
+    """As deleting that one index is refused (409): else the other index keeps a base that
+    anyone may create again under that name, with other packages in it."""
+    s = engine_server
+    bob, alice = unique("bob"), unique("alice")
+    bob_auth = s.create_user(bob, "pw")
+    s.create_index(bob_auth, "a")
+    s.create_index(bob_auth, "own", bases=f"{bob}/a")  # a base among bob's own indexes is no obstacle
+    alice_auth = s.create_user(alice, "pw")
+    s.create_index(alice_auth, "onbob", bases=f"{bob}/a")
+    r = s.api("DELETE", f"/{bob}", auth=bob_auth)
+    assert r.status_code == 409 and f"{alice}/onbob" in r.json()["message"], r.text
+    assert s.api("GET", f"/{bob}/a").status_code == 200
+    assert s.api("PATCH", f"/{alice}/onbob", json={"bases": []}, auth=alice_auth).status_code == 200
+    r = s.api("DELETE", f"/{bob}", auth=bob_auth)
+    assert r.status_code == 200, r.text
+    assert s.api("GET", f"/{bob}").status_code == 404

@@ -104,3 +104,80 @@ def test_unknown_file_and_run(server, tmp_path):
     assert r.status_code == 404 and "no release file" in r.json()["message"]
     assert server.api("GET", "/alice/dev/+testruns/999").status_code == 404
     assert server.api("GET", "/alice/dev/+testruns").status_code == 400
+
+
+def test_reports_nobody_can_read_neither_fail_pushes_nor_pass_gates(server, tmp_path):
+    """Anyone in acl_toxresult_upload may send any JSON: what is not a tox report (or says
+    "false" for success) counts for nothing, and a push that checks reports gets a 409."""
+    auth, href = setup_release(server, tmp_path, push_requires=["linux"])
+    server.create_index(auth, "prod")
+    for report in ({"platform": "linux", "testenvs": [1, 2]},
+                   {"platform": "linux", "testenvs": {"py": {"python": "3.12"}}},
+                   {"platform": "linux", "testenvs": {"py": {"result": {"success": "false"}}}},
+                   {"platform": "linux", "testenvs": {"py": {"test": "x"}}},
+                   {"platform": "linux", "testenvs": {"py": {"test": [], "setup": [{"retcode": 0}]}}}):
+        r = requests.post(href, json=report, headers={"Accept": "application/json"}, timeout=30)
+        assert r.status_code == 200, r.text
+        r = server.api("PUSH", "/alice/dev", json={"name": "apipkg", "version": "1.0", "targetindex": "alice/prod"},
+                       auth=auth)
+        assert r.status_code == 409 and "push_requires needs a passing test run" in r.json()["message"], r.text
+    # the same shapes as a finished run's report: stored nowhere, the run is no pass
+    run = open_run(server, href, auth=auth).json()["result"]
+    r = server.api("POST", f"/alice/dev/+testruns/{run['id']}/finish",
+                   json={"key": run["key"], "exitcode": 0, "toxresult": {"testenvs": [1]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["status"] == "failed"
+
+
+def test_an_interrupted_run_counts_for_nothing(server, tmp_path):
+    auth, href = setup_release(server, tmp_path, push_requires=["linux"])
+    server.create_index(auth, "prod")
+    run = open_run(server, href, auth=auth).json()["result"]
+    r = server.api("POST", f"/alice/dev/+testruns/{run['id']}/finish",
+                   json={"key": run["key"], "exitcode": None, "interrupted": True, "toxresult": REPORT})
+    assert r.status_code == 200 and r.json()["result"]["status"] == "interrupted", r.text
+    links = server.api("GET", "/alice/dev/apipkg").json()["result"]["1.0"]["+links"]
+    assert [lk for lk in links if lk["rel"] == "toxresult"] == []
+    r = server.api("PUSH", "/alice/dev", json={"name": "apipkg", "version": "1.0", "targetindex": "alice/prod"},
+                   auth=auth)
+    assert r.status_code == 409, r.text
+
+
+def test_toxresult_names_stay_unique_after_a_delete(server, tmp_path):
+    auth, href = setup_release(server, tmp_path)
+    paths = []
+    for _ in range(2):
+        r = requests.post(href, json=REPORT, headers={"Accept": "application/json"}, timeout=30)
+        assert r.status_code == 200, r.text
+        paths.append(r.json()["result"].split("#")[0])
+    assert server.api("DELETE", "/" + paths[0], auth=auth).status_code == 200
+    r = requests.post(href, json=REPORT, headers={"Accept": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text  # a second of the same stamp must not take the name still in use
+    assert r.json()["result"].split("#")[0] not in paths[1:]
+    links = server.api("GET", "/alice/dev/apipkg").json()["result"]["1.0"]["+links"]
+    assert len([lk for lk in links if lk["rel"] == "toxresult"]) == 2
+
+
+def test_numbers_and_text_that_json_can_spell_but_not_hold(server, tmp_path):
+    auth, href = setup_release(server, tmp_path)
+    for timeout in ("nan", "inf", "-inf"):
+        r = open_run(server, href, auth=auth, timeout=timeout)
+        assert r.status_code == 400 and "timeout" in r.json()["message"], r.text
+    run = open_run(server, href, auth=auth).json()["result"]
+    events = f"/alice/dev/+testruns/{run['id']}/events"
+    for body in (b'{"key": "%s", "events": [{"env": "py", "nodeid": "\\udc00", "outcome": "passed"}]}',
+                 b'{"key": "%s", "events": [{"env": "py", "nodeid": "a", "longrepr": "x\\ud800y"}]}',
+                 b'{"key": "%s", "events": [{"env": "py", "nodeid": "a", "duration": 1e400}]}'):
+        r = server.api("POST", events, data=body % run["key"].encode(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+    r = requests.post(href, data=b'{"platform": "\\ud800", "testenvs": {}}', timeout=30,
+                      headers={"Content-Type": "application/json", "Accept": "application/json"})
+    assert r.status_code == 400 and "surrogate" in r.json()["message"]
+    # a pair of surrogates is one character, and welcome
+    r = server.api("POST", events, data=b'{"key": "%s", "events": [{"env": "py", "nodeid": "\\ud83d\\ude00"}]}'
+                   % run["key"].encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    shown = server.api("GET", f"/alice/dev/+testruns/{run['id']}").json()["result"]
+    assert shown["events"][0]["nodeid"] == "\U0001f600"
+    page = requests.get(f"{server.url}/alice/dev/apipkg/1.0", headers={"Accept": "text/html"}, timeout=30)
+    assert page.status_code == 200

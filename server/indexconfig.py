@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .names import InvalidName, check_user_or_index_name, normalize_name
+from .names import InvalidName, check_user_or_index_name, is_project_name, normalize_name
 
 
 class ConfigError(ValueError):
@@ -70,6 +70,8 @@ def _acl(value: Any) -> list[str]:
 def _whitelist(value: Any) -> list[str]:
     out = []
     for p in _list(value):
+        if p != "*" and not is_project_name(p):
+            raise ConfigError(f"mirror_whitelist: {p!r} is no project name (or '*' for all)")
         p = "*" if p == "*" else normalize_name(p)
         if p not in out:
             out.append(p)

@@ -81,8 +81,15 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     if target.id == src.index.id:  # would drop and re-add its own rows (and their test runs)
         raise APIError(400, f"{name} {version} is on {target.fullname} already: push it to another index")
     _check(core, src, target.fullname)
-    actions = _copy(core, ident.user, src, target, bool(body.get("no_docs")), bool(body.get("only_docs")))
+    actions = _copy(core, ident.user, src, target, _flag(body.get("no_docs")), _flag(body.get("only_docs")))
     return json_reply(actions, "actionlog")
+
+
+def _flag(value: Any) -> bool:
+    """JSON true/false, or a string as a command line gives it ("false" is no)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _check(core: Core, src: SourceRelease, target: str) -> None:
@@ -164,9 +171,9 @@ def _push_external(core: Core, src: SourceRelease, body: dict[str, Any]) -> bott
     for f in src.files:
         if f.rel not in ("releasefile", "doczip"):
             continue
-        if f.rel == "doczip" and body.get("no_docs"):
+        if f.rel == "doczip" and _flag(body.get("no_docs")):
             continue
-        if f.rel == "releasefile" and body.get("only_docs"):
+        if f.rel == "releasefile" and _flag(body.get("only_docs")):
             continue
         data = core.blobs.read_bytes(f.sha256)
         if f.rel == "releasefile":

@@ -197,12 +197,14 @@ def test_config_values_of_the_wrong_kind(bad, nothing_stored):
             (f"/{user}/m3", {**mirror, "mirror_cache_expiry": True}, "expected a whole number"),
             (f"/{user}/s1", {"acl_upload": [None]}, "list of strings"),
             (f"/{user}/s2", {"bases": [5]}, "list of strings"),
-            (f"/{user}/s3", {"volatile": 5}, "expected a boolean")):
+            (f"/{user}/s3", {"volatile": 5}, "expected a boolean"),
+            (f"/{user}/s4", {"mirror_whitelist": ["priv*"]}, "no project name"),
+            (f"/{user}/s5", {"mirror_whitelist": "ok,../x"}, "no project name")):
         assert_refused(s.api("PUT", path, json=body, auth=auth), 400, message)
-    # a number too large for a float is read as infinity
+    # a number too large for a float would read as infinity: not taken as JSON at all
     too_large = b'{"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/", "mirror_cache_expiry": 1e400}'
     r = s.api("PUT", f"/{user}/m1", data=too_large, auth=auth, headers={"Content-Type": "application/json"})
-    assert_refused(r, 400, "expected a whole number")
+    assert_refused(r, 400, "could not decode json")
     assert_refused(s.api("PATCH", f"/{index}", json=["type=mirror"], auth=auth), 400, "can't be changed")
     assert_refused(s.api("PATCH", f"/{index}", json=["volatile=5"], auth=auth), 400, "expected a boolean")
     assert s.api("GET", f"/{user}/m1").status_code == 404

@@ -120,3 +120,23 @@ def test_test_gates_hold_for_external_repositories(engine_server, remote):
     r = push(s, auth, f"{auth[0]}/gated", name, posturl=url, username="u", password="p")
     assert r.status_code == 200, r.text
     assert got and set(got) == {"/legacy/"}
+
+
+def test_doc_flags_as_a_command_line_spells_them(engine_server, tmp_path):
+    s = engine_server
+    auth = new_user(s)
+    s.create_index(auth, "dev")
+    name = unique("flag-pkg")
+    fn, data = wheel_bytes(name, "1.0")
+    creds = (auth[0], "pw")
+    assert raw_upload(s, f"{auth[0]}/dev", fn, data, creds, name=name, version="1.0").status_code == 200
+    r = requests.post(f"{s.url}/{auth[0]}/dev/", auth=creds, timeout=30,
+                      files={"content": ("d.zip", _doc_zip(tmp_path, b"docs"))},
+                      data={":action": "doc_upload", "name": name, "version": "1.0"})
+    assert r.status_code == 200, r.text
+    for target, flag, with_docs in (("t1", "false", True), ("t2", "true", False), ("t3", False, True)):
+        s.create_index(auth, target)
+        r = push(s, auth, f"{auth[0]}/dev", name, targetindex=f"{auth[0]}/{target}", no_docs=flag)
+        assert r.status_code == 200, r.text
+        rels = [lk["rel"] for lk in s.api("GET", f"/{auth[0]}/{target}/{name}/1.0").json()["result"]["+links"]]
+        assert ("doczip" in rels) == with_docs, (flag, rels)

@@ -11,6 +11,7 @@ import json
 import math
 import re
 from typing import Any
+from urllib.parse import quote
 
 import bottle
 
@@ -145,6 +146,21 @@ def require_identity(core, request: bottle.BaseRequest) -> Identity:
             raise APIError(401, "authentication failed: wrong user name, password or token")
         raise APIError(401, "authentication required", {"WWW-Authenticate": 'Basic realm="pypi"'})
     return ident
+
+
+def here(core, request: bottle.BaseRequest, path: str | None = None) -> str:
+    """An absolute URL of this server as the client sees it (``--outside-url`` and its path
+    prefix kept), for redirects: ``path`` (default: this request's) percent-encoded."""
+    return base_url(core, request) + quote(request.path if path is None else path, safe="/+@:")
+
+
+def with_project(core, request: bottle.BaseRequest, project: str) -> str:
+    """This request's URL with its project segment (the one after user and index) spelled
+    ``project``: a plain replace of "/Foo_Bar" hit the user or index when it begins so."""
+    parts = request.path.split("/")
+    parts[3] = project
+    query = f"?{request.query_string}" if request.query_string else ""
+    return here(core, request, "/".join(parts)) + query
 
 
 def base_url(core, request: bottle.BaseRequest) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import schema
 
 log = logging.getLogger("devpi.server.storage")
+ANNOUNCE_WAIT = 2.0  # seconds a commit waits for the one before it to be announced
 
 Change = dict[str, Any]
 CommitListener = Callable[[int, list[Change]], None]
@@ -111,6 +112,7 @@ class Storage:
         self._listeners: list[CommitListener] = []
         self._serial_lock = threading.Lock()
         self._serial_cond = threading.Condition(self._serial_lock)
+        self._turn = threading.Condition()  # announcing commits, one at a time and in order
         self.current_serial = -1
         self._dispatched_serial = -1
         self._poll_interval = poll_interval
@@ -209,19 +211,51 @@ class Storage:
 
     # -- serial notification ---------------------------------------------
     def _dispatch(self, entries: list[tuple[int, list[Change]]]) -> None:
+        for serial, changes in sorted(entries, key=lambda e: e[0]):
+            self._announce(serial, changes)
+
+    def _announce(self, serial: int, changes: list[Change]) -> None:
+        """Tell the listeners of one commit, strictly in serial order and each serial once.
+
+        Commits are serial by serial, but the threads that made them reach this point in
+        any order: announcing N+1 first used to mark N as done too, so N's changes never
+        reached the caches and the search index. So a commit waits for the one before it
+        (whose thread is about to announce it); if that takes too long, it reads the
+        missing ones from the changelog itself (another process's, say)."""
+        with self._turn:
+            if not self._turn.wait_for(lambda: self._dispatched_serial >= serial - 1, ANNOUNCE_WAIT):
+                self._announce_missing(serial)
+            if serial <= self._dispatched_serial:
+                return  # the poller or a gap filler was first
+            self._call_listeners(serial, changes)
+            self._dispatched_serial = serial
+            self._turn.notify_all()
         with self._serial_cond:
-            todo = [(s, c) for s, c in entries if s > self._dispatched_serial]
-            if not todo:
-                return
-            self._dispatched_serial = max(s for s, _ in todo)
-            self.current_serial = max(self.current_serial, self._dispatched_serial)
+            self.current_serial = max(self.current_serial, serial)
             self._serial_cond.notify_all()
-        for serial, changes in sorted(todo, key=lambda e: e[0]):
-            for fn in self._listeners:
-                try:
-                    fn(serial, changes)
-                except Exception:  # a listener must never break a commit
-                    log.exception("commit listener failed at serial %s", serial)
+
+    def _announce_missing(self, before: int) -> None:
+        """Under ``_turn``: announce the changelog's commits from the last announced up to
+        ``before`` (exclusive)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.changelog.c.serial, schema.changelog.c.changes)
+                                .where(schema.changelog.c.serial > self._dispatched_serial,
+                                       schema.changelog.c.serial < before)
+                                .order_by(schema.changelog.c.serial)).all()
+            conn.rollback()
+        for row in rows:
+            self._call_listeners(row.serial, json.loads(row.changes))
+            self._dispatched_serial = row.serial
+        if rows:
+            log.warning("announced serials %s-%s from the changelog (their own threads were late)",
+                        rows[0].serial, rows[-1].serial)
+
+    def _call_listeners(self, serial: int, changes: list[Change]) -> None:
+        for fn in self._listeners:
+            try:
+                fn(serial, changes)
+            except Exception:  # a listener must never break a commit
+                log.exception("commit listener failed at serial %s", serial)
 
     def wait_for_serial(self, serial: int, timeout: float) -> bool:
         with self._serial_cond:

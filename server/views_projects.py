@@ -12,7 +12,7 @@ import bottle
 from . import catalog
 from .catalog import IndexRow
 from .core import Core
-from .httpkit import APIError, base_url, json_reply, read_json, require_identity, require_index
+from .httpkit import APIError, base_url, json_reply, read_json, require_identity, require_index, with_project
 from .names import normalize_name
 from .views_meta import INDEX_SEG, USER_SEG
 
@@ -93,8 +93,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
     def redirect_if_not_normal(project: str) -> None:
         norm = normalize_name(project)
         if norm != project:
-            bottle.redirect(base_url(core, req) + req.path.replace(f"/{project}", f"/{norm}", 1)
-                            + (f"?{req.query_string}" if req.query_string else ""), 302)
+            bottle.redirect(with_project(core, req, norm), 302)
 
     def get_project(user: str, index: str, project: str):
         from .httpkit import is_installer

@@ -25,18 +25,20 @@ DOC_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-i
 class DocZips:
     def __init__(self, core: Any, max_cached: int = 64):
         self.core = core
-        self._names: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._names: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._lock = threading.Lock()
         self.max_cached = max_cached
 
-    def _names_of(self, sha256: str) -> frozenset[str]:
+    def _names_of(self, sha256: str) -> dict[str, str]:
+        """The zip's files by the path that serves them: ``./a/b.html`` (what some zip tools
+        write) and ``a\\b.html`` serve as ``a/b.html``."""
         with self._lock:
             names = self._names.get(sha256)
             if names is not None:
                 self._names.move_to_end(sha256)
                 return names
         with zipfile.ZipFile(self.core.blobs.path(sha256)) as zf:
-            names = frozenset(i.filename for i in zf.infolist() if not i.is_dir())
+            names = {_served_as(i.filename): i.filename for i in zf.infolist() if not i.is_dir()}
         with self._lock:
             self._names[sha256] = names
             while len(self._names) > self.max_cached:
@@ -50,10 +52,9 @@ class DocZips:
         if any(part in ("..", ".") for part in path.split("/")) or "\\" in path or "\x00" in path:
             return None, False
         if path == "" or path.endswith("/"):
-            candidate = path + "index.html"
-            return (candidate if candidate in names else None), False
+            return names.get(path + "index.html"), False
         if path in names:
-            return path, False
+            return names[path], False
         if path + "/index.html" in names:
             return None, True
         return None, False
@@ -61,6 +62,10 @@ class DocZips:
     def read(self, sha256: str, member: str) -> bytes:
         with zipfile.ZipFile(self.core.blobs.path(sha256)) as zf:
             return zf.read(member)
+
+
+def _served_as(member: str) -> str:
+    return "/".join(part for part in member.replace("\\", "/").split("/") if part not in ("", "."))
 
 
 def content_type(member: str) -> str:

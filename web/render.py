@@ -78,8 +78,17 @@ def highlight(snippet: str) -> Markup:
     """Search snippets mark matches with \\x02 ... \\x03: escape everything, then mark."""
     snippet = _MARKUP_NOISE.sub(" ", snippet)  # descriptions are Markdown/reST source: drop its punctuation
     snippet = " ".join(snippet.split())
-    out = str(escape(snippet)).replace("\x02", "<mark>").replace("\x03", "</mark>")
-    return Markup(out)
+    out, open_ = [], False
+    for part in re.split("([\x02\x03])", str(escape(snippet))):
+        if part == "\x02" or part == "\x03":  # the text itself may hold these: keep marks paired
+            if open_ == (part == "\x03"):
+                out.append("</mark>" if open_ else "<mark>")
+                open_ = not open_
+        else:
+            out.append(part)
+    if open_:
+        out.append("</mark>")
+    return Markup("".join(out))
 
 
 def project_rows(projects: list[Any], base: str) -> Markup:
@@ -121,12 +130,36 @@ def render_description(text: str, content_type: str | None) -> Markup:
     return html
 
 
+MAX_DEPTH = 100  # block quotes or HTML elements nested deeper: shown as plain text
+_QUOTES = re.compile(r"^[ \t]*((?:>[ \t]*)+)", re.M)
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+         "track", "wbr"}
+
+
+def _too_deep(text: str) -> bool:
+    """Markdown nesting deeper than MAX_DEPTH (``>`` * 50,000 took 22 s to clean), judged
+    from the source in one pass: quote markers at a line's start, and open HTML tags."""
+    if any(m.group(1).count(">") > MAX_DEPTH for m in _QUOTES.finditer(text)):
+        return True
+    depth = 0
+    for m in _TAG.finditer(text):
+        if m.group(3) or m.group(2).lower() in _VOID:
+            continue
+        depth = max(depth - 1, 0) if m.group(1) else depth + 1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 def _render(text: str, ctype: str) -> Markup:
     rendered: str | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if ctype.startswith("text/markdown"):
+            if ctype.startswith("text/markdown") and _too_deep(text):
+                rendered = None  # cleaning deeply nested HTML takes time quadratic in its depth
+            elif ctype.startswith("text/markdown"):
                 from readme_renderer import markdown
 
                 variant = "CommonMark" if "variant=commonmark" in ctype.replace(" ", "") else "GFM"

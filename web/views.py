@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import bottle
-from devpi.server.httpkit import APIError, base_url, identity
+from devpi.server.httpkit import APIError, base_url, here, identity, with_project
 from devpi.server.names import normalize_name
 from markupsafe import Markup
 
@@ -139,8 +139,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     def maybe_normalize(project: str) -> None:
         norm = normalize_name(project)
         if norm != project:
-            bottle.redirect(req.path.replace(f"/{project}", f"/{norm}", 1)
-                            + (f"?{req.query_string}" if req.query_string else ""), 302)
+            bottle.redirect(with_project(core, req, norm), 302)
 
     # -- pages ------------------------------------------------------------------------------
     @page
@@ -298,7 +297,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         sha = v.doczip.sha256
         member, is_dir = docs.resolve(sha, path)
         if is_dir:
-            bottle.redirect(req.path + "/", 302)
+            bottle.redirect(here(core, req) + "/", 302)
         if member is None:
             raise APIError(404, f"{path or 'index.html'} is not in the documentation of {project} {v.version}.")
         etag = f'"{sha[:32]}-{zlib.crc32(member.encode()):08x}"'
@@ -373,13 +372,13 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     app.route(f"/{u}/{i}/+goto", "GET", goto)
     app.route(f"/{u}/{i}/{p}/{v}/+toxresults/<basename>", "GET", toxresult_page)
     app.route(f"/{u}/{i}/{p}/{v}/+testruns/<run_id:int>", "GET", testrun_page)
-    app.route(f"/{u}/{i}/{p}/{v}/+doc", "GET", lambda **kw: bottle.redirect(req.path + "/", 302))
+    app.route(f"/{u}/{i}/{p}/{v}/+doc", "GET", lambda **kw: bottle.redirect(here(core, req) + "/", 302))
     app.route(f"/{u}/{i}/{p}/{v}/+doc/<path:path>", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/{v}/+doc/", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>/<path:path>", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>/", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>", "GET",
-              lambda **kw: bottle.redirect(req.path + "/", 302))
+              lambda **kw: bottle.redirect(here(core, req) + "/", 302))
     return app
 
 

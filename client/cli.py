@@ -15,10 +15,25 @@ CommandFunc = Callable[[Any, argparse.Namespace], "int | None"]
 
 
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are a single line (exit code 2, like argparse)."""
+    """ArgumentParser whose usage errors are a single line (exit code 2, like argparse).
+
+    A command's parser (``strict``) reports arguments it does not know itself:
+    argparse would hand them up to the top-level parser, whose message then
+    names ``devpi`` and points at ``devpi --help`` instead of the command's help.
+    """
+
+    strict = False
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and self.strict:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def add_generic_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
@@ -63,6 +78,8 @@ def add_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=add_help,
     )
+    if isinstance(parser, Parser):
+        parser.strict = True
     add_generic_options(parser)
     parser.set_defaults(func=func, command=name)
     return parser

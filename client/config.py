@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from devpi.client.errors import DevpiError
+
 
 def default_clientdir() -> Path:
     """Return the per-user config dir for devpi (without creating it)."""
@@ -36,8 +38,25 @@ def default_clientdir() -> Path:
 
 
 def _write_private(path: Path, data: Any) -> None:
-    """Write JSON atomically with 0600 permissions (never world readable, not even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write JSON atomically with 0600 permissions (never world readable, not even briefly).
+
+    A client dir that cannot be created or written (``--clientdir`` naming a
+    file, a read-only disk) ends the command with one line naming the path.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (FileExistsError, NotADirectoryError):
+        raise DevpiError(f"client dir {path.parent} is not usable: it or one of its parents "
+                         "is a file, not a directory (see --clientdir / $DEVPI_CLIENTDIR)") from None
+    except OSError as e:
+        raise DevpiError(f"cannot create client dir {path.parent}: {e.strerror or e}") from None
+    try:
+        _write_json_file(path, data)
+    except OSError as e:
+        raise DevpiError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _write_json_file(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=str(path.parent))
     try:
         os.chmod(tmp, 0o600)

@@ -13,6 +13,7 @@ import base64
 import http
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,7 +36,66 @@ def client_version() -> str:
 
 
 def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
+    """True for an http(s) URL; the scheme is case-insensitive as RFC 3986 says."""
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d+(/.*)?$")
+# What the server refuses in user and index names (its check_user_or_index_name): ASCII
+# control characters, space and punctuation other than -._@ -- copied here because the
+# client must not import the server, and a name with '/', '?' or '#' would otherwise
+# silently address another resource (``alice/dev`` as a *user* name is an index).
+_NAME_FORBIDDEN = re.compile(r"[\x00-\x20\x7f!\"#$%&'()*+,/:;<=>?\[\\\]^`{|}~]")
+
+
+def name_problem(name: str, what: str) -> str | None:
+    """Why ``name`` cannot be a user or index name (None if it can), checked before any request."""
+    if not name:
+        return f"empty {what}"
+    if len(name) > 100:
+        return f"invalid {what} {name!r}: longer than 100 characters"
+    if _NAME_FORBIDDEN.search(name) or name.startswith(("+", ".")):
+        return f"invalid {what} {name!r}: use letters, digits and -._@ only"
+    return None
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` is not a usable server/index URL, for things that look like one.
+
+    Returns None for anything that is neither URL-like nor ``host:port`` (a
+    ``USER/INDEX`` name).  Catching these early gives one clear line instead of
+    "no server in use" or "invalid index name" for a mistyped URL.
+    """
+    m = _SCHEME.match(text)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme not in ("http", "https"):
+            return f"unsupported URL scheme {m.group(1)!r} in {text!r}: use http:// or https://"
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError as e:
+            return f"invalid URL {text!r}: {one_line(str(e))}"
+        if not parts.hostname:
+            return f"invalid URL {text!r}: no host name"
+        return None
+    if _HOST_PORT.match(text):
+        return f"{text!r} has no URL scheme: did you mean 'http://{text}'?"
+    return None
+
+
+def normalize_url(text: str) -> str:
+    """The URL with a lower-case scheme (``HTTP://h`` -> ``http://h``), so stored URLs compare equal."""
+    m = _SCHEME.match(text)
+    return m.group(1).lower() + text[len(m.group(1)):] if m else text
+
+
+def looks_like_devpi(reply: Reply) -> bool:
+    """Whether a reply comes from a devpi server: its JSON envelope or its X-Devpi-* headers."""
+    if any(key.lower().startswith("x-devpi-") for key in reply.headers):
+        return True
+    return isinstance(reply.json, dict) and ("result" in reply.json or "message" in reply.json)
 
 
 def strip_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -196,20 +256,43 @@ class Hub:
                 self.root  # noqa: B018
                 self.fatal("no index in use: run 'devpi use USER/INDEX' first (see 'devpi use -l')")
             return current.rstrip("/")
+        problem = url_problem(name)
+        if problem:
+            self.fatal(problem)
         if is_url(name):
-            return name.rstrip("/")
+            return normalize_url(name).rstrip("/")
         return f"{self.root}/{self.qualify_index(name)}"
 
     def qualify_index(self, name: str) -> str:
-        """``user/index`` for ``index`` (the logged-in user's) or ``user/index``."""
+        """``user/index`` for ``index`` (the logged-in user's) or ``user/index``.
+
+        Both parts are checked like the server checks names, so that ``?``/``#``
+        cannot turn the index name into a query or fragment of some other URL.
+        """
+        problem = url_problem(name)
+        if problem:
+            self.fatal(problem)
         name = name.strip("/")
+        if name.count("/") > 1:
+            self.fatal(f"invalid index name '{name}': expected USER/INDEX")
+        if "/" in name:
+            user, index = name.split("/")
+            self.check_name(user, "user name")
+        else:
+            index = name
+        self.check_name(index, "index name")
         if "/" not in name:
             user = self.user
             if not user:
                 self.fatal(f"cannot resolve index '{name}' without login: use USER/{name}")
             name = f"{user}/{name}"
-        if name.count("/") != 1:
-            self.fatal(f"invalid index name '{name}': expected USER/INDEX")
+        return name
+
+    def check_name(self, name: str, what: str) -> str:
+        """Refuse a user or index name the server would refuse, before any request is sent."""
+        problem = name_problem(name, what)
+        if problem:
+            self.fatal(problem)
         return name
 
     def index_name(self, url: str) -> str:
@@ -234,7 +317,11 @@ class Hub:
                 "features": self.state.features,
             }
         url = self.index_url(name)
-        reply = self.request("GET", url + "/+api", error_prefix=f"index {self.index_name(url)}")
+        iname = self.index_name(url)
+        reply = self.request("GET", url + "/+api", check=False)
+        if reply.status_code == 404 and looks_like_devpi(reply):
+            self.fatal(f"index {iname} not found ({reply.error_text()})")
+        self.check_reply("GET", url + "/+api", reply, error_prefix=f"index {iname}")
         result = reply.result if isinstance(reply.result, dict) else {}
         info = {k: result.get(k) for k in ("index", "simpleindex", "pypisubmit", "features")}
         info["index"] = (info["index"] or url).rstrip("/")
@@ -340,17 +427,57 @@ class Hub:
             self.warn("your login expired and was removed: run 'devpi login' again")
         if not check:
             return reply
+        return self.check_reply(method, url, reply, ok=ok, expect_type=expect_type, error_prefix=error_prefix)
+
+    def check_reply(
+        self,
+        method: str,
+        url: str,
+        reply: Reply,
+        *,
+        ok: tuple[int, ...] = (200, 201),
+        expect_type: str | None = None,
+        error_prefix: str | None = None,
+    ) -> Reply:
+        """The checks of ``request(check=True)``, for callers that first look at some statuses themselves."""
         if reply.status_code not in ok:
             prefix = f"{error_prefix}: " if error_prefix else ""
+            if reply.status_code in (404, 405) and not looks_like_devpi(reply):
+                self.not_devpi(method, url, reply)
             hint = ""
             if reply.status_code in (401, 403) and not self.login:
                 hint = " (not logged in: run 'devpi login USER')"
             self.fatal(f"{prefix}{reply.error_text()}{hint}")
         if expect_type and reply.type != expect_type:
+            if not looks_like_devpi(reply):
+                self.not_devpi(method, url, reply)
             self.fatal(
                 f"unexpected reply from {method} {url}: expected type {expect_type!r}, got {reply.type!r}"
             )
         return reply
+
+    def not_devpi(self, method: str, url: str, reply: Reply) -> NoReturn:
+        """Fail for a reply that is no devpi JSON (a web server or proxy answering instead).
+
+        Without this an empty JSON-less reply would read as "no users/indexes".
+        """
+        ctype = reply.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        self.fatal(f"{_base_url(url)} does not look like a devpi server "
+                   f"({method} {url} answered {reply.status_code} with {ctype}, not devpi JSON)")
+
+    def project_not_found(self, index: str, name: str, reply: Reply) -> NoReturn:
+        """Explain a 404 for ``INDEX/PROJECT``: a missing index or a missing project.
+
+        The 404 alone does not tell which; asking for the index does (and works
+        with any devpi server, whatever its message says).
+        """
+        iname = self.index_name(index)
+        if not looks_like_devpi(reply):
+            self.not_devpi("GET", f"{index}/{name}", reply)
+        check = self.request("GET", index, params={"no_projects": ""}, check=False)
+        if check.status_code == 404:
+            self.fatal(f"index {iname} not found ({check.error_text()})")
+        self.fatal(f"project {name} not found on index {iname}")
 
 
 def _base_url(url: str) -> str:

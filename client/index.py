@@ -51,6 +51,9 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     for kv in keyvalues:
         if "=" not in kv:
             hub.fatal(f"expected key=value, got {kv!r}")
+        if not kv.split("=", 1)[0].rstrip("+-").strip():
+            # the server would store (or choke on) a blank key: refuse it here
+            hub.fatal(f"empty key in {kv!r}: expected key=value")
     if args.list:
         return list_indexes(hub, name)
     if args.create:
@@ -164,12 +167,13 @@ def list_indexes(hub: Hub, user: str | None) -> int:
     root = hub.root
     user = user or hub.user
     if user:
+        hub.check_name(user.strip("/"), "user name")
         reply = hub.request("GET", f"{root}/{user.strip('/')}", expect_type="userconfig",
                             error_prefix=f"user {user}")
         for name in sorted((reply.result or {}).get("indexes") or {}):
             hub.info(f"{user}/{name}")
         return 0
-    reply = hub.request("GET", root + "/")
+    reply = hub.request("GET", root + "/", expect_type="list:userconfig")
     for username, config in sorted((reply.result or {}).items()):
         for name in sorted((config or {}).get("indexes") or {}):
             hub.info(f"{username}/{name}")

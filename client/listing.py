@@ -52,7 +52,7 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     params = {"ignore_bases": ""} if args.ignore_bases else None
     reply = hub.request("GET", url, params=params, check=False)
     if reply.status_code == 404:
-        hub.fatal(f"project {spec.name} not found on index {iname}")
+        hub.project_not_found(index, spec.name, reply)
     if reply.status_code >= 400:
         hub.fatal(f"project {spec.name} on index {iname}: {reply.error_text()}")
     if reply.type != "projectconfig" or not isinstance(reply.result, dict):

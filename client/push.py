@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import html
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,27 @@ def default_repository() -> str | None:
     except ImportError:
         return None
     return str(DEFAULT_REPOSITORY)
+
+
+_HIDDEN_HTML = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[!/?A-Za-z][^<>]*>")
+ACTION_LINE_MAX = 200
+
+
+def action_line(entry: Any, limit: int = ACTION_LINE_MAX) -> str:
+    """One action-log entry as one readable line.
+
+    An external repository that fails often answers with a whole HTML error
+    page, which the server passes on verbatim; printed as is it buries the
+    actual reason under dozens of lines of markup.
+    """
+    text = " ".join(str(x) for x in entry) if isinstance(entry, list) else str(entry)
+    if "<" in text:
+        text = html.unescape(_HTML_TAG.sub(" ", _HIDDEN_HTML.sub(" ", text)))
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit - 3].rstrip() + "..."
+    return text
 
 
 def register(subparsers: Any) -> None:
@@ -122,7 +145,7 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     actionlog = reply.result if reply.type == "actionlog" and isinstance(reply.result, list) else []
     failed = []
     for entry in actionlog:
-        line = " ".join(str(x) for x in entry) if isinstance(entry, list) else str(entry)
+        line = action_line(entry)
         hub.info(line)
         if isinstance(entry, list) and entry and entry[0] not in (200, 201, 410):
             failed.append(line)
@@ -130,7 +153,8 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
         hint = ""
         if reply.status_code in (401, 403) and not hub.login:
             hint = " (not logged in: run 'devpi login USER')"
-        hub.fatal(f"push of {name}=={version} to {where} failed: {reply.error_text()}{hint}")
+        reason = f" (last failed action: {failed[-1]})" if failed else ""
+        hub.fatal(f"push of {name}=={version} to {where} failed: {reply.error_text()}{reason}{hint}")
     if failed:
         hub.fatal(f"push of {name}=={version} to {where} failed: {failed[-1]}")
     hub.info(f"pushed {name}=={version} from {hub.index_name(index)} to {where}")

@@ -63,7 +63,7 @@ def remove_spec(hub: Hub, text: str, args: argparse.Namespace, params: dict[str,
     url = f"{index}/{normalize(spec.name)}"
     reply = hub.request("GET", url, params={"ignore_bases": ""}, check=False)
     if reply.status_code == 404:
-        hub.fatal(f"project {spec.name} not found on index {iname}")
+        hub.project_not_found(index, spec.name, reply)
     if reply.status_code >= 400:
         hub.fatal(f"project {spec.name} on index {iname}: {reply.error_text()}")
     data = reply.result if isinstance(reply.result, dict) else {}

@@ -71,7 +71,7 @@ def find_release(hub: Hub, index: str, text: str) -> tuple[str, str, str, list[d
     reply = hub.request("GET", url, check=False)
     iname = hub.index_name(index)
     if reply.status_code == 404:
-        hub.fatal(f"project {spec.name} not found on index {iname}")
+        hub.project_not_found(index, spec.name, reply)
     if reply.status_code >= 400 or reply.type != "projectconfig" or not isinstance(reply.result, dict):
         hub.fatal(f"project {spec.name} on index {iname}: {reply.error_text()}")
     for version in sort_versions(list(reply.result)):
@@ -150,8 +150,12 @@ def index_env(hub: Hub, simpleindex: str) -> dict[str, str]:
     return {"PIP_INDEX_URL": url, "UV_INDEX_URL": url}
 
 
-def tox_args(args: argparse.Namespace) -> list[str]:
-    out = shlex.split(args.tox_args or "")
+def tox_args(hub: Hub, args: argparse.Namespace) -> list[str]:
+    """The tox command line options; a --tox-args string the shell rules cannot split is an error."""
+    try:
+        out = shlex.split(args.tox_args or "")
+    except ValueError as e:
+        hub.fatal(f"cannot parse --tox-args {args.tox_args!r}: {str(e).lower()}")
     if args.venv:
         out += ["-e", args.venv]
     if args.posargs:
@@ -164,13 +168,14 @@ def plugin_source() -> str:
 
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
+    toxargs = tox_args(hub, args)  # before any download: a typo must not cost one
     info = hub.index_api(args.index)
     name, version, _url, links = find_release(hub, info["index"], args.pkgspec)
     sdist_link, test_link = choose_files(hub, name, version, links, args.select)
     with tempfile.TemporaryDirectory(prefix="devpi-test-dl-") as tmp:
         sdist = download(hub, sdist_link, Path(tmp))
         tested = sdist if test_link is sdist_link else download(hub, test_link, Path(tmp))
-        spec = {"sdist": sdist.name, "installpkg": tested.name, "config": args.toxini, "toxargs": tox_args(args),
+        spec = {"sdist": sdist.name, "installpkg": tested.name, "config": args.toxini, "toxargs": toxargs,
                 "env": index_env(hub, info["simpleindex"]), "plugin_source": plugin_source()}
         file_href = urljoin(info["index"] + "/", test_link["href"])
         if not args.tx:

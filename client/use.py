@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from devpi.client.cli import add_command
-from devpi.client.hub import Hub, is_url, strip_userinfo
+from devpi.client.hub import Hub, is_url, looks_like_devpi, normalize_url, strip_userinfo, url_problem
 
 DESCRIPTION = """\
 Show or set the server and index in use.
@@ -81,8 +81,11 @@ def connect(hub: Hub, arg: str) -> None:
     """Ask ``URL/+api`` and remember what it says (after checking the index is usable)."""
     state = hub.state
     basic = None
+    problem = url_problem(arg)
+    if problem:
+        hub.fatal(problem)
     if is_url(arg):
-        url, basic = strip_userinfo(arg)
+        url, basic = strip_userinfo(normalize_url(arg))
     else:
         url = f"{hub.root}/{hub.qualify_index(arg)}"
     url = url.rstrip("/")
@@ -92,6 +95,8 @@ def connect(hub: Hub, arg: str) -> None:
 
         headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
     reply = hub.request("GET", url + "/+api", headers=headers, check=False)
+    if reply.status_code in (404, 405) and not looks_like_devpi(reply):
+        hub.not_devpi("GET", url + "/+api", reply)
     if reply.status_code == 404:
         path = urlsplit(url).path.strip("/")
         if path:
@@ -151,7 +156,7 @@ def hub_name(root: str, url: str) -> str:
 
 def list_indexes(hub: Hub) -> None:
     """``devpi use -l``: every index of every user, with bases and volatility."""
-    reply = hub.request("GET", hub.root + "/")
+    reply = hub.request("GET", hub.root + "/", expect_type="list:userconfig")
     result = reply.result if isinstance(reply.result, dict) else {}
     for username in sorted(result):
         indexes = (result[username] or {}).get("indexes") or {}
@@ -246,7 +251,7 @@ def get_ini_key(path: Path, section: str, key: str) -> str | None:
     cp = configparser.RawConfigParser()
     try:
         cp.read(path, encoding="utf-8")
-    except (configparser.Error, OSError):
+    except (configparser.Error, OSError, ValueError):  # ValueError: not UTF-8
         return None
     if cp.has_option(section, key):
         return cp.get(section, key)
@@ -281,11 +286,31 @@ def get_toml_key(path: Path, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _read_config(hub: Hub, path: Path) -> str:
+    """Text of a pip/uv config file ('' if missing); unreadable ones end the command with one line.
+
+    The file is rewritten, so one we cannot decode must not be overwritten either.
+    """
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+    except UnicodeDecodeError:
+        hub.fatal(f"cannot update {path}: not UTF-8 text (fix or remove it and retry)")
+    except OSError as e:
+        hub.fatal(f"cannot read {path}: {e.strerror or e}")
+
+
+def _write(hub: Hub, path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".devpi-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        hub.fatal(f"cannot write {path}: {e.strerror or e}")
 
 
 def set_cfg(hub: Hub, venv: bool) -> None:
@@ -304,17 +329,17 @@ def set_cfg(hub: Hub, venv: bool) -> None:
     else:
         targets = [pip_user_config()]
     for path in targets:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = _read_config(hub, path)
         text = set_ini_key(text, "global", "index-url", simple)
         if trusted:
             text = set_ini_key(text, "global", "trusted-host", host)
-        _write(path, text)
+        _write(hub, path, text)
         hub.info(f"pip: wrote index-url = {simple} to {path}")
     if not venv:
         path = uv_user_config()
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = _read_config(hub, path)
         text = set_toml_top_key(text, "index-url", simple)
-        _write(path, text)
+        _write(hub, path, text)
         hub.info(f"uv:  wrote index-url = {simple} to {path}")
 
 

@@ -41,11 +41,14 @@ def register(subparsers: Any) -> None:
 
 
 def parse_keyvalues(hub: Hub, items: list[str]) -> dict[str, str]:
+    """``key=value`` arguments as a dict; a blank key is refused here rather than sent to the server."""
     kv: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             hub.fatal(f"expected key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if not key.strip():
+            hub.fatal(f"empty key in {item!r}: expected key=value")
         kv[key.strip()] = value
     return kv
 
@@ -65,8 +68,10 @@ def ask_new_password(hub: Hub, username: str) -> str:
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
     root = hub.root
+    if args.username:
+        hub.check_name(args.username, "user name")
     if args.list:
-        reply = hub.request("GET", root + "/")
+        reply = hub.request("GET", root + "/", expect_type="list:userconfig")
         for name in sorted(reply.result or {}):
             hub.info(name)
         return 0
@@ -98,8 +103,10 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
         kv = parse_keyvalues(hub, args.keyvalues)
         if not kv:
             hub.fatal("nothing to modify: give key=value arguments")
-        modify_user(hub, username, kv)
+        reply = modify_user(hub, username, kv)
         hub.info(f"user modified: {username}")
+        if "password" in kv:
+            keep_login(hub, username, reply)
         return 0
     if args.keyvalues:
         hub.fatal("key=value arguments need -c (create) or -m (modify)")
@@ -128,16 +135,33 @@ def _print_config(hub: Hub, username: str, config: dict[str, Any]) -> None:
         hub.info(f"  {key}={config[key]}")
 
 
+def keep_login(hub: Hub, username: str, reply: Any) -> None:
+    """After a password change of the logged-in user, store the token the server sent.
+
+    Changing the password invalidates the old token, so keeping it would make
+    the next command fail with a bare 401; without a new token the login is
+    dropped and the user told so.
+    """
+    if hub.user != username:
+        return
+    result = reply.result if isinstance(reply.result, dict) else {}
+    if reply.type == "userpassword" and result.get("password"):
+        hub.state.set_login(hub.root, username, result["password"])
+    else:
+        hub.state.del_login(hub.root)
+        hub.warn(f"the password of {username} changed and the server sent no new login: "
+                 f"logged off, run 'devpi login {username}' again")
+
+
 def run_passwd(hub: Hub, args: argparse.Namespace) -> int:
     username = args.username or hub.user
     if not username:
         hub.fatal("not logged in: run 'devpi login USER' first (or name the user)")
+    hub.check_name(username, "user name")
     password = args.password if args.password is not None else ask_new_password(hub, username)
     if not password:
         hub.fatal("empty password")
     reply = modify_user(hub, username, {"password": password})
-    result = reply.result if isinstance(reply.result, dict) else {}
-    if reply.type == "userpassword" and result.get("password") and hub.user == username:
-        hub.state.set_login(hub.root, username, result["password"])
+    keep_login(hub, username, reply)
     hub.info(f"password changed for user {username}")
     return 0

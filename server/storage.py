@@ -25,7 +25,8 @@ from sqlalchemy.engine import Connection, Engine
 from . import schema
 
 log = logging.getLogger("devpi.server.storage")
-ANNOUNCE_WAIT = 2.0  # seconds a commit waits for the one before it to be announced
+ANNOUNCE_WAIT = 0.05  # seconds a commit waits for the one before it to be announced, before
+# reading it from the changelog (another process's commit is never announced here by its thread)
 
 Change = dict[str, Any]
 CommitListener = Callable[[int, list[Change]], None]
@@ -220,8 +221,8 @@ class Storage:
         Commits are serial by serial, but the threads that made them reach this point in
         any order: announcing N+1 first used to mark N as done too, so N's changes never
         reached the caches and the search index. So a commit waits for the one before it
-        (whose thread is about to announce it); if that takes too long, it reads the
-        missing ones from the changelog itself (another process's, say)."""
+        (whose thread is about to announce it); if that does not come at once, it reads
+        the missing ones from the changelog itself (another process's, say)."""
         with self._turn:
             if not self._turn.wait_for(lambda: self._dispatched_serial >= serial - 1, ANNOUNCE_WAIT):
                 self._announce_missing(serial)
@@ -247,7 +248,7 @@ class Storage:
             self._call_listeners(row.serial, json.loads(row.changes))
             self._dispatched_serial = row.serial
         if rows:
-            log.warning("announced serials %s-%s from the changelog (their own threads were late)",
+            log.debug("announced serials %s-%s from the changelog (not announced by a thread here yet)",
                         rows[0].serial, rows[-1].serial)
 
     def _call_listeners(self, serial: int, changes: list[Change]) -> None:

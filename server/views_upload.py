@@ -64,7 +64,7 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
         raise APIError(403, f"no permission to submit to {ix.fullname}")
     who = ident.user if ident else None
     try:
-        forms = req.forms
+        forms = _text_fields(req)
         files = req.files
     except Exception as e:  # bottle raises various errors on broken multipart bodies
         raise APIError(400, f"malformed form body: {e}") from None
@@ -89,6 +89,18 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     if action == "doc_upload":
         return _doc_upload(core, who, ix, name, version, content)
     raise APIError(400, f"unknown :action {action!r}")
+
+
+def _text_fields(request: bottle.BaseRequest) -> Any:
+    """The form's text fields, long ones included: bottle hands a field over 100 KiB (a long
+    description) over as a file, which left it out of ``forms`` and stored it empty."""
+    forms = request.forms
+    long = [(key, item) for key, item in request.POST.allitems()
+            if isinstance(item, bottle.FileUpload) and not item.raw_filename and key != "content"]
+    for key, item in long:
+        item.file.seek(0)
+        forms.append(key, item.file.read().decode("utf-8", "replace"))
+    return forms
 
 
 def _form_str(forms: Any, key: str) -> str:

@@ -65,6 +65,20 @@ def test_metadata_comes_from_the_file(engine_server):
     assert r.status_code == 400 and "metadata names project" in r.json()["message"]
 
 
+def test_a_long_description_sent_as_a_form_field_is_kept(engine_server):
+    """bottle hands a multipart field over 100 KiB over as a file: it must still count."""
+    s = engine_server
+    auth, index = new_stage(s)
+    name = unique("long-pkg")
+    description = "A long description. " * 100_000  # 2 MB
+    form = {":action": "submit", "name": name, "version": "1.0", "description": description,
+            "summary": "short"}
+    r = requests.post(f"{s.url}/{index}/", files={k: (None, v) for k, v in form.items()}, auth=(auth[0], "pw"),
+                      timeout=60)
+    assert r.status_code == 200, r.text
+    md = s.api("GET", f"/{index}/{name}/1.0").json()["result"]
+    assert md["summary"] == "short" and md["description"] == description
+
 def test_name_version_digest_checks(engine_server):
     s = engine_server
     auth, index = new_stage(s)

@@ -131,7 +131,13 @@ class Response:
                             yield tail
                     self._done(True)
                     return
-                yield self._decoder.decompress(data) if self._decoder is not None else data
+                if self._decoder is None:
+                    yield data
+                    continue
+                # at most ``size`` bytes out per step: a megabyte of gzip can hold a gigabyte
+                yield self._decoder.decompress(data, size)
+                while self._decoder.unconsumed_tail:
+                    yield self._decoder.decompress(self._decoder.unconsumed_tail, size)
         except BaseException:
             self._done(False)
             raise

@@ -8,6 +8,7 @@ import itertools
 import json
 import time
 import uuid
+import zlib
 
 import requests
 from mirror_helpers import file_url, filenames, make_mirror, page, sha256
@@ -77,6 +78,22 @@ def test_a_page_that_never_ends_gets_a_502_and_others_are_served(mserver, root, 
     assert r.status_code == 502 and "more than" in r.json()["message"], r.text
     assert time.monotonic() - t0 < 30
     assert filenames(page(simple, "fine/")) == ["fine-1.0.tar.gz"]
+
+
+def test_a_gzip_bomb_page_gets_a_502_and_the_server_stays_small(mserver, root, hostile):
+    base, routes, _ = hostile
+    co = zlib.compressobj(9, zlib.DEFLATED, 31)  # ~1 KiB per MiB of zeros (see gzip_bomb)
+    zeros = bytes(1 << 20)
+    head = co.compress(b"<html>" + zeros) + co.flush(zlib.Z_FULL_FLUSH)
+    block = co.compress(zeros) + co.flush(zlib.Z_FULL_FLUSH)
+    routes["/simple/bomb/"] = (200, {**HTML_PAGE, "Content-Encoding": "gzip"}, head + block * 1023 + co.flush())
+    simple = _mirror(mserver, root, base)
+    r = page(simple, "bomb/")
+    assert r.status_code == 502 and "more than" in r.json()["message"], r.text
+    status = open(f"/proc/{mserver.proc.pid}/status").read()
+    peak_kib = int(status.split("VmHWM:")[1].split()[0])
+    # decoding whole reads held ~260 MiB at once here (peak 320 MiB); bounded pieces ~140 MiB
+    assert peak_kib < 240 << 10, f"server peaked at {peak_kib >> 10} MiB for a 64 MiB-limited page"
 
 
 def test_a_file_with_only_an_md5_is_checked_against_it(mserver, root, hostile):

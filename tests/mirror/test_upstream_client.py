@@ -7,10 +7,24 @@ import gzip
 import http.server
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 
 import pytest
 from devpi.server.upstream_client import BodyTooLong, UpstreamClient
+
+
+def gzip_bomb(mebibytes: int) -> bytes:
+    """About 1 KiB of gzip per MiB of zeros it decodes to, made without compressing them all:
+    full-flushed deflate blocks of the same input are the same bytes. Its trailer's check
+    does not match; a reader that stops at its size limit never gets there."""
+    co = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    head = co.compress(zeros) + co.flush(zlib.Z_FULL_FLUSH)
+    block = co.compress(zeros) + co.flush(zlib.Z_FULL_FLUSH)
+    return head + block * (mebibytes - 1) + co.flush()
+
 
 USERINFO = "someone:s%40cret"  # put in front of a local server's host: user "someone", password "s@cret"
 
@@ -36,6 +50,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, gzip.compress(b"<html>unzipped</html>"), {"Content-Encoding": "gzip"})
         elif self.path == "/plain":
             self._reply(200, b"plain body")
+        elif self.path == "/bomb":
+            self._reply(200, gzip_bomb(512), {"Content-Encoding": "gzip"})
         elif self.path == "/auth":
             self._reply(200, (self.headers.get("Authorization") or "none").encode())
         elif self.path.startswith("/to-other"):
@@ -163,6 +179,20 @@ def test_an_answer_is_read_within_its_time_and_size(servers):
     with pytest.raises(BodyTooLong, match="more than 5 bytes"):
         UpstreamClient("test").get(a.url + "/plain", max_bytes=5)
     assert UpstreamClient("test").get(a.url + "/plain", max_bytes=10).content == b"plain body"
+
+
+def test_a_gzip_bomb_is_cut_off_at_the_size_limit_not_after_decoding(servers):
+    """Half a megabyte of gzip that decodes to 512 MiB: the limit counts decoded bytes, and
+    no more than one piece past it is ever held in memory."""
+    a, _ = servers
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyTooLong, match="more than 4194304 bytes"):
+            UpstreamClient("test").get(a.url + "/bomb", max_bytes=4 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak >> 20} MiB held while reading a 4 MiB-limited answer"
 
 
 def test_redirect_loop_ends(servers):

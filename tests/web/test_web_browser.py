@@ -91,6 +91,12 @@ def test_open_hosted_docs(web_server, page):
     assert page.locator("#doc-title").inner_text() == "Frobnicator manual"
     color = page.eval_on_selector("h1", "e => getComputedStyle(e).color")
     assert color == "rgb(47, 95, 158)"  # the zip's own stylesheet loaded
+    # the docs' scripts run, from files and inline, but in an opaque origin: not as this server
+    assert page.locator("#file-script").text_content() == "file ran"
+    assert page.locator("#inline-script").text_content() == "inline ran"
+    assert page.evaluate("() => window.origin") == "null"
+    assert page.evaluate("() => { try { return document.cookie, 'cookies readable'; }"
+                         " catch (e) { return e.name; } }") == "SecurityError"
     page.get_by_role("link", name="Read the guide").click()
     page.wait_for_url("**/+doc/guide/")
     assert page.locator("#guide").inner_text() == "The guide"

@@ -62,8 +62,14 @@ def doc_zip(title: str) -> bytes:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("index.html", f"<!doctype html><html><head><title>{title}</title>"
                     '<link rel="stylesheet" href="_static/site.css"></head>'
-                    f'<body><h1 id="doc-title">{title}</h1><p><a href="guide/">Read the guide</a></p></body></html>')
+                    f'<body><h1 id="doc-title">{title}</h1><p><a href="guide/">Read the guide</a></p>'
+                    # what Sphinx themes do: a script file of the zip's own and an inline one
+                    '<p id="file-script" hidden></p><p id="inline-script" hidden></p>'
+                    '<script src="_static/doc.js"></script>'
+                    "<script>document.getElementById('inline-script').textContent = 'inline ran';</script>"
+                    '</body></html>')
         zf.writestr("_static/site.css", "body { font-family: sans-serif; color: #223; } h1 { color: #2f5f9e; }")
+        zf.writestr("_static/doc.js", "document.getElementById('file-script').textContent = 'file ran';")
         zf.writestr("guide/index.html", '<!doctype html><html><body><h1 id="guide">The guide</h1></body></html>')
     return buf.getvalue()
 

@@ -25,10 +25,10 @@ from typing import Any
 from devpi.server import catalog, schema
 from devpi.server.names import normalize_name, version_key
 from devpi.server.storage import kv_get, loads
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 log = logging.getLogger("devpi.web.search")
-FORMAT = "3"  # bump to force a rebuild when what is stored changes
+FORMAT = "4"  # bump to force a rebuild when what is stored changes
 MAX_DESCRIPTION = 100_000  # characters indexed per description (PostgreSQL caps a tsvector at 1 MB)
 REPLAY_LIMIT = 5000  # changelog entries to replay before a full rebuild is cheaper
 
@@ -109,11 +109,23 @@ def project_doc(conn: Any, ix: catalog.IndexRow, project: catalog.Project) -> Do
     rows = conn.execute(select(rel.c.id, rel.c.version, rel.c.created).where(rel.c.project_id == project.id)).all()
     if not rows:
         return None
-    newest = max(rows, key=lambda r: version_key(r.version))
+    yanked = _yanked_releases(conn, project.id)
+    newest = max(rows, key=lambda r: (r.id not in yanked, version_key(r.version)))
     md = loads(conn.execute(select(rel.c.metadata).where(rel.c.id == newest.id)).scalar()) or {}
     return Doc(ix.fullname, project.name, project.display_name, newest.version, str(md.get("summary") or ""),
                str(md.get("description") or "")[:MAX_DESCRIPTION], dep_names(md.get("requires_dist")),
                max(r.created for r in rows))
+
+
+def _yanked_releases(conn: Any, project_id: int) -> set[int]:
+    """Releases whose release files are all yanked: the "latest" an index page shows is
+    the newest release one can install, as on the project page (only if every release is
+    yanked is the newest of them shown)."""
+    f, rel = schema.files, schema.releases
+    rows = conn.execute(select(f.c.release_id).join(rel, rel.c.id == f.c.release_id)
+                        .where(rel.c.project_id == project_id, f.c.rel == "releasefile")
+                        .group_by(f.c.release_id).having(func.count(f.c.yanked) == func.count(f.c.id))).all()
+    return {r.release_id for r in rows}
 
 
 def project_doc_at(conn: Any, ix: catalog.IndexRow, project: catalog.Project, version: str,
@@ -297,7 +309,7 @@ class SearchIndex:
                 elif c.get("project"):
                     key = (ixname, c["project"])
                     dirty.add(key)
-                    if c.get("op") == "delete" or not c.get("version"):
+                    if c.get("op") == "delete" or not c.get("version") or c.get("kind") == "yank":
                         rescan.add(key)
                     else:
                         touched.setdefault(key, set()).add(c["version"])

@@ -3,9 +3,12 @@ pathological descriptions, marker bytes in search text, doc zips with ``./`` ent
 from __future__ import annotations
 
 import io
+import re
+import time
 import zipfile
 
 import requests
+from support.dists import write_wheel
 from webdata import BROWSER_HEADERS, upload_docs
 
 OUTSIDE = "https://pkgs.example.invalid/devpi"
@@ -87,3 +90,38 @@ def test_highlight_pairs_marks_whatever_the_text_holds():
 
     out = str(highlight("\x02\x02 hit \x03\x03\x03 <b>x</b> \x03 tail \x02open"))
     assert " ".join(out.split()) == "<mark> hit </mark> &lt;b&gt;x&lt;/b&gt; tail <mark>open</mark>"
+
+
+def _latest_on_index_page(server, index: str, project: str) -> str:
+    html = requests.get(f"{server.url}/{index}", headers=BROWSER_HEADERS, timeout=30).text
+    found = re.search(rf'href="/{index}/{project}">{project}</a>.*?<td>.*?href="/{index}/{project}/([^"]+)"',
+                      html, re.S)
+    assert found, html
+    return found.group(1)
+
+
+def _eventually_latest(server, index: str, project: str, version: str) -> None:
+    deadline = time.monotonic() + 20  # the index table is derived by a background worker
+    while (shown := _latest_on_index_page(server, index, project)) != version and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shown == version
+
+
+def test_the_index_page_s_latest_version_skips_yanked_releases(web_server, tmp_path):
+    s = web_server
+    auth = s.create_user("yanker", "pw")
+    s.create_index(auth, "dev")
+    for version in ("1.0", "2.0"):
+        assert s.upload("yanker/dev", write_wheel(tmp_path, "yankee", version), auth).status_code == 200
+    _eventually_latest(s, "yanker/dev", "yankee", "2.0")
+    r = requests.post(f"{s.url}/yanker/dev/yankee/2.0/+yank", auth=auth, json={"reason": "broken"}, timeout=30)
+    assert r.status_code == 200, r.text
+    _eventually_latest(s, "yanker/dev", "yankee", "1.0")
+    r = requests.post(f"{s.url}/yanker/dev/yankee/1.0/+yank", auth=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    _eventually_latest(s, "yanker/dev", "yankee", "2.0")  # all yanked: the newest is still the one shown
+    r = requests.post(f"{s.url}/yanker/dev/yankee/2.0/+unyank", auth=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    _eventually_latest(s, "yanker/dev", "yankee", "2.0")
+    assert s.upload("yanker/dev", write_wheel(tmp_path, "yankee", "0.5"), auth).status_code == 200
+    _eventually_latest(s, "yanker/dev", "yankee", "2.0")

@@ -64,6 +64,12 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     src = find_release(core, ix, normalize_name(str(name)), str(version))
     if src is None or not src.files:
         raise APIError(404, f"no release/files found for {name} {version}")
+    no_docs, only_docs = _flag(body.get("no_docs")), _flag(body.get("only_docs"))
+    kinds = {f.rel for f in src.files}
+    if only_docs and "doczip" not in kinds:
+        raise APIError(404, f"{name} {version} has no documentation to push")
+    if no_docs and not kinds & {"releasefile"}:  # would make a release without files on the target
+        raise APIError(404, f"{name} {version} has only documentation: nothing to push without it")
     if body.get("posturl"):
         require_identity(core, req)
         _check(core, src, str(body["posturl"]))  # test gates hold for external targets too
@@ -81,7 +87,7 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     if target.id == src.index.id:  # would drop and re-add its own rows (and their test runs)
         raise APIError(400, f"{name} {version} is on {target.fullname} already: push it to another index")
     _check(core, src, target.fullname)
-    actions = _copy(core, ident.user, src, target, _flag(body.get("no_docs")), _flag(body.get("only_docs")))
+    actions = _copy(core, ident.user, src, target, no_docs, only_docs)
     return json_reply(actions, "actionlog")
 
 

@@ -140,3 +140,32 @@ def test_doc_flags_as_a_command_line_spells_them(engine_server, tmp_path):
         assert r.status_code == 200, r.text
         rels = [lk["rel"] for lk in s.api("GET", f"/{auth[0]}/{target}/{name}/1.0").json()["result"]["+links"]]
         assert ("doczip" in rels) == with_docs, (flag, rels)
+
+
+def test_a_doc_flag_that_leaves_nothing_to_push_is_an_error(engine_server, tmp_path):
+    """--no-docs of a docs-only release made an empty release on the target; --only-docs of
+    a release without docs answered 200 and pushed its metadata alone."""
+    s = engine_server
+    auth = new_user(s)
+    s.create_index(auth, "dev")
+    s.create_index(auth, "prod")
+    creds = (auth[0], "pw")
+    docs_only, files_only = unique("docs-only"), unique("files-only")
+    r = requests.post(f"{s.url}/{auth[0]}/dev/", auth=creds, timeout=30,
+                      files={"content": ("d.zip", _doc_zip(tmp_path, b"docs"))},
+                      data={":action": "doc_upload", "name": docs_only, "version": "1.0"})
+    assert r.status_code == 200, r.text
+    fn, data = wheel_bytes(files_only, "1.0")
+    assert raw_upload(s, f"{auth[0]}/dev", fn, data, creds, name=files_only, version="1.0").status_code == 200
+    before = serial(s)
+    r = push(s, auth, f"{auth[0]}/dev", docs_only, targetindex=f"{auth[0]}/prod", no_docs=True)
+    assert r.status_code == 404 and "only documentation" in r.json()["message"], r.text
+    r = push(s, auth, f"{auth[0]}/dev", files_only, targetindex=f"{auth[0]}/prod", only_docs=True)
+    assert r.status_code == 404 and "no documentation" in r.json()["message"], r.text
+    assert serial(s) == before
+    assert s.api("GET", f"/{auth[0]}/prod/{docs_only}").status_code == 404
+    assert s.api("GET", f"/{auth[0]}/prod/{files_only}").status_code == 404
+    r = push(s, auth, f"{auth[0]}/dev", docs_only, targetindex=f"{auth[0]}/prod", only_docs=True)
+    assert r.status_code == 200, r.text
+    r = push(s, auth, f"{auth[0]}/dev", files_only, targetindex=f"{auth[0]}/prod", no_docs=True)
+    assert r.status_code == 200, r.text

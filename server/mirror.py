@@ -426,16 +426,41 @@ class MirrorRepository:
             target = target or self._target(relpath)
             if target is None:
                 raise APIError(404, f"no such file: {self.fullname}/{relpath}")
-            fetch_or_stored = self._download(relpath, *target, request)
+            lead = request.method == "GET" and not request.get_header("Range")
+            fetch_or_stored = self._download(relpath, *target, lead=lead)
             if isinstance(fetch_or_stored, tuple):
                 return self._stream_response(*fetch_or_stored, request)
             stored = fetch_or_stored
         return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
 
+    def stored_file(self, relpath: str, timeout: float) -> StoredFile:
+        """The file at ``relpath``, its blob stored and checked, downloaded now if need be and
+        waited for (a push from this mirror copies rows that name blobs). Raises APIError."""
+        stored = self._stored(relpath)
+        if stored is not None:
+            return stored
+        if self.offline:
+            raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
+        target = self._target(relpath)
+        if target is None:
+            raise APIError(404, f"no such file: {self.fullname}/{relpath}")
+        got = self._download(relpath, *target, lead=False)
+        if isinstance(got, StoredFile):
+            return got
+        fetch = got[0]
+        try:
+            fetch.wait_committed(timeout)
+        except FetchFailed as e:
+            raise APIError(e.status, e.message) from None
+        assert fetch.sha256 is not None
+        self.core.blobs.sync_dir(fetch.sha256)  # the rename is durable before rows name the blob
+        return StoredFile(fetch.sha256, fetch.filename, fetch.written, time.time())
+
     def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
-                  md5: str | None, request: bottle.BaseRequest) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+                  md5: str | None, lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
         """The stored file, or the download in progress (started here if there is none) and,
-        when this request started it, the body through which this request drives it.
+        with ``lead`` when this call started it, the body through which the caller (a GET
+        request for the whole file) drives it.
 
         Under ``_lock``, in this order: a download that has just renamed its blob but not yet
         recorded it is found as a download, so its file is recorded once. The look for the
@@ -464,7 +489,7 @@ class MirrorRepository:
         if stored is not None:  # the same bytes, kept under another path
             self._save_file(relpath, project, url, stored)
             return stored
-        if request.method == "GET" and not request.get_header("Range"):
+        if lead:
             return fetch, fetch.lead()
         return fetch.start(), None
 

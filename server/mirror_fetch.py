@@ -284,6 +284,18 @@ class FileFetch:
             # under the lock: the temp file is renamed to the blob under it, never between
             return open(self.blob_path if self.state == "committed" else self._tmp_path, "rb", buffering=0)
 
+    def wait_committed(self, timeout: float) -> None:
+        """Block until the checked bytes are a durable blob; raise FetchFailed otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.state in ("running", "verified"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FetchFailed(504, f"download of {self.shown} did not finish within {timeout:.0f}s")
+                self._cond.wait(left)
+            if self.state == "failed":
+                raise self.error  # type: ignore[misc]
+
     def stream(self) -> Iterator[bytes]:
         """The bytes as they arrive, the last piece only once verified."""
         with self._cond:

@@ -9,8 +9,12 @@ may refuse a push (such as required test results) are registered on
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bottle
@@ -47,7 +51,69 @@ def find_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceRel
             release = catalog.get_release(conn, project.id, version) if project else None
             if release is not None:
                 return SourceRelease(member, project, release, catalog.files_of_release(conn, release.id))
-    return None
+    return mirror_release(core, ix, name, version)
+
+
+def mirror_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceRelease | None:
+    """A release the index serves from a mirror, as a source to push (pinning an upstream
+    release in a private index): its files are downloaded and checked now if they are not
+    stored yet, its metadata read from one of them. The index's own view decides what is
+    there, so a private project's name is never looked up upstream (the overlay guard)."""
+    from .distmeta import BadDistribution, empty_metadata
+    from .mirror import UpstreamError
+    from .names import canonical_version
+
+    try:
+        view = core.repository(ix).get_project(name)
+    except UpstreamError as e:
+        raise APIError(502, str(e)) from None
+    indexes = core.indexes()
+    wanted = canonical_version(version)
+    links = [lk for lk in (view.links if view else []) if lk.version and canonical_version(lk.version) == wanted
+             and lk.stage in indexes and indexes[lk.stage].type == "mirror"]
+    if not links:
+        return None
+    mirror_ix = indexes[links[0].stage]
+    mirror = core.single_repository(mirror_ix)
+    timeout = max(300.0, 10 * core.config.request_timeout)
+    stored = [(lk, mirror.stored_file(lk.path[len(lk.stage) + 1:], timeout))  # type: ignore[attr-defined]
+              for lk in links if lk.stage == mirror_ix.fullname]
+    files = [FileRow(id=-n, index_id=mirror_ix.id, release_id=0, relpath=catalog.file_relpath(sf.sha256, lk.filename),
+                     filename=lk.filename, rel="releasefile", sha256=sf.sha256, size=sf.size,
+                     created=lk.upload_time or sf.created, yanked=lk.yanked, core_metadata_sha256=None,
+                     for_file_id=None, log=[])
+             for n, (lk, sf) in enumerate(stored, 1)]
+    shown_version = links[0].version
+    metadata = empty_metadata(view.name, shown_version)  # type: ignore[union-attr]
+    for f in sorted(files, key=lambda f: not f.filename.endswith(".whl")):  # a wheel's metadata first
+        try:
+            info = _read_blob_distribution(core, f.sha256, f.filename)
+        except BadDistribution as e:
+            log.warning("push from %s: %s", mirror_ix.fullname, e)
+            continue
+        if info.metadata:
+            metadata = {**metadata, **info.metadata}
+            if info.core_metadata:
+                f.core_metadata_sha256 = core.blobs.put_bytes(info.core_metadata, durable=False)
+            break
+    display = str(metadata.get("name") or view.name)  # type: ignore[union-attr]
+    project = catalog.Project(0, mirror_ix.id, normalize_name(display), display)
+    release = Release(0, 0, shown_version, metadata, time.time(), metadata.get("requires_python") or None)
+    return SourceRelease(mirror_ix, project, release, files)
+
+
+def _read_blob_distribution(core: Core, sha256: str, filename: str) -> Any:
+    """read_distribution of a blob: under its file name, which readers go by (a hard link
+    in this process's temp dir, so nothing is copied)."""
+    from .distmeta import read_distribution
+
+    with tempfile.TemporaryDirectory(dir=core.blobs.tmpdir) as tmp:
+        named = Path(tmp) / filename
+        try:
+            os.link(core.blobs.path(sha256), named)
+        except OSError:
+            named.symlink_to(core.blobs.path(sha256))
+        return read_distribution(named, filename)
 
 
 def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
@@ -61,17 +127,9 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     name, version = body.get("name"), body.get("version")
     if not name or not version:
         raise APIError(400, "push needs 'name' and 'version'")
-    src = find_release(core, ix, normalize_name(str(name)), str(version))
-    if src is None or not src.files:
-        raise APIError(404, f"no release/files found for {name} {version}")
-    no_docs, only_docs = _flag(body.get("no_docs")), _flag(body.get("only_docs"))
-    kinds = {f.rel for f in src.files}
-    if only_docs and "doczip" not in kinds:
-        raise APIError(404, f"{name} {version} has no documentation to push")
-    if no_docs and not kinds & {"releasefile"}:  # would make a release without files on the target
-        raise APIError(404, f"{name} {version} has only documentation: nothing to push without it")
     if body.get("posturl"):
         require_identity(core, req)
+        src = _source(core, ix, str(name), str(version), body)
         _check(core, src, str(body["posturl"]))  # test gates hold for external targets too
         return _push_external(core, src, body)
     target_name = body.get("targetindex") or ""
@@ -84,11 +142,25 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     ident = identity(core, req)
     if ident is None or not core.may_upload(ident, target):
         raise APIError(401, f"user {ident.user if ident else 'anonymous'!r} cannot upload to {target.fullname!r}")
+    src = _source(core, ix, str(name), str(version), body)  # after the checks: it may download
     if target.id == src.index.id:  # would drop and re-add its own rows (and their test runs)
         raise APIError(400, f"{name} {version} is on {target.fullname} already: push it to another index")
     _check(core, src, target.fullname)
-    actions = _copy(core, ident.user, src, target, no_docs, only_docs)
+    actions = _copy(core, ident.user, src, target, _flag(body.get("no_docs")), _flag(body.get("only_docs")))
     return json_reply(actions, "actionlog")
+
+
+def _source(core: Core, ix: IndexRow, name: str, version: str, body: dict[str, Any]) -> SourceRelease:
+    """The release to push, with something to push in it (else a 404 saying why)."""
+    src = find_release(core, ix, normalize_name(name), version)
+    if src is None or not src.files:
+        raise APIError(404, f"no release/files found for {name} {version}")
+    kinds = {f.rel for f in src.files}
+    if _flag(body.get("only_docs")) and "doczip" not in kinds:
+        raise APIError(404, f"{name} {version} has no documentation to push")
+    if _flag(body.get("no_docs")) and "releasefile" not in kinds:  # would make a release without files
+        raise APIError(404, f"{name} {version} has only documentation: nothing to push without it")
+    return src
 
 
 def _flag(value: Any) -> bool:

@@ -180,3 +180,29 @@ def test_upload_build_failure_is_reported(alice, tmp_path, build_env):
     r = alice.run("upload", cwd=proj, env=build_env)
     assert r.rc == 1 and "Traceback" not in r.err.splitlines()[-1]
     assert r.err_lines[-1].startswith("devpi: error: build failed with exit code")
+
+
+def test_push_pins_an_upstream_release_in_a_private_index(devpi, new_server, tmp_path):
+    """``devpi push --index root/pypi`` copies a release the mirror serves into alice/prod
+    (downloading and checking its files); pip then installs it from alice/prod alone."""
+    from support.upstream import Upstream
+
+    with Upstream() as upstream:
+        wheel = upstream.add_wheel("pinned-lib", "1.2", summary="a library to pin")
+        server = new_server(mirror_url=upstream.url)
+        devpi.ok("use", server.url)
+        devpi.ok("user", "-c", "alice", "password=alicepw")
+        devpi.ok("login", "alice", "--password", "alicepw")
+        devpi.ok("index", "-c", "prod", "bases=")
+        out = devpi.ok("push", "--index", "root/pypi", "pinned-lib==1.2", "alice/prod")
+        assert wheel.filename in out
+        err = devpi.fail("push", "--index", "root/pypi", "pinned-lib==9.9", "alice/prod")
+        assert "no release/files found" in err
+    # the upstream is gone: alice/prod has its own copy
+    target = tmp_path / "target"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+                        "--target", str(target), "-i", f"{server.url}/alice/prod/+simple/", "pinned-lib==1.2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (target / "pinned_lib-1.2.dist-info").is_dir()
+    assert devpi.ok("getjson", "/alice/prod/pinned-lib/1.2").count("a library to pin") == 1

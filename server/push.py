@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,11 @@ def mirror_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceR
     mirror_ix = indexes[links[0].stage]
     mirror = core.single_repository(mirror_ix)
     timeout = max(300.0, 10 * core.config.request_timeout)
-    stored = [(lk, mirror.stored_file(lk.path[len(lk.stage) + 1:], timeout))  # type: ignore[attr-defined]
-              for lk in links if lk.stage == mirror_ix.fullname]
+    links = [lk for lk in links if lk.stage == mirror_ix.fullname]
+    with ThreadPoolExecutor(max_workers=min(8, len(links))) as pool:  # a release may have dozens of wheels
+        blobs = list(pool.map(lambda lk: mirror.stored_file(lk.path[len(lk.stage) + 1:], timeout),  # type: ignore[attr-defined]
+                              links))
+    stored = list(zip(links, blobs, strict=True))
     files = [FileRow(id=-n, index_id=mirror_ix.id, release_id=0, relpath=catalog.file_relpath(sf.sha256, lk.filename),
                      filename=lk.filename, rel="releasefile", sha256=sf.sha256, size=sf.size,
                      created=lk.upload_time or sf.created, yanked=lk.yanked, core_metadata_sha256=None,

@@ -88,18 +88,20 @@ def mirror_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceR
                      for_file_id=None, log=[])
              for n, (lk, sf) in enumerate(stored, 1)]
     shown_version = links[0].version
-    metadata = empty_metadata(view.name, shown_version)  # type: ignore[union-attr]
+    release_metadata: dict | None = None
     for f in sorted(files, key=lambda f: not f.filename.endswith(".whl")):  # a wheel's metadata first
+        if release_metadata is not None and not f.filename.endswith(".whl"):
+            break  # every wheel offers its own METADATA (PEP 658); an sdist is read only if no wheel was
         try:
             info = _read_blob_distribution(core, f.sha256, f.filename)
         except BadDistribution as e:
             log.warning("push from %s: %s", mirror_ix.fullname, e)
             continue
-        if info.metadata:
-            metadata = {**metadata, **info.metadata}
-            if info.core_metadata:
-                f.core_metadata_sha256 = core.blobs.put_bytes(info.core_metadata, durable=False)
-            break
+        if info.core_metadata:
+            f.core_metadata_sha256 = core.blobs.put_bytes(info.core_metadata, durable=False)
+        if info.metadata and release_metadata is None:
+            release_metadata = info.metadata
+    metadata = {**empty_metadata(view.name, shown_version), **(release_metadata or {})}  # type: ignore[union-attr]
     display = str(metadata.get("name") or view.name)  # type: ignore[union-attr]
     project = catalog.Project(0, mirror_ix.id, normalize_name(display), display)
     release = Release(0, 0, shown_version, metadata, time.time(), metadata.get("requires_python") or None)

@@ -4,8 +4,13 @@ metadata, installs from the target need no upstream, and the overlay guard and t
 permission checks hold before anything is fetched."""
 from __future__ import annotations
 
+import threading
 import uuid
+from email import policy
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import requests
 from mirror_helpers import JSON, pip_install
 
@@ -60,6 +65,26 @@ def test_a_mirrored_release_is_pinned_in_a_private_index(mserver, upstream, tmp_
         upstream.fail_status = None
 
 
+
+def test_every_pushed_wheel_offers_its_own_core_metadata(mserver, upstream):
+    """A release with several wheels: each one's METADATA is read from that wheel, so an
+    installer that reads core metadata (PEP 658) gets the right one for the wheel it picks."""
+    auth = _user(mserver)
+    project = f"tags{uuid.uuid4().hex[:6]}"
+    wheels = [upstream.add_wheel(project, "1.0", tag=tag, requires_dist=[dep])
+              for tag, dep in (("py2-none-any", "six"), ("py3-none-any", "attrs"))]
+    r = _push(mserver, "root/pypi", project, "1.0", auth, targetindex=f"{auth[0]}/prod")
+    assert r.status_code == 200, r.text
+    simple = f"{mserver.url}/{auth[0]}/prod/+simple/{project}/"
+    files = {f["filename"]: f for f in requests.get(simple, headers=JSON, timeout=30).json()["files"]}
+    assert set(files) == {w.filename for w in wheels}
+    for wheel, dep in zip(wheels, ("six", "attrs"), strict=True):
+        assert files[wheel.filename].get("core-metadata"), wheel.filename
+        meta = requests.get(requests.compat.urljoin(simple, files[wheel.filename]["url"]) + ".metadata", timeout=30)
+        assert meta.status_code == 200, meta.text
+        assert f"Requires-Dist: {dep}" in meta.text, (wheel.filename, meta.text)
+
+
 def test_pushed_through_a_stage_that_inherits_the_mirror(mserver, upstream):
     auth = _user(mserver)
     project = f"viadev{uuid.uuid4().hex[:6]}"
@@ -110,3 +135,59 @@ def test_no_download_before_the_target_and_the_rights_are_checked(mserver, upstr
     assert upstream.downloads(wheel.filename) == 0
     r = _push(mserver, "root/pypi", project, "3.0", auth, targetindex=f"{auth[0]}/prod")
     assert r.status_code == 404 and "no release/files found" in r.json()["message"], r.text
+
+
+@pytest.fixture
+def external():
+    """An external repository (the upload API twine speaks) that keeps each upload's form."""
+    got: list[dict[str, tuple[str | None, bytes]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
+            form = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+            got.append({part.get_param("name", header="content-disposition"):
+                        (part.get_filename(), part.get_payload(decode=True)) for part in form.iter_parts()})
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/legacy/", got
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_mirrored_release_goes_out_to_an_external_repository(mserver, upstream, external):
+    """The files an external repository receives are upstream's bytes, checked on the way,
+    with the metadata read from the wheel."""
+    url, got = external
+    auth = _user(mserver)
+    project = f"outward{uuid.uuid4().hex[:6]}"
+    wheel = upstream.add_wheel(project, "1.0", summary="passed on")
+    sdist = upstream.add_sdist(project, "1.0")
+    r = _push(mserver, "root/pypi", project, "1.0", auth, posturl=url, username="u", password="p")
+    assert r.status_code == 200, r.text
+    uploads = {form["content"][0]: form for form in got if form[":action"][1] == b"file_upload"}
+    assert set(uploads) == {wheel.filename, sdist.filename}
+    for sent in (wheel, sdist):
+        form = uploads[sent.filename]
+        assert form["content"][1] == sent.content
+        assert form["sha256_digest"][1].decode() == sent.sha256
+        assert form["version"][1] == b"1.0" and form["summary"][1] == b"passed on"
+
+    bad = f"outbad{uuid.uuid4().hex[:6]}"  # a file that does not match its page never goes out
+    bad_wheel = upstream.add_wheel(bad, "1.0")
+    upstream.wrong_hash.add(bad_wheel.filename)
+    got.clear()
+    try:
+        r = _push(mserver, "root/pypi", bad, "1.0", auth, posturl=url, username="u", password="p")
+    finally:
+        upstream.wrong_hash.discard(bad_wheel.filename)
+    assert r.status_code == 502 and "does not match" in r.json()["message"], r.text
+    assert got == []

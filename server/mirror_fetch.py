@@ -272,29 +272,27 @@ class FileFetch:
     def open_verified(self, timeout: float) -> BinaryIO:
         """The whole file, checked, opened for reading (for a client that wants a byte range:
         only a complete, verified file says what its bytes are); raise FetchFailed otherwise."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self.state == "running":
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise FetchFailed(504, f"download of {self.shown} did not finish within {timeout:.0f}s")
-                self._cond.wait(left)
-            if self.state == "failed":
-                raise self.error  # type: ignore[misc]
+            self._wait_past(("running",), timeout)
             # under the lock: the temp file is renamed to the blob under it, never between
             return open(self.blob_path if self.state == "committed" else self._tmp_path, "rb", buffering=0)
 
     def wait_committed(self, timeout: float) -> None:
         """Block until the checked bytes are a durable blob; raise FetchFailed otherwise."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self.state in ("running", "verified"):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise FetchFailed(504, f"download of {self.shown} did not finish within {timeout:.0f}s")
-                self._cond.wait(left)
-            if self.state == "failed":
-                raise self.error  # type: ignore[misc]
+            self._wait_past(("running", "verified"), timeout)
+
+    def _wait_past(self, states: tuple[str, ...], timeout: float) -> None:
+        """With ``_cond`` held: wait until the download has left ``states``; raise its error
+        if it failed, or a 504 once ``timeout`` has passed."""
+        deadline = time.monotonic() + timeout
+        while self.state in states:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FetchFailed(504, f"download of {self.shown} did not finish within {timeout:.0f}s")
+            self._cond.wait(left)
+        if self.state == "failed":
+            raise self.error  # type: ignore[misc]
 
     def stream(self) -> Iterator[bytes]:
         """The bytes as they arrive, the last piece only once verified."""

@@ -4,15 +4,12 @@ metadata, installs from the target need no upstream, and the overlay guard and t
 permission checks hold before anything is fetched."""
 from __future__ import annotations
 
-import threading
 import uuid
-from email import policy
-from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from mirror_helpers import JSON, pip_install
+from support.receiver import upload_receiver
 
 PW = "pw"
 
@@ -140,40 +137,21 @@ def test_no_download_before_the_target_and_the_rights_are_checked(mserver, upstr
 @pytest.fixture
 def external():
     """An external repository (the upload API twine speaks) that keeps each upload's form."""
-    got: list[dict[str, tuple[str | None, bytes]]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
-            form = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-            got.append({part.get_param("name", header="content-disposition"):
-                        (part.get_filename(), part.get_payload(decode=True)) for part in form.iter_parts()})
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/legacy/", got
-    server.shutdown()
-    server.server_close()
+    with upload_receiver() as receiver:
+        yield receiver
 
 
 def test_a_mirrored_release_goes_out_to_an_external_repository(mserver, upstream, external):
     """The files an external repository receives are upstream's bytes, checked on the way,
     with the metadata read from the wheel."""
-    url, got = external
+    url, got = external.url, external.got
     auth = _user(mserver)
     project = f"outward{uuid.uuid4().hex[:6]}"
     wheel = upstream.add_wheel(project, "1.0", summary="passed on")
     sdist = upstream.add_sdist(project, "1.0")
     r = _push(mserver, "root/pypi", project, "1.0", auth, posturl=url, username="u", password="p")
     assert r.status_code == 200, r.text
-    uploads = {form["content"][0]: form for form in got if form[":action"][1] == b"file_upload"}
+    uploads = {u.form["content"][0]: u.form for u in got if u.form[":action"][1] == b"file_upload"}
     assert set(uploads) == {wheel.filename, sdist.filename}
     for sent in (wheel, sdist):
         form = uploads[sent.filename]

@@ -1,13 +1,11 @@
 """Push between indexes and to an external repository: the rules a target keeps."""
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 import requests
 from srv_helpers import new_user, raw_upload, serial, sha256_file, simple_json, unique
 from support.dists import wheel_bytes, write_wheel
+from support.receiver import upload_receiver
 
 
 def push(s, auth, source: str, name: str, **body) -> requests.Response:
@@ -82,30 +80,14 @@ def test_a_push_to_the_index_it_is_on_is_refused(engine_server):
 
 @pytest.fixture
 def remote():
-    """An external repository that takes every upload and counts them."""
-    got: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            got.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/legacy/", got
-    server.shutdown()
-    server.server_close()
+    """An external repository that takes every upload."""
+    with upload_receiver() as receiver:
+        yield receiver
 
 
 def test_test_gates_hold_for_external_repositories(engine_server, remote):
     s = engine_server
-    url, got = remote
+    url, got = remote.url, remote.got
     auth = new_user(s)
     s.create_index(auth, "gated", push_requires=["linux"])
     name = unique("ext-pkg")
@@ -119,7 +101,7 @@ def test_test_gates_hold_for_external_repositories(engine_server, remote):
     assert s.api("PATCH", f"/{auth[0]}/gated", json=["push_requires-=linux"], auth=auth).status_code == 200
     r = push(s, auth, f"{auth[0]}/gated", name, posturl=url, username="u", password="p")
     assert r.status_code == 200, r.text
-    assert got and set(got) == {"/legacy/"}
+    assert got and {u.path for u in got} == {"/legacy/"}
 
 
 def test_doc_flags_as_a_command_line_spells_them(engine_server, tmp_path):

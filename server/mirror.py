@@ -52,6 +52,7 @@ from .mirror_store import MirrorStore
 from .names import is_project_name, normalize_name
 from .repos import Link, ProjectView
 from .singleflight import SingleFlight
+from .upstream_health import UpstreamHealth
 
 if TYPE_CHECKING:
     from .upstream_client import UpstreamClient
@@ -122,6 +123,7 @@ class MirrorRepository:
         self._files: BoundedDict[str, StoredFile] = BoundedDict(MEMORY_FILES)
         self._downloads: dict[str, FileFetch] = {}
         self._flights = SingleFlight(f"mirror:{self.fullname}")
+        self._health = UpstreamHealth(RETRY_AFTER_FAILURE)
         self.store = MirrorStore(core.storage, ix.id)
         self._client: UpstreamClient | None = None
         self._names: list[str] | None = None
@@ -158,7 +160,9 @@ class MirrorRepository:
 
             if isinstance(e, BodyTooLong):  # it was reached: say what was wrong with the answer
                 raise UpstreamError(f"upstream {e}") from None
+            self._health.failed()
             raise UpstreamError(f"upstream {shown} could not be reached: {type(e).__name__}") from None
+        self._health.answered()
         log.info("upstream GET %s %s %d bytes serial=%s %.0fms", shown, resp.status_code, len(resp.content),
                  resp.headers.get("X-PyPI-Last-Serial", "-"), (time.perf_counter() - t0) * 1000)
         return resp
@@ -223,6 +227,9 @@ class MirrorRepository:
             return None
         if page is not None and page.retry_after > now:
             return self._view(page, stale=True)
+        unwell = self._health.unwell() if page is not None else None
+        if unwell is not None:  # another request just learned that upstream hangs or fails
+            return self._view(page, stale=unwell == "down", max_age=0.0)  # type: ignore[arg-type]
         key, fetch = ("page", name), lambda: self._fetch_page(name)
         try:
             if page is None:  # nothing to answer with meanwhile: this request fetches itself
@@ -232,6 +239,7 @@ class MirrorRepository:
         except FutureTimeout:
             log.info("upstream slow for %s: answering from the stored copy, refreshing in the background",
                      name)
+            self._health.slow()
             return self._view(page, max_age=0.0)  # type: ignore[arg-type]
         except UpstreamError as e:
             page = self._pages.get(name, page) or self._page(name, look=True)
@@ -303,6 +311,7 @@ class MirrorRepository:
             page.fresh_until = 0.0
             page.retry_after = 0.0
         self._missing.pop(name, None)
+        self._health.answered()  # asked for by hand: this request waits for upstream again
         self.core.page_cache.drop_project(name)
 
     def has_project(self, name: str) -> bool:

@@ -114,6 +114,34 @@ def test_hanging_upstream_answered_from_stored_copy_then_refreshed_in_background
     assert filenames(page(expiring, "sleepy/")) == ["sleepy-1.0-py3-none-any.whl", "sleepy-2.0-py3-none-any.whl"]
 
 
+
+def test_once_upstream_hangs_other_expired_pages_answer_at_once_without_asking(expiring, upstream):
+    """One request waits the request timeout and learns that upstream hangs; the requests
+    after it answer from their stored copies without asking upstream, instead of each
+    waiting in turn (a pip run over many expired pages behind a dead network). Once
+    upstream answers again, expired pages are revalidated as before."""
+    names = [f"outage{k}" for k in range(4)]
+    for name in names:
+        upstream.add_wheel(name, "1.0")
+        assert filenames(page(expiring, f"{name}/")) == [f"{name}-1.0-py3-none-any.whl"]
+    asked = len(upstream.requests)
+    upstream.hang = True
+    try:
+        for name in names:
+            r = page(expiring, f"{name}/")
+            assert filenames(r) == [f"{name}-1.0-py3-none-any.whl"]
+            assert "X-Devpi-Stale" not in r.headers  # upstream is slow, not failing
+        assert [rec.path for rec in upstream.requests[asked:]] == [f"/simple/{names[0]}/"]
+    finally:
+        upstream.hang = False
+    upstream.add_wheel(names[1], "2.0")
+    deadline = time.monotonic() + 30  # the first request's fetch lands; then pages are asked for again
+    while len(filenames(page(expiring, f"{names[1]}/"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert filenames(page(expiring, f"{names[1]}/")) == [f"{names[1]}-1.0-py3-none-any.whl",
+                                                         f"{names[1]}-2.0-py3-none-any.whl"]
+
+
 def test_project_list_comes_from_upstream(mserver, upstream):
     upstream.add_wheel("Listed_Project", "1.0")
     r = page(mserver, "/root/pypi/+simple/")

@@ -48,7 +48,7 @@ class UpstreamHealth:
         self._until = 0.0
 
     def unwell(self) -> Unwell | None:
-        """"slow" or "down" while requests should not wait for upstream, else None."""
+        """Either "slow" or "down" while requests should not wait for upstream, else None."""
         if self._state is not None and self._clock() < self._until:
             return self._state
         return None

@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     upstream = Upstream().start()
     try:
         base = upstream.direct_simple_url.rstrip("/")
-        pairs = []
+        pairs, finder = [], upstream_client.UpstreamClient("upstream-reads-bench")
         for name, version in reqs:
             page = f"{base}/{name}/"
-            html = upstream_client.UpstreamClient("upstream-reads-bench").get(page).content.decode()
+            html = finder.get(page).content.decode()
             pairs.append((page, wheel_for(page, html, version)))
         results: dict[str, list[list[float]]] = {"prompt ACKs": [], "kernel default": []}
         for i in range(a.rounds):

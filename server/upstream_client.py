@@ -31,8 +31,8 @@ code path has to be paged back in). This module keeps what the mirror needs:
   send them along with the next request. A sender that waits for ACKs before
   it sends more (a small send buffer early in a connection, or nginx's
   ``sendfile`` with ``tcp_nopush``) then pauses mid-body: over a local nginx,
-  9 of 40 cold runs of the 25-file benchmark set lost 40 ms on one file that
-  way, none with the prompt ACKs (``tests/bench/upstream_reads.py``).
+  8 of 40 cold rounds of the 25-file benchmark set lost 40 ms on one file
+  that way, none with the prompt ACKs (``tests/bench/upstream_reads.py``).
 """
 from __future__ import annotations
 

@@ -42,9 +42,8 @@ STALL_MS = 20.0  # a page and a file over loopback take 1-5 ms; a delayed ACK co
 _LINK = re.compile(r'<a[^>]*href="([^"]+)"[^>]*>([^<]+)</a>')
 
 
-def wheel_for(page_url: str, html: str, version: str) -> str:
-    """The URL of the wheel of ``version`` an installer on this machine would take."""
-    tags = {tag: rank for rank, tag in enumerate(sys_tags())}
+def wheel_for(page_url: str, html: str, version: str, tags: dict) -> str:
+    """The URL of the wheel of ``version`` an installer with ``tags`` (tag -> preference) would take."""
     best: tuple[int, str] | None = None
     for href, text in _LINK.findall(html):
         filename = unescape(text).strip()
@@ -91,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         base = upstream.direct_simple_url.rstrip("/")
         pairs, finder = [], upstream_client.UpstreamClient("upstream-reads-bench")
+        tags = {tag: rank for rank, tag in enumerate(sys_tags())}
         for name, version in reqs:
             page = f"{base}/{name}/"
             html = finder.get(page).content.decode()
-            pairs.append((page, wheel_for(page, html, version)))
+            pairs.append((page, wheel_for(page, html, version, tags)))
         results: dict[str, list[list[float]]] = {"prompt ACKs": [], "kernel default": []}
         for i in range(a.rounds):
             for label in (list(results) if i % 2 else list(results)[::-1]):

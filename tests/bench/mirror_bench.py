@@ -63,6 +63,17 @@ def run_harness(quick: bool, out: Path, install: bool, only: str = "S1,S2") -> P
     return out / "results.json"
 
 
+def record_checkout(out: Path) -> None:
+    """Write which code was measured: the commit, the git tree of ``server/`` (equal for
+    two commits that differ only outside the server) and whether the tree was dirty."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"commit": git("rev-parse", "HEAD"), "server_tree": git("rev-parse", "HEAD:server"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    (out / "checkout.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
 def pool_s2(results: dict, more: list[dict]) -> None:
     """Fold the S2 repetitions of further harness runs into ``results["s2"]`` and summarise
     the lot as the harness summarises one run. Repetitions are renumbered per run, so a
@@ -254,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     more: list[dict] = []
     if path is None:
         out = a.out or Path(os.environ.get("TMPDIR", "/tmp")) / f"devpi-mirror-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+        record_checkout(out)
         path = run_harness(a.quick, out, install=not a.no_install)
         runs = a.s2_runs if a.s2_runs is not None else (1 if a.quick else 3)
         for k in range(2, runs + 1):

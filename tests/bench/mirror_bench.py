@@ -19,6 +19,9 @@ ratios moves by ±0.15 from run to run. ``client_overhead.py`` measures what the
 server adds with the client's files on a tmpfs. The repetitions of all runs are pooled
 and summarised exactly as the harness summarises one run (medians of
 per-repetition paired ratios); each run's own median is printed as well.
+Even so one full run's median moves by about ±0.1: ``pool_runs.py`` pools the
+run dirs of several full runs (each gets a ``checkout.json`` saying which code
+ran) and gives each figure an interval.
 
 Everything runs on 127.0.0.1; nothing touches the internet (the harness
 points every process's proxy at a dead local port).

@@ -16,9 +16,9 @@ def _s2(direct: list[float], ours: list[float], first_rep: int = 0) -> dict:
     """An S2 section as the harness writes it, with only uv cold through root/pypi measured."""
     reps = range(first_rep, first_rep + len(direct))
     return {"runs": {"uv": {
-        "upstream": [{"rep": r, "cold_s": d} for r, d in zip(reps, direct)],
+        "upstream": [{"rep": r, "cold_s": d} for r, d in zip(reps, direct, strict=True)],
         # ours listed in a different order: pairing must go by repetition number
-        "devpi-ours:mirror": [{"rep": r, "cold_s": o} for r, o in reversed(list(zip(reps, ours)))],
+        "devpi-ours:mirror": [{"rep": r, "cold_s": o} for r, o in reversed(list(zip(reps, ours, strict=True)))],
     }}}
 
 

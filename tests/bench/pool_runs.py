@@ -63,11 +63,15 @@ def bootstrap_interval(clusters: list[list[float]], rounds: int = 10_000, seed: 
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
-def checkout_label(run_dir: Path) -> str:
+def checkout(run_dir: Path) -> dict:
+    """What ``mirror_bench.py`` recorded about the code it ran, or {} for an older run dir."""
     info = run_dir / "checkout.json"
-    if not info.exists():
+    return json.loads(info.read_text()) if info.exists() else {}
+
+
+def checkout_label(c: dict) -> str:
+    if not c:
         return "checkout not recorded"
-    c = json.loads(info.read_text())
     dirty = " (uncommitted changes)" if c.get("dirty") else ""
     return f"commit {c.get('commit', '?')[:7]}, server/ tree {c.get('server_tree', '?')[:7]}{dirty}"
 
@@ -79,7 +83,9 @@ def pool(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
         hruns = harness_runs(d)
         if not hruns:
             raise SystemExit(f"{d}: no results.json with an S2 section")
-        row = {"dir": d.name, "checkout": checkout_label(d), "harness_runs": len(hruns)}
+        c = checkout(d)
+        row = {"dir": d.name, "checkout": checkout_label(c), "tree": (c.get("server_tree") or "?")[:7],
+               "harness_runs": len(hruns)}
         for f in FIGURES:
             lists = [paired_ratios(s2, *f) for s2 in hruns]
             clusters[f] += [x for x in lists if x]
@@ -112,7 +118,10 @@ def render(per_run: list[dict], overall: list[dict]) -> str:
         cells = " | ".join("n/a" if r[f] is None else f"×{r[f]:.2f}" for f in FIGURES if f[1] == "cold")
         lines.append(f"| {r['dir']} | {r['checkout']} | {cells} |")
     met = all(o["hi"] <= TARGET for o in overall)
-    lines += ["", f"Every figure's 95 % interval below ×{TARGET:g}: {'yes' if met else 'no'}."]
+    trees = {t: sum(1 for r in per_run if r["tree"] == t) for t in dict.fromkeys(r["tree"] for r in per_run)}
+    lines += ["", f"{len(per_run)} full runs pooled; their server/ trees: "
+              + ", ".join(f"{t} ({n} run{'s' if n > 1 else ''})" for t, n in trees.items()) + ".",
+              f"Every figure's 95 % interval at or below ×{TARGET:g}: {'yes' if met else 'no'}."]
     return "\n".join(lines)
 
 

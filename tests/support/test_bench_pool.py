@@ -35,7 +35,11 @@ def _run_dir(tmp: Path, name: str, sections: list[dict]) -> Path:
 def test_pooled_median_pairs_by_repetition_and_clusters_by_harness_run(tmp_path):
     a = _run_dir(tmp_path, "a", [_s2([1.0, 2.0], [1.1, 2.4]), _s2([1.0, 1.0], [1.3, 1.0])])
     b = _run_dir(tmp_path, "b", [_s2([0.5, 0.5, 0.5], [0.6, 0.55, 0.5], first_rep=3)])
+    (a / "checkout.json").write_text(json.dumps({"commit": "1234567890", "server_tree": "abcdef0123"}))
     per_run, overall = pool_runs.pool([a, b])
+    # which code each run measured is shown, and an unrecorded one says so
+    assert "their server/ trees: abcdef0 (1 run), ? (1 run)." in pool_runs.render(per_run, overall)
+    assert "| a | commit 1234567, server/ tree abcdef0 |" in pool_runs.render(per_run, overall)
 
     ratios = [1.1, 1.2, 1.3, 1.0, 1.2, 1.1, 1.0]
     (fig,) = [o for o in overall if o["figure"] == ("uv", "cold", "mirror")]
@@ -55,4 +59,4 @@ def test_interval_is_wide_when_harness_runs_disagree(tmp_path):
     _, overall = pool_runs.pool([_run_dir(tmp_path, "r", [low, high])])
     (fig,) = overall
     assert fig["lo"] == 1.05 and fig["hi"] == 1.35
-    assert "95 % interval below ×1.2: no" in pool_runs.render(*pool_runs.pool([tmp_path / "r"]))
+    assert "95 % interval at or below ×1.2: no" in pool_runs.render(*pool_runs.pool([tmp_path / "r"]))

@@ -76,8 +76,10 @@ def checkout_label(c: dict) -> str:
     return f"commit {c.get('commit', '?')[:7]}, server/ tree {c.get('server_tree', '?')[:7]}{dirty}"
 
 
-def pool(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
-    """Per full run: its own pooled median per figure; over all: median, interval, verdict."""
+def pool(run_dirs: list[Path], by_run: bool = False) -> tuple[list[dict], list[dict]]:
+    """Per full run: its own pooled median per figure; over all: median, interval, verdict.
+    The bootstrap resamples harness runs, or whole full runs with ``by_run`` (fewer, larger
+    clusters: the more cautious interval when full runs differ more than their parts)."""
     per_run, clusters = [], {f: [] for f in FIGURES}
     for d in run_dirs:
         hruns = harness_runs(d)
@@ -88,8 +90,8 @@ def pool(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
                "harness_runs": len(hruns)}
         for f in FIGURES:
             lists = [paired_ratios(s2, *f) for s2 in hruns]
-            clusters[f] += [x for x in lists if x]
             flat = [v for x in lists for v in x]
+            clusters[f] += [flat] if by_run and flat else [x for x in lists if x]
             row[f] = statistics.median(flat) if flat else None
         per_run.append(row)
     overall = []
@@ -107,7 +109,7 @@ def pool(run_dirs: list[Path]) -> tuple[list[dict], list[dict]]:
 
 def render(per_run: list[dict], overall: list[dict]) -> str:
     name = {f: f"{f[0]} {f[1]} `{'root/pypi' if f[2] == 'mirror' else 'dev'}`" for f in FIGURES}
-    lines = ["| figure | repetitions (harness runs) | pooled median × nginx | 95 % interval | "
+    lines = ["| figure | repetitions (clusters) | pooled median × nginx | 95 % interval | "
              f"full runs ≤ ×{TARGET:g} |", "|---|---|---|---|---|"]
     for o in overall:
         lines.append(f"| {name[o['figure']]} | {o['n']} ({o['clusters']}) | ×{o['median']:.3f} | "
@@ -128,8 +130,10 @@ def render(per_run: list[dict], overall: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dirs", nargs="+", type=Path, help="full-run dirs written by mirror_bench.py --out")
+    ap.add_argument("--clusters", choices=("harness", "run"), default="harness",
+                    help="what the bootstrap resamples: harness runs (default) or whole full runs")
     a = ap.parse_args(argv)
-    per_run, overall = pool(a.run_dirs)
+    per_run, overall = pool(a.run_dirs, by_run=a.clusters == "run")
     print(render(per_run, overall))
     return 0
 

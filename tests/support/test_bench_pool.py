@@ -6,6 +6,8 @@ import json
 import statistics
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "pool_runs.py"
 _spec = importlib.util.spec_from_file_location("pool_runs", BENCH)
 pool_runs = importlib.util.module_from_spec(_spec)
@@ -60,3 +62,15 @@ def test_interval_is_wide_when_harness_runs_disagree(tmp_path):
     (fig,) = overall
     assert fig["lo"] == 1.05 and fig["hi"] == 1.35
     assert "95 % interval at or below ×1.2: no" in pool_runs.render(*pool_runs.pool([tmp_path / "r"]))
+
+
+def test_whole_full_runs_as_clusters(tmp_path):
+    """With --clusters run, a full run's harness runs are resampled together."""
+    low, high = _s2([1.0] * 5, [1.05] * 5), _s2([1.0] * 5, [1.35] * 5)
+    one = _run_dir(tmp_path, "one", [low, high])
+    two = _run_dir(tmp_path, "two", [_s2([1.0] * 5, [1.1] * 5)])
+    _, (fig,) = pool_runs.pool([one, two], by_run=True)
+    assert fig["clusters"] == 2 and fig["n"] == 15
+    # resampling "one" twice gives x1.2 (its median); "two" twice x1.1; one of each x1.1
+    assert fig["lo"] == pytest.approx(1.1) and fig["hi"] == pytest.approx(1.2)
+

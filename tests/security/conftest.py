@@ -1,0 +1,33 @@
+"""Attack tests: the threat model in one place (see doc/security.md).
+
+Every test here drives the real server process over HTTP as an attacker on the
+same network would: no account or a low-privileged one, hostile bodies,
+hostile upstreams, many or slow connections. Each test file owns one finding
+family (named ``test_sec_<topic>.py``, unique across tests/), keeps its own
+fixtures, and states in its docstring what the attacker tries and what must
+hold instead.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.server import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def sec_servers(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory for real servers that live until the end of the test module."""
+    started: list[ServerProcess] = []
+    base = tmp_path_factory.mktemp("sec")
+
+    def make(**kw) -> ServerProcess:
+        serverdir = kw.pop("serverdir", None) or base / f"server{len(started)}"
+        s = ServerProcess(Path(serverdir), **kw).start()
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

@@ -48,6 +48,7 @@ setup(
             "wheel",  # lets the machine's setuptools build wheels of test sdists
             "ruff>=0.5",
             "trustme>=1.1",  # a throwaway CA for the mirror client's TLS test
+            "aiohttp>=3.9",  # tests/bench/soak.py: 200 clients and 1,000 sockets from one process
         ],
     },
     entry_points={"console_scripts": ["devpi = devpi.client.main:main"]},

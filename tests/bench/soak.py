@@ -31,7 +31,8 @@ As root it creates ``root/hang``, a mirror of the hanging upstream, and a user s
   opened again;
 * a probe, in its own process so that the load generator's GIL cannot delay it, that opens
   a fresh connection every 0.5 s and times ``GET /+api`` to its last byte;
-* the server's VmRSS, VmHWM, open fds and threads, sampled every second.
+* the server's VmRSS, VmHWM, open fds and threads, sampled every second (summed over its
+  worker processes, if it has any).
 
 Then it stops the load, checks that every acknowledged upload is listed on its page with
 its sha256 and that its bytes hash to it, stops the server with SIGTERM, starts it again
@@ -457,6 +458,7 @@ async def idle_socket(load: Load, port: int, partial: bool) -> None:
 # sampling the server
 
 def read_proc(pid: int) -> dict | None:
+    """Memory, threads, fds and CPU of one process, from /proc."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -470,13 +472,35 @@ def read_proc(pid: int) -> dict | None:
             "cpu_s": (int(stat[11]) + int(stat[12])) / tick}
 
 
+def process_tree(pid: int) -> list[int]:
+    """*pid* and its descendants: a server may run worker processes, and their memory counts."""
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo += [int(c) for c in task.read_text().split()]
+    return tree
+
+
+def read_tree(pid: int) -> dict | None:
+    """read_proc summed over the server's process tree (one process for the landed server)."""
+    parts = [s for s in map(read_proc, process_tree(pid)) if s]
+    if not parts:
+        return None
+    total = {k: sum(s[k] for s in parts) for k in parts[0]}
+    total["processes"] = len(parts)
+    return total
+
+
 async def sampler(load: Load, server: ServerProcess, samples: list, t0: float, death: dict) -> None:
     while not load.stop.is_set():
         if server.proc.poll() is not None:
             death.update(at_s=round(time.monotonic() - t0, 1), code=server.proc.returncode)
             load.stop.set()
             return
-        s = read_proc(server.proc.pid)
+        s = read_tree(server.proc.pid)
         if s:
             samples.append({"t": round(time.monotonic() - t0, 1), **s})
         with contextlib.suppress(TimeoutError):
@@ -544,14 +568,20 @@ def setup_server(server: ServerProcess, hang_url: str) -> str:
     return user[1]
 
 
-def verify_uploads(url: str, acked: list[dict]) -> dict:
-    """Is every acknowledged upload listed with its sha256, and do its bytes hash to it?"""
+def verify_uploads(url: str, acked: list[dict], budget: float = 600) -> dict:
+    """Is every acknowledged upload listed with its sha256, and do its bytes hash to it? One
+    not checked within *budget* seconds counts as lost: a server too slow to show it is not
+    showing it."""
+    deadline = time.monotonic() + budget
     s = requests.Session()
     by_project = defaultdict(list)
     for a in acked:
         by_project[a["project"]].append(a)
     lost = []
     for project, uploads in by_project.items():
+        if time.monotonic() > deadline:
+            lost += [f"{a['filename']}: not checked within {budget:g} s" for a in uploads]
+            continue
         try:
             r = s.get(f"{url}/{USER}/{STAGE}/+simple/{project}/", headers={"Accept": JSON_ACCEPT}, timeout=60)
             listed = {f["filename"]: f for f in r.json()["files"]} if r.status_code == 200 else {}
@@ -640,6 +670,7 @@ def summarise(load: Load, mix: dict, probes: list, samples: list, ran: float, ge
         },
         "server_fds_max": max((s["fds"] for s in samples), default=None),
         "server_threads_max": max((s["threads"] for s in samples), default=None),
+        "server_processes_max": max((s.get("processes", 1) for s in samples), default=None),
         "server_cpu_s": round(samples[-1]["cpu_s"] - samples[0]["cpu_s"], 1) if len(samples) > 1 else None,
         "generator_cpu_s": round(gen_cpu, 1),
         "upstreams_cpu_s": round(helper_cpu, 1) if helper_cpu is not None else None,
@@ -728,7 +759,8 @@ def render(res: dict, rows: list) -> str:
         + ".",
         f"* Server RSS: {rss['start']} MiB at the start of the load, median {rss['median']}, max "
         f"{rss['max']}, {rss['end']} at the end (VmHWM {rss['hwm_end']}); at most {res['server_fds_max']} open fds and "
-        f"{res['server_threads_max']} threads.",
+        f"{res['server_threads_max']} threads"
+        f" in {res.get('server_processes_max') or 1} process(es).",
         f"* Uploads: {up['acknowledged']:,} acknowledged (200); lost before the restart: "
         f"{up['before_restart']['lost'] if up['before_restart'] else 'not checked (server down)'}, "
         f"after: {up['after_restart']['lost'] if up['after_restart'] else 'not checked'}; "

@@ -233,6 +233,7 @@ class Load:
     idle: Counter = field(default_factory=Counter)
     idle_open_s: list[float] = field(default_factory=list)  # how long each one the server closed was open
     started: float = field(default_factory=time.monotonic)
+    loop_lag: list[float] = field(default_factory=list)  # the generator's own delay: is it keeping up?
 
     def quiet(self) -> bool:
         """Uploads pause in every other QUIET_PHASE s, so that long-polls then wait their whole
@@ -507,6 +508,15 @@ async def sampler(load: Load, server: ServerProcess, samples: list, t0: float, d
             await asyncio.wait_for(load.stop.wait(), 1.0)
 
 
+async def lag_meter(load: Load, every: float = 0.1) -> None:
+    """How late the event loop wakes up: if the generator itself is overloaded, its latencies
+    are its own, not the server's (the probe runs in its own process for that reason)."""
+    while not load.stop.is_set():
+        start = time.monotonic()
+        await asyncio.sleep(every)
+        load.loop_lag.append(time.monotonic() - start - every)
+
+
 async def run_load(load: Load, server: ServerProcess, mix: dict[str, int], idle: int, duration: float,
                    samples: list, death: dict) -> float:
     """Run every client until *duration* passes or the server dies; the seconds it ran."""
@@ -520,6 +530,7 @@ async def run_load(load: Load, server: ServerProcess, mix: dict[str, int], idle:
         return s
 
     tasks.append(asyncio.ensure_future(sampler(load, server, samples, t0, death)))
+    tasks.append(asyncio.ensure_future(lag_meter(load)))
     for k in range(idle):
         tasks.append(asyncio.ensure_future(idle_socket(load, server.port, partial=k % 2 == 1)))
     for i in range(mix["uploads"]):
@@ -673,6 +684,8 @@ def summarise(load: Load, mix: dict, probes: list, samples: list, ran: float, ge
         "server_processes_max": max((s.get("processes", 1) for s in samples), default=None),
         "server_cpu_s": round(samples[-1]["cpu_s"] - samples[0]["cpu_s"], 1) if len(samples) > 1 else None,
         "generator_cpu_s": round(gen_cpu, 1),
+        "generator_loop_lag_s": {"p99": round(pct(load.loop_lag, 0.99), 3) if load.loop_lag else None,
+                                 "max": round(max(load.loop_lag), 3) if load.loop_lag else None},
         "upstreams_cpu_s": round(helper_cpu, 1) if helper_cpu is not None else None,
         "failures_sample": load.failures[:20],
     }
@@ -766,7 +779,9 @@ def render(res: dict, rows: list) -> str:
         f"after: {up['after_restart']['lost'] if up['after_restart'] else 'not checked'}; "
         f"restart: {res['restart']['summary']}.",
         f"* CPU during the load: server {res['server_cpu_s'] if res['server_cpu_s'] is not None else '–'} s, load generator {res['generator_cpu_s']} s, "
-        f"upstreams {res['upstreams_cpu_s']} s (of {res['ran_s']} s × {env['cpus']} CPUs); hanging "
+        f"upstreams {res['upstreams_cpu_s']} s (of {res['ran_s']} s × {env['cpus']} CPUs); the generator's "
+        f"event loop woke late by {_ms(res.get('generator_loop_lag_s', {}).get('p99'))} (p99), "
+        f"{_ms(res.get('generator_loop_lag_s', {}).get('max'))} (max); hanging "
         f"upstream: {res['hanging_upstream'].get('accepted', 0):,} connections, at most "
         f"{res['hanging_upstream'].get('max_open', 0):,} open at once.",
         "",

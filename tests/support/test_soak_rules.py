@@ -82,6 +82,7 @@ def test_the_shown_command_leaves_out_where_the_figures_went():
     assert soak.shown_args(["--json=/tmp/x.json", "--write-doc"]) == ["--write-doc"]
 
 
+@pytest.mark.slow
 def test_a_short_run_measures_and_reports(tmp_path):
     """Seconds of a small mix against the real server: every kind is answered, uploads are
     acknowledged and found again after the restart, and the report carries the figures."""

@@ -110,7 +110,9 @@ def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) ->
     can make a visitor's browser POST a form or ``text/plain`` body to us with the Basic
     credentials it remembers for this server, but not one typed ``application/json``."""
     length = request.content_length
-    if length != 0 and not is_json_type(request.environ.get("CONTENT_TYPE")):
+    env = request.environ
+    has_body = length > 0 or (length < 0 and bool(env.get("HTTP_TRANSFER_ENCODING")))  # else: none sent
+    if has_body and not is_json_type(env.get("CONTENT_TYPE")):
         raise APIError(415, "Unsupported Media Type: send the JSON body as Content-Type: application/json")
     if length > max_bytes:
         raise APIError(413, f"request body too large ({length} bytes, limit {max_bytes})")

@@ -23,7 +23,10 @@ from . import __version__, catalog, schema
 from .auth import Authenticator, Identity
 from .blobs import BlobStore
 from .catalog import IndexRow
+from .live_pwhash import LivePwhash
+from .login_throttle import LoginThrottle, Rate
 from .pagecache import PageCache
+from .proxies import TrustedProxies
 from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
 from .storage import Change, Storage, kv_get
 
@@ -44,6 +47,9 @@ class ServerConfig:
     threads: int = 32
     outside_url: str | None = None
     request_timeout: float = 5.0  # how long a page waits for upstream before serving its stored copy
+    trusted_proxy: str = "loopback"  # peers whose X-Outside-Url / X-Forwarded-* are believed
+    login_rate: str = "10/60"  # failed logins per client address (``off`` disables)
+    login_rate_user: str = "20/60"  # failed logins per user name, across addresses
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -76,7 +82,10 @@ class Core:
         self.uuid = ""
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0
+        self._live_pwhash = None if self.storage.is_sqlite else LivePwhash(self.storage.engine)
         self.auth: Authenticator | None = None
+        self.proxies = TrustedProxies(config.trusted_proxy)
+        self.throttle = LoginThrottle(Rate.parse(config.login_rate), Rate.parse(config.login_rate_user))
         self.storage.add_listener(self._on_commit)
 
     # -- start-up -------------------------------------------------------------
@@ -243,7 +252,14 @@ class Core:
     # -- identities and permissions ---------------------------------------------------
     def pwhash_of(self, user: str) -> str | None:
         """The stored hash, from memory: every authenticated request needs it, and user rows
-        change rarely (any user change clears this, whichever process committed it)."""
+        change rarely (any user change clears this, whichever process committed it).
+
+        With several processes on one database (PostgreSQL) another process learns of a
+        change only when its poller reads the changelog, up to half a second later: an old
+        password or token must not work there meanwhile, so there every check reads the row
+        (see live_pwhash.py; anonymous requests never get here)."""
+        if self._live_pwhash is not None:
+            return self._live_pwhash(user)
         try:
             return self._pwhashes[user]
         except KeyError:

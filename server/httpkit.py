@@ -16,6 +16,7 @@ from urllib.parse import quote
 import bottle
 
 from .auth import Identity, parse_basic, parse_devpi_auth
+from .proxies import valid_host
 
 INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
 JSON_CT = "application/json"
@@ -97,8 +98,22 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def is_json_type(content_type: str | None) -> bool:
+    """``application/json`` or a ``+json`` type: types a browser cannot send cross-site
+    without asking first (CORS preflight), unlike a form's or ``text/plain``."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == JSON_CT or (media.startswith("application/") and media.endswith("+json"))
+
+
 def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) -> Any:
+    """The request's JSON body (None when empty). A body must say it is JSON: a web page
+    can make a visitor's browser POST a form or ``text/plain`` body to us with the Basic
+    credentials it remembers for this server, but not one typed ``application/json``."""
     length = request.content_length
+    env = request.environ
+    has_body = length > 0 or (length < 0 and bool(env.get("HTTP_TRANSFER_ENCODING")))  # else: none sent
+    if has_body and not is_json_type(env.get("CONTENT_TYPE")):
+        raise APIError(415, "Unsupported Media Type: send the JSON body as Content-Type: application/json")
     if length > max_bytes:
         raise APIError(413, f"request body too large ({length} bytes, limit {max_bytes})")
     raw = request.body.read(max_bytes + 1) if length != 0 else b""
@@ -135,8 +150,24 @@ def identity(core, request: bottle.BaseRequest) -> Identity | None:
     env = request.environ
     if "devpi.identity" not in env:
         creds = credentials(request)
-        env["devpi.identity"] = core.authenticate(*creds) if creds else None
+        env["devpi.identity"] = authenticate(core, request, *creds) if creds else None
     return env["devpi.identity"]
+
+
+def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> Identity | None:
+    """Check credentials unless this client or user is guessing too fast (429 then, before
+    any password is checked: see login_throttle)."""
+    addr = core.proxies.client_addr(request.environ)
+    wait = core.throttle.retry_after(user, addr)
+    if wait:
+        raise APIError(429, f"too many failed logins; try again in {wait} seconds",
+                       {"Retry-After": str(wait)})
+    ident = core.authenticate(user, secret)
+    if ident is None:
+        core.throttle.failed(user, addr)
+    else:
+        core.throttle.succeeded(user, addr)
+    return ident
 
 
 def require_identity(core, request: bottle.BaseRequest) -> Identity:
@@ -164,12 +195,23 @@ def with_project(core, request: bottle.BaseRequest, project: str) -> str:
 
 
 def base_url(core, request: bottle.BaseRequest) -> str:
-    """The server root URL as the client sees it (proxy header, option, or Host)."""
-    outside = request.get_header("X-Outside-Url") or core.config.outside_url
+    """The server root URL as the client sees it: a trusted proxy's ``X-Outside-Url``, else
+    ``--outside-url``, else the scheme (a trusted proxy's ``X-Forwarded-Proto``) and Host.
+
+    Proxy headers from other peers are ignored (see proxies.py), and a Host that is not a
+    plain host[:port] is replaced by the listening address."""
+    env = request.environ
+    trusted = core.proxies.from_proxy(env)
+    outside = (trusted and env.get("HTTP_X_OUTSIDE_URL")) or core.config.outside_url
     if outside:
         return outside.rstrip("/")
-    scheme = request.get_header("X-Forwarded-Proto") or request.environ.get("wsgi.url_scheme", "http")
-    host = request.get_header("Host") or f"{core.config.host}:{core.config.port}"
+    scheme = env.get("wsgi.url_scheme", "http")
+    if trusted and env.get("HTTP_X_FORWARDED_PROTO", "").lower() in ("http", "https"):
+        scheme = env["HTTP_X_FORWARDED_PROTO"].lower()
+    host = env.get("HTTP_HOST") or ""
+    if not valid_host(host):
+        listen = f"[{core.config.host}]" if ":" in core.config.host else core.config.host
+        host = f"{listen}:{core.config.port}"
     return f"{scheme}://{host}"
 
 

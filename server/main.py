@@ -33,6 +33,26 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
 
 
+def _trusted_proxy(text: str) -> str:
+    from .proxies import parse
+
+    try:
+        parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _rate(text: str) -> str:
+    from .login_throttle import Rate
+
+    try:
+        Rate.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="devpi server", description="Run the devpi index server.")
     p.add_argument("--serverdir", type=Path, default=Path(os.environ.get("DEVPI_SERVERDIR", "~/.devpi/server")),
@@ -48,6 +68,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="never contact the upstream index")
     p.add_argument("--outside-url", metavar="URL", default=None,
                    help="URL clients use to reach this server, when behind a proxy")
+    p.add_argument("--trusted-proxy", metavar="ADDR[,CIDR...]", type=_trusted_proxy, default="loopback",
+                   help="peers whose X-Outside-Url, X-Forwarded-Proto and X-Forwarded-For are believed: "
+                        "addresses, CIDRs, 'loopback' or 'none' (default: loopback)")
+    p.add_argument("--login-rate", metavar="N/SECONDS", type=_rate, default="10/60",
+                   help="failed logins allowed per client address before 429, refilled over SECONDS; "
+                        "'off' disables (default: 10/60)")
+    p.add_argument("--login-rate-user", metavar="N/SECONDS", type=_rate, default="20/60",
+                   help="failed logins allowed per user name from addresses it never logged in from; "
+                        "'off' disables (default: 20/60)")
     p.add_argument("--max-upload-size", type=parse_size, default=parse_size("512M"),
                    help="largest accepted upload body (default: 512M)")
     p.add_argument("--threads", type=int, default=32, help="worker threads (default: 32)")
@@ -88,7 +117,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         serverdir=args.serverdir.expanduser().resolve(), host=args.host, port=args.port,
         storage_url=args.storage, root_passwd=args.root_passwd, mirror_url=args.mirror_url,
         offline=args.offline, debug=args.debug, max_upload_size=args.max_upload_size, threads=args.threads,
-        outside_url=args.outside_url, request_timeout=args.request_timeout)
+        outside_url=args.outside_url, request_timeout=args.request_timeout, trusted_proxy=args.trusted_proxy,
+        login_rate=args.login_rate, login_rate_user=args.login_rate_user)
 
 
 def _refuse_open_root(core: Core, host: str) -> None:

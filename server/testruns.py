@@ -32,6 +32,7 @@ from typing import Any
 import bottle
 
 from . import catalog, indexconfig, schema
+from .auth import Identity
 from .catalog import FileRow, IndexRow
 from .core import Core
 from .httpkit import APIError, base_url, identity, json_reply, read_json, require_index
@@ -225,6 +226,12 @@ def install(app: bottle.Bottle, core: Core) -> None:
             raise APIError(404, f"no test run {run_id} on {ix.fullname}")
         if body is not None and not hmac.compare_digest(str(body.get("key") or ""), run.key):
             raise APIError(403, f"wrong key for test run {run_id}: only the client that opened it may report")
+        if body is not None and not core.in_acl(Identity(run.who) if run.who else None,
+                                                ix.config.get("acl_toxresult_upload") or []):
+            # the key carries the opener's permission, so it ends with that permission:
+            # narrowing acl_toxresult_upload revokes keys already handed out
+            raise APIError(403, f"test run {run_id}: its opener may no longer upload test results "
+                                f"to {ix.fullname} (acl_toxresult_upload)")
         return run
 
     def reply_runs(runs: list[Run], with_events: bool = False, since: int = 0) -> bottle.HTTPResponse:

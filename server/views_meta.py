@@ -5,7 +5,7 @@ import bottle
 
 from . import catalog
 from .core import Core
-from .httpkit import APIError, base_url, identity, json_reply, read_json, require_index
+from .httpkit import APIError, authenticate, base_url, identity, json_reply, read_json, require_index
 
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
 USER_SEG = "<user:re:[^+/][^/]*>"
@@ -41,7 +41,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if not isinstance(body, dict) or not body.get("user") or "password" not in body:
             raise APIError(400, "Bad request: no user/password specified")
         user, password = str(body["user"]), str(body["password"])
-        ident = core.authenticate(user, password)
+        ident = authenticate(core, req, user, password)
         if ident is None:
             raise APIError(401, f"user {user!r} could not be authenticated")
         with core.storage.read() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bottle
 
 from . import catalog
-from .auth import hash_password
+from .auth import TokenSigner, hash_password
 from .catalog import USER_KEYS, Conflict
 from .core import Core
 from .httpkit import APIError, json_reply, read_json, require_identity
@@ -24,6 +24,8 @@ def _user_changes(body: object) -> tuple[dict, str | None]:
     password = body.get("password")
     if password is not None and not isinstance(password, str):
         raise APIError(400, "password must be a string")
+    if password and TokenSigner.looks_like_token(password):  # it would be checked as a token
+        raise APIError(400, f"a password must not begin with {TokenSigner.PREFIX!r} (that marks login tokens)")
     return {k: body[k] for k in USER_KEYS if k in body}, password
 
 

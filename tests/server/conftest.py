@@ -20,6 +20,10 @@ def module_servers(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
 
     def make(**kw) -> ServerProcess:
         serverdir = kw.pop("serverdir", None) or base / f"server{len(started)}"
+        # The module's tests share this server and one client address: their deliberate failed
+        # logins would add up to a throttle no single test meant (throttling has its own tests,
+        # tests/security/test_sec_auth_throttle.py).
+        kw["args"] = ("--login-rate", "1000/60", "--login-rate-user", "1000/60", *kw.get("args", ()))
         s = ServerProcess(Path(serverdir), **kw).start()
         started.append(s)
         return s

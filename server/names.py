@@ -41,11 +41,6 @@ def check_user_or_index_name(name: str, what: str = "name") -> str:
     return name
 
 
-def name_key(name: str) -> str:
-    """What makes two user (or index) names the same name: ``Root`` is ``root``."""
-    return name.casefold()
-
-
 def check_project_name(name: str) -> str:
     if not name or len(name) > 200 or not _PROJECT_NAME.fullmatch(name):
         raise InvalidName(f"invalid project name {name!r}: use ASCII letters, digits and ._- "

@@ -59,9 +59,18 @@ def list_users(conn: Connection) -> list[User]:
     return [_user(r) for r in conn.execute(select(schema.users).order_by(schema.users.c.name))]
 
 
+def user_named_alike(conn: Connection, name: str) -> str | None:
+    """The stored user whose name equals ``name`` after case folding (names are ASCII, so
+    SQL's lower() is case folding): ``Root`` must not become a second ``root``."""
+    q = select(schema.users.c.name).where(func.lower(schema.users.c.name) == name.lower()).limit(1)
+    return conn.execute(q).scalar()
+
+
 def create_user(tx: WriteTx, name: str, pwhash: str, config: dict[str, Any]) -> User:
-    if get_user(tx.conn, name):
-        raise Conflict(f"user {name!r} already exists")
+    alike = user_named_alike(tx.conn, name)
+    if alike is not None:
+        raise Conflict(f"user {name!r} already exists" if alike == name
+                       else f"user {name!r} already exists as {alike!r} (names differing only in case are one name)")
     now = utcnow_str()
     config = {k: v for k, v in config.items() if v not in (None, "")}
     tx.conn.execute(insert(schema.users).values(name=name, pwhash=pwhash, config=dumps(config),
@@ -87,7 +96,9 @@ def modify_user(tx: WriteTx, user: User, changes: dict[str, Any], pwhash: str | 
 
 
 def delete_user(tx: WriteTx, name: str) -> None:
-    for ix in list_indexes(tx.conn, name):
+    own = list_indexes(tx.conn, name)
+    drop_from_bases(tx, {ix.fullname for ix in own})
+    for ix in own:
         delete_index(tx, ix)
     tx.conn.execute(delete(schema.users).where(schema.users.c.name == name))
     tx.record("user", user=name, op="delete")
@@ -151,8 +162,11 @@ def _unused_index_id(tx: WriteTx) -> int | None:
 
 
 def create_index(tx: WriteTx, user: str, name: str, config: dict[str, Any]) -> IndexRow:
-    if get_index(tx.conn, user, name):
-        raise Conflict(f"index '{user}/{name}' exists")
+    alike = tx.conn.execute(select(schema.indexes.c.name).where(
+        schema.indexes.c.user == user, func.lower(schema.indexes.c.name) == name.lower()).limit(1)).scalar()
+    if alike is not None:
+        raise Conflict(f"index '{user}/{name}' exists" if alike == name
+                       else f"index '{user}/{name}' exists as '{user}/{alike}' (names differing only in case are one name)")
     values: dict[str, Any] = {"user": user, "name": name, "type": config["type"], "config": dumps(config)}
     new_id = _unused_index_id(tx)
     if new_id is not None:
@@ -168,7 +182,25 @@ def modify_index(tx: WriteTx, ix: IndexRow, config: dict[str, Any]) -> IndexRow:
     return IndexRow(ix.id, ix.user, ix.name, ix.type, config)
 
 
+def drop_from_bases(tx: WriteTx, gone: set[str]) -> list[str]:
+    """Take the indexes in ``gone`` out of every other index's ``bases``, each change
+    recorded: a user's data is theirs to delete, and another user naming it as a base
+    must not keep it (or its name, which someone could create again) alive."""
+    changed = []
+    for other in list_indexes(tx.conn):
+        if other.fullname in gone or not any(b in gone for b in other.bases):
+            continue
+        removed = [b for b in other.bases if b in gone]
+        config = {**other.config, "bases": [b for b in other.bases if b not in gone]}
+        tx.conn.execute(update(schema.indexes).where(schema.indexes.c.id == other.id)
+                        .values(config=dumps(config)))
+        tx.record("index", index=other.fullname, op="modify", bases_removed=removed)
+        changed.append(other.fullname)
+    return changed
+
+
 def delete_index(tx: WriteTx, ix: IndexRow) -> None:
+    drop_from_bases(tx, {ix.fullname})
     # Children first: SQLite only cascades with foreign_keys=ON, and we want no reliance on it.
     pids = select(schema.projects.c.id).where(schema.projects.c.index_id == ix.id)
     tx.conn.execute(delete(schema.files).where(schema.files.c.index_id == ix.id,

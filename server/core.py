@@ -25,6 +25,7 @@ from .blobs import BlobStore
 from .catalog import IndexRow
 from .live_pwhash import LivePwhash
 from .login_throttle import LoginThrottle, Rate
+from .modify_policy import ModifyPolicy
 from .pagecache import PageCache
 from .proxies import TrustedProxies
 from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
@@ -50,6 +51,7 @@ class ServerConfig:
     trusted_proxy: str = "loopback"  # peers whose X-Outside-Url / X-Forwarded-* are believed
     login_rate: str = "10/60"  # failed logins per client address (``off`` disables)
     login_rate_user: str = "20/60"  # failed logins per user name, across addresses
+    restrict_modify: tuple[str, ...] | None = None  # --restrict-modify; None: open, as the original
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,6 +88,7 @@ class Core:
         self.auth: Authenticator | None = None
         self.proxies = TrustedProxies(config.trusted_proxy)
         self.throttle = LoginThrottle(Rate.parse(config.login_rate), Rate.parse(config.login_rate_user))
+        self.modify_policy = ModifyPolicy(config.restrict_modify)
         self.storage.add_listener(self._on_commit)
 
     # -- start-up -------------------------------------------------------------
@@ -276,13 +279,19 @@ class Core:
         assert self.auth is not None
         return self.auth.authenticate(user, secret, self.pwhash_of(user))
 
-    @staticmethod
-    def may_modify_user(ident: Identity | None, username: str) -> bool:
-        return ident is not None and ident.user in (username, "root")
+    def may_modify_user(self, ident: Identity | None, username: str) -> bool:
+        return self.modify_policy.may_manage(ident, username)
 
-    @staticmethod
-    def may_modify_index(ident: Identity | None, ix: IndexRow) -> bool:
-        return ident is not None and ident.user in (ix.user, "root")
+    def may_modify_index(self, ident: Identity | None, ix: IndexRow) -> bool:
+        return self.modify_policy.may_manage(ident, ix.user)
+
+    def may_create_index(self, ident: Identity | None, owner: str) -> bool:
+        return self.modify_policy.may_manage(ident, owner)
+
+    def may_delete_released(self, ident: Identity | None, ix: IndexRow) -> bool:
+        """Deleting from a non-volatile index (with force): its owner, root or a
+        --restrict-modify admin, never a mere acl_upload member (doc/api.md)."""
+        return ident is not None and (ident.user == ix.user or self.modify_policy.is_admin(ident))
 
     @staticmethod
     def in_acl(ident: Identity | None, acl: list[str]) -> bool:
@@ -296,7 +305,7 @@ class Core:
         return ix.type == "stage" and self.in_acl(ident, ix.config.get("acl_upload") or [])
 
     def may_delete(self, ident: Identity | None, ix: IndexRow) -> bool:
-        return self.may_modify_index(ident, ix) or (
+        return self.may_modify_index(ident, ix) or self.may_delete_released(ident, ix) or (
             ident is not None and self.in_acl(ident, ix.config.get("acl_upload") or []))
 
     def status(self) -> dict[str, Any]:

@@ -105,7 +105,26 @@ def is_json_type(content_type: str | None) -> bool:
     return media == JSON_CT or (media.startswith("application/") and media.endswith("+json"))
 
 
-def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) -> Any:
+MAX_JSON_BYTES = 10 * 1024 * 1024  # every JSON body, unless a view says otherwise (tox reports)
+MAX_JSON_DEPTH = 64  # devpi's documents nest a handful of levels; tox reports about eight
+
+
+def _nested_deeper_than(doc: Any, limit: int) -> bool:
+    """Without recursion: a document nested past Python's recursion limit must be
+    refusable by the very check that measures it."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def read_json(request: bottle.BaseRequest, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """The request's JSON body (None when empty). A body must say it is JSON: a web page
     can make a visitor's browser POST a form or ``text/plain`` body to us with the Basic
     credentials it remembers for this server, but not one typed ``application/json``."""
@@ -125,6 +144,12 @@ def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) ->
         doc = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "Bad request: could not decode json") from None
+    except RecursionError:  # nested past the parser's own limit (~1,000 levels)
+        raise APIError(400, f"Bad request: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    # counting brackets is one C pass; only a body with enough of them can be too deep
+    if isinstance(doc, (dict, list)) and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH \
+            and _nested_deeper_than(doc, MAX_JSON_DEPTH):
+        raise APIError(400, f"Bad request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if b"\\u" in raw and _has_lone_surrogate(doc):  # only an escape can make one
         raise APIError(400, "Bad request: the JSON text has an unpaired surrogate (not Unicode)")
     return doc

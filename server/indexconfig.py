@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .fieldcaps import FieldTooLarge, check_fields
 from .names import InvalidName, check_user_or_index_name, is_project_name, normalize_name
 
 
@@ -184,6 +185,10 @@ def normalize(index_type: str, given: dict[str, Any], base: dict[str, Any]) -> d
         config[key] = known[key](value)
     if index_type == "mirror" and not config.get("mirror_url"):
         raise ConfigError("a mirror index needs a mirror_url")
+    try:
+        check_fields(config)  # served to everyone on every listing: doc/api.md has the limits
+    except FieldTooLarge as e:
+        raise ConfigError(str(e)) from None
     return config
 
 

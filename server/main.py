@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .core import Core, ServerConfig
+from .modify_policy import parse_restrict_modify
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -86,6 +87,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "work crowds it; off lets the kernel place threads; N pins to CPU N")
     p.add_argument("--request-timeout", type=float, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
+    p.add_argument("--restrict-modify", metavar="SPEC", default=None,
+                   help="comma list of users and :groups who alone (with root) may create, modify and "
+                        "delete users and indexes; anonymous user creation is then refused "
+                        "(default: unset, anyone may create a user, as the original devpi)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p
@@ -118,7 +123,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         storage_url=args.storage, root_passwd=args.root_passwd, mirror_url=args.mirror_url,
         offline=args.offline, debug=args.debug, max_upload_size=args.max_upload_size, threads=args.threads,
         outside_url=args.outside_url, request_timeout=args.request_timeout, trusted_proxy=args.trusted_proxy,
-        login_rate=args.login_rate, login_rate_user=args.login_rate_user)
+        login_rate=args.login_rate, login_rate_user=args.login_rate_user,
+        restrict_modify=parse_restrict_modify(args.restrict_modify))
 
 
 def _refuse_open_root(core: Core, host: str) -> None:

@@ -17,7 +17,9 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-_USER_INDEX_FORBIDDEN = re.compile(r"[\x00-\x20\x7f!\"#$%&'()*+,/:;<=>?\[\\\]^`{|}~]")
+# ASCII only, as the error message always said: look-alikes (Cyrillic "а", zero-width and
+# bidi controls) would otherwise make a second "alice" that reads the same in every listing.
+_USER_INDEX_NAME = re.compile(r"[A-Za-z0-9._@-]+")
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _NORMALIZE = re.compile(r"[-_.]+")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl", ".tar.bz2", ".tar.xz", ".egg", ".exe", ".msi",
@@ -34,8 +36,8 @@ def normalize_name(name: str) -> str:
 
 
 def check_user_or_index_name(name: str, what: str = "name") -> str:
-    if not name or len(name) > 100 or _USER_INDEX_FORBIDDEN.search(name) or name.startswith(("+", ".")):
-        raise InvalidName(f"invalid {what} {name!r}: use letters, digits and -._@ only")
+    if not name or len(name) > 100 or not _USER_INDEX_NAME.fullmatch(name) or name.startswith(("+", ".")):
+        raise InvalidName(f"invalid {what} {name!r}: use ASCII letters, digits and -._@ only")
     return name
 
 

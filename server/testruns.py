@@ -36,7 +36,16 @@ from .auth import Identity
 from .catalog import FileRow, IndexRow
 from .core import Core
 from .httpkit import APIError, base_url, identity, json_reply, read_json, require_index
-from .testruns_gate import describe, env_results, missing, normalize_requirements, parse_report
+from .testruns_gate import (
+    TRUST_KEY,
+    describe,
+    env_results,
+    missing,
+    normalize_requirements,
+    parse_report,
+    trusts,
+    uploader,
+)
 from .testruns_store import (
     Run,
     add_events,
@@ -62,6 +71,7 @@ NO_PERMISSION = ("No permission to upload tox results. You can use the devpi tes
 
 def setup(core: Core) -> None:
     indexconfig.register_stage_key("push_requires", normalize_requirements, default=[], is_list=True)
+    indexconfig.register_stage_key(TRUST_KEY, indexconfig._acl, is_list=True)
     extra = core.config.extra
     if "testrun_timeout" not in extra and os.environ.get("DEVPI_TESTRUN_TIMEOUT"):
         extra["testrun_timeout"] = float(os.environ["DEVPI_TESTRUN_TIMEOUT"])
@@ -95,6 +105,8 @@ def check_push_requires(core: Core, src: Any, target: str) -> None:
     tested = {f.id for f in src.files if f.rel == "releasefile"}
     results = []
     for f in src.files:
+        if not trusts(src.index.config, src.index.user, uploader(f.log)):
+            continue  # anyone may attach a result (acl_toxresult_upload): only trusted ones count
         if f.rel == "toxresult" and f.for_file_id in tested and core.blobs.exists(f.sha256):
             results.extend(env_results(parse_report(core.blobs.read_bytes(f.sha256))))
     lacking = missing(requirements, results)

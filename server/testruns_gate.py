@@ -116,9 +116,38 @@ def env_results(report: dict[str, Any]) -> list[EnvResult]:
 def parse_report(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+TRUST_KEY = "toxresult_trusted"  # index key: more users (or :AUTHENTICATED:) whose results count
+
+
+def uploader(log: list[dict[str, Any]]) -> str | None:
+    """Who uploaded a toxresult file: its first upload log entry (a push appends entries)."""
+    for entry in log:
+        if isinstance(entry, dict) and entry.get("what") == "upload":
+            who = entry.get("who")
+            return who if isinstance(who, str) and who else None
+    return None
+
+
+def trusts(config: dict[str, Any], owner: str, who: str | None) -> bool:
+    """Whether a result uploaded by ``who`` may satisfy this index's push gate.
+
+    ``acl_toxresult_upload`` stays ``:ANONYMOUS:`` by default (devpi-client's ``devpi test``
+    relies on it), so anyone may attach a result: only those of the owner, of ``acl_upload``
+    members and of ``toxresult_trusted`` members count. An anonymous result never does, even
+    where a list says ``:ANONYMOUS:``; ``:AUTHENTICATED:`` trusts any logged-in user."""
+    if who is None:
+        return False
+    if who in (owner, "root"):
+        return True
+    for principal in [*(config.get("acl_upload") or []), *(config.get(TRUST_KEY) or [])]:
+        if principal == who or principal == ":AUTHENTICATED:":
+            return True
+    return False
 
 
 def missing(requirements: list[str], results: list[EnvResult]) -> list[str]:

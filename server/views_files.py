@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import bottle
 
-from . import catalog
+from . import catalog, nonvolatile
 from .blobs import BlobCorrupt
 from .core import Core
 from .httpkit import APIError, identity, json_reply, read_json, require_identity, require_index
@@ -191,6 +191,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             raise APIError(403, f"no permission to delete files on {ix.fullname}")
         if not ix.config.get("volatile", True) and "force" not in req.query:
             raise APIError(403, f"cannot delete file on non-volatile index {ix.fullname}")
+        nonvolatile.check_delete(core, ident, ix, "files", "force" in req.query)
         relpath = "+f/" + path
         with core.storage.write(ident.user) as tx:
             f = catalog.get_file(tx.conn, ix.id, relpath)

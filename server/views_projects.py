@@ -9,7 +9,7 @@ from typing import Any
 
 import bottle
 
-from . import catalog
+from . import catalog, nonvolatile
 from .catalog import IndexRow
 from .core import Core
 from .httpkit import APIError, base_url, json_reply, read_json, require_identity, require_index, with_project
@@ -125,6 +125,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             raise APIError(403, f"no permission to delete on {ix.fullname}")
         if not ix.config.get("volatile", True) and "force" not in req.query:
             raise APIError(403, f"project {project} is on non-volatile index {ix.fullname}")
+        nonvolatile.check_delete(core, ident, ix, f"project {project}", "force" in req.query)
         with core.storage.write(ident.user) as tx:
             p = catalog.get_project(tx.conn, ix.id, project)
             if p is None:
@@ -140,6 +141,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             raise APIError(403, f"no permission to delete on {ix.fullname}")
         if not ix.config.get("volatile", True) and "force" not in req.query:
             raise APIError(403, f"cannot delete version on non-volatile index {ix.fullname}")
+        nonvolatile.check_delete(core, ident, ix, f"{project} {version}", "force" in req.query)
         with core.storage.write(ident.user) as tx:
             p = catalog.get_project(tx.conn, ix.id, project)
             rel = catalog.get_release(tx.conn, p.id, version) if p else None

@@ -12,7 +12,7 @@ from typing import Any
 
 import bottle
 
-from . import catalog
+from . import catalog, nonvolatile
 from .blobs import BlobWriter
 from .core import Core
 from .distmeta import BadDistribution, clean_metadata, empty_metadata, read_distribution
@@ -190,6 +190,7 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
                 md["version"] = version
             log = [log_entry("upload", who, ix.fullname)]
             existing = catalog.files_by_filename(tx.conn, release.id, filename, "releasefile") if release else []
+            nonvolatile.check_file_unchanged(core, tx.conn, who, ix, filename, sha256, existing)
             for old in existing:
                 if old.sha256 == sha256:
                     raise Unchanged()
@@ -203,8 +204,8 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
             else:
                 # A second file of a release (sdist after wheel) may carry less metadata:
                 # it adds what it has and never blanks what the first one said.
-                release = catalog.put_release(tx, ix, project, version,
-                                              {k: v for k, v in md.items() if v not in ("", [], None)})
+                release = catalog.put_release(tx, ix, project, version, nonvolatile.metadata_additions(
+                    ix, release.metadata, {k: v for k, v in md.items() if v not in ("", [], None)}))
             catalog.add_file(tx, ix, release, project, filename=filename, sha256=sha256, size=size,
                              core_metadata_sha256=core_sha, log=log)
     except Unchanged:
@@ -223,10 +224,12 @@ def _register(core: Core, who: str | None, ix: catalog.IndexRow, name: str, vers
     md = {**_form_metadata(forms), "name": name, "version": version}
     with core.storage.write(who) as tx:
         project = catalog.ensure_project(tx, ix, normalize_name(name), name)
-        if catalog.get_release(tx.conn, project.id, version) is None:
+        release = catalog.get_release(tx.conn, project.id, version)
+        if release is None:
             catalog.put_release(tx, ix, project, version, {**empty_metadata(name, version), **md})
         else:
-            catalog.put_release(tx, ix, project, version, md)
+            nonvolatile.check_metadata_unchanged(ix, release.metadata, md, name, version)
+            catalog.put_release(tx, ix, project, version, nonvolatile.metadata_additions(ix, release.metadata, md))
     return ok_reply()
 
 
@@ -268,7 +271,9 @@ def _store_doczip(core: Core, who: str | None, ix: catalog.IndexRow, name: str, 
             release = catalog.put_release(tx, ix, project, version, {"name": name, "version": version})
         docname = f"{project_name}-{version}.doc.zip"
         log = [log_entry("upload", who, ix.fullname)]
-        for old in catalog.files_by_filename(tx.conn, release.id, docname, "doczip"):
+        olds = catalog.files_by_filename(tx.conn, release.id, docname, "doczip")
+        nonvolatile.check_file_unchanged(core, tx.conn, who, ix, docname, sha256, olds)
+        for old in olds:
             if old.sha256 == sha256:
                 raise Unchanged()
             count = sum(e.get("count", 0) for e in old.log if e.get("what") == "overwrite")

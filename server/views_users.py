@@ -7,7 +7,8 @@ from . import catalog
 from .auth import TokenSigner, hash_password
 from .catalog import USER_KEYS, Conflict
 from .core import Core
-from .httpkit import APIError, json_reply, read_json, require_identity
+from .fieldcaps import FieldTooLarge, check_fields
+from .httpkit import APIError, identity, json_reply, read_json, require_identity
 from .names import InvalidName, check_user_or_index_name
 from .views_meta import USER_SEG
 
@@ -26,7 +27,21 @@ def _user_changes(body: object) -> tuple[dict, str | None]:
         raise APIError(400, "password must be a string")
     if password and TokenSigner.looks_like_token(password):  # it would be checked as a token
         raise APIError(400, f"a password must not begin with {TokenSigner.PREFIX!r} (that marks login tokens)")
-    return {k: body[k] for k in USER_KEYS if k in body}, password
+    changes = {k: body[k] for k in USER_KEYS if k in body}
+    try:
+        check_fields(changes)
+    except FieldTooLarge as e:
+        raise APIError(400, str(e)) from None
+    return changes, password
+
+
+def _same_config(changes: dict, current: dict) -> bool:
+    """Whether ``changes`` leaves the stored values as they are (devpi-client's passwd sends
+    the whole user dict back with only the password new)."""
+    def value(v: object) -> object:
+        return None if v in (None, "", [], {}) else v
+
+    return all(value(v) == value(current.get(k)) for k, v in changes.items())
 
 
 def install(app: bottle.Bottle, core: Core) -> None:
@@ -42,6 +57,12 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return json_reply(cfg, "userconfig")
 
     def create(user: str):
+        ident = identity(core, req)
+        if not core.modify_policy.may_create_user(ident):
+            if ident is None:
+                raise APIError(401, "this server restricts who may create users (--restrict-modify): "
+                                    "log in as one of them", {"WWW-Authenticate": 'Basic realm="pypi"'})
+            raise APIError(403, f"no permission to create user {user} (--restrict-modify)")
         try:
             check_user_or_index_name(user, "user name")
         except InvalidName as e:
@@ -61,7 +82,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def modify(user: str):
         ident = require_identity(core, req)
-        if not core.may_modify_user(ident, user):
+        full = core.may_modify_user(ident, user)
+        if not full and not core.modify_policy.may_change_password(ident, user):
             raise APIError(403, f"no permission to modify user {user}")
         changes, password = _user_changes(read_json(req) or {})
         pwhash = hash_password(password) if password else None
@@ -69,6 +91,9 @@ def install(app: bottle.Bottle, core: Core) -> None:
             u = catalog.get_user(tx.conn, user)
             if u is None:
                 raise APIError(404, f"no user {user!r}")
+            if not full and not _same_config(changes, u.config):
+                raise APIError(403, f"no permission to modify user {user}: this server restricts that "
+                                    "(--restrict-modify), only the password may be changed")
             u = catalog.modify_user(tx, u, changes, pwhash)
         if pwhash:
             token = core.auth.tokens.issue(user, u.pwhash)
@@ -91,12 +116,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
                      if not ix.config.get("volatile", True)]
             if stuck:
                 raise APIError(403, f"user {user!r} has non-volatile index: {', '.join(stuck)}")
-            # as for deleting one index: another user's index must not keep bases that someone
-            # could then create again under this name, with other packages in them
-            used = sorted({f"{other.fullname} (base {base})" for other in catalog.list_indexes(tx.conn)
-                           if other.user != user for base in other.bases if base.split("/")[0] == user})
-            if used:
-                raise APIError(409, f"user {user!r} has indexes that are bases of others: {', '.join(used)}")
+            # indexes of others that name this user's indexes as bases lose those bases
             catalog.delete_user(tx, user)
         return json_reply(message=f"user {user!r} deleted")
 

@@ -37,14 +37,13 @@ def test_create_show_list_delete(engine_server):
 
     r = s.api("PUT", f"/{auth[0]}/dev", json={}, auth=auth)
     assert r.status_code == 409 and "exists" in r.json()["message"]
-    # a base in use cannot go; a non-volatile index needs force
-    r = s.api("DELETE", f"/{auth[0]}/dev", auth=auth)
-    assert r.status_code == 409 and "is a base of" in r.json()["message"]
+    # a non-volatile index needs force; a base in use goes, and leaves the bases of its users
     r = s.api("DELETE", f"/{auth[0]}/prod", auth=auth)
     assert r.status_code == 403 and "non-volatile" in r.json()["message"]
+    assert s.api("DELETE", f"/{auth[0]}/dev", auth=auth).status_code == 201
+    assert s.api("GET", f"/{auth[0]}/prod").json()["result"]["bases"] == []
     r = s.api("DELETE", f"/{auth[0]}/prod?force=", auth=auth)
     assert r.status_code == 201 and r.json()["message"] == f"index {auth[0]}/prod deleted"
-    assert s.api("DELETE", f"/{auth[0]}/dev", auth=auth).status_code == 201
     r = s.api("GET", f"/{auth[0]}/dev")
     assert r.status_code == 404 and "could not be found" in r.json()["message"]
     assert s.api("GET", f"/{auth[0]}").json()["result"]["indexes"] == {}

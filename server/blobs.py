@@ -107,10 +107,16 @@ class BlobWriter:
         return digest
 
     def discard(self) -> None:
+        """Remove the temp file; safe after a failed write (a full disk: closing would try
+        to flush the buffered rest and fail again, and the file must go all the same)."""
         if not self._done:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
             self._done = True
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            finally:
+                self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:
         return self

@@ -98,12 +98,14 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 def read_json(request: bottle.BaseRequest, max_bytes: int = 10 * 1024 * 1024) -> Any:
-    length = request.content_length
-    if length > max_bytes:
-        raise APIError(413, f"request body too large ({length} bytes, limit {max_bytes})")
-    raw = request.body.read(max_bytes + 1) if length != 0 else b""
-    if len(raw) > max_bytes:
-        raise APIError(413, f"request body too large (limit {max_bytes} bytes)")
+    """The body as JSON, read from ``wsgi.input`` at most once and never past ``max_bytes``
+    (see bodies.BodyReader): bottle's ``request.body`` would spool it first."""
+    from .bodies import BodyReader
+
+    env = request.environ
+    raw = env.get("devpi.json_body")
+    if raw is None:
+        raw = env["devpi.json_body"] = BodyReader(env, max_bytes).read_all()
     if not raw.strip():
         return None
     try:

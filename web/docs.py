@@ -1,7 +1,7 @@
 """Hosted documentation: members of a release's doc zip served as a static site.
 
-Members are read straight from the stored zip (the blob named by its
-sha256), looked up by exact name: nothing is unpacked, so no path in a zip
+Members are streamed straight from the stored zip (the blob named by its
+sha256), piece by piece, looked up by exact name: nothing is unpacked, so no path in a zip
 can reach the file system and no link can be followed. Zips were checked at
 upload (``devpi.server.docs.check_doc_zip``: no ``..``, absolute paths,
 links, or zip bombs). The zip's directory is cached per sha256, since a
@@ -13,7 +13,10 @@ import mimetypes
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
+
+CHUNK = 256 * 1024
 
 # Documentation is user-supplied HTML with its own scripts: it runs in a
 # sandbox (an opaque origin), so it cannot act as this server's pages. The sandbox
@@ -61,9 +64,39 @@ class DocZips:
             return None, True
         return None, False
 
-    def read(self, sha256: str, member: str) -> bytes:
-        with zipfile.ZipFile(self.core.blobs.path(sha256)) as zf:
-            return zf.read(member)
+    def open_member(self, sha256: str, member: str) -> tuple[int, MemberStream] | None:
+        """The member's size and its bytes in pieces, read from the zip as they are sent:
+        never a whole member in memory (a zip stored before the upload limits existed may
+        hold a member of any size). None if it cannot be read (encrypted, or compressed
+        in a way zipfile does not know: refused at upload since)."""
+        zf = zipfile.ZipFile(self.core.blobs.path(sha256))
+        try:
+            info = zf.getinfo(member)
+            f = zf.open(info)
+        except (KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile, ValueError):
+            zf.close()
+            return None
+        except BaseException:
+            zf.close()
+            raise
+
+        return info.file_size, MemberStream(zf, f)
+
+
+class MemberStream:
+    """A zip member as a WSGI body: iterated in pieces; ``close`` (which WSGI servers
+    call, sent or not) closes the member and its zip."""
+
+    def __init__(self, zf: zipfile.ZipFile, member: Any):
+        self._zf, self._member = zf, member
+
+    def __iter__(self) -> Iterator[bytes]:
+        while data := self._member.read(CHUNK):
+            yield data
+
+    def close(self) -> None:
+        self._member.close()
+        self._zf.close()
 
 
 def _served_as(member: str) -> str:

@@ -37,7 +37,7 @@ from .names import (
 )
 from .uploadform import Form, UploadedFile, read_form
 
-MAX_FILENAME = 200  # characters of an uploaded file's name (doc/server.md "Upload limits")
+MAX_FILENAME = 240  # characters of an uploaded file's name (doc/server.md "Upload limits")
 
 
 class Unchanged(Exception):

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-CHUNK = 256 * 1024
+CHUNK = 64 * 1024
 
 # Documentation is user-supplied HTML with its own scripts: it runs in a
 # sandbox (an opaque origin), so it cannot act as this server's pages. The sandbox

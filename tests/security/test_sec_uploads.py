@@ -179,10 +179,13 @@ def test_long_file_names_are_refused_with_400(srv, stage):
     system (500 on the landed code). It must be a 400 naming the limit, and a 221-character
     name (a 200-character project, the longest allowed) must still upload."""
     auth, index = stage
-    long_name = "a" * 229 + "-1.0-py3-none-any.whl"
+    plat = "manylinux_2_17_x86_64.manylinux2014_x86_64"
+    project = unique("long") + "x" * 190
+    project = project[:190]  # a valid project name (the limit is 200)
+    long_name = f"{project}-1.0-py3-none-{plat}.whl"
     assert len(long_name) == 250
-    _fn, data = wheel_bytes("a" * 229, "1.0")
-    r = upload(srv, index, long_name, data, auth, name="a" * 229, version="1.0")
+    _fn, data = wheel_bytes(project, "1.0")
+    r = upload(srv, index, long_name, data, auth, name=project, version="1.0")
     assert_refused(r, 400, "file name too long", "240")
     name = unique("p")
     name = name + "x" * (200 - len(name))

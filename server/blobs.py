@@ -70,6 +70,10 @@ class BlobWriter:
         return self._sha256.hexdigest()
 
     @property
+    def has_md5(self) -> bool:
+        return self._md5 is not None
+
+    @property
     def md5(self) -> str:
         if self._md5 is None:
             raise ValueError("this writer was made without md5")

@@ -57,10 +57,10 @@ class UploadedFile:
         self.writer = writer
 
 
-def read_form(environ: dict[str, Any], max_file: int, open_file: Callable[[str], Any],
+def read_form(environ: dict[str, Any], max_file: int, open_file: Callable[[str, Form], Any],
               check_filename: Callable[[str], None]) -> tuple[Form, UploadedFile | None]:
-    """Parse the request's form, a body of at most ``max_file`` bytes. ``open_file(filename)``
-    gives the blob writer for the ``content`` part; ``check_filename`` may refuse
+    """Parse the request's form, a body of at most ``max_file`` bytes. ``open_file(filename,
+    fields so far)`` gives the blob writer for the ``content`` part; ``check_filename`` may refuse
     the part's name before a byte of it is stored. On any error the writer is discarded."""
     import multipart
 
@@ -88,7 +88,7 @@ def read_form(environ: dict[str, Any], max_file: int, open_file: Callable[[str],
                     if upload is not None:
                         raise APIError(400, "the form has two content files")
                     check_filename(part.filename)
-                    upload = UploadedFile(part.filename, open_file(part.filename))
+                    upload = UploadedFile(part.filename, open_file(part.filename, form))
             elif event is None:  # the end of the part
                 if not in_file:
                     form.append(part.name, b"".join(value).decode("utf-8", "replace"))

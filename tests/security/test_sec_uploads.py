@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import socket
 import time
 import uuid
@@ -193,3 +194,34 @@ def test_long_file_names_are_refused_with_400(srv, stage):
     assert len(filename) == 221
     r = upload(srv, index, filename, data, auth, name=name, version="1.0")
     assert r.status_code == 200, r.text
+
+
+def test_chunked_uploads_work_and_are_capped(sec_servers):
+    """A chunked body announces no length, so the cap must hold while it is read: a chunked
+    upload within ``--max-upload-size`` is stored, one over it gets 413 with a JSON message
+    and nothing is stored."""
+    from urllib3 import encode_multipart_formdata
+
+    s = sec_servers(args=("--max-upload-size", "1M"))
+    user = unique("ch")
+    auth = s.create_user(user, "pw")
+    s.create_index(auth, "dev")
+    index = f"{user}/dev"
+
+    def chunked(name: str, filename: str, data: bytes):
+        body, ctype = encode_multipart_formdata({":action": "file_upload", "name": name, "version": "1.0",
+                                                 "content": (filename, data)})
+        pieces = (body[i:i + 65536] for i in range(0, len(body), 65536))  # a generator: sent chunked
+        return requests.post(f"{s.url}/{index}/", data=pieces, headers={"Content-Type": ctype},
+                             auth=(user, "pw"), timeout=60)
+
+    name = unique("chunk")
+    filename, data = wheel_bytes(name, "1.0")
+    r = chunked(name, filename, data)
+    assert r.status_code == 200, r.text
+    big_name = unique("chunkbig")
+    filename, data = wheel_bytes(big_name, "1.0", module_body=f"D = {os.urandom(1024 * 1024).hex()!r}\n")
+    r = chunked(big_name, filename, data)
+    assert r.status_code == 413, (r.status_code, r.text[:300])
+    assert "too large" in r.json()["message"]
+    assert s.api("GET", f"/{index}/{big_name}").status_code == 404

@@ -21,6 +21,7 @@ MAX_FIELDS = 1000  # parts of one form (fields, list entries and the file)
 MAX_FIELD = 64 * 1024  # bytes of one text field
 MAX_DESCRIPTION = 4 * 1024 * 1024  # bytes of the ``description`` field (a long README)
 MAX_FORM_TEXT = 8 * 1024 * 1024  # bytes of all text fields together
+MAX_PART_HEADER = 8 * 1024  # bytes of one header line of a part (its name and file name)
 LONG_FIELDS = {"description": MAX_DESCRIPTION}
 FILE_FIELD = "content"
 CHUNK = 256 * 1024
@@ -74,16 +75,18 @@ def read_form(environ: dict[str, Any], max_file: int, open_file: Callable[[str, 
     upload: UploadedFile | None = None
     text_total = 0
     part: Any = None
+    field = ""
     in_file = False  # the current part is the content file
     value: list[bytes] = []
     size = 0
     try:
         parser = multipart.PushMultipartParser(options["boundary"], content_length=body.length or -1,
-                                               max_segment_count=MAX_FIELDS)
+                                               max_segment_count=MAX_FIELDS, max_header_size=MAX_PART_HEADER)
         for event in parser.parse_blocking(body.read, CHUNK):
             if isinstance(event, multipart.MultipartSegment):
                 part, value, size = event, [], 0
-                in_file = part.name == FILE_FIELD and part.filename is not None
+                field = part.name or ""  # None for a part without a Content-Disposition
+                in_file = field == FILE_FIELD and part.filename is not None
                 if in_file:
                     if upload is not None:
                         raise APIError(400, "the form has two content files")
@@ -91,7 +94,7 @@ def read_form(environ: dict[str, Any], max_file: int, open_file: Callable[[str, 
                     upload = UploadedFile(part.filename, open_file(part.filename, form))
             elif event is None:  # the end of the part
                 if not in_file:
-                    form.append(part.name, b"".join(value).decode("utf-8", "replace"))
+                    form.append(field, b"".join(value).decode("utf-8", "replace"))
                 part, in_file = None, False
             elif in_file:
                 upload.writer.write(event)  # type: ignore[union-attr]
@@ -100,15 +103,16 @@ def read_form(environ: dict[str, Any], max_file: int, open_file: Callable[[str, 
             else:
                 size += len(event)
                 text_total += len(event)
-                limit = LONG_FIELDS.get(part.name, MAX_FIELD)
+                limit = LONG_FIELDS.get(field, MAX_FIELD)
                 if size > limit:
-                    raise APIError(413, f"form field {part.name[:60]!r} too large: the limit is {limit} bytes")
+                    raise APIError(413, f"form field {field[:60]!r} too large: the limit is {limit} bytes")
                 if text_total > MAX_FORM_TEXT:
                     raise APIError(413, f"form fields too large: the limit is {MAX_FORM_TEXT} bytes in all")
                 value.append(event)
     except multipart.ParserLimitReached as e:
         _discard(upload)
-        raise APIError(413, f"malformed form body: {e} (at most {MAX_FIELDS} parts)") from None
+        raise APIError(413, f"form too large: {e} (the limits are {MAX_FIELDS} parts and "
+                            f"{MAX_PART_HEADER} bytes per part header line)") from None
     except multipart.MultipartError as e:
         _discard(upload)
         raise APIError(400, f"malformed form body: {e}") from None

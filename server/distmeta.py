@@ -98,8 +98,8 @@ def read_distribution(path: Path, filename: str, max_unpacked: int = MAX_UNPACKE
             return DistInfo({}, None)
     except BadDistribution:
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, KeyError,
-            zlib.error, lzma.LZMAError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, KeyError, zlib.error,
+            lzma.LZMAError, NotImplementedError, RuntimeError) as e:  # the last two: zip method, encryption
         if isinstance(e, OSError) and e.errno is not None:
             raise  # the server's own disk, not the upload (see diskfull)
         raise BadDistribution(f"{filename} is not a readable archive: {e}") from None

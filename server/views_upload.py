@@ -1,9 +1,11 @@
 """The legacy upload API (twine, devpi upload, setup.py upload): POST /<user>/<index>/.
 
 Order of work, so that nothing half-done is ever visible: check the size and
-permissions, stream the body into a blob writer, open the archive to read its
-metadata (which also proves it is complete), fsync the blob into the store,
-and only then commit the rows that name it.
+permissions from the headers alone, then parse the form as it arrives
+(``uploadform``), its file going straight into a blob writer while it is hashed,
+open the archive to read its metadata through the caps of ``distmeta`` (which also
+proves it is complete), fsync the blob into the store, and only then commit the
+rows that name it.
 """
 from __future__ import annotations
 

@@ -265,3 +265,25 @@ def test_chunked_uploads_work_and_are_capped(sec_servers):
     assert r.status_code == 413, (r.status_code, r.text[:300])
     assert "too large" in r.json()["message"]
     assert s.api("GET", f"/{index}/{big_name}").status_code == 404
+
+
+def test_wheel_with_unreadable_members_is_400(srv, stage):
+    """A wheel whose members claim compression method 99 (AES) or the encrypted flag: the
+    server cannot read it, and must say so with 400, not fail with 500."""
+    import struct
+
+    auth, index = stage
+    for flag, method in ((0, 99), (0x1, None)):
+        name = unique("aes")
+        filename, data = wheel_bytes(name, "1.0")
+        out = bytearray(data)
+        for sig, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+            pos = out.find(sig)
+            while pos != -1:
+                struct.pack_into("<H", out, pos + flag_at, struct.unpack_from("<H", out, pos + flag_at)[0] | flag)
+                if method is not None:
+                    struct.pack_into("<H", out, pos + method_at, method)
+                pos = out.find(sig, pos + 4)
+        r = upload(srv, index, filename, bytes(out), auth, name=name, version="1.0")
+        assert_refused(r, 400, filename)
+        assert srv.api("GET", f"/{index}/{name}").status_code == 404

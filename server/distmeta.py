@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 
 import pkginfo
 
+from .ziplimits import ZipTooLarge, check_zip_directory
+
 LIST_KEYS = ("platform", "classifiers", "supported_platform", "provides", "requires", "obsoletes",
              "project_urls", "provides_dist", "obsoletes_dist", "requires_dist", "requires_external",
              "provides_extras", "dynamic", "license_file")
@@ -37,6 +39,7 @@ MAX_DESCRIPTION = 4 * 1024 * 1024  # characters of the long description
 MAX_FIELD = 64 * 1024  # characters of every other field, and of each entry of a list field
 MAX_LIST_ITEMS = 1000  # entries of one list field (classifiers, requires_dist, ...)
 MAX_UNPACKED = 1024 * 1024 * 1024  # a whole archive, decompressed (the default of read_distribution)
+MAX_MEMBERS = 200_000  # entries of a distribution archive (each costs memory while it is read)
 MAX_PKG_INFO_CANDIDATES = 16
 CHUNK = 1024 * 1024
 
@@ -163,8 +166,16 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, filename: str) -> b
     return data
 
 
+def _open_zip(path: Path, filename: str) -> zipfile.ZipFile:
+    try:
+        check_zip_directory(path, MAX_MEMBERS, filename)
+    except ZipTooLarge as e:
+        raise TooLarge(str(e)) from None
+    return zipfile.ZipFile(path)
+
+
 def _wheel_metadata(path: Path, filename: str, max_unpacked: int) -> bytes:
-    with zipfile.ZipFile(path) as zf:
+    with _open_zip(path, filename) as zf:
         infos = [i for i in zf.infolist()
                  if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")]
         if len(infos) != 1:
@@ -189,7 +200,7 @@ def _is_pkg_info(name: str) -> bool:
 
 
 def _zip_sdist_metadata(path: Path, filename: str, max_unpacked: int) -> bytes:
-    with zipfile.ZipFile(path) as zf:
+    with _open_zip(path, filename) as zf:
         _check_zip(zf, filename, max_unpacked)
         found = [(i.filename, _read_member(zf, i, filename)) for i in zf.infolist() if _is_pkg_info(i.filename)]
         return _best_pkg_info(found[:MAX_PKG_INFO_CANDIDATES], filename)
@@ -222,7 +233,9 @@ def _tar_sdist_metadata(path: Path, filename: str, max_unpacked: int) -> bytes:
     with opener(path, "rb") as raw:
         counted = io.BufferedReader(_Counted(raw, max_unpacked, filename), CHUNK)
         with tarfile.open(fileobj=counted, mode="r|") as tf:
-            for member in tf:
+            for count, member in enumerate(tf, 1):
+                if count > MAX_MEMBERS:  # tarfile keeps every member's header in memory
+                    raise TooLarge(f"{filename} has more than {MAX_MEMBERS} entries (the limit)")
                 if not member.isfile():
                     continue
                 f = tf.extractfile(member)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .ziplimits import ZipTooLarge, check_zip_directory
+
 # What Python's zipfile reads: stored, deflate, bzip2, lzma. Anything else (e.g. 99,
 # WinZip's AES) cannot be served.
 READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -30,6 +32,7 @@ class DocLimits:
     max_unpacked: int = 1024 * 1024 * 1024  # all members together, decompressed
     max_member: int = 128 * 1024 * 1024  # one member, decompressed
     max_members: int = 50_000
+    max_name: int = 1024  # characters of a member's path
     max_ratio: int = 200  # decompressed : compressed, for members over ratio_from bytes
     ratio_from: int = 1024 * 1024
 
@@ -42,6 +45,10 @@ class DocLimits:
 
 def check_doc_zip(path: Path, limits: DocLimits = DocLimits()) -> list[zipfile.ZipInfo]:
     try:
+        check_zip_directory(path, limits.max_members, "the zip")
+    except ZipTooLarge as e:
+        raise BadDocZip(str(e)) from None
+    try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise BadDocZip(f"not a zip file: {e}") from None
@@ -52,6 +59,9 @@ def check_doc_zip(path: Path, limits: DocLimits = DocLimits()) -> list[zipfile.Z
             raise BadDocZip(f"{len(infos)} entries, the limit is {limits.max_members}")
         for info in infos:
             name = info.filename
+            if len(name) > limits.max_name:
+                raise BadDocZip(f"entry {name[:60]!r}... has a name of {len(name)} characters, "
+                                f"the limit is {limits.max_name}")
             _check_name(name)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 CHUNK = 64 * 1024
+ENTRY_OVERHEAD = 200  # bytes a cached name pair costs beyond its characters (two str objects, a dict slot)
 
 # Documentation is user-supplied HTML with its own scripts: it runs in a
 # sandbox (an opaque origin), so it cannot act as this server's pages. The sandbox
@@ -28,26 +29,36 @@ DOC_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-i
 
 
 class DocZips:
-    def __init__(self, core: Any, max_cached: int = 64):
+    """Doc zips' member names, cached per sha256 (a doc zip never changes), bounded by count
+    and by an estimate of their bytes: a zip may hold 50,000 members with long names."""
+
+    def __init__(self, core: Any, max_cached: int = 64, max_bytes: int = 32 * 1024 * 1024):
         self.core = core
-        self._names: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._names: OrderedDict[str, tuple[dict[str, str], int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
         self.max_cached = max_cached
+        self.max_bytes = max_bytes
 
     def _names_of(self, sha256: str) -> dict[str, str]:
         """The zip's files by the path that serves them: ``./a/b.html`` (what some zip tools
         write) and ``a\\b.html`` serve as ``a/b.html``."""
         with self._lock:
-            names = self._names.get(sha256)
-            if names is not None:
+            cached = self._names.get(sha256)
+            if cached is not None:
                 self._names.move_to_end(sha256)
-                return names
+                return cached[0]
         with zipfile.ZipFile(self.core.blobs.path(sha256)) as zf:
             names = {_served_as(i.filename): i.filename for i in zf.infolist() if not i.is_dir()}
+        cost = sum(len(k) + len(v) + ENTRY_OVERHEAD for k, v in names.items())
         with self._lock:
-            self._names[sha256] = names
-            while len(self._names) > self.max_cached:
-                self._names.popitem(last=False)
+            old = self._names.pop(sha256, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._names[sha256] = (names, cost)
+            self._bytes += cost
+            while len(self._names) > 1 and (len(self._names) > self.max_cached or self._bytes > self.max_bytes):
+                self._bytes -= self._names.popitem(last=False)[1][1]
         return names
 
     def resolve(self, sha256: str, path: str) -> tuple[str | None, bool]:

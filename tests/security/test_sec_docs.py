@@ -100,8 +100,9 @@ def test_encrypted_and_unknown_method_zips_are_400(srv, project):
 
 
 def test_zip_bombs_and_path_tricks_are_400(srv, project):
-    """A 150 MB member of zeros (a ~150 KB zip), 60,000 empty members, and members named
-    ``../x`` or ``/etc/x`` must each be refused at upload with a 400 naming the limit or the
+    """A 150 MB member of zeros (a ~150 KB zip), 60,000 empty members (refused before the
+    directory is parsed), a 2,006-character member name, and members named ``../x`` or
+    ``/etc/x`` must each be refused at upload with a 400 naming the limit or the
     trick; a normal doc zip still uploads afterwards."""
     auth, index, name = project
     r = doc_upload(srv, index, name, auth, zip_of({"index.html": b"x", "big.bin": bytes(150 * MiB)}))
@@ -112,6 +113,8 @@ def test_zip_bombs_and_path_tricks_are_400(srv, project):
             zf.writestr(f"p/{i}.html", b"")
     r = doc_upload(srv, index, name, auth, many.getvalue())
     assert_refused(r, "60000 entries", "50000")
+    r = doc_upload(srv, index, name, auth, zip_of({"index.html": b"x", "d/" * 1000 + "x.html": b"x"}))
+    assert_refused(r, "2006 characters", "1024")
     for trick in ("../escape.html", "/etc/evil.html"):
         r = doc_upload(srv, index, name, auth, zip_of({"index.html": b"x", trick: b"x"}))
         assert_refused(r, "outside the documentation tree")

@@ -22,7 +22,7 @@ from .httpkit import JSON_CT, APIError, error_reply, json_body
 from .logwriter import BatchedLines, shared_lines
 
 log = logging.getLogger("devpi.server.http")
-bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # form parts above this spool to disk
+bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see bodies.py)
 
 
 def _error_plugin(callback: Callable) -> Callable:

@@ -24,6 +24,7 @@ setup(
     install_requires=[
         "bottle>=0.13",
         "waitress>=3.0",
+        "multipart>=1.3",  # streaming multipart/form-data parser for uploads (bottle's author)
         "requests>=2.31",
         "pkginfo>=1.10",
         "packaging>=24",

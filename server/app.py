@@ -16,11 +16,13 @@ import bottle
 
 from . import __version__
 from .core import Core
+from .diskfull import MESSAGE as DISK_FULL
+from .diskfull import is_disk_full
 from .httpkit import JSON_CT, APIError, error_reply, json_body
 from .logwriter import BatchedLines, shared_lines
 
 log = logging.getLogger("devpi.server.http")
-bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # form parts above this spool to disk
+bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see bodies.py)
 
 
 def _error_plugin(callback: Callable) -> Callable:
@@ -32,7 +34,10 @@ def _error_plugin(callback: Callable) -> Callable:
             return error_reply(e.status, e.message, e.headers)
         except bottle.HTTPResponse:
             raise
-        except Exception:
+        except Exception as e:
+            if is_disk_full(e):
+                log.error("%s %s: %s (%s)", bottle.request.method, bottle.request.path, DISK_FULL, e)
+                return error_reply(507, DISK_FULL)
             log.exception("internal error on %s %s", bottle.request.method, bottle.request.path)
             return error_reply(500, "internal server error (see the server log)")
     return wrapper

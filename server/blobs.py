@@ -70,6 +70,10 @@ class BlobWriter:
         return self._sha256.hexdigest()
 
     @property
+    def has_md5(self) -> bool:
+        return self._md5 is not None
+
+    @property
     def md5(self) -> str:
         if self._md5 is None:
             raise ValueError("this writer was made without md5")
@@ -107,10 +111,16 @@ class BlobWriter:
         return digest
 
     def discard(self) -> None:
+        """Remove the temp file; safe after a failed write (a full disk: closing would try
+        to flush the buffered rest and fail again, and the file must go all the same)."""
         if not self._done:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
             self._done = True
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            finally:
+                self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:
         return self

@@ -125,19 +125,21 @@ def _nested_deeper_than(doc: Any, limit: int) -> bool:
 
 
 def read_json(request: bottle.BaseRequest, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """The request's JSON body (None when empty). A body must say it is JSON: a web page
-    can make a visitor's browser POST a form or ``text/plain`` body to us with the Basic
-    credentials it remembers for this server, but not one typed ``application/json``."""
-    length = request.content_length
+    """The request's JSON body (None when empty), read from ``wsgi.input`` at most once and
+    never past ``max_bytes`` (see bodies.BodyReader: bottle's ``request.body`` would spool it
+    first). A body must say it is JSON: a web page can make a visitor's browser POST a form
+    or ``text/plain`` body to us with the Basic credentials it remembers for this server,
+    but not one typed ``application/json``."""
+    from .bodies import BodyReader
+
     env = request.environ
-    has_body = length > 0 or (length < 0 and bool(env.get("HTTP_TRANSFER_ENCODING")))  # else: none sent
-    if has_body and not is_json_type(env.get("CONTENT_TYPE")):
-        raise APIError(415, "Unsupported Media Type: send the JSON body as Content-Type: application/json")
-    if length > max_bytes:
-        raise APIError(413, f"request body too large ({length} bytes, limit {max_bytes})")
-    raw = request.body.read(max_bytes + 1) if length != 0 else b""
-    if len(raw) > max_bytes:
-        raise APIError(413, f"request body too large (limit {max_bytes} bytes)")
+    raw = env.get("devpi.json_body")
+    if raw is None:
+        length = request.content_length
+        has_body = length > 0 or (length < 0 and bool(env.get("HTTP_TRANSFER_ENCODING")))  # else: none sent
+        if has_body and not is_json_type(env.get("CONTENT_TYPE")):
+            raise APIError(415, "Unsupported Media Type: send the JSON body as Content-Type: application/json")
+        raw = env["devpi.json_body"] = BodyReader(env, max_bytes).read_all()
     if not raw.strip():
         return None
     try:

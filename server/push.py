@@ -9,13 +9,10 @@ may refuse a push (such as required test results) are registered on
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import bottle
@@ -109,22 +106,21 @@ def mirror_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceR
 
 
 def _read_blob_distribution(core: Core, sha256: str, filename: str) -> Any:
-    """read_distribution of a blob: under its file name, which readers go by (a hard link
-    in this process's temp dir, so nothing is copied)."""
+    """read_distribution of a blob (the file name says which kind of archive it is)."""
     from .distmeta import read_distribution
 
-    with tempfile.TemporaryDirectory(dir=core.blobs.tmpdir) as tmp:
-        named = Path(tmp) / filename
-        try:
-            os.link(core.blobs.path(sha256), named)
-        except OSError:
-            named.symlink_to(core.blobs.path(sha256))
-        return read_distribution(named, filename)
+    return read_distribution(core.blobs.path(sha256), filename)
+
+
+MAX_PUSH_BODY = 64 * 1024  # bytes of a push request's JSON
 
 
 def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     req = bottle.request
-    body = read_json(req)
+    # Every push needs a user (to upload to the target, or to post elsewhere): decided from
+    # the headers, before the body is read. The body is a small JSON object.
+    require_identity(core, req)
+    body = read_json(req, max_bytes=MAX_PUSH_BODY)
     if not isinstance(body, dict):
         raise APIError(400, "push needs a JSON object with name, version and targetindex or posturl")
     unknown = sorted(set(body) - KNOWN_KEYS)

@@ -237,10 +237,15 @@ def _ensure_core_metadata(core: Core, f: catalog.FileRow) -> None:
     import hashlib
     import zipfile
 
+    from .distmeta import MAX_METADATA_BYTES
+
     try:
         with zipfile.ZipFile(core.blobs.path(f.sha256)) as zf:
-            [name] = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            data = zf.read(name)
+            [info] = [i for i in zf.infolist()
+                      if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")]
+            if info.file_size > MAX_METADATA_BYTES:  # a wheel stored before the upload cap
+                raise ValueError("METADATA over the limit")
+            data = zf.read(info)
     except (OSError, ValueError, zipfile.BadZipFile):
         raise APIError(404, "no core metadata for this file") from None
     if hashlib.sha256(data).hexdigest() != sha:

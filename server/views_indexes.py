@@ -69,11 +69,11 @@ def install(app: bottle.Bottle, core: Core) -> None:
             check_user_or_index_name(index, "index name")
         except InvalidName as e:
             raise APIError(400, str(e)) from None
+        if not core.may_create_index(ident, user):  # before the body is read
+            raise APIError(403, f"no permission to create index {user}/{index}")
         body = read_json(req) or {}
         if not isinstance(body, dict):
             raise APIError(400, "index config must be a JSON object")
-        if not core.may_create_index(ident, user):
-            raise APIError(403, f"no permission to create index {user}/{index}")
         index_type = body.get("type", "stage")
         try:
             config = indexconfig.normalize(index_type, {k: v for k, v in body.items() if k != "type"},

@@ -1,9 +1,11 @@
 """The legacy upload API (twine, devpi upload, setup.py upload): POST /<user>/<index>/.
 
 Order of work, so that nothing half-done is ever visible: check the size and
-permissions, stream the body into a blob writer, open the archive to read its
-metadata (which also proves it is complete), fsync the blob into the store,
-and only then commit the rows that name it.
+permissions from the headers alone, then parse the form as it arrives
+(``uploadform``), its file going straight into a blob writer while it is hashed,
+open the archive to read its metadata through the caps of ``distmeta`` (which also
+proves it is complete), fsync the blob into the store, and only then commit the
+rows that name it.
 """
 from __future__ import annotations
 
@@ -14,9 +16,18 @@ import bottle
 
 from . import catalog, nonvolatile
 from .blobs import BlobWriter
+from .bodies import declared_length, require_length_or_chunked
 from .core import Core
-from .distmeta import BadDistribution, clean_metadata, empty_metadata, read_distribution
-from .docs import BadDocZip, check_doc_zip
+from .distmeta import (
+    MAX_UNPACKED,
+    BadDistribution,
+    TooLarge,
+    check_metadata_sizes,
+    clean_metadata,
+    empty_metadata,
+    read_distribution,
+)
+from .docs import BadDocZip, DocLimits, check_doc_zip
 from .httpkit import APIError, identity, require_index
 from .names import (
     InvalidName,
@@ -26,6 +37,9 @@ from .names import (
     filename_matches,
     normalize_name,
 )
+from .uploadform import Form, UploadedFile, read_form
+
+MAX_FILENAME = 240  # characters of an uploaded file's name (doc/server.md "Upload limits")
 
 
 class Unchanged(Exception):
@@ -52,8 +66,10 @@ def ok_with_reason(reason: str) -> bottle.HTTPResponse:
 def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     req = bottle.request
     limit = core.config.max_upload_size
-    if req.content_length > limit:
-        raise APIError(413, f"upload too large: {req.content_length} bytes, limit is {limit} bytes")
+    require_length_or_chunked(req.environ)  # and within the limit: from the headers, before any body
+    length = declared_length(req.environ)
+    if length is not None and length > limit:
+        raise APIError(413, f"upload too large: {length} bytes, limit is {limit} bytes")
     ix = require_index(core, user, index)
     if ix.type == "mirror":
         raise APIError(404, "cannot submit to mirror index")
@@ -63,11 +79,27 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
             raise APIError(401, "authentication required to upload", {"WWW-Authenticate": 'Basic realm="pypi"'})
         raise APIError(403, f"no permission to submit to {ix.fullname}")
     who = ident.user if ident else None
+    form, content = read_form(req.environ, limit, lambda _name, sent: core.blobs.writer(md5=_wants_md5(sent)),
+                              _check_upload_name)
     try:
-        forms = _text_fields(req)
-        files = req.files
-    except Exception as e:  # bottle raises various errors on broken multipart bodies
-        raise APIError(400, f"malformed form body: {e}") from None
+        return _dispatch(core, who, ix, form, content)
+    finally:
+        if content is not None:
+            content.writer.discard()  # unless committed: then this does nothing
+
+
+def _check_upload_name(filename: str) -> None:
+    """Refused before a byte of the file is stored."""
+    if len(filename) > MAX_FILENAME:
+        raise APIError(400, f"file name too long: {len(filename)} characters, the limit is {MAX_FILENAME}")
+    try:
+        check_filename(filename)
+    except InvalidName as e:
+        raise APIError(400, str(e)) from None
+
+
+def _dispatch(core: Core, who: str | None, ix: catalog.IndexRow, forms: Form,
+              content: UploadedFile | None) -> bottle.HTTPResponse:
     action = forms.get(":action")
     if not action:
         raise APIError(400, ":action field not found")
@@ -75,32 +107,18 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     version = _form_str(forms, "version")
     if action == "submit":
         return _register(core, who, ix, name, version, forms)
-    content = files.get("content")
     if content is None:
         raise APIError(400, "content file field not found")
-    filename = content.raw_filename or ""
+    filename = content.raw_filename
     try:
-        check_filename(filename)
         check_project_name(name)
     except InvalidName as e:
         raise APIError(400, str(e)) from None
     if action == "file_upload":
-        return _file_upload(core, who, ix, name, version, forms, content, filename)
+        return _file_upload(core, who, ix, name, version, forms, content.writer, filename)
     if action == "doc_upload":
-        return _doc_upload(core, who, ix, name, version, content)
+        return _doc_upload(core, who, ix, name, version, content.writer)
     raise APIError(400, f"unknown :action {action!r}")
-
-
-def _text_fields(request: bottle.BaseRequest) -> Any:
-    """The form's text fields, long ones included: bottle hands a field over 100 KiB (a long
-    description) over as a file, which left it out of ``forms`` and stored it empty."""
-    forms = request.forms
-    long = [(key, item) for key, item in request.POST.allitems()
-            if isinstance(item, bottle.FileUpload) and not item.raw_filename and key != "content"]
-    for key, item in long:
-        item.file.seek(0)
-        forms.append(key, item.file.read().decode("utf-8", "replace"))
-    return forms
 
 
 def _form_str(forms: Any, key: str) -> str:
@@ -119,27 +137,43 @@ def _form_metadata(forms: Any) -> dict[str, Any]:
                 values[key] = got
         elif key in forms:
             values[key] = forms.getunicode(key) or ""
-    return clean_metadata(values)
-
-
-def _receive(core: Core, content: Any, filename: str = "") -> BlobWriter:
-    writer = core.blobs.writer(suffix="-" + filename if filename else "", md5=True)
+    md = clean_metadata(values)
     try:
-        writer.copy_from(content.file, limit=core.config.max_upload_size)
-    except ValueError:
-        writer.discard()
-        raise APIError(413, f"upload too large: limit is {core.config.max_upload_size} bytes") from None
-    except Exception:
-        writer.discard()
-        raise
-    return writer
+        check_metadata_sizes(md, "form")
+    except TooLarge as e:
+        raise APIError(413, str(e)) from None
+    except BadDistribution as e:
+        raise APIError(400, str(e)) from None
+    return md
+
+
+def _wants_md5(sent: Form) -> bool:
+    """md5 costs four times what sha256 does (0.5 s for 100 MB): it is computed only to check
+    an ``md5_digest`` sent without a ``sha256_digest`` (a matching sha256 already proves the
+    bytes are the ones the client hashed)."""
+    return "md5_digest" in sent and "sha256_digest" not in sent
 
 
 def _check_digests(forms: Any, writer: BlobWriter) -> None:
-    for field, actual in (("sha256_digest", writer.sha256), ("md5_digest", writer.md5)):
-        sent = (forms.get(field) or "").strip().lower()
-        if sent and sent != actual:
+    sent_sha256 = (forms.get("sha256_digest") or "").strip().lower()
+    sent_md5 = (forms.get("md5_digest") or "").strip().lower()
+    if sent_sha256:
+        checks = [("sha256_digest", sent_sha256, writer.sha256)]
+    elif sent_md5:
+        checks = [("md5_digest", sent_md5, writer.md5 if writer.has_md5 else _md5_of(writer.tmp_path))]
+    else:
+        checks = []
+    for field, sent, actual in checks:
+        if sent != actual:
             raise APIError(400, f"{field} mismatch: sent {sent}, content has {actual}")
+
+
+def _md5_of(path: Any) -> str:
+    """For an md5_digest sent after the file (no client does): one more read, from the page cache."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -151,18 +185,20 @@ def _same_version(a: str, b: str) -> bool:
 
 
 def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, version: str, forms: Any,
-                 content: Any, filename: str) -> bottle.HTTPResponse:
+                 writer: BlobWriter, filename: str) -> bottle.HTTPResponse:
     try:
         check_version(version)
         filename_matches(filename, name, version)
     except InvalidName as e:
         raise APIError(400, str(e)) from None
-    with _receive(core, content, filename) as writer:
+    with writer:
         if writer.size == 0:
             raise APIError(400, f"{filename}: empty file")
         _check_digests(forms, writer)
         try:
-            info = read_distribution(writer.tmp_path, filename)
+            info = read_distribution(writer.tmp_path, filename, max(MAX_UNPACKED, 4 * core.config.max_upload_size))
+        except TooLarge as e:
+            raise APIError(413, str(e)) from None
         except BadDistribution as e:
             raise APIError(400, str(e)) from None
         md = info.metadata or _form_metadata(forms)
@@ -234,16 +270,16 @@ def _register(core: Core, who: str | None, ix: catalog.IndexRow, name: str, vers
 
 
 def _doc_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, version: str,
-                content: Any) -> bottle.HTTPResponse:
+                writer: BlobWriter) -> bottle.HTTPResponse:
     project_name = normalize_name(name)
     if version:
         try:
             check_version(version)
         except InvalidName as e:
             raise APIError(400, str(e)) from None
-    with _receive(core, content) as writer:
+    with writer:
         try:
-            check_doc_zip(writer.tmp_path, core.config.extra.get("max_doc_unpacked", 1024 * 1024 * 1024))
+            check_doc_zip(writer.tmp_path, DocLimits.from_config(core.config.extra))
         except BadDocZip as e:
             raise APIError(400, f"documentation zip refused: {e}") from None
         sha256, size = writer.sha256, writer.size

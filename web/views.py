@@ -306,7 +306,16 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
                    "Referrer-Policy": "same-origin"}
         if etag in (req.get_header("If-None-Match") or ""):
             return bottle.HTTPResponse(status=304, headers=headers)
-        return bottle.HTTPResponse(docs.read(sha, member), headers=headers)
+        opened = docs.open_member(sha, member)
+        if opened is None:
+            raise APIError(404, f"{path or 'index.html'} in the documentation of {project} {v.version} "
+                                "cannot be read (encrypted or in an unknown compression)")
+        size, pieces = opened
+        headers["Content-Length"] = str(size)
+        if req.method == "HEAD":
+            pieces.close()
+            return bottle.HTTPResponse(status=200, headers=headers)
+        return bottle.HTTPResponse(pieces, headers=headers)
 
     @page
     def search_page():

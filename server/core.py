@@ -44,6 +44,11 @@ class ServerConfig:
     threads: int = 32
     outside_url: str | None = None
     request_timeout: float = 5.0  # how long a page waits for upstream before serving its stored copy
+    # the mirror policy (mirror_policy.py): who besides root makes mirrors, which internal
+    # destinations mirrors may reach, which other hosts non-root mirrors take files from
+    mirror_creators: tuple[str, ...] = ()
+    mirror_allow_hosts: tuple[str, ...] = ()
+    mirror_file_hosts: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -33,6 +33,21 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _allow_list(text: str) -> tuple[str, ...]:
+    from .mirror_policy import MirrorPolicy, PolicyError
+
+    entries = _names(text)
+    try:
+        MirrorPolicy.from_options(allow_hosts=entries)
+    except PolicyError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return entries
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="devpi server", description="Run the devpi index server.")
     p.add_argument("--serverdir", type=Path, default=Path(os.environ.get("DEVPI_SERVERDIR", "~/.devpi/server")),
@@ -57,6 +72,15 @@ def make_parser() -> argparse.ArgumentParser:
                         "work crowds it; off lets the kernel place threads; N pins to CPU N")
     p.add_argument("--request-timeout", type=float, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
+    p.add_argument("--mirror-creators", metavar="USERS", type=_names, default=(),
+                   help="users besides root who may create mirror indexes or change a mirror_url "
+                        "(comma-separated; default: root only)")
+    p.add_argument("--mirror-allow-hosts", metavar="HOST[:PORT],CIDR", type=_allow_list, default=(),
+                   help="internal destinations (loopback, private, link-local ...) mirrors may reach; "
+                        "the host of --mirror-url is allowed implicitly (default: public addresses only)")
+    p.add_argument("--mirror-file-hosts", metavar="HOST[:PORT]", type=_allow_list, default=(),
+                   help="hosts besides a mirror's own upstream that mirrors not owned by root may fetch "
+                        "files from (default: none)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p
@@ -88,7 +112,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         serverdir=args.serverdir.expanduser().resolve(), host=args.host, port=args.port,
         storage_url=args.storage, root_passwd=args.root_passwd, mirror_url=args.mirror_url,
         offline=args.offline, debug=args.debug, max_upload_size=args.max_upload_size, threads=args.threads,
-        outside_url=args.outside_url, request_timeout=args.request_timeout)
+        outside_url=args.outside_url, request_timeout=args.request_timeout,
+        mirror_creators=args.mirror_creators, mirror_allow_hosts=args.mirror_allow_hosts,
+        mirror_file_hosts=args.mirror_file_hosts)
 
 
 def _refuse_open_root(core: Core, host: str) -> None:

@@ -38,11 +38,20 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _allow_list(text: str) -> tuple[str, ...]:
+    return _policy_entries(text, "allow_hosts")
+
+
+def _file_hosts(text: str) -> tuple[str, ...]:
+    return _policy_entries(text, "file_hosts")
+
+
+def _policy_entries(text: str, option: str) -> tuple[str, ...]:
+    """The entries, once the mirror policy has read them (a bad one stops the start)."""
     from .mirror_policy import MirrorPolicy, PolicyError
 
     entries = _names(text)
     try:
-        MirrorPolicy.from_options(allow_hosts=entries)
+        MirrorPolicy.from_options(**{option: entries})
     except PolicyError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return entries
@@ -78,7 +87,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-allow-hosts", metavar="HOST[:PORT],CIDR", type=_allow_list, default=(),
                    help="internal destinations (loopback, private, link-local ...) mirrors may reach; "
                         "the host of --mirror-url is allowed implicitly (default: public addresses only)")
-    p.add_argument("--mirror-file-hosts", metavar="HOST[:PORT]", type=_allow_list, default=(),
+    p.add_argument("--mirror-file-hosts", metavar="HOST[:PORT]", type=_file_hosts, default=(),
                    help="hosts besides a mirror's own upstream that mirrors not owned by root may fetch "
                         "files from (default: none)")
     p.add_argument("--debug", action="store_true", help="log more")

@@ -22,13 +22,14 @@ address) and serve the answer. The rule (doc/mirror.md, "Security policy"):
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-VIA_HEADER = "X-Devpi-Via"
+_HOST = re.compile(r"^[a-z0-9._:-]+$")  # a name, an IPv4 address or (from inside brackets) an IPv6 one
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -56,9 +57,15 @@ def _host_entry(text: str) -> tuple[str, int | None]:
         port = parts.port
     except ValueError:
         raise PolicyError(f"not a host[:port]: {text!r}") from None
-    if not parts.hostname or parts.username is not None or parts.path:
+    host = (parts.hostname or "").lower()
+    if not _HOST.match(host) or parts.username is not None or parts.path or parts.query or parts.fragment:
         raise PolicyError(f"not a host[:port]: {text!r}")
-    return parts.hostname.lower(), port
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise PolicyError(f"not a host[:port]: {text!r}") from None
+    return host, port
 
 
 def _split(value: str | Iterable[str] | None) -> list[str]:

@@ -284,6 +284,19 @@ def test_a_mirror_of_the_server_itself_is_refused(lenient):
     assert r.status_code == 400 and "this server itself" in r.json()["message"], r.text
 
 
+def test_a_server_listening_on_all_addresses_knows_them_as_itself(sec_servers, tmp_path):
+    """On 0.0.0.0 the server is reached by any of the machine's addresses: a mirror_url
+    with any of them and the server's port is a mirror of itself (400)."""
+    wide = sec_servers(args=("--host", "0.0.0.0", "--mirror-allow-hosts", "127.0.0.0/8"),
+                       allow_loopback_upstreams=False)
+    root = wide.login("root", "root")
+    for host in ("127.0.0.1", "127.0.0.2", "localhost"):
+        url = f"http://{host}:{wide.port}/root/pypi/+simple/"
+        r = wide.api("PUT", f"/root/w{uuid.uuid4().hex[:6]}", json={"type": "mirror", "mirror_url": url}, auth=root,
+                     headers={"Host": "devpi.example.test"})
+        assert r.status_code == 400 and "this server itself" in r.json()["message"], (url, r.text)
+
+
 def test_a_mirror_loop_the_check_cannot_see_is_answered_at_once(lenient):
     """A mirror reaches the server through another address (a port forwarder here, a load
     balancer in life), which the creation check cannot know. Its requests carry the

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 _HOST = re.compile(r"^[a-z0-9._:-]+$")  # a name, an IPv4 address or (from inside brackets) an IPv6 one
+MAX_REMEMBERED = 4096  # answers of the destination check kept (each a few hundred bytes)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,6 +95,8 @@ class MirrorPolicy:
     allowed_hosts: frozenset[tuple[str, int | None]] = frozenset()  # port None: any port
     file_hosts: frozenset[tuple[str, int | None]] = frozenset()
     implicit: frozenset[tuple[str, int | None]] = field(default=frozenset())  # --mirror-url's host:port
+    _answers: dict[tuple[str, int | None, str], str | None] = field(default_factory=dict, compare=False,
+                                                                      repr=False)
 
     @classmethod
     def from_options(cls, creators: str | Iterable[str] | None = None,
@@ -125,9 +128,21 @@ class MirrorPolicy:
         return (host, port) in names or (host, None) in names
 
     def refusal(self, host: str, port: int | None, ip: str) -> str | None:
-        """Why connecting to ``ip`` (found for ``host``) is not allowed, or None if it is."""
-        allowed = self.allowed_hosts | self.implicit
-        if self._named(allowed, host, port):
+        """Why connecting to ``ip`` (found for ``host``) is not allowed, or None if it is.
+        Remembered (a few thousand answers): a cold install opens many connections."""
+        key = (host, port, ip)
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
+        answer = self._refusal(host, port, ip)
+        if len(self._answers) >= MAX_REMEMBERED:
+            self._answers.clear()
+        self._answers[key] = answer
+        return answer
+
+    def _refusal(self, host: str, port: int | None, ip: str) -> str | None:
+        if self._named(self.allowed_hosts, host, port) or self._named(self.implicit, host, port):
             return None
         try:
             address = ipaddress.ip_address(ip.split("%", 1)[0])

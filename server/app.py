@@ -76,7 +76,7 @@ def build_app(core: Core) -> Callable:
         hook(app, core)
     from .fastlane import FastLane
 
-    wsgi = FastLane(_load_web(app, core), core)
+    wsgi = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
     return RequestLog(DevpiHeaders(Utf8Paths(wsgi), core))
 
 
@@ -111,6 +111,24 @@ class Utf8Paths:
                 start_response("400 Bad Request", [("Content-Type", JSON_CT),
                                                    ("Content-Length", str(len(body)))])
                 return [body]
+        return self.app(environ, start_response)
+
+
+class LoopGuard:
+    """Refuses at once a request that one of this server's own mirrors sent (its uuid in
+    ``X-Devpi-Via``): a mirror whose upstream is this server would otherwise hold a
+    thread per hop until its upstream timeout, and every hop asks again."""
+
+    def __init__(self, app: Callable, core: Core):
+        self.app = app
+        self.core = core
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        via = environ.get("HTTP_X_DEVPI_VIA")
+        if via is not None and self.core.uuid in via.replace(",", " ").split():
+            body = json_body({"message": "loop: this request came from a mirror on this server itself"})
+            start_response("409 Conflict", [("Content-Type", JSON_CT), ("Content-Length", str(len(body)))])
+            return [body]
         return self.app(environ, start_response)
 
 

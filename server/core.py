@@ -52,6 +52,11 @@ class ServerConfig:
     login_rate: str = "10/60"  # failed logins per client address (``off`` disables)
     login_rate_user: str = "20/60"  # failed logins per user name, across addresses
     restrict_modify: tuple[str, ...] | None = None  # --restrict-modify; None: open, as the original
+    # the mirror policy (mirror_policy.py): who besides root makes mirrors, which internal
+    # destinations mirrors may reach, which other hosts non-root mirrors take files from
+    mirror_creators: tuple[str, ...] = ()
+    mirror_allow_hosts: tuple[str, ...] = ()
+    mirror_file_hosts: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -54,6 +54,30 @@ def _rate(text: str) -> str:
     return text
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _allow_list(text: str) -> tuple[str, ...]:
+    return _policy_entries(text, "allow_hosts")
+
+
+def _file_hosts(text: str) -> tuple[str, ...]:
+    return _policy_entries(text, "file_hosts")
+
+
+def _policy_entries(text: str, option: str) -> tuple[str, ...]:
+    """The entries, once the mirror policy has read them (a bad one stops the start)."""
+    from .mirror_policy import MirrorPolicy, PolicyError
+
+    entries = _names(text)
+    try:
+        MirrorPolicy.from_options(**{option: entries})
+    except PolicyError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return entries
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="devpi server", description="Run the devpi index server.")
     p.add_argument("--serverdir", type=Path, default=Path(os.environ.get("DEVPI_SERVERDIR", "~/.devpi/server")),
@@ -91,6 +115,15 @@ def make_parser() -> argparse.ArgumentParser:
                    help="comma list of users and :groups who alone (with root) may create, modify and "
                         "delete users and indexes; anonymous user creation is then refused "
                         "(default: unset, anyone may create a user, as the original devpi)")
+    p.add_argument("--mirror-creators", metavar="USERS", type=_names, default=(),
+                   help="users besides root who may create mirror indexes or change a mirror_url "
+                        "(comma-separated; default: root only)")
+    p.add_argument("--mirror-allow-hosts", metavar="HOST[:PORT],CIDR", type=_allow_list, default=(),
+                   help="internal destinations (loopback, private, link-local ...) mirrors may reach; "
+                        "the host of --mirror-url is allowed implicitly (default: public addresses only)")
+    p.add_argument("--mirror-file-hosts", metavar="HOST[:PORT]", type=_file_hosts, default=(),
+                   help="hosts besides a mirror's own upstream that mirrors not owned by root may fetch "
+                        "files from (default: none)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p
@@ -124,7 +157,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         offline=args.offline, debug=args.debug, max_upload_size=args.max_upload_size, threads=args.threads,
         outside_url=args.outside_url, request_timeout=args.request_timeout, trusted_proxy=args.trusted_proxy,
         login_rate=args.login_rate, login_rate_user=args.login_rate_user,
-        restrict_modify=parse_restrict_modify(args.restrict_modify))
+        restrict_modify=parse_restrict_modify(args.restrict_modify),
+        mirror_creators=args.mirror_creators, mirror_allow_hosts=args.mirror_allow_hosts,
+        mirror_file_hosts=args.mirror_file_hosts)
 
 
 def _refuse_open_root(core: Core, host: str) -> None:

@@ -48,6 +48,7 @@ from .mirror_page import (
     relpath_for,
     to_link,
 )
+from .mirror_policy import DestinationRefused, policy_of
 from .mirror_store import MirrorStore
 from .names import is_project_name, normalize_name
 from .repos import Link, ProjectView
@@ -114,6 +115,7 @@ class MirrorRepository:
         self.url = url if url.endswith("/") else url + "/"
         self.expiry = float(ix.config.get("mirror_cache_expiry", DEFAULT_EXPIRY))
         self.ignore_serial = bool(ix.config.get("mirror_ignore_serial_header"))
+        self.policy = policy_of(core)  # where this mirror may connect, which file links it follows
         rt = core.config.request_timeout
         self.timeout = (rt, max(30.0, 6 * rt))  # (connect, read) for every upstream request
         self._lock = threading.Lock()
@@ -145,7 +147,8 @@ class MirrorRepository:
 
                     self._client = UpstreamClient(f"devpi-server/{__version__} (mirror of {redact(self.url)})",
                                                   maxsize=max(10, self.core.config.threads),
-                                                  local_root=local_tree_root(self.url))
+                                                  local_root=local_tree_root(self.url),
+                                                  guard=self.policy.check, via=self.core.uuid)
         return self._client
 
     def _get(self, url: str, headers: dict[str, str], max_bytes: int = MAX_PAGE_BYTES) -> Any:
@@ -160,6 +163,8 @@ class MirrorRepository:
 
             if isinstance(e, BodyTooLong):  # it was reached: say what was wrong with the answer
                 raise UpstreamError(f"upstream {e}") from None
+            if isinstance(e, DestinationRefused):  # not upstream's health: the mirror policy's word
+                raise UpstreamError(f"upstream {shown} refused: {e}") from None
             self._health.failed()
             raise UpstreamError(f"upstream {shown} could not be reached: {type(e).__name__}") from None
         self._health.answered()
@@ -173,8 +178,9 @@ class MirrorRepository:
         page = Page(name, url, raw, etag, last_modified, serial, fetched,
                     fresh_until=fetched + self.expiry if url == self.page_url(name) else 0.0)
         seen: set[str] = set()
+        owner, allowed = self.index.user, self.policy.file_link_allowed
         for link in raw:
-            if link["filename"] in seen:
+            if link["filename"] in seen or not allowed(owner, self.url, link["url"]):
                 continue
             seen.add(link["filename"])
             page.by_relpath[relpath_for(link)] = link

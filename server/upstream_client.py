@@ -11,8 +11,18 @@ code path has to be paged back in). This module keeps what the mirror needs:
 * keep-alive connections per origin, checked before reuse; a GET that fails
   on a reused connection before any answer is retried once on a new one;
 * proxies from the environment (``http_proxy``, ``https_proxy``, ``all_proxy``,
-  ``no_proxy``), decided once per scheme://host:port: plain http goes to the
-  proxy with the absolute URL, https through a CONNECT tunnel;
+  ``no_proxy``, whose entries may also be networks such as ``10.0.0.0/8``),
+  decided once per scheme://host:port: plain http goes to the proxy with the
+  absolute URL, https through a CONNECT tunnel; credentials in the proxy URL
+  (``http://user:pw@proxy:3128``) go along as ``Proxy-Authorization``, on the
+  request for plain http and on the CONNECT for https;
+* with a ``guard`` (the mirror policy, mirror_policy.py), every address a new
+  connection goes to is checked first: the client resolves the host itself and
+  connects only to an address the guard allowed, so DNS cannot answer one
+  address to a check and another to the connection. Through a proxy, which
+  resolves names itself, the addresses the host resolves to here are checked;
+* ``via``: sent as ``X-Devpi-Via`` on every request, so a server that finds its
+  own uuid there knows it is asking itself;
 * credentials in the URL (``user:pw@`` before the host) or in ``~/.netrc``
   sent as Basic auth to that origin only (a redirect elsewhere does not get
   them);
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import mimetypes
 import os
 import select
@@ -47,7 +58,7 @@ import threading
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import formatdate
@@ -78,6 +89,7 @@ class _Origin:
     port: int
     proxy: tuple[str, int] | None
     auth: str | None  # the Authorization header value
+    proxy_auth: str | None = None  # the Proxy-Authorization header value
 
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -182,10 +194,18 @@ class Response:
         self.close()
 
 
+Guard = Callable[[str, int, str], None]  # (host, port, address): raises OSError to refuse it
+
+
 class UpstreamClient:
-    def __init__(self, user_agent: str, maxsize: int = 10, local_root: str | None = None):
+    def __init__(self, user_agent: str, maxsize: int = 10, local_root: str | None = None,
+                 guard: Guard | None = None, via: str | None = None):
         self.user_agent = user_agent
         self.local_root = os.path.normpath(local_root) if local_root else None  # file: URLs only below it
+        self.guard = guard
+        self._headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip"}
+        if via:
+            self._headers["X-Devpi-Via"] = via
         self.maxsize = maxsize  # idle connections kept per origin
         self._lock = threading.Lock()
         self._origins: dict[str, _Origin] = {}
@@ -201,7 +221,7 @@ class UpstreamClient:
             if url.startswith("file:"):
                 if hop:
                     raise ValueError(f"refusing a redirect to a local file ({_shown(url)})")
-                return _file_response(url, self._local_path(url))
+                return _file_response(url, self._local_path(url), self.local_root)
             resp = self._request(url, headers or {}, timeout)
             if resp.status_code in REDIRECTS and resp.headers.get("Location"):
                 resp.close()
@@ -228,9 +248,11 @@ class UpstreamClient:
             target += "?" + parts.query
         if origin.proxy is not None and origin.scheme == "http":
             target = f"http://{parts.netloc.rpartition('@')[2]}{target}"  # absolute form, to the proxy
-        sent = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip", **headers}
+        sent = {**self._headers, **headers}
         if origin.auth:
             sent["Authorization"] = origin.auth
+        if origin.proxy_auth and origin.scheme == "http" and origin.proxy is not None:
+            sent["Proxy-Authorization"] = origin.proxy_auth
         for attempt in (0, 1):
             conn, reused = self._checkout(origin, timeout)
             try:
@@ -276,9 +298,16 @@ class UpstreamClient:
         if origin.scheme == "https":
             conn = http.client.HTTPSConnection(host, port, timeout=timeout[0], context=self._ssl_context())
             if origin.proxy is not None:
-                conn.set_tunnel(origin.host, origin.port)
+                tunnel_headers = {"Proxy-Authorization": origin.proxy_auth} if origin.proxy_auth else None
+                conn.set_tunnel(origin.host, origin.port, headers=tunnel_headers)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout[0])
+        if self.guard is not None:
+            if origin.proxy is None:
+                conn._create_connection = _guarded_connect(self.guard, origin.host, origin.port)  # type: ignore
+            else:  # the proxy connects: what the name resolves to here is all there is to check
+                for address in _addresses(origin.host, origin.port):
+                    self.guard(origin.host, origin.port, address)
         conn.connect()
         assert conn.sock is not None
         conn.sock.settimeout(timeout[1])
@@ -298,8 +327,8 @@ class UpstreamClient:
             else:
                 found = _netrc(host)
                 auth = _basic(*found) if found else None
-            origin = self._origins[key] = _Origin(key, parts.scheme, host, port, _proxy_for(parts.scheme, host),
-                                                  auth)
+            proxy, proxy_auth = _proxy_for(parts.scheme, host)
+            origin = self._origins[key] = _Origin(key, parts.scheme, host, port, proxy, auth, proxy_auth)
         return origin
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -328,14 +357,71 @@ def _shown(url: str) -> str:
     return url.replace(f"{parts.username}:{parts.password}@", "") if parts.username else url
 
 
-def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
-    """The environment's proxy (host, port) for scheme://host, or None (none set, or no_proxy)."""
+def _proxy_for(scheme: str, host: str) -> tuple[tuple[str, int] | None, str | None]:
+    """The environment's proxy (host, port) for scheme://host and the Proxy-Authorization its
+    URL's credentials make, or (None, None) (no proxy set, or no_proxy names the host)."""
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
-        return None
+    if not proxy or urllib.request.proxy_bypass_environment(host, proxies) or _in_no_proxy_network(host, proxies):
+        return None, None
     parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    return parts.hostname or "", parts.port or 80
+    auth = _basic(unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
+    return (parts.hostname or "", parts.port or 80), auth
+
+
+def _in_no_proxy_network(host: str, proxies: dict[str, str]) -> bool:
+    """no_proxy entries that are networks (``10.0.0.0/8``), as requests and curl read them;
+    the standard library matches only names and their suffixes."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    for entry in (proxies.get("no", "") or "").split(","):
+        entry = entry.strip()
+        if "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    try:
+        return [str(info[4][0]) for info in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)]
+    except (OSError, UnicodeError):
+        return []
+
+
+def _guarded_connect(guard: Guard, host: str, port: int) -> Callable[..., socket.socket]:
+    """socket.create_connection that resolves the host once and connects only to the
+    addresses ``guard`` allows: the address checked is the address connected to."""
+
+    def connect(address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore
+                source_address: Any = None) -> socket.socket:
+        refused: OSError | None = None
+        failed: OSError | None = None
+        for family, kind, proto, _, sockaddr in socket.getaddrinfo(address[0], address[1], 0, socket.SOCK_STREAM):
+            try:
+                guard(host, port, str(sockaddr[0]))
+            except OSError as e:
+                refused = refused or e
+                continue
+            sock = socket.socket(family, kind, proto)
+            try:
+                if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                    sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as e:
+                sock.close()
+                failed = e
+        raise failed or refused or OSError(f"{host} resolved to no address")
+
+    return connect
 
 
 def _netrc(host: str) -> tuple[str, str] | None:
@@ -352,12 +438,19 @@ def _netrc(host: str) -> tuple[str, str] | None:
     return (found[0], found[2] or "") if found else None
 
 
-def _file_response(url: str, path: Path) -> Response:
+def _file_response(url: str, path: Path, root: str | None) -> Response:
+    """The file, or a 404 when there is none in the tree: a symbolic link (or one on the
+    way) that leads out of the tree counts as no file, so the tree's owner cannot be made
+    to serve /etc/passwd by a link someone left in it."""
     if path.is_dir():
         path = path / "index.html"
     headers = Message()
-    if not path.is_file():
+    real = os.path.realpath(path)
+    real_root = os.path.realpath(root) if root else None
+    inside = real_root is not None and (real == real_root or real.startswith(real_root.rstrip("/") + "/"))
+    if not inside or not os.path.isfile(real):
         return Response(404, headers, url, body=b"not found\n")
+    path = Path(real)
     st = path.stat()
     headers["Content-Length"] = str(st.st_size)
     headers["Last-Modified"] = formatdate(st.st_mtime, usegmt=True)
@@ -370,7 +463,8 @@ class _FileBody:
     """A file read like http.client's response body."""
 
     def __init__(self, path: Path):
-        self._f = open(path, "rb")
+        # the path was resolved just before: a link put in its place meanwhile is not followed
+        self._f = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
 
     def read(self, size: int = -1) -> bytes:
         return self._f.read(size)

@@ -40,6 +40,31 @@ def check_local_mirror(user: str, config: dict, current_url: str | None = None) 
         raise APIError(403, "only root may point a mirror at a local directory (a file: URL)")
 
 
+def check_mirror_policy(core: Core, user: str, index_type: str, config: dict, current_url: str | None = None,
+                        request_host: str | None = None) -> None:
+    """Who may point a mirror where (mirror_policy.py, doc/mirror.md "Security policy"): only
+    mirror creators set a new mirror_url, never one naming this server, nor one that resolves
+    to an address mirrors may not reach. Asks DNS: call it outside a write transaction."""
+    from .mirror_page import redact
+    from .mirror_policy import DestinationRefused, names_this_server, policy_of
+
+    url = config.get("mirror_url") or ""
+    if index_type != "mirror" or url == current_url:
+        return
+    policy = policy_of(core)
+    if not policy.may_create(user):
+        who = "root and the users named by the server's --mirror-creators" if policy.creators else "root"
+        raise APIError(403, f"only {who} may create a mirror or change its mirror_url")
+    cfg = core.config
+    if names_this_server(url, cfg.host, int(cfg.port), (cfg.outside_url, request_host)):  # waitress: a str
+        raise APIError(400, f"mirror_url {redact(url)} points at this server itself: "
+                            "a mirror of itself would only wait for its own answers")
+    try:
+        policy.check_url(url)
+    except DestinationRefused as e:
+        raise APIError(400, f"mirror_url {redact(url)} refused: {e}") from None
+
+
 def index_result(core: Core, ix: IndexRow, with_projects: bool) -> dict:
     result = ix.public()
     if with_projects:
@@ -81,6 +106,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         except ConfigError as e:
             raise APIError(400, str(e)) from None
         check_local_mirror(ident.user, config)
+        check_mirror_policy(core, ident.user, index_type, config, request_host=req.get_header("Host"))
         with core.storage.write(ident.user) as tx:
             if catalog.get_user(tx.conn, user) is None:
                 raise APIError(404, f"no user {user!r}")
@@ -99,25 +125,41 @@ def install(app: bottle.Bottle, core: Core) -> None:
         body = read_json(req)
         if isinstance(body, dict) and body.get("type") == "indexconfig" and "result" in body:
             body = body["result"]
+        vetted_url = None  # a new mirror_url the policy allowed this user
+        if ix.type == "mirror":  # the mirror policy asks DNS: before the write transaction
+            try:
+                wanted = _modified(ix, body, user)
+            except ConfigError as e:
+                raise APIError(400, str(e)) from None
+            check_local_mirror(ident.user, wanted, ix.config.get("mirror_url"))
+            check_mirror_policy(core, ident.user, ix.type, wanted, ix.config.get("mirror_url"),
+                                req.get_header("Host"))
+            if wanted.get("mirror_url") != ix.config.get("mirror_url"):
+                vetted_url = wanted.get("mirror_url")
         with core.storage.write(ident.user) as tx:
             current = catalog.get_index(tx.conn, user, index)
             if current is None:
                 raise APIError(404, f"The stage {user}/{index} could not be found.")
             try:
-                if isinstance(body, list):
-                    config = indexconfig.apply_patch_items(current.config, body, current.type, user)
-                elif isinstance(body, dict):
-                    config = indexconfig.normalize(current.type, body, current.config)
-                else:
-                    raise ConfigError("expected a JSON object or a list of 'key=value' strings")
+                config = _modified(current, body, user)
             except ConfigError as e:
                 raise APIError(400, str(e)) from None
+            if current.type == "mirror" and config.get("mirror_url") not in (vetted_url,
+                                                                            current.config.get("mirror_url")):
+                raise APIError(409, f"the mirror_url of {current.fullname} changed meanwhile: try again")
             if config == current.config and "error_on_noop" in req.query:
                 raise APIError(400, "The requested modifications resulted in no changes")
             check_local_mirror(ident.user, config, current.config.get("mirror_url"))
             check_bases(tx, current.fullname, config)
             ix = catalog.modify_index(tx, current, config)
         return json_reply(index_result(core, ix, False), "indexconfig")
+
+    def _modified(current: IndexRow, body: object, user: str) -> dict:
+        if isinstance(body, list):
+            return indexconfig.apply_patch_items(current.config, body, current.type, user)
+        if isinstance(body, dict):
+            return indexconfig.normalize(current.type, body, current.config)
+        raise ConfigError("expected a JSON object or a list of 'key=value' strings")
 
     def delete(user: str, index: str):
         ident = require_identity(core, req)

@@ -45,7 +45,10 @@ def test_only_root_points_a_mirror_at_a_local_directory(mserver, root, tmp_path)
     auth = mserver.create_user(user, "pw")
     r = mserver.api("PUT", f"/{user}/tree", json={"type": "mirror", "mirror_url": local}, auth=auth)
     assert r.status_code == 403 and "only root" in r.json()["message"]
-    mserver.create_index(auth, "up", type="mirror", mirror_url="http://127.0.0.1:9/simple/")
+    # only root makes mirrors (doc/mirror.md "Security policy"): root makes this one for the user
+    r = mserver.api("PUT", f"/{user}/up", json={"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/"},
+                    auth=root)
+    assert r.status_code == 200, r.text
     r = mserver.api("PATCH", f"/{user}/up", json={"mirror_url": local}, auth=auth)
     assert r.status_code == 403 and "only root" in r.json()["message"]
     r = mserver.api("PATCH", f"/{user}/up", json=[f"mirror_url={local}"], auth=auth)

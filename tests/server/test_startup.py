@@ -100,3 +100,12 @@ def test_sigusr2_writes_every_threads_stack_to_the_log_and_the_server_goes_on(se
     assert "Current thread" in log and "wasyncore.py" in log  # the main thread, in waitress's loop
     assert log.count("Thread 0x") >= 32  # the worker threads too
     assert server.api("GET", "/+api").status_code == 200
+
+
+def test_mirror_policy_options_are_read_at_start(tmp_path):
+    """An entry of the mirror policy options the server cannot read stops the start with a
+    message, rather than failing the first mirror someone creates."""
+    for option, value in (("--mirror-allow-hosts", "a b"), ("--mirror-allow-hosts", "user@host"),
+                          ("--mirror-file-hosts", "10.0.0.0/8")):
+        p = run_server("--serverdir", str(tmp_path / "x"), option, value)
+        assert p.returncode == 2 and "not a host[:port]" in p.stderr, p.stderr

@@ -25,10 +25,20 @@ class _PortTaken(Exception):
     """The server could not bind its port: something else holds it."""
 
 
+LOOPBACK_UPSTREAMS = ("--mirror-allow-hosts", "127.0.0.0/8,::1")
+
+
 class ServerProcess:
+    """One server process. Test upstreams live on loopback, which the mirror policy refuses
+    by default (doc/mirror.md, "Security policy"): unless ``allow_loopback_upstreams`` is
+    False, the server is started with ``--mirror-allow-hosts 127.0.0.0/8,::1`` (given before
+    ``args``, so a test's own ``--mirror-allow-hosts`` in ``args`` replaces it)."""
+
     def __init__(self, serverdir: Path, *, root_password: str = "root", mirror_url: str | None = None,
-                 storage: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+                 storage: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 allow_loopback_upstreams: bool = True):
         self.serverdir = Path(serverdir)
+        self.allow_loopback_upstreams = allow_loopback_upstreams
         self.root_password = root_password
         self.mirror_url = mirror_url or DEAD_UPSTREAM
         self.storage = storage
@@ -44,6 +54,8 @@ class ServerProcess:
                "--port", str(self.port), "--root-passwd", self.root_password, "--mirror-url", self.mirror_url]
         if self.storage:
             cmd += ["--storage", self.storage]
+        if self.allow_loopback_upstreams:
+            cmd += LOOPBACK_UPSTREAMS
         return cmd + list(self.args)
 
     def start(self, timeout: float = 30) -> ServerProcess:

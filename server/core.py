@@ -44,6 +44,10 @@ class ServerConfig:
     threads: int = 32
     outside_url: str | None = None
     request_timeout: float = 5.0  # how long a page waits for upstream before serving its stored copy
+    mirror_max_file_size: int = 4 << 30  # a mirrored file whose size neither upstream nor its page states
+    mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
+    page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
+    mirror_memory: int = 128 << 20  # bytes of upstream pages each mirror keeps in memory
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,7 +65,7 @@ class Core:
         config.serverdir.mkdir(parents=True, exist_ok=True)
         self.storage = Storage(config.storage)
         self.blobs = BlobStore(config.serverdir / "blobs")
-        self.page_cache = PageCache()
+        self.page_cache = PageCache(config.page_cache_size)
         self._indexes: dict[str, IndexRow] | None = None
         self._indexes_generation = 0  # bumped by every index change: a read older than that is not kept
         self._indexes_lock = threading.Lock()

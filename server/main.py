@@ -57,6 +57,16 @@ def make_parser() -> argparse.ArgumentParser:
                         "work crowds it; off lets the kernel place threads; N pins to CPU N")
     p.add_argument("--request-timeout", type=float, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
+    p.add_argument("--mirror-max-file-size", type=parse_size, default=parse_size("4G"),
+                   help="largest file a mirror downloads when neither upstream's answer nor its page states "
+                        "the size (default: 4G)")
+    p.add_argument("--mirror-download-timeout", type=float, default=3600.0,
+                   help="seconds one mirrored file's download may take in all (default: 3600)")
+    p.add_argument("--page-cache-size", type=parse_size, default=parse_size("64M"),
+                   help="memory for rendered simple pages; a larger page is served but not kept (default: 64M)")
+    p.add_argument("--mirror-memory", type=parse_size, default=parse_size("128M"),
+                   help="memory each mirror index keeps upstream pages in; a larger page is served and "
+                        "stored, but read back from the database when asked again (default: 128M)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p
@@ -88,7 +98,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         serverdir=args.serverdir.expanduser().resolve(), host=args.host, port=args.port,
         storage_url=args.storage, root_passwd=args.root_passwd, mirror_url=args.mirror_url,
         offline=args.offline, debug=args.debug, max_upload_size=args.max_upload_size, threads=args.threads,
-        outside_url=args.outside_url, request_timeout=args.request_timeout)
+        outside_url=args.outside_url, request_timeout=args.request_timeout,
+        mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
+        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory)
 
 
 def _refuse_open_root(core: Core, host: str) -> None:

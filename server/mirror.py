@@ -74,6 +74,10 @@ MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_LIST_BYTES = 512 * 1024 * 1024
 
 
+# (upstream URL, sha256, filename, project, md5, declared size): see MirrorRepository._target
+Target = tuple[str, str | None, str, str, str | None, int | None]
+
+
 class UpstreamError(Exception):
     """Upstream could not give a usable answer; the message names the upstream URL."""
 
@@ -385,9 +389,9 @@ class MirrorRepository:
     def _save_file(self, relpath: str, project: str, url: str, stored: StoredFile) -> None:
         self.store.save_file(relpath, project, stored.filename, stored.sha256, stored.size, stored.created, url)
 
-    def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str, str | None] | None:
+    def _target(self, relpath: str, fetch_page: bool = True) -> Target | None:
         """(upstream URL, expected sha256, filename, project, expected md5 when upstream gives
-        no sha256) of a file path, from its page.
+        no sha256, the size the page declares) of a file path, from its page.
 
         Without ``fetch_page`` only pages already in memory are asked (no I/O)."""
         is_meta = relpath.endswith(".metadata")
@@ -415,8 +419,10 @@ class MirrorRepository:
         if is_meta:
             if not link.get("core_metadata"):
                 return None
-            return link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project, None
-        return link["url"], link.get("sha256"), filename, project, link.get("md5")
+            return (link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project,
+                    None, None)
+        size = link.get("size")
+        return link["url"], link.get("sha256"), filename, project, link.get("md5"), size if size else None
 
     def serve_file(self, relpath: str, request: bottle.BaseRequest) -> bottle.HTTPResponse:
         from .views_files import serve_blob
@@ -466,22 +472,25 @@ class MirrorRepository:
         return StoredFile(fetch.sha256, fetch.filename, fetch.written, time.time())
 
     def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
-                  md5: str | None, lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+                  md5: str | None, size: int | None, lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
         """The stored file, or the download in progress (started here if there is none) and,
         with ``lead`` when this call started it, the body through which the caller (a GET
         request for the whole file) drives it.
 
         Under ``_lock``, in this order: a download that has just renamed its blob but not yet
-        recorded it is found as a download, so its file is recorded once. The look for the
-        same bytes under another path (a ``stat``) comes before the lock: a system call lets
-        other threads run while the lock is held, and every request for a file not yet
-        stored waits for the lock."""
+        recorded it is found as a download, so its file is recorded once.
+
+        A blob the store already holds under the page's sha256 is never taken up in place of
+        a download: it may be another index's bytes (an upload deleted since, a file of a
+        private stage), and a page naming its hash must not make this mirror hand them out.
+        A mirror serves only bytes its own upstream sent it and that it recorded in its own
+        row; the verified download then lands on the same blob (storage is shared, access
+        is per index)."""
         stored, fetch = self._files.get(relpath), self._downloads.get(relpath)  # the usual answers
         if stored is not None:
             return stored
         if fetch is not None:
             return fetch, None
-        kept_size = self.core.blobs.size(expected) if expected else None  # the same bytes kept for another path?
         with self._lock:  # again, now for certain
             stored = self._files.get(relpath)
             if stored is not None:
@@ -489,21 +498,14 @@ class MirrorRepository:
             fetch = self._downloads.get(relpath)
             if fetch is not None:
                 return fetch, None
-            if kept_size is not None:
-                assert expected is not None
-                stored = self._remember_file(relpath, expected, filename, kept_size)
-            else:
-                fetch = self._new_fetch(relpath, url, expected, filename, project, md5)
-                self._downloads[relpath] = fetch
-        if stored is not None:  # the same bytes, kept under another path
-            self._save_file(relpath, project, url, stored)
-            return stored
+            fetch = self._new_fetch(relpath, url, expected, filename, project, md5, size)
+            self._downloads[relpath] = fetch
         if lead:
             return fetch, fetch.lead()
         return fetch.start(), None
 
     def _new_fetch(self, relpath: str, url: str, expected: str | None, filename: str,
-                   project: str, md5: str | None = None) -> FileFetch:
+                   project: str, md5: str | None = None, size: int | None = None) -> FileFetch:
         def verified(f: FileFetch) -> None:
             assert f.sha256 is not None
             with self._lock:
@@ -517,22 +519,29 @@ class MirrorRepository:
 
         return FileFetch(self.core.blobs, url, filename, expected,
                          lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
-                         self.timeout, verified, done, expected_md5=md5)
+                         self.timeout, verified, done, expected_md5=md5, declared_size=size,
+                         max_bytes=self.core.config.mirror_max_file_size,
+                         max_seconds=self.core.config.mirror_download_timeout)
 
     def _stream_response(self, fetch: FileFetch, lead: LeaderBody | None,
                          request: bottle.BaseRequest) -> bottle.HTTPResponse:
-        from .views_files import IMMUTABLE, _content_type, serve_verified_file
+        from .views_files import IMMUTABLE, download_headers, serve_verified_file
 
         try:
             fetch.wait_headers(self.timeout[1])
-            if request.method == "GET" and request.get_header("Range"):
-                # installers read a wheel's metadata with ranges: answer them from the whole file
+            whole_first = fetch.content_length is None and request.method == "GET"
+            if whole_first and lead is not None:
+                lead.close()  # the transfer goes on in the background; this client waits below
+            if (request.method == "GET" and request.get_header("Range")) or whole_first:
+                # installers read a wheel's metadata with ranges: answer them from the whole file.
+                # A file of unknown length too: without a Content-Length a cut stream could look
+                # complete to a client (HTTP/1.0, a proxy), so it gets only checked bytes.
                 f = fetch.open_verified(self.timeout[1])
                 assert fetch.sha256 is not None
                 return serve_verified_file(f, fetch.sha256, fetch.filename, fetch.written, time.time())
         except FetchFailed as e:
             raise APIError(e.status, e.message) from None
-        headers = {"Content-Type": _content_type(fetch.filename), "Cache-Control": IMMUTABLE,
+        headers = {**download_headers(fetch.filename), "Cache-Control": IMMUTABLE,
                    "Accept-Ranges": "bytes", "X-Accel-Buffering": "no"}
         if fetch.content_length is not None:
             headers["Content-Length"] = str(fetch.content_length)

@@ -172,7 +172,9 @@ class FileFetch:
         self.last_modified = resp.headers.get("Last-Modified")
         self._writer = self.blobs.writer(spare=True, md5=bool(self.expected_md5))  # a temp file made in advance
         self._tmp_path = self._writer.tmp_path
-        self._chunks = resp.iter_content(CHUNK)
+        # whatever each read brings (a trickle must not keep one read waiting past the
+        # deadline); ``_next_piece`` gathers them into pieces of up to CHUNK again
+        self._chunks = resp.iter_content(CHUNK, partial=True)
         self.headers_ready.set()
 
     def _read_chunk(self) -> bytes | None:
@@ -182,11 +184,9 @@ class FileFetch:
             return None
         writer = self._writer
         try:
-            data = b""
-            while not data:
-                data = next(self._chunks, None)
-                if data is None:
-                    return None
+            data = self._next_piece(writer.size)
+            if data is None:
+                return None
         except Exception as e:
             self._status = f"{self._status} (cut: {type(e).__name__})"
             self._fail(502, f"download of {self.shown} broke off after {writer.size} bytes: {e}")
@@ -210,6 +210,24 @@ class FileFetch:
             self.written += len(data)
             self._cond.notify_all()
         return data
+
+    def _next_piece(self, size: int) -> bytes | None:
+        """Up to CHUNK bytes, fewer at the end of the body, past the size limit or the
+        deadline (``_read_chunk`` then refuses the download); None at the end."""
+        parts: list[bytes] = []
+        got = 0
+        limit = self.max_bytes if self.content_length is None else min(self.content_length, self.max_bytes)
+        while got < CHUNK:
+            data = next(self._chunks, None)
+            if data is None:
+                break
+            parts.append(data)
+            got += len(data)
+            if size + got > limit or time.monotonic() > self._deadline:
+                break
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _verify(self) -> bool:
         """After the last piece: complete and matching the page? Then clients get their last piece."""

@@ -32,7 +32,8 @@ SMALL_BODY = 512 * 1024  # a file body up to this size is read at once (see _fil
 # Archive types by suffix; anything else is application/octet-stream. Never a type a browser
 # renders (text/html, image/svg+xml, ...): a file is someone's upload or upstream's bytes,
 # and this server's origin must not run what they contain.
-_ARCHIVE_TYPES = ((".whl", "application/zip"), (".zip", "application/zip"), (".egg", "application/zip"),
+# (A wheel stays application/octet-stream, as it always was here.)
+_ARCHIVE_TYPES = ((".zip", "application/zip"), (".egg", "application/zip"),
                   (".tar.gz", "application/gzip"), (".tgz", "application/gzip"),
                   (".tar.bz2", "application/x-bzip2"), (".tar.xz", "application/x-xz"),
                   (".tar", "application/x-tar"))

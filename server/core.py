@@ -295,7 +295,17 @@ class Core:
             "outside-url": self.config.outside_url, "serial": self.storage.current_serial,
             "storage": self._storage_display(), "uptime": round(time.time() - self.started, 3),
             "role": "MASTER", "offline": self.config.offline, "polling_replicas": {}, "metrics": [],
+            "memory": self._memory_status(),
         }
+
+    def _memory_status(self) -> dict[str, Any]:
+        """What the bounded in-memory caches hold (bytes are estimates), for operators and tests."""
+        mirrors = {}
+        for key, repo in list(self._repos.items()):
+            stats = getattr(repo, "memory_stats", None)
+            if key.startswith("1:") and stats is not None:
+                mirrors[key[2:]] = stats()
+        return {"page_cache": self.page_cache.stats(), "mirrors": mirrors}
 
     def _storage_display(self) -> str:
         url = self.storage.url

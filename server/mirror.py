@@ -64,14 +64,18 @@ NOT_FOUND_TTL = 60.0  # seconds an upstream 404 is remembered
 OLDER_SERIAL_RECHECK = 60.0  # an upstream answer older than ours: keep ours, ask again after this
 LIST_MIN_EXPIRY = 3600.0  # the project list is big and changes nothing for installers: refresh rarely
 # What a mirror keeps in memory (all of it is in SQL too, or can be asked again): upstream
-# links of its pages (a link with its rendering costs about 1.5 KB), stored files, unknown names.
-MEMORY_LINKS = 100_000
+# pages up to ``--mirror-memory`` bytes (estimated, see ``_weight``: a link with its rendering
+# costs about 1.5 KB), stored files, unknown names.
 MEMORY_FILES = 100_000
 MEMORY_MISSING = 10_000
 # What an upstream answer may be, read whole into memory: a project page (the largest real
 # ones are a few MB) and the list of all projects (tens of MB on a big index).
+# A project page also has at most MAX_PAGE_LINKS links (the largest real ones have tens of
+# thousands; each costs about 1.5 KB in memory once parsed).
 MAX_PAGE_BYTES = 64 * 1024 * 1024
-MAX_LIST_BYTES = 512 * 1024 * 1024
+MAX_PAGE_LINKS = 200_000
+MAX_LIST_BYTES = 128 * 1024 * 1024
+LIST_FIRST_WAIT = 15.0  # seconds a request waits for a new mirror's first complete project list
 
 
 # (upstream URL, sha256, filename, project, md5, declared size): see MirrorRepository._target
@@ -95,6 +99,7 @@ class Page:
     links: list[Link] = field(default_factory=list)
     by_relpath: dict[str, UpstreamLink] = field(default_factory=dict)
     retry_after: float = 0.0  # monotonic time before which a failed upstream is not asked again
+    weight: int = 0  # estimated bytes in memory
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ class MirrorRepository:
         rt = core.config.request_timeout
         self.timeout = (rt, max(30.0, 6 * rt))  # (connect, read) for every upstream request
         self._lock = threading.Lock()
-        self._pages: BoundedDict[str, Page] = BoundedDict(MEMORY_LINKS)  # weighed by links
+        self._pages: BoundedDict[str, Page] = BoundedDict(core.config.mirror_memory)  # weighed by bytes
         # project -> monotonic time until which upstream's 404 holds
         self._missing: BoundedDict[str, float] = BoundedDict(MEMORY_MISSING)
         self._files: BoundedDict[str, StoredFile] = BoundedDict(MEMORY_FILES)
@@ -130,7 +135,8 @@ class MirrorRepository:
         self._health = UpstreamHealth(RETRY_AFTER_FAILURE)
         self.store = MirrorStore(core.storage, ix.id)
         self._client: UpstreamClient | None = None
-        self._names: list[str] | None = None
+        self._names_text: str | None = None  # upstream's project names, sorted, one per line
+        self._pages_not_kept = 0
         self._names_loaded = False
         self._names_fresh_until = 0.0
 
@@ -177,12 +183,17 @@ class MirrorRepository:
         page = Page(name, url, raw, etag, last_modified, serial, fetched,
                     fresh_until=fetched + self.expiry if url == self.page_url(name) else 0.0)
         seen: set[str] = set()
+        text = 0
         for link in raw:
+            text += len(link["url"]) + len(link["filename"])
             if link["filename"] in seen:
                 continue
             seen.add(link["filename"])
             page.by_relpath[relpath_for(link)] = link
             page.links.append(to_link(link, self.fullname))
+        # measured with tracemalloc on a real-shaped page: ~640 bytes of objects per link plus
+        # its URL and name held about four times over (dict, Link, relpath, rendering)
+        page.weight = 1024 + 640 * len(raw) + 4 * text
         return page
 
     def page_url(self, name: str) -> str:
@@ -293,6 +304,9 @@ class MirrorRepository:
                 raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
             except (PageError, ValueError) as e:
                 raise UpstreamError(f"upstream {redact(url)} sent an unusable page ({e})") from None
+            if len(raw) > MAX_PAGE_LINKS:
+                raise UpstreamError(f"upstream {redact(url)} sent a page of {len(raw)} links, more than the "
+                                    f"{MAX_PAGE_LINKS} a page may have")
         except UpstreamError:
             if page is not None:
                 page.retry_after = time.monotonic() + min(RETRY_AFTER_FAILURE, self.expiry)
@@ -301,10 +315,16 @@ class MirrorRepository:
                               serial, time.time())
         with self._lock:
             self._pages.put(name, new, _weight(new))
+            kept = name in self._pages
             was_missing = self._missing.pop(name, None) is not None
         if page is not None or was_missing:  # pages rendered from the old state must go
             self.core.page_cache.drop_project(name)
         self.store.save_page(name, url, raw, new.etag, new.last_modified, serial, new.fetched)
+        if not kept:  # larger than the mirror's memory: the next request reads it from SQL
+            self._pages_not_kept += 1
+            log.info("mirror %s: page %s (%d links, ~%d bytes) is larger than --mirror-memory: served, "
+                     "not kept in memory", self.fullname, name, len(raw), new.weight)
+            self.store.flush()
         return new
 
     def refresh(self, name: str) -> None:
@@ -326,47 +346,71 @@ class MirrorRepository:
 
     # -- the project list ----------------------------------------------------------------------
     def project_names(self) -> list[str]:
+        """Upstream's project list. Held as one newline-joined string (see
+        ``parse_project_list``); a list is made only for the caller at hand.
+
+        Before a first complete copy exists (a new mirror), a request waits up to
+        ``LIST_FIRST_WAIT`` for it; if it is still not there, the answer is the names this
+        mirror has seen so far and ``names_incomplete`` says so (the page is then marked
+        and not cached). A partial list is never stored or served as the complete one."""
         if self.offline or self.index.config.get("mirror_no_project_list"):
             return self._cached_names()
         if not self._names_loaded:
             self._load_names()
-        names = self._names
-        if names is None or time.time() >= self._names_fresh_until:
+        text = self._names_text
+        if text is None or time.time() >= self._names_fresh_until:
             future = self._flights.submit(("list",), self._fetch_names)
-            if names is None:
+            if text is None:
                 try:
-                    names = future.result(timeout=self.core.config.request_timeout)
+                    text = future.result(timeout=max(self.core.config.request_timeout, LIST_FIRST_WAIT))
                 except Exception:
-                    names = None
-        return names if names is not None else self._cached_names()
+                    text = None
+        if text is None:
+            return self._cached_names()
+        return text.split("\n") if text else []
+
+    @property
+    def names_incomplete(self) -> bool:
+        """True while the project list served is only what this mirror has seen (see
+        ``project_names``)."""
+        return (self._names_text is None and not self.offline
+                and not self.index.config.get("mirror_no_project_list"))
 
     def _load_names(self) -> None:
         row = self.store.load_list()
-        if row is not None and self._names is None:
-            self._names = json.loads(row.names)
+        if row is not None and self._names_text is None:
+            stored = row.names
+            if stored.startswith("["):  # written before issue 24: a JSON list
+                stored = "\n".join(json.loads(stored))
+            self._names_text = stored
             self._names_fresh_until = row.fetched + max(self.expiry, LIST_MIN_EXPIRY)
         self._names_loaded = True
 
-    def _fetch_names(self) -> list[str]:
+    def _fetch_names(self) -> str:
         try:
             resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES)
             if resp.status_code != 200:
                 raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
-            names = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
+            text = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
         except (UpstreamError, PageError) as e:
             log.warning("mirror %s: project list not refreshed: %s", self.fullname, e)
             self._names_fresh_until = time.time() + RETRY_AFTER_FAILURE
             raise
         now = time.time()
-        self._names = names
+        etag, serial = resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
+        del resp  # its body: tens of MB for a big index
+        self._names_text = text
         self._names_fresh_until = now + max(self.expiry, LIST_MIN_EXPIRY)
         self.core.page_cache.drop_project("")
-        self.store.save_list(names, resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial")),
-                             now)
-        return names
+        self.store.save_list(text, etag, serial, now)
+        return text
 
     def _cached_names(self) -> list[str]:
         return sorted(self.store.page_names() | set(self._pages))
+
+    def memory_stats(self) -> dict[str, int]:
+        return {"pages": len(self._pages), "bytes": self._pages.weight, "max_bytes": self._pages.budget,
+                "pages_not_kept": self._pages_not_kept, "project_list_bytes": len(self._names_text or "")}
 
     # -- files -----------------------------------------------------------------------------
     def _stored(self, relpath: str) -> StoredFile | None:
@@ -407,7 +451,7 @@ class MirrorRepository:
                 self.get_project(project)  # fetches the page if it is missing or expired
             except APIError:
                 pass
-            page = self._pages.get(project)
+            page = self._page(project)  # from SQL if it is too large to keep in memory
             link = page.by_relpath.get(base) if page else None
         if link is None and fetch_page:
             for other in list(self._pages.values()):  # a file whose name does not say its project
@@ -579,7 +623,7 @@ def local_tree_root(mirror_url: str) -> str | None:
 
 
 def _weight(page: Page) -> int:
-    return len(page.links) + 1
+    return page.weight
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -95,7 +95,23 @@ def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str) -> Cach
     generation = core.page_cache.generation
     names = list(core.repository(ix).project_names())
     body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
+    del names
+    if _list_incomplete(core, ix):  # a new mirror's list is still on its way: say so, keep nothing
+        return CachedPage(body, _etag(body), dict(INCOMPLETE_HEADERS), None)
     return core.page_cache.put(key, "", body, _etag(body), {}, generation)
+
+
+INCOMPLETE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store",
+                      "X-Devpi-Incomplete": "upstream's project list is still loading: only the projects "
+                                            "this server has seen so far are listed"}
+
+
+def _list_incomplete(core: Core, ix: IndexRow) -> bool:
+    """Whether a mirror in the index's resolution order has no complete project list yet."""
+    for member in core.resolution_order(ix):
+        if member.type == "mirror" and getattr(core.single_repository(member), "names_incomplete", False):
+            return True
+    return False
 
 
 def install(app: bottle.Bottle, core: Core) -> None:

@@ -353,8 +353,21 @@ class MirrorRepository:
         ``LIST_FIRST_WAIT`` for it; if it is still not there, the answer is the names this
         mirror has seen so far and ``names_incomplete`` says so (the page is then marked
         and not cached). A partial list is never stored or served as the complete one."""
-        if self.offline or self.index.config.get("mirror_no_project_list"):
+        text = self._upstream_names()
+        if text is None:
             return self._cached_names()
+        return text.split("\n") if text else []
+
+    def project_names_text(self) -> str:
+        """``project_names`` as one newline-joined string: no object per name when upstream's
+        list is at hand (the JSON list of a big index renders from it as it is)."""
+        text = self._upstream_names()
+        return "\n".join(self._cached_names()) if text is None else text
+
+    def _upstream_names(self) -> str | None:
+        """Upstream's complete list (newline-joined), or None when there is none (yet)."""
+        if self.offline or self.index.config.get("mirror_no_project_list"):
+            return None
         if not self._names_loaded:
             self._load_names()
         text = self._names_text
@@ -365,9 +378,7 @@ class MirrorRepository:
                     text = future.result(timeout=max(self.core.config.request_timeout, LIST_FIRST_WAIT))
                 except Exception:
                     text = None
-        if text is None:
-            return self._cached_names()
-        return text.split("\n") if text else []
+        return text
 
     @property
     def names_incomplete(self) -> bool:

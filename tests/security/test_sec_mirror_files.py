@@ -375,3 +375,40 @@ def test_a_mirror_whose_upstream_sends_the_same_bytes_serves_them(server, root, 
     simple = mirror(server, root, "shared", hostile)
     r = requests.get(file_url(simple, "sharedpkg", filename), timeout=30)
     assert r.status_code == 200 and r.content == data
+
+
+@pytest.mark.browser
+def test_mirrored_html_runs_no_script_in_a_browser(server, root, hostile):
+    """In headless Chromium (where the issue saw the script run): opening a mirrored
+    ``.html`` file's URL must start a download, and its script must not run on this
+    server's origin (it would call back ``/+api?pwned``, which the server's log would show)."""
+    import os
+
+    from playwright.sync_api import Error, sync_playwright
+
+    chromium = os.environ.get("DEVPI_TEST_CHROMIUM", "/usr/bin/chromium")
+    evil = b"<html><body><script>fetch('/+api?pwned=1');document.title='pwned'</script></body></html>"
+    hostile[1]["/files/script-1.0.html"] = (200, {"Content-Type": "text/html"}, evil)
+    add_page(hostile, "script", [{"filename": "script-1.0.html", "url": "/files/script-1.0.html", "hashes": {}}])
+    simple = mirror(server, root, "browser", hostile)
+    url = file_url(simple, "script", "script-1.0.html")
+    assert requests.get(url, timeout=30).content == evil  # stored: the browser gets it from the store
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_context(accept_downloads=True).new_page()
+            try:
+                with page.expect_download(timeout=10_000) as download:
+                    try:
+                        page.goto(url)
+                    except Error:
+                        pass  # "Download is starting": what a download looks like to goto
+                assert download.value.suggested_filename == "script-1.0.html"
+            finally:
+                title = page.title() if not page.is_closed() else ""
+            time.sleep(0.5)
+        finally:
+            browser.close()
+    assert title != "pwned"
+    assert "pwned" not in server.log_text()

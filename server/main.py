@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger("waitress").setLevel(logging.ERROR)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    from .malloc_tuning import tune
+
+    tune()  # before any thread: big transient buffers are given back (see malloc_tuning)
     pin = CpuPin(args.pin_cpu)
     try:
         pin.apply()  # before the server starts its threads: they inherit the placement

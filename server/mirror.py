@@ -191,9 +191,9 @@ class MirrorRepository:
             seen.add(link["filename"])
             page.by_relpath[relpath_for(link)] = link
             page.links.append(to_link(link, self.fullname))
-        # measured with tracemalloc on a real-shaped page: ~640 bytes of objects per link plus
+        # measured with tracemalloc on real-shaped pages: ~760 bytes of objects per link plus
         # its URL and name held about four times over (dict, Link, relpath, rendering)
-        page.weight = 1024 + 640 * len(raw) + 4 * text
+        page.weight = 1024 + 760 * len(raw) + 4 * text
         return page
 
     def page_url(self, name: str) -> str:
@@ -300,6 +300,10 @@ class MirrorRepository:
                 page.fresh_until = time.time() + min(self.expiry, OLDER_SERIAL_RECHECK)
                 page.retry_after = 0.0
                 return page
+            links = _links_at_most(resp.content)
+            if links > MAX_PAGE_LINKS:  # counted before parsing: a parsed link costs ~1 KB
+                raise UpstreamError(f"upstream {redact(url)} sent a page of about {links} links, more than the "
+                                    f"{MAX_PAGE_LINKS} a page may have")
             try:
                 raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
             except (PageError, ValueError) as e:
@@ -635,6 +639,12 @@ def local_tree_root(mirror_url: str) -> str | None:
 
 def _weight(page: Page) -> int:
     return page.weight
+
+
+def _links_at_most(body: bytes) -> int:
+    """An upper bound of the links a page can have (JSON "filename" keys or HTML anchors),
+    counted without parsing it."""
+    return max(body.count(b'"filename"'), body.count(b"<a") + body.count(b"<A"))
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -7,9 +7,11 @@ client asking for random names could grow it at will. Everything kept here is
 also in SQL or can be asked again, so forgetting the oldest entry costs one
 lookup later, never a wrong answer.
 
-Each entry has a weight (a page weighs its number of links, since that is
-what its memory grows with); entries are forgotten in the order they were put,
-which for a cache refreshed on expiry is close to least recently fetched.
+Each entry has a weight (a page weighs an estimate of its bytes in memory);
+entries are forgotten in the order they were put, which for a cache refreshed
+on expiry is close to least recently fetched. An entry heavier than the whole
+budget is not kept at all (and pushes nothing out): the caller still has it for
+the request at hand, and the next one looks it up again.
 """
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ class BoundedDict(Generic[K, V]):
         return list(self._values.values())
 
     def put(self, key: K, value: V, weight: int = 1) -> V:
-        """Store value (replacing any entry of that key, which then counts as newest)."""
+        """Store value (replacing any entry of that key, which then counts as newest; a value
+        heavier than the budget only removes the old entry)."""
         with self._lock:
             self._drop(key)
             self._insert(key, value, weight)
@@ -77,10 +80,12 @@ class BoundedDict(Generic[K, V]):
 
     def _insert(self, key: K, value: V, weight: int) -> None:
         weight = max(1, weight)
+        if weight > self.budget:
+            return
         self._values[key] = value
         self._weights[key] = weight
         self._total += weight
-        while self._total > self.budget and len(self._values) > 1:  # the new entry, last, stays
+        while self._total > self.budget:  # the new entry, last, fits: it stays
             self._drop(next(iter(self._values)))
 
     def _drop(self, key: K) -> None:

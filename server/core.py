@@ -57,6 +57,10 @@ class ServerConfig:
     mirror_creators: tuple[str, ...] = ()
     mirror_allow_hosts: tuple[str, ...] = ()
     mirror_file_hosts: tuple[str, ...] = ()
+    mirror_max_file_size: int = 4 << 30  # a mirrored file whose size neither upstream nor its page states
+    mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
+    page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
+    mirror_memory: int = 128 << 20  # bytes of upstream pages each mirror keeps in memory
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,7 +78,7 @@ class Core:
         config.serverdir.mkdir(parents=True, exist_ok=True)
         self.storage = Storage(config.storage)
         self.blobs = BlobStore(config.serverdir / "blobs")
-        self.page_cache = PageCache()
+        self.page_cache = PageCache(config.page_cache_size)
         self._indexes: dict[str, IndexRow] | None = None
         self._indexes_generation = 0  # bumped by every index change: a read older than that is not kept
         self._indexes_lock = threading.Lock()
@@ -321,7 +325,17 @@ class Core:
             "outside-url": self.config.outside_url, "serial": self.storage.current_serial,
             "storage": self._storage_display(), "uptime": round(time.time() - self.started, 3),
             "role": "MASTER", "offline": self.config.offline, "polling_replicas": {}, "metrics": [],
+            "memory": self._memory_status(),
         }
+
+    def _memory_status(self) -> dict[str, Any]:
+        """What the bounded in-memory caches hold (bytes are estimates), for operators and tests."""
+        mirrors = {}
+        for key, repo in list(self._repos.items()):
+            stats = getattr(repo, "memory_stats", None)
+            if key.startswith("1:") and stats is not None:
+                mirrors[key[2:]] = stats()
+        return {"page_cache": self.page_cache.stats(), "mirrors": mirrors}
 
     def _storage_display(self) -> str:
         url = self.storage.url

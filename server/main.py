@@ -124,6 +124,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-file-hosts", metavar="HOST[:PORT]", type=_file_hosts, default=(),
                    help="hosts besides a mirror's own upstream that mirrors not owned by root may fetch "
                         "files from (default: none)")
+    p.add_argument("--mirror-max-file-size", type=parse_size, default=parse_size("4G"),
+                   help="largest file a mirror downloads when neither upstream's answer nor its page states "
+                        "the size (default: 4G)")
+    p.add_argument("--mirror-download-timeout", type=float, default=3600.0,
+                   help="seconds one mirrored file's download may take in all (default: 3600)")
+    p.add_argument("--page-cache-size", type=parse_size, default=parse_size("64M"),
+                   help="memory for rendered simple pages; a larger page is served but not kept (default: 64M)")
+    p.add_argument("--mirror-memory", type=parse_size, default=parse_size("128M"),
+                   help="memory each mirror index keeps upstream pages in; a larger page is served and "
+                        "stored, but read back from the database when asked again (default: 128M)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p
@@ -159,7 +169,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         login_rate=args.login_rate, login_rate_user=args.login_rate_user,
         restrict_modify=parse_restrict_modify(args.restrict_modify),
         mirror_creators=args.mirror_creators, mirror_allow_hosts=args.mirror_allow_hosts,
-        mirror_file_hosts=args.mirror_file_hosts)
+        mirror_file_hosts=args.mirror_file_hosts,
+        mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
+        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory)
 
 
 def _refuse_open_root(core: Core, host: str) -> None:
@@ -205,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger("waitress").setLevel(logging.ERROR)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    from .malloc_tuning import tune
+
+    tune()  # before any thread: big transient buffers are given back (see malloc_tuning)
     pin = CpuPin(args.pin_cpu)
     try:
         pin.apply()  # before the server starts its threads: they inherit the placement

@@ -65,14 +65,22 @@ NOT_FOUND_TTL = 60.0  # seconds an upstream 404 is remembered
 OLDER_SERIAL_RECHECK = 60.0  # an upstream answer older than ours: keep ours, ask again after this
 LIST_MIN_EXPIRY = 3600.0  # the project list is big and changes nothing for installers: refresh rarely
 # What a mirror keeps in memory (all of it is in SQL too, or can be asked again): upstream
-# links of its pages (a link with its rendering costs about 1.5 KB), stored files, unknown names.
-MEMORY_LINKS = 100_000
+# pages up to ``--mirror-memory`` bytes (estimated, see ``_weight``: a link with its rendering
+# costs about 1.5 KB), stored files, unknown names.
 MEMORY_FILES = 100_000
 MEMORY_MISSING = 10_000
 # What an upstream answer may be, read whole into memory: a project page (the largest real
 # ones are a few MB) and the list of all projects (tens of MB on a big index).
+# A project page also has at most MAX_PAGE_LINKS links (the largest real ones have tens of
+# thousands; each costs about 1.5 KB in memory once parsed).
 MAX_PAGE_BYTES = 64 * 1024 * 1024
-MAX_LIST_BYTES = 512 * 1024 * 1024
+MAX_PAGE_LINKS = 200_000
+MAX_LIST_BYTES = 128 * 1024 * 1024
+LIST_FIRST_WAIT = 15.0  # seconds a request waits for a new mirror's first complete project list
+
+
+# (upstream URL, sha256, filename, project, md5, declared size): see MirrorRepository._target
+Target = tuple[str, str | None, str, str, str | None, int | None]
 
 
 class UpstreamError(Exception):
@@ -92,6 +100,7 @@ class Page:
     links: list[Link] = field(default_factory=list)
     by_relpath: dict[str, UpstreamLink] = field(default_factory=dict)
     retry_after: float = 0.0  # monotonic time before which a failed upstream is not asked again
+    weight: int = 0  # estimated bytes in memory
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ class MirrorRepository:
         rt = core.config.request_timeout
         self.timeout = (rt, max(30.0, 6 * rt))  # (connect, read) for every upstream request
         self._lock = threading.Lock()
-        self._pages: BoundedDict[str, Page] = BoundedDict(MEMORY_LINKS)  # weighed by links
+        self._pages: BoundedDict[str, Page] = BoundedDict(core.config.mirror_memory)  # weighed by bytes
         # project -> monotonic time until which upstream's 404 holds
         self._missing: BoundedDict[str, float] = BoundedDict(MEMORY_MISSING)
         self._files: BoundedDict[str, StoredFile] = BoundedDict(MEMORY_FILES)
@@ -128,7 +137,8 @@ class MirrorRepository:
         self._health = UpstreamHealth(RETRY_AFTER_FAILURE)
         self.store = MirrorStore(core.storage, ix.id)
         self._client: UpstreamClient | None = None
-        self._names: list[str] | None = None
+        self._names_text: str | None = None  # upstream's project names, sorted, one per line
+        self._pages_not_kept = 0
         self._names_loaded = False
         self._names_fresh_until = 0.0
 
@@ -179,12 +189,17 @@ class MirrorRepository:
                     fresh_until=fetched + self.expiry if url == self.page_url(name) else 0.0)
         seen: set[str] = set()
         owner, allowed = self.index.user, self.policy.file_link_allowed
+        text = 0
         for link in raw:
+            text += len(link["url"]) + len(link["filename"])
             if link["filename"] in seen or not allowed(owner, self.url, link["url"]):
                 continue
             seen.add(link["filename"])
             page.by_relpath[relpath_for(link)] = link
             page.links.append(to_link(link, self.fullname))
+        # measured with tracemalloc on real-shaped pages: ~760 bytes of objects per link plus
+        # its URL and name held about four times over (dict, Link, relpath, rendering)
+        page.weight = 1024 + 760 * len(raw) + 4 * text
         return page
 
     def page_url(self, name: str) -> str:
@@ -291,10 +306,17 @@ class MirrorRepository:
                 page.fresh_until = time.time() + min(self.expiry, OLDER_SERIAL_RECHECK)
                 page.retry_after = 0.0
                 return page
+            links = _links_at_most(resp.content)
+            if links > MAX_PAGE_LINKS:  # counted before parsing: a parsed link costs ~1 KB
+                raise UpstreamError(f"upstream {redact(url)} sent a page of about {links} links, more than the "
+                                    f"{MAX_PAGE_LINKS} a page may have")
             try:
                 raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
             except (PageError, ValueError) as e:
                 raise UpstreamError(f"upstream {redact(url)} sent an unusable page ({e})") from None
+            if len(raw) > MAX_PAGE_LINKS:
+                raise UpstreamError(f"upstream {redact(url)} sent a page of {len(raw)} links, more than the "
+                                    f"{MAX_PAGE_LINKS} a page may have")
         except UpstreamError:
             if page is not None:
                 page.retry_after = time.monotonic() + min(RETRY_AFTER_FAILURE, self.expiry)
@@ -303,10 +325,16 @@ class MirrorRepository:
                               serial, time.time())
         with self._lock:
             self._pages.put(name, new, _weight(new))
+            kept = name in self._pages
             was_missing = self._missing.pop(name, None) is not None
         if page is not None or was_missing:  # pages rendered from the old state must go
             self.core.page_cache.drop_project(name)
         self.store.save_page(name, url, raw, new.etag, new.last_modified, serial, new.fetched)
+        if not kept:  # larger than the mirror's memory: the next request reads it from SQL
+            self._pages_not_kept += 1
+            log.info("mirror %s: page %s (%d links, ~%d bytes) is larger than --mirror-memory: served, "
+                     "not kept in memory", self.fullname, name, len(raw), new.weight)
+            self.store.flush()
         return new
 
     def refresh(self, name: str) -> None:
@@ -328,47 +356,82 @@ class MirrorRepository:
 
     # -- the project list ----------------------------------------------------------------------
     def project_names(self) -> list[str]:
-        if self.offline or self.index.config.get("mirror_no_project_list"):
+        """Upstream's project list. Held as one newline-joined string (see
+        ``parse_project_list``); a list is made only for the caller at hand.
+
+        Before a first complete copy exists (a new mirror), a request waits up to
+        ``LIST_FIRST_WAIT`` for it; if it is still not there, the answer is the names this
+        mirror has seen so far and ``names_incomplete`` says so (the page is then marked
+        and not cached). A partial list is never stored or served as the complete one."""
+        text = self._upstream_names()
+        if text is None:
             return self._cached_names()
+        return text.split("\n") if text else []
+
+    def project_names_text(self) -> str:
+        """``project_names`` as one newline-joined string: no object per name when upstream's
+        list is at hand (the JSON list of a big index renders from it as it is)."""
+        text = self._upstream_names()
+        return "\n".join(self._cached_names()) if text is None else text
+
+    def _upstream_names(self) -> str | None:
+        """Upstream's complete list (newline-joined), or None when there is none (yet)."""
+        if self.offline or self.index.config.get("mirror_no_project_list"):
+            return None
         if not self._names_loaded:
             self._load_names()
-        names = self._names
-        if names is None or time.time() >= self._names_fresh_until:
+        text = self._names_text
+        if text is None or time.time() >= self._names_fresh_until:
             future = self._flights.submit(("list",), self._fetch_names)
-            if names is None:
+            if text is None:
                 try:
-                    names = future.result(timeout=self.core.config.request_timeout)
+                    text = future.result(timeout=max(self.core.config.request_timeout, LIST_FIRST_WAIT))
                 except Exception:
-                    names = None
-        return names if names is not None else self._cached_names()
+                    text = None
+        return text
+
+    @property
+    def names_incomplete(self) -> bool:
+        """True while the project list served is only what this mirror has seen (see
+        ``project_names``)."""
+        return (self._names_text is None and not self.offline
+                and not self.index.config.get("mirror_no_project_list"))
 
     def _load_names(self) -> None:
         row = self.store.load_list()
-        if row is not None and self._names is None:
-            self._names = json.loads(row.names)
+        if row is not None and self._names_text is None:
+            stored = row.names
+            if stored.startswith("["):  # written before issue 24: a JSON list
+                stored = "\n".join(json.loads(stored))
+            self._names_text = stored
             self._names_fresh_until = row.fetched + max(self.expiry, LIST_MIN_EXPIRY)
         self._names_loaded = True
 
-    def _fetch_names(self) -> list[str]:
+    def _fetch_names(self) -> str:
         try:
             resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES)
             if resp.status_code != 200:
                 raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
-            names = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
+            text = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
         except (UpstreamError, PageError) as e:
             log.warning("mirror %s: project list not refreshed: %s", self.fullname, e)
             self._names_fresh_until = time.time() + RETRY_AFTER_FAILURE
             raise
         now = time.time()
-        self._names = names
+        etag, serial = resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
+        del resp  # its body: tens of MB for a big index
+        self._names_text = text
         self._names_fresh_until = now + max(self.expiry, LIST_MIN_EXPIRY)
         self.core.page_cache.drop_project("")
-        self.store.save_list(names, resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial")),
-                             now)
-        return names
+        self.store.save_list(text, etag, serial, now)
+        return text
 
     def _cached_names(self) -> list[str]:
         return sorted(self.store.page_names() | set(self._pages))
+
+    def memory_stats(self) -> dict[str, int]:
+        return {"pages": len(self._pages), "bytes": self._pages.weight, "max_bytes": self._pages.budget,
+                "pages_not_kept": self._pages_not_kept, "project_list_bytes": len(self._names_text or "")}
 
     # -- files -----------------------------------------------------------------------------
     def _stored(self, relpath: str) -> StoredFile | None:
@@ -391,9 +454,9 @@ class MirrorRepository:
     def _save_file(self, relpath: str, project: str, url: str, stored: StoredFile) -> None:
         self.store.save_file(relpath, project, stored.filename, stored.sha256, stored.size, stored.created, url)
 
-    def _target(self, relpath: str, fetch_page: bool = True) -> tuple[str, str | None, str, str, str | None] | None:
+    def _target(self, relpath: str, fetch_page: bool = True) -> Target | None:
         """(upstream URL, expected sha256, filename, project, expected md5 when upstream gives
-        no sha256) of a file path, from its page.
+        no sha256, the size the page declares) of a file path, from its page.
 
         Without ``fetch_page`` only pages already in memory are asked (no I/O)."""
         is_meta = relpath.endswith(".metadata")
@@ -409,7 +472,7 @@ class MirrorRepository:
                 self.get_project(project)  # fetches the page if it is missing or expired
             except APIError:
                 pass
-            page = self._pages.get(project)
+            page = self._page(project)  # from SQL if it is too large to keep in memory
             link = page.by_relpath.get(base) if page else None
         if link is None and fetch_page:
             for other in list(self._pages.values()):  # a file whose name does not say its project
@@ -421,8 +484,10 @@ class MirrorRepository:
         if is_meta:
             if not link.get("core_metadata"):
                 return None
-            return link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project, None
-        return link["url"], link.get("sha256"), filename, project, link.get("md5")
+            return (link["url"] + ".metadata", link.get("core_metadata_sha256"), filename + ".metadata", project,
+                    None, None)
+        size = link.get("size")
+        return link["url"], link.get("sha256"), filename, project, link.get("md5"), size if size else None
 
     def serve_file(self, relpath: str, request: bottle.BaseRequest) -> bottle.HTTPResponse:
         from .views_files import serve_blob
@@ -472,22 +537,25 @@ class MirrorRepository:
         return StoredFile(fetch.sha256, fetch.filename, fetch.written, time.time())
 
     def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
-                  md5: str | None, lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+                  md5: str | None, size: int | None, lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
         """The stored file, or the download in progress (started here if there is none) and,
         with ``lead`` when this call started it, the body through which the caller (a GET
         request for the whole file) drives it.
 
         Under ``_lock``, in this order: a download that has just renamed its blob but not yet
-        recorded it is found as a download, so its file is recorded once. The look for the
-        same bytes under another path (a ``stat``) comes before the lock: a system call lets
-        other threads run while the lock is held, and every request for a file not yet
-        stored waits for the lock."""
+        recorded it is found as a download, so its file is recorded once.
+
+        A blob the store already holds under the page's sha256 is never taken up in place of
+        a download: it may be another index's bytes (an upload deleted since, a file of a
+        private stage), and a page naming its hash must not make this mirror hand them out.
+        A mirror serves only bytes its own upstream sent it and that it recorded in its own
+        row; the verified download then lands on the same blob (storage is shared, access
+        is per index)."""
         stored, fetch = self._files.get(relpath), self._downloads.get(relpath)  # the usual answers
         if stored is not None:
             return stored
         if fetch is not None:
             return fetch, None
-        kept_size = self.core.blobs.size(expected) if expected else None  # the same bytes kept for another path?
         with self._lock:  # again, now for certain
             stored = self._files.get(relpath)
             if stored is not None:
@@ -495,21 +563,14 @@ class MirrorRepository:
             fetch = self._downloads.get(relpath)
             if fetch is not None:
                 return fetch, None
-            if kept_size is not None:
-                assert expected is not None
-                stored = self._remember_file(relpath, expected, filename, kept_size)
-            else:
-                fetch = self._new_fetch(relpath, url, expected, filename, project, md5)
-                self._downloads[relpath] = fetch
-        if stored is not None:  # the same bytes, kept under another path
-            self._save_file(relpath, project, url, stored)
-            return stored
+            fetch = self._new_fetch(relpath, url, expected, filename, project, md5, size)
+            self._downloads[relpath] = fetch
         if lead:
             return fetch, fetch.lead()
         return fetch.start(), None
 
     def _new_fetch(self, relpath: str, url: str, expected: str | None, filename: str,
-                   project: str, md5: str | None = None) -> FileFetch:
+                   project: str, md5: str | None = None, size: int | None = None) -> FileFetch:
         def verified(f: FileFetch) -> None:
             assert f.sha256 is not None
             with self._lock:
@@ -523,22 +584,29 @@ class MirrorRepository:
 
         return FileFetch(self.core.blobs, url, filename, expected,
                          lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),
-                         self.timeout, verified, done, expected_md5=md5)
+                         self.timeout, verified, done, expected_md5=md5, declared_size=size,
+                         max_bytes=self.core.config.mirror_max_file_size,
+                         max_seconds=self.core.config.mirror_download_timeout)
 
     def _stream_response(self, fetch: FileFetch, lead: LeaderBody | None,
                          request: bottle.BaseRequest) -> bottle.HTTPResponse:
-        from .views_files import IMMUTABLE, _content_type, serve_verified_file
+        from .views_files import IMMUTABLE, download_headers, serve_verified_file
 
         try:
             fetch.wait_headers(self.timeout[1])
-            if request.method == "GET" and request.get_header("Range"):
-                # installers read a wheel's metadata with ranges: answer them from the whole file
+            whole_first = fetch.content_length is None and request.method == "GET"
+            if whole_first and lead is not None:
+                lead.close()  # the transfer goes on in the background; this client waits below
+            if (request.method == "GET" and request.get_header("Range")) or whole_first:
+                # installers read a wheel's metadata with ranges: answer them from the whole file.
+                # A file of unknown length too: without a Content-Length a cut stream could look
+                # complete to a client (HTTP/1.0, a proxy), so it gets only checked bytes.
                 f = fetch.open_verified(self.timeout[1])
                 assert fetch.sha256 is not None
                 return serve_verified_file(f, fetch.sha256, fetch.filename, fetch.written, time.time())
         except FetchFailed as e:
             raise APIError(e.status, e.message) from None
-        headers = {"Content-Type": _content_type(fetch.filename), "Cache-Control": IMMUTABLE,
+        headers = {**download_headers(fetch.filename), "Cache-Control": IMMUTABLE,
                    "Accept-Ranges": "bytes", "X-Accel-Buffering": "no"}
         if fetch.content_length is not None:
             headers["Content-Length"] = str(fetch.content_length)
@@ -576,7 +644,13 @@ def local_tree_root(mirror_url: str) -> str | None:
 
 
 def _weight(page: Page) -> int:
-    return len(page.links) + 1
+    return page.weight
+
+
+def _links_at_most(body: bytes) -> int:
+    """An upper bound of the links a page can have (JSON "filename" keys or HTML anchors),
+    counted without parsing it."""
+    return max(body.count(b'"filename"'), body.count(b"<a") + body.count(b"<A"))
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -8,6 +8,14 @@ piece each client gets is held back until the whole transfer is complete and
 its sha256 equals the upstream page's: on a mismatch or a short transfer the
 client's stream raises instead, so the connection is cut and no client ever
 holds a complete wrong file. Only a verified download becomes a blob and a row.
+
+Upstream's bytes are taken as sent (``Accept-Encoding: identity``, nothing
+decoded whatever ``Content-Encoding`` says: a misconfigured server sending a
+``.tar.gz`` as ``Content-Encoding: gzip`` then still verifies, and a body
+whose hash is of its decoded form is refused). A download is bounded: at most
+the length it announced, else the page's declared size, else the server's
+``--mirror-max-file-size``; at most ``--mirror-download-timeout`` seconds in
+all; and each read waits at most the read timeout (a stalled upstream).
 """
 from __future__ import annotations
 
@@ -59,7 +67,8 @@ class FileFetch:
     def __init__(self, blobs: BlobStore, url: str, filename: str, expected_sha256: str | None,
                  get: Callable[..., Any], timeout: tuple[float, float],
                  on_verified: Callable[[FileFetch], None], on_done: Callable[[FileFetch], None],
-                 expected_md5: str | None = None):
+                 expected_md5: str | None = None, declared_size: int | None = None,
+                 max_bytes: int = 4 << 30, max_seconds: float = 3600.0):
         self.blobs = blobs
         self.url = url
         self.shown = redact(url)  # for logs and messages: no credentials
@@ -68,6 +77,10 @@ class FileFetch:
         self.expected_md5 = None if expected_sha256 else expected_md5  # an older index's only hash
         self._get = get
         self._timeout = timeout
+        self.declared_size = declared_size  # the upstream page's "size" (PEP 700), if it gave one
+        self.max_bytes = max_bytes if declared_size is None else min(declared_size, max_bytes)
+        self._deadline = time.monotonic() + max_seconds
+        self._max_seconds = max_seconds
         self._on_verified = on_verified  # store the row (runs after the blob is committed)
         self._on_done = on_done  # forget this fetch (when it fails, and at its end)
         self._cond = threading.Condition()
@@ -148,10 +161,20 @@ class FileFetch:
             return
         length = resp.headers.get("Content-Length")
         self.content_length = int(length) if length and length.isdigit() else None
+        if self.content_length is not None and self.content_length > self.max_bytes:
+            self._status = f"{self._status} (too large: {self.content_length})"
+            self._fail(502, f"upstream announced {self.content_length} bytes for {self.shown}, more than the "
+                            f"{self.max_bytes} allowed"
+                            + (" (the page's declared size)" if self.declared_size is not None else ""))
+            return
+        if self.content_length is None and self.declared_size is not None:
+            self.content_length = self.declared_size  # what clients are told, and what must arrive
         self.last_modified = resp.headers.get("Last-Modified")
         self._writer = self.blobs.writer(spare=True, md5=bool(self.expected_md5))  # a temp file made in advance
         self._tmp_path = self._writer.tmp_path
-        self._chunks = resp.iter_content(CHUNK)
+        # whatever each read brings (a trickle must not keep one read waiting past the
+        # deadline); ``_next_piece`` gathers them into pieces of up to CHUNK again
+        self._chunks = resp.iter_content(CHUNK, partial=True)
         self.headers_ready.set()
 
     def _read_chunk(self) -> bytes | None:
@@ -161,16 +184,25 @@ class FileFetch:
             return None
         writer = self._writer
         try:
-            data = b""
-            while not data:
-                data = next(self._chunks, None)
-                if data is None:
-                    return None
+            data = self._next_piece(writer.size)
+            if data is None:
+                return None
         except Exception as e:
             self._status = f"{self._status} (cut: {type(e).__name__})"
             self._fail(502, f"download of {self.shown} broke off after {writer.size} bytes: {e}")
             log.error("mirror: discarding %s: transfer from %s broke off after %d bytes",
                       self.filename, self.shown, writer.size)
+            return None
+        limit = self.max_bytes if self.content_length is None else min(self.content_length, self.max_bytes)
+        if writer.size + len(data) > limit:
+            self._status = f"{self._status} (too large)"
+            self._fail(502, f"download of {self.shown} is larger than the {limit} bytes allowed: not serving it")
+            log.error("mirror: discarding %s: more than %d bytes from %s", self.filename, limit, self.shown)
+            return None
+        if time.monotonic() > self._deadline:
+            self._status = f"{self._status} (too slow)"
+            self._fail(502, f"download of {self.shown} took longer than {self._max_seconds:.0f}s: not serving it")
+            log.error("mirror: discarding %s: not complete after %.0fs", self.filename, self._max_seconds)
             return None
         writer.write(data)
         writer.tmp_path  # flush, so readers see it  # noqa: B018
@@ -178,6 +210,24 @@ class FileFetch:
             self.written += len(data)
             self._cond.notify_all()
         return data
+
+    def _next_piece(self, size: int) -> bytes | None:
+        """Up to CHUNK bytes, fewer at the end of the body, past the size limit or the
+        deadline (``_read_chunk`` then refuses the download); None at the end."""
+        parts: list[bytes] = []
+        got = 0
+        limit = self.max_bytes if self.content_length is None else min(self.content_length, self.max_bytes)
+        while got < CHUNK:
+            data = next(self._chunks, None)
+            if data is None:
+                break
+            parts.append(data)
+            got += len(data)
+            if size + got > limit or time.monotonic() > self._deadline:
+                break
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _verify(self) -> bool:
         """After the last piece: complete and matching the page? Then clients get their last piece."""

@@ -253,6 +253,8 @@ class MirrorStore:
         with self.storage.read() as conn:
             return conn.execute(_load_list, {"index_id": self.index_id}).first()
 
-    def save_list(self, names: list[str], etag: str | None, serial: int | None, fetched: float) -> None:
-        values = dict(index_id=self.index_id, names=json.dumps(names), etag=etag, serial=serial, fetched=fetched)
+    def save_list(self, names: str, etag: str | None, serial: int | None, fetched: float) -> None:
+        """``names``: sorted, one per line (a JSON list before issue 24; ``load_list`` readers
+        take both)."""
+        values = dict(index_id=self.index_id, names=names, etag=etag, serial=serial, fetched=fetched)
         self._writer.put(self.index_id, _upsert(self.storage, lists), values)

@@ -122,6 +122,17 @@ def render_list_json(names: list[str]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def render_list_json_text(names: str) -> bytes:
+    """``render_list_json`` for names held as one newline-joined string (a mirror's project
+    list, see mirror_page.parse_project_list): the same bytes, without an object per name."""
+    if not names:
+        return render_list_json([])
+    if "\\" in names or '"' in names:  # never in a normalised name; be exact anyway
+        return render_list_json(names.split("\n"))
+    inner = json.dumps(names)[1:-1].replace("\\n", '"},{"name":"')
+    return (f'{{"meta":{{"api-version":"{API_VERSION}"}},"projects":[{{"name":"' + inner + '"}]}').encode()
+
+
 def render_list_html(names: list[str], title_prefix: str) -> bytes:
     out = [f'<!DOCTYPE html>\n<html lang="en"><head><meta name="pypi:repository-version" '
            f'content="{API_VERSION}"><title>{escape(title_prefix)}: simple list</title></head><body>\n']

@@ -29,7 +29,8 @@ code path has to be paged back in). This module keeps what the mirror needs:
 * TLS verified against the system's CA certificates, or the bundle named by
   ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``;
 * redirects followed (10 at most), gzip bodies decoded unless the caller asks
-  for ``Accept-Encoding: identity``;
+  for ``Accept-Encoding: identity`` (files do: their bytes are hash-checked as
+  sent, never decoded, whatever ``Content-Encoding`` the answer claims);
 * ``file://`` URLs, so a mirror can front a local PEP 503 tree: a directory
   answers with its ``index.html``, a missing path is a 404. Only under the
   directory the client was made for (``local_root``), and never as the target
@@ -99,7 +100,7 @@ class Response:
     """What the mirror reads of an answer: status, headers, final URL, body."""
 
     def __init__(self, status_code: int, headers: Message, url: str, raw: Any = None,
-                 body: bytes | None = None, release: Any = None, sock: Any = None):
+                 body: bytes | None = None, release: Any = None, sock: Any = None, decode: bool = True):
         self.status_code = status_code
         self.headers = headers  # case-insensitive lookups (email.message.Message)
         self.url = url
@@ -108,7 +109,7 @@ class Response:
         self._body = body
         self._release = release  # returns the connection to its pool, or closes it
         self._decoder = None
-        if raw is not None and (headers.get("Content-Encoding") or "").lower() in ("gzip", "x-gzip"):
+        if decode and raw is not None and (headers.get("Content-Encoding") or "").lower() in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
     @property
@@ -266,8 +267,9 @@ class UpstreamClient:
             except BaseException:
                 conn.close()
                 raise
+            # asked for identity (a file): its bytes as sent, whatever encoding the answer claims
             return Response(raw.status, raw.headers, url, raw=raw, release=self._releaser(origin, conn),
-                            sock=conn.sock)
+                            sock=conn.sock, decode=sent["Accept-Encoding"].lower() != "identity")
         raise AssertionError("unreachable")
 
     def _releaser(self, origin: _Origin, conn: http.client.HTTPConnection) -> Any:

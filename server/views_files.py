@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import mimetypes
 import os
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import bottle
 
@@ -29,10 +29,32 @@ IMMUTABLE = "max-age=365000000, immutable, public"
 SMALL_BODY = 512 * 1024  # a file body up to this size is read at once (see _file_body)
 
 
+# Archive types by suffix; anything else is application/octet-stream. Never a type a browser
+# renders (text/html, image/svg+xml, ...): a file is someone's upload or upstream's bytes,
+# and this server's origin must not run what they contain.
+# (A wheel stays application/octet-stream, as it always was here.)
+_ARCHIVE_TYPES = ((".zip", "application/zip"), (".egg", "application/zip"),
+                  (".tar.gz", "application/gzip"), (".tgz", "application/gzip"),
+                  (".tar.bz2", "application/x-bzip2"), (".tar.xz", "application/x-xz"),
+                  (".tar", "application/x-tar"))
+
+
 def _content_type(filename: str) -> str:
-    if filename.endswith((".whl", ".metadata")) or ".toxresult" in filename:
-        return "application/octet-stream"
-    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    lower = filename.lower()
+    for suffix, ctype in _ARCHIVE_TYPES:
+        if lower.endswith(suffix):
+            return ctype
+    return "application/octet-stream"
+
+
+def download_headers(filename: str) -> dict[str, str]:
+    """Headers that make any stored file (an upload, a mirrored file, a tox result) a download
+    and never a page of this origin: an archive or octet-stream type, no sniffing, a sandbox
+    without any resource, and a download disposition (pip and uv ignore it)."""
+    ascii_name = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    return {"Content-Type": _content_type(filename), "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"}
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -131,7 +153,7 @@ def _file_reply(sha256: str, filename: str, size: int, mtime: float,
     req = bottle.request
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
-               "Last-Modified": formatdate(mtime, usegmt=True), "Content-Type": _content_type(filename)}
+               "Last-Modified": formatdate(mtime, usegmt=True), **download_headers(filename)}
     inm = req.get_header("If-None-Match")
     if inm and etag in [t.strip() for t in inm.split(",")]:
         return bottle.HTTPResponse(status=304, headers=headers)

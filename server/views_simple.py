@@ -21,6 +21,7 @@ from .simple import (
     choose_format,
     render_list_html,
     render_list_json,
+    render_list_json_text,
     render_project_html,
     render_project_json,
 )
@@ -93,9 +94,38 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
 
 def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str) -> CachedPage:
     generation = core.page_cache.generation
-    names = list(core.repository(ix).project_names())
-    body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
+    repo = core.repository(ix)
+    names_text = getattr(repo, "project_names_text", None)  # a mirror: its list as one string
+    if names_text is not None and fmt == "json":
+        text = names_text()
+        if core.page_cache.generation != generation:  # the list just arrived (it drops the cached
+            generation = core.page_cache.generation  # list): this render may be kept all the same
+            text = names_text()
+        body = render_list_json_text(text)
+        del text
+    else:
+        names = list(repo.project_names())
+        if core.page_cache.generation != generation:
+            generation = core.page_cache.generation
+            names = list(repo.project_names())
+        body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
+        del names
+    if _list_incomplete(core, ix):  # a new mirror's list is still on its way: say so, keep nothing
+        return CachedPage(body, _etag(body), dict(INCOMPLETE_HEADERS), None)
     return core.page_cache.put(key, "", body, _etag(body), {}, generation)
+
+
+INCOMPLETE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store",
+                      "X-Devpi-Incomplete": "upstream's project list is still loading: only the projects "
+                                            "this server has seen so far are listed"}
+
+
+def _list_incomplete(core: Core, ix: IndexRow) -> bool:
+    """Whether a mirror in the index's resolution order has no complete project list yet."""
+    for member in core.resolution_order(ix):
+        if member.type == "mirror" and getattr(core.single_repository(member), "names_incomplete", False):
+            return True
+    return False
 
 
 def install(app: bottle.Bottle, core: Core) -> None:

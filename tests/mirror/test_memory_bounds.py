@@ -1,7 +1,8 @@
 """A mirror's memory is bounded: what it forgets is looked up again, never answered wrongly.
 
-The server runs as usual, with its memory budgets (``devpi.server.mirror.MEMORY_*``)
-set tiny before it starts, so that every step below evicts something.
+The server runs as usual, with its memory budgets (``--mirror-memory`` for pages, in bytes,
+and ``devpi.server.mirror.MEMORY_*``) set tiny before it starts, so that every step below
+evicts something.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import requests
 from mirror_helpers import file_url, filenames, installed, page, pip_install, sha256, wait_for_rows
 from support.server import ServerProcess
 
-BUDGETS = {"MEMORY_LINKS": 4, "MEMORY_FILES": 2, "MEMORY_MISSING": 2}
+BUDGETS = {"MEMORY_FILES": 2, "MEMORY_MISSING": 2}
+PAGE_BYTES = "4500"  # --mirror-memory: one two-link page (about 3.3 KB, see mirror._weight) fits, two do not
 PROJECTS = ["mb-a", "mb-b", "mb-c", "mb-d"]
 
 
@@ -21,14 +23,14 @@ class TinyMemoryServer(ServerProcess):
         patch = "; ".join(f"m.{k} = {v}" for k, v in BUDGETS.items())
         code = (f"import sys, devpi.server.mirror as m; {patch}; "
                 "from devpi.server.main import main; raise SystemExit(main(sys.argv[1:]))")
-        return [sys.executable, "-c", code, *super().command()[3:]]
+        return [sys.executable, "-c", code, *super().command()[3:], "--mirror-memory", PAGE_BYTES]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, upstream):
     for name in PROJECTS:
         upstream.add_wheel(name, "1.0")
-        upstream.add_wheel(name, "2.0")  # two links: each page alone weighs 3 of the budget's 4
+        upstream.add_wheel(name, "2.0")  # two links: one page fits the budget, two do not
     upstream.add_wheel("mb-app", "1.0", requires_dist=PROJECTS)
     s = TinyMemoryServer(tmp_path_factory.mktemp("tiny") / "server", mirror_url=upstream.url).start()
     yield s

@@ -26,13 +26,16 @@ def test_putting_a_key_again_replaces_its_weight_and_makes_it_newest():
     assert list(d) == ["a", "c"] and d.get("a") == 10
 
 
-def test_an_entry_heavier_than_the_budget_is_kept_alone():
+def test_an_entry_heavier_than_the_budget_is_not_kept():
+    """Issue 24 (finding 8): a budget is a bound. A huge page used to be kept alone, over the
+    budget; now it is returned to its caller but not kept, and pushes nothing out."""
     d: BoundedDict[str, str] = BoundedDict(budget=3)
     d.put("small", "s")
-    d.put("huge", "h", weight=50)
-    assert list(d) == ["huge"] and d.weight == 50
-    d.put("next", "n")  # over budget: the huge one goes first
-    assert list(d) == ["next"]
+    assert d.put("huge", "h", weight=50) == "h"
+    assert list(d) == ["small"] and d.weight == 1
+    assert d.setdefault("huge", "h2", weight=50) == "h2" and "huge" not in d
+    d.put("small", "s", weight=50)  # replaced by something too heavy: gone
+    assert list(d) == [] and d.weight == 0
 
 
 def test_setdefault_keeps_what_is_there_and_pop_frees_its_weight():

@@ -46,6 +46,46 @@ class _StatusLines(dict):
 httptools_impl.STATUS_LINE = _StatusLines(httptools_impl.STATUS_LINE)
 
 
+class _HeadHeld:
+    """The response's transport while its head is written: holds the head until the first
+    body write (or the response's end), so head and body leave in one ``send`` (uvicorn
+    writes them separately: a second system call for every response)."""
+
+    __slots__ = ("transport", "held")
+
+    def __init__(self, transport: asyncio.Transport):
+        self.transport = transport
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.held is None:
+            self.held = data
+            return
+        if self.held:
+            data, self.held = self.held + data, b""
+        if data:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.held:
+            data, self.held = self.held, b""
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class _Cycle(httptools_impl.RequestResponseCycle):
+    async def send(self, message: Any) -> None:
+        if not self.response_started and message["type"] == "http.response.start":
+            self.transport = _HeadHeld(self.transport)  # 100-continue, earlier, went out as is
+        await super().send(message)
+
+
 def raise_fd_limit() -> int:
     """Use every descriptor the hard limit allows (the soft default of 1024 is a relic of
     select()), and return the soft limit in force."""
@@ -151,11 +191,17 @@ def protocol_class(*, timeout: float, max_connections: int) -> type[HttpToolsPro
             self._head_bytes = 0
             self._stop_waiting()
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and type(cycle) is httptools_impl.RequestResponseCycle:
+                cycle.__class__ = _Cycle  # its task has not started yet
             if self._push:  # the request's task has not run yet: it sees PUSH
                 self._push = False
                 self.scope["method"] = "PUSH"
 
         def on_response_complete(self) -> None:
+            held = self.cycle.transport if self.cycle is not None else None
+            if isinstance(held, _HeadHeld):
+                held.flush()  # a head without body bytes (HEAD, 304, empty body)
             super().on_response_complete()
             if not self.transport.is_closing() and not self.pipeline:
                 waiting[self] = None  # idle: uvicorn's keep-alive timer closes it

@@ -325,6 +325,12 @@ class WsgiBridge:
         except BodyTimeout as e:  # the response stalled: uvicorn closes the connection
             log.info("%s %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"], e.message)
             return
+        except asyncio.CancelledError:  # shutting down with this one still waiting (a long-poll)
+            try:
+                await send_json(send, 503, "the server is shutting down", {"Retry-After": "5"}, close=True)
+            except Exception:
+                pass  # its response had begun: uvicorn closes the connection
+            return
         finally:
             lane.busy -= 1
         if result is not None:

@@ -120,6 +120,11 @@ def _refuse_open_root(core: Core, host: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck. Blocked
+    # until the server runs, and in every thread started meanwhile (they inherit the mask), so
+    # the main thread takes it and the dump shows it as the current thread.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     from .cpupin import CpuPin, PinError
     from .logwriter import BatchedLogHandler, shared_lines
 
@@ -173,17 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     port = sock.getsockname()[1]
     config.port = port
     url_host = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"devpi server {__version__} listening on http://{url_host}:{port} "
-          f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck
-    faulthandler.register(signal.SIGUSR2, all_threads=True)
-    pin.start_watching()
-    try:
+    try:  # from the handler's first moment on, a SIGTERM lands in the except below
+        signal.signal(signal.SIGTERM, stop)
+        print(f"devpi server {__version__} listening on http://{url_host}:{port} "
+              f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
+        pin.start_watching()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
         server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:
         log.info("shutting down")

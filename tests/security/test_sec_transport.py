@@ -336,3 +336,28 @@ def test_stalled_or_trickled_body_frees_its_thread(sec_servers):
         assert api_time(s) < 1.0
     finally:
         close_all([stalled, trickled])
+
+
+@pytest.mark.parametrize("request_bytes, status, text", [
+    (b"GARBAGE\r\n\r\n", 400, "malformed HTTP request"),
+    (b"GET /+api HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+     "malformed HTTP request"),
+    (b"GET /+api HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200_000 + b"\r\n\r\n", 431, "request head"),
+    (b"POST /x/y/ HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413, "too large"),
+])
+def test_transport_errors_are_json(plain, request_bytes, status, text):
+    """Attacker: malformed or smuggling-shaped requests, an oversized head, a body declared far
+    over the upload limit. Must hold: refused by the server itself with the right 4xx and a
+    JSON message (no request reaches the application), and the server goes on."""
+    c = open_sockets(plain, 1)[0]
+    try:
+        try:
+            c.sendall(request_bytes)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused while we were still sending: the answer is already waiting
+        got, headers, body = read_response(c, 5)
+        assert got == status and headers["content-type"].startswith("application/json")
+        assert text in json.loads(body)["message"]
+    finally:
+        c.close()
+    assert api_time(plain) < 1.0

@@ -175,16 +175,17 @@ def protocol_class(*, timeout: float, max_connections: int) -> type[HttpToolsPro
             if self._awaiting_head:
                 self._head_bytes += len(data)
             super().data_received(data)
-            if self._awaiting_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-                self._stop_waiting()
-                self.transport.write(_json_response(431, f"request head larger than {MAX_HEAD_BYTES} bytes"))
-                self.transport.close()
+            if self._awaiting_head and not self.transport.is_closing():
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._stop_waiting()
+                    self.transport.write(_json_response(431, f"request head larger than {MAX_HEAD_BYTES} bytes"))
+                    self.transport.close()
+                elif self._head_timer is None:
+                    self._wait()  # only a head that did not arrive whole is put on the clock
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._awaiting_head = True
-            if self._head_timer is None:
-                self._wait()
 
         def on_headers_complete(self) -> None:
             self._awaiting_head = False

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -215,9 +216,23 @@ def build_environ(scope: dict, body: Body) -> dict:
     return environ
 
 
+_STATUSES: dict[str, int] = {}
+
+
 def _status(status: str) -> int:
-    code, _, reason = status.partition(" ")
-    return Status(int(code), reason)
+    """The code of a WSGI status line, carrying its reason phrase when that is not the
+    standard one (remembered: nearly every response repeats one of a few lines)."""
+    got = _STATUSES.get(status)
+    if got is None:
+        code, _, reason = status.partition(" ")
+        try:
+            standard = HTTPStatus(int(code)).phrase
+        except ValueError:
+            standard = ""
+        got = int(code) if reason == standard else Status(int(code), reason)
+        if len(_STATUSES) < 512:
+            _STATUSES[status] = got
+    return got
 
 
 def _headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

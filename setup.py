@@ -23,7 +23,8 @@ setup(
     },
     install_requires=[
         "bottle>=0.13",
-        "waitress>=3.0",
+        "uvicorn>=0.30",  # the HTTP server (event loop); see server/httpserver.py
+        "httptools>=0.6",  # uvicorn's fast HTTP/1.1 parser, which server/httpserver.py extends
         "multipart>=1.3",  # streaming multipart/form-data parser for uploads (bottle's author)
         "requests>=2.31",
         "pkginfo>=1.10",

@@ -76,8 +76,12 @@ def build_app(core: Core) -> Callable:
         hook(app, core)
     from .fastlane import FastLane
 
-    wsgi = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
-    return RequestLog(DevpiHeaders(Utf8Paths(wsgi), core))
+    fastlane = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
+    full = RequestLog(DevpiHeaders(Utf8Paths(fastlane), core))
+    # the server answers cache hits in its event loop through this shorter stack
+    full.fastlane = fastlane
+    full.fast_wsgi = RequestLog(DevpiHeaders(fastlane, core), full.log)
+    return full
 
 
 def _load_web(wsgi: Callable, core: Core) -> Callable:

@@ -39,7 +39,9 @@ class FastLane:
                 self._formats[key] = got
         return got
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def hit(self, environ: dict) -> tuple[CachedPage, str] | None:
+        """The cached page and content type this request asks for, if the cache holds it
+        (remembered in the environ: the server asks first, to answer it without a thread)."""
         method = environ["REQUEST_METHOD"]
         if method == "GET" or method == "HEAD":
             path = environ.get("PATH_INFO", "")
@@ -52,9 +54,16 @@ class FastLane:
                         key = (user, index, project, chosen[0], "../" * (path.count("/") - 1))
                     else:
                         key = (user, index, "", chosen[0], "")
-                    hit = self.core.page_cache.get(key)
-                    if hit is not None:
-                        return self._serve(environ, start_response, hit, chosen[1], method)
+                    page = self.core.page_cache.get(key)
+                    if page is not None:
+                        found = environ["devpi.cached_page"] = (page, chosen[1])
+                        return found
+        return None
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        found = environ.get("devpi.cached_page") or self.hit(environ)
+        if found is not None:
+            return self._serve(environ, start_response, found[0], found[1], environ["REQUEST_METHOD"])
         return self.app(environ, start_response)
 
     def _serve(self, environ: dict, start_response: Callable, page: CachedPage, ctype: str,

@@ -1,4 +1,4 @@
-"""`devpi server`: parse options, take the server dir, migrate, serve with waitress.
+"""`devpi server`: parse options, take the server dir, migrate, serve (server/httpserver.py).
 
 Start-up does no key derivation and imports nothing it does not need, so the
 first request is answered well under a second after the process starts.
@@ -104,7 +104,20 @@ def make_parser() -> argparse.ArgumentParser:
                         "'off' disables (default: 20/60)")
     p.add_argument("--max-upload-size", type=parse_size, default=parse_size("512M"),
                    help="largest accepted upload body (default: 512M)")
-    p.add_argument("--threads", type=int, default=32, help="worker threads (default: 32)")
+    p.add_argument("--threads", type=int, default=32,
+                   help="worker threads for the API, uploads and private indexes (default: 32)")
+    p.add_argument("--upstream-threads", type=int, default=32,
+                   help="worker threads for requests to indexes that read from a mirror, so a slow "
+                        "upstream cannot hold the others (default: 32)")
+    p.add_argument("--max-long-polls", type=int, default=64,
+                   help="/+changelog long-polls waiting at once, each in its own thread; more are refused "
+                        "with 429 (default: 64)")
+    p.add_argument("--max-connections", type=int, default=4096,
+                   help="open connections; past it the longest idle one is closed (default: 4096, "
+                        "lowered to what the open-file limit allows)")
+    p.add_argument("--connection-timeout", type=float, default=30.0,
+                   help="seconds a connection may stay idle or take to send a request head, and a "
+                        "request body or response may stall (default: 30)")
     p.add_argument("--pin-cpu", metavar="auto|off|N", default="auto",
                    help="keep all threads on one CPU (Python runs one thread at a time, so spreading them "
                         "costs more than it gains): auto (default) picks one and moves off it when other "
@@ -188,26 +201,13 @@ def _refuse_open_root(core: Core, host: str) -> None:
                          "Set one with --root-passwd on first start or `devpi passwd root`.")
 
 
-def _json_transport_errors() -> None:
-    """Errors waitress answers before our app sees the request (a body over the size
-    limit, malformed HTTP) leave as JSON {"message": ...} like every other error."""
-    from waitress import utilities
-
-    from .httpkit import json_body, reason_phrase
-
-    def to_response(self, ident=None):
-        if self.code == 413:
-            message = f"request body too large: {self.body}"
-        else:
-            message = f"{self.reason}: {self.body}" if self.body else self.reason
-        return (f"{self.code} {reason_phrase(message)}", [("Content-Type", "application/json")],
-                json_body({"message": message}))
-
-    utilities.Error.to_response = to_response
-
-
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck. Blocked
+    # until the server runs, and in every thread started meanwhile (they inherit the mask), so
+    # the main thread takes it and the dump shows it as the current thread.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     from .cpupin import CpuPin, PinError
     from .logwriter import BatchedLogHandler, shared_lines
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, handlers=[handler])
     if not args.debug:
-        logging.getLogger("waitress").setLevel(logging.ERROR)
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
     from .malloc_tuning import tune
 
@@ -247,40 +247,39 @@ def main(argv: list[str] | None = None) -> int:
     load_extensions(core)
     core.storage.start_poller()
     threading.Thread(target=core.blobs.make_dirs, name="blob-dirs", daemon=True).start()
-    from waitress.server import create_server
-
-    _json_transport_errors()
-
     from .app import build_app
+    from .httpserver import connection_cap, listen, make_server
+    from .wsgibridge import WsgiBridge
 
     app = build_app(core)
+    bridge = WsgiBridge(app, core, threads=config.threads, upstream_threads=args.upstream_threads,
+                        max_long_polls=args.max_long_polls, timeout=args.connection_timeout,
+                        max_body=config.max_upload_size + 1024 * 1024)
     try:
-        server = create_server(app, host=config.host, port=config.port, threads=config.threads,
-                               max_request_body_size=config.max_upload_size + 1024 * 1024,
-                               channel_timeout=300, connection_limit=1000, ident="devpi",
-                               clear_untrusted_proxy_headers=False)
+        sock = listen(config.host, config.port)
     except OSError as e:
         raise SystemExit(f"devpi server: cannot listen on {config.host}:{config.port}: {e.strerror}") from None
-    port = server.effective_port
+    server = make_server(bridge, timeout=args.connection_timeout,
+                         max_connections=connection_cap(args.max_connections))
+    port = sock.getsockname()[1]
     config.port = port
     url_host = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"devpi server {__version__} listening on http://{url_host}:{port} "
-          f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck
-    faulthandler.register(signal.SIGUSR2, all_threads=True)
-    pin.start_watching()
-    try:
-        server.run()
+    try:  # from the handler's first moment on, a SIGTERM lands in the except below
+        signal.signal(signal.SIGTERM, stop)
+        print(f"devpi server {__version__} listening on http://{url_host}:{port} "
+              f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
+        pin.start_watching()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
+        server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:
         log.info("shutting down")
     finally:
         pin.stop()
-        server.close()
+        sock.close()
         for hook in core.config.extra.get("shutdown_hooks", []):
             try:
                 hook()

@@ -118,10 +118,10 @@ def _file_body(f: BinaryIO, start: int, end: int) -> Any:
 
     Up to ``SMALL_BODY`` bytes are read at once (one ``pread``) and sent as bytes: most
     wheels, and the byte ranges installers read metadata with. Each system call lets
-    another thread take the GIL, and waitress sending a file costs a dozen (seeks and
-    tells around every read). A larger body is the file itself: waitress sends it from
-    the file (bounded by Content-Length), sparing the worker thread and two copies of
-    every chunk through its output buffer."""
+    another thread take the GIL. A larger body is the file itself where the server offers
+    ``wsgi.file_wrapper`` (it sends from the file, bounded by Content-Length); devpi's own
+    server (server/wsgibridge.py) offers none and streams the chunks of ``_read_range``,
+    each waiting a bounded time for the client to take it."""
     if end - start <= SMALL_BODY:
         data = os.pread(f.fileno(), end - start, start)
         if len(data) != end - start:

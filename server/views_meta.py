@@ -11,6 +11,21 @@ FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-r
 USER_SEG = "<user:re:[^+/][^/]*>"
 INDEX_SEG = "<index:re:[^+/][^/]*>"
 
+MAX_POLL_WAIT = 30.0  # seconds a /+changelog long-poll may wait for the next serial
+
+
+def poll_timeout(text: str | None) -> float:
+    """``?timeout=`` of a long-poll: a finite, non-negative number of seconds, clamped."""
+    if text is None:
+        return MAX_POLL_WAIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):  # also false for nan
+        raise APIError(400, f"timeout must be a non-negative number of seconds, not {text[:40]!r}")
+    return min(value, MAX_POLL_WAIT)
+
 
 def install(app: bottle.Bottle, core: Core) -> None:
     req = bottle.request
@@ -62,7 +77,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if serial > current + 1:
             raise APIError(404, f"serial {serial} is beyond the next serial {current + 1}")
         if serial == current + 1:
-            wait = 1.0 if "initial_fetch" in req.query else min(float(req.query.get("timeout", 30)), 30)
+            wait = 1.0 if "initial_fetch" in req.query else poll_timeout(req.query.get("timeout"))
             if not core.storage.wait_for_serial(serial, wait):
                 return json_reply(None, None, f"no change after serial {current} yet", status=202)
         entry = core.storage.changelog_entry(serial)

@@ -97,7 +97,7 @@ def test_sigusr2_writes_every_threads_stack_to_the_log_and_the_server_goes_on(se
     while "Current thread" not in server.log_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     log = server.log_text()
-    assert "Current thread" in log and "wasyncore.py" in log  # the main thread, in waitress's loop
+    assert "Current thread" in log and "base_events.py" in log  # the main thread, in the event loop
     assert log.count("Thread 0x") >= 32  # the worker threads too
     assert server.api("GET", "/+api").status_code == 200
 

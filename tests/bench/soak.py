@@ -5,7 +5,7 @@ Standalone, on 127.0.0.1 only (it starts everything it talks to)::
     python tests/bench/soak.py                        # 10 minutes, the criteria
     python tests/bench/soak.py --quick                # 60 s smoke run
     python tests/bench/soak.py --write-doc --json soak.json \\
-        --server-arg=--threads=32 --server-arg=--mirror-allow-private
+        --server-arg=--threads=32 --server-arg=--upstream-threads=16
 
 (write ``--server-arg=VALUE`` with the ``=``: a value that starts with ``--`` needs it).
 Against the landed code add ``--idle 0`` to see the rest once the idle sockets have shown
@@ -908,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
            "nofile": nofile, "server_nofile": a.server_nofile or nofile, "rss_bound": a.rss_bound,
            "hang_close": a.hang_close}
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="devpi-soak-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     print(f"soak: {duration:g} s, clients {mix}, {a.idle} idle sockets, server args {a.server_arg}, "
           f"work dir {workdir}", flush=True)
 

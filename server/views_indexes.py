@@ -56,7 +56,7 @@ def check_mirror_policy(core: Core, user: str, index_type: str, config: dict, cu
         who = "root and the users named by the server's --mirror-creators" if policy.creators else "root"
         raise APIError(403, f"only {who} may create a mirror or change its mirror_url")
     cfg = core.config
-    if names_this_server(url, cfg.host, int(cfg.port), (cfg.outside_url, request_host)):  # waitress: a str
+    if names_this_server(url, cfg.host, int(cfg.port), (cfg.outside_url, request_host)):  # port may be a str
         raise APIError(400, f"mirror_url {redact(url)} points at this server itself: "
                             "a mirror of itself would only wait for its own answers")
     try:

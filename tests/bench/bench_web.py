@@ -3,7 +3,7 @@
 Runnable standalone (``python tests/bench/bench_web.py [--projects N] [--requests N]``); prints
 the figures reported in doc/performance.md. The catalog is filled in-process through the
 server's own catalog functions (one transaction: fast), then the real server process
-serves the pages over HTTP to a browser-like client, so the times include waitress,
+serves the pages over HTTP to a browser-like client, so the times include the HTTP server,
 routing, SQL and template rendering. Goal: the index page under 200 ms.
 """
 from __future__ import annotations

@@ -6,10 +6,8 @@ upstream failure switches, which they clear again.
 """
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from support.hostile import HostileUpstream
 from support.server import ServerProcess
 
 
@@ -30,40 +28,7 @@ def root(mserver):
 
 @pytest.fixture
 def hostile():
-    """A small upstream answering fixed routes, for answers the well-behaved test upstream
-    never gives: yields (base URL, routes, paths asked). A route is (status, headers, body);
-    body may be an iterable of bytes, sent piece by piece (a page that never ends)."""
-    routes: dict[str, tuple] = {}
-    asked: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            if isinstance(body, bytes):
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_header("Connection", "close")
-            self.end_headers()
-            try:
-                for piece in body:
-                    self.wfile.write(piece)
-                    self.wfile.flush()
-            except OSError:
-                pass  # the server under test gave up: as it should
-            self.close_connection = True
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", routes, asked
-    server.shutdown()
-    server.server_close()
+    """A small upstream answering fixed routes (support/hostile.py): yields (base URL,
+    routes, paths asked)."""
+    with HostileUpstream() as up:
+        yield up.url, up.routes, up.asked

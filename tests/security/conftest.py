@@ -31,3 +31,10 @@ def sec_servers(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def engine_srv(request, sec_servers) -> ServerProcess:
+    """One server per module and storage engine (SQLite, then a real PostgreSQL)."""
+    storage = request.getfixturevalue("pg_cluster").new_database() if request.param == "postgresql" else None
+    return sec_servers(storage=storage)

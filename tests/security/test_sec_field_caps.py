@@ -8,22 +8,9 @@ the field and the limit, on create and on both PATCH forms.
 """
 from __future__ import annotations
 
-import uuid
-
-import pytest
-from support.server import ServerProcess
+from support.naming import unique
 
 KIB = 1024
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request, sec_servers) -> ServerProcess:
-    storage = request.getfixturevalue("pg_cluster").new_database() if request.param == "postgresql" else None
-    return sec_servers(storage=storage)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def refused(r, field: str, limit: int) -> None:
@@ -32,55 +19,55 @@ def refused(r, field: str, limit: int) -> None:
     assert field in message and str(limit) in message, message
 
 
-def test_nine_megabyte_user_description_is_refused(srv):
+def test_nine_megabyte_user_description_is_refused(engine_srv):
     """The reported case: anonymous PUT /<name> with a 9 MB description."""
     name = unique("big")
-    r = srv.api("PUT", f"/{name}", json={"password": "pw", "description": "x" * (9 * KIB * KIB)})
+    r = engine_srv.api("PUT", f"/{name}", json={"password": "pw", "description": "x" * (9 * KIB * KIB)})
     refused(r, "description", 64 * KIB)
-    assert srv.api("GET", f"/{name}").status_code == 404
-    assert len(srv.api("GET", "/").content) < 1024 * KIB
+    assert engine_srv.api("GET", f"/{name}").status_code == 404
+    assert len(engine_srv.api("GET", "/").content) < 1024 * KIB
 
 
-def test_user_fields_are_capped_on_create_and_modify(srv):
-    auth = srv.create_user(unique("u"), "pw", description="d" * (64 * KIB), title="t" * KIB)
+def test_user_fields_are_capped_on_create_and_modify(engine_srv):
+    auth = engine_srv.create_user(unique("u"), "pw", description="d" * (64 * KIB), title="t" * KIB)
     user = auth[0]
-    refused(srv.api("PATCH", f"/{user}", json={"title": "t" * (KIB + 1)}, auth=auth), "title", KIB)
-    refused(srv.api("PATCH", f"/{user}", json={"email": "e" * (2 * KIB) + "@x"}, auth=auth), "email", KIB)
-    refused(srv.api("PATCH", f"/{user}", json={"custom_data": {"k": "v" * (64 * KIB)}}, auth=auth),
+    refused(engine_srv.api("PATCH", f"/{user}", json={"title": "t" * (KIB + 1)}, auth=auth), "title", KIB)
+    refused(engine_srv.api("PATCH", f"/{user}", json={"email": "e" * (2 * KIB) + "@x"}, auth=auth), "email", KIB)
+    refused(engine_srv.api("PATCH", f"/{user}", json={"custom_data": {"k": "v" * (64 * KIB)}}, auth=auth),
             "custom_data", 64 * KIB)
-    refused(srv.api("PUT", f"/{unique('u')}", json={"password": "pw", "title": "é" * 600}), "title", KIB)
-    assert srv.api("GET", f"/{user}").json()["result"]["title"] == "t" * KIB
+    refused(engine_srv.api("PUT", f"/{unique('u')}", json={"password": "pw", "title": "é" * 600}), "title", KIB)
+    assert engine_srv.api("GET", f"/{user}").json()["result"]["title"] == "t" * KIB
 
 
-def test_index_fields_are_capped_on_create_and_both_patch_forms(srv):
-    auth = srv.create_user(unique("ix"), "pw")
+def test_index_fields_are_capped_on_create_and_both_patch_forms(engine_srv):
+    auth = engine_srv.create_user(unique("ix"), "pw")
     user = auth[0]
-    refused(srv.api("PUT", f"/{user}/big", json={"description": "x" * (9 * KIB * KIB)}, auth=auth),
+    refused(engine_srv.api("PUT", f"/{user}/big", json={"description": "x" * (9 * KIB * KIB)}, auth=auth),
             "description", 64 * KIB)
-    assert srv.api("GET", f"/{user}/big").status_code == 404
-    srv.create_index(auth, "dev", description="x" * (64 * KIB))
-    refused(srv.api("PATCH", f"/{user}/dev", json={"title": "t" * (KIB + 1)}, auth=auth), "title", KIB)
-    refused(srv.api("PATCH", f"/{user}/dev", json=["title=" + "t" * (KIB + 1)], auth=auth), "title", KIB)
+    assert engine_srv.api("GET", f"/{user}/big").status_code == 404
+    engine_srv.create_index(auth, "dev", description="x" * (64 * KIB))
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json={"title": "t" * (KIB + 1)}, auth=auth), "title", KIB)
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json=["title=" + "t" * (KIB + 1)], auth=auth), "title", KIB)
     many = ",".join(f"u{i}" for i in range(257))
-    refused(srv.api("PATCH", f"/{user}/dev", json={"acl_upload": many}, auth=auth), "acl_upload", 256)
-    refused(srv.api("PATCH", f"/{user}/dev", json=["acl_toxresult_upload+=" + many], auth=auth),
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json={"acl_upload": many}, auth=auth), "acl_upload", 256)
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json=["acl_toxresult_upload+=" + many], auth=auth),
             "acl_toxresult_upload", 256)
-    refused(srv.api("PATCH", f"/{user}/dev", json={"acl_upload": "a" * (KIB + 1)}, auth=auth), "acl_upload", KIB)
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json={"acl_upload": "a" * (KIB + 1)}, auth=auth), "acl_upload", KIB)
     names = ",".join(f"p{i}" for i in range(1025))
-    refused(srv.api("PATCH", f"/{user}/dev", json={"mirror_whitelist": names}, auth=auth),
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json={"mirror_whitelist": names}, auth=auth),
             "mirror_whitelist", 1024)
-    refused(srv.api("PATCH", f"/{user}/dev", json={"custom_data": ["x" * (64 * KIB)]}, auth=auth),
+    refused(engine_srv.api("PATCH", f"/{user}/dev", json={"custom_data": ["x" * (64 * KIB)]}, auth=auth),
             "custom_data", 64 * KIB)
-    cfg = srv.api("GET", f"/{user}/dev").json()["result"]
+    cfg = engine_srv.api("GET", f"/{user}/dev").json()["result"]
     assert cfg["acl_upload"] == [user] and "title" not in cfg
 
 
-def test_bases_list_is_capped(srv):
-    auth = srv.create_user(unique("bl"), "pw")
+def test_bases_list_is_capped(engine_srv):
+    auth = engine_srv.create_user(unique("bl"), "pw")
     user = auth[0]
     for i in range(33):
-        srv.create_index(auth, f"b{i}")
+        engine_srv.create_index(auth, f"b{i}")
     bases = ",".join(f"{user}/b{i}" for i in range(33))
-    refused(srv.api("PUT", f"/{user}/top", json={"bases": bases}, auth=auth), "bases", 32)
+    refused(engine_srv.api("PUT", f"/{user}/top", json={"bases": bases}, auth=auth), "bases", 32)
     ok = ",".join(f"{user}/b{i}" for i in range(32))
-    assert srv.api("PUT", f"/{user}/top", json={"bases": ok}, auth=auth).status_code == 200
+    assert engine_srv.api("PUT", f"/{user}/top", json={"bases": ok}, auth=auth).status_code == 200

@@ -15,11 +15,11 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urljoin
 
 import pytest
 import requests
+from support.hostile import HostileUpstream
 from support.upstream import make_wheel
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -32,43 +32,9 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def hostile():
-    """A small upstream answering fixed routes: yields (base URL, routes). A route is
-    (status, headers, body); a body that is an iterable of bytes is sent piece by piece
-    with no Content-Length (the connection's end ends it), unless the headers give one."""
-    routes: dict[str, tuple] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            if isinstance(body, bytes):
-                if "Content-Length" not in headers:
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_header("Connection", "close")
-            self.end_headers()
-            try:
-                for piece in body():
-                    self.wfile.write(piece)
-                    self.wfile.flush()
-            except OSError:
-                pass  # the server under test gave up: as it should
-            self.close_connection = True
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", routes
-    server.shutdown()
-    server.server_close()
+    """A small upstream answering fixed routes (support/hostile.py): yields (base URL, routes)."""
+    with HostileUpstream() as up:
+        yield up.url, up.routes
 
 
 @pytest.fixture(scope="module")

@@ -11,56 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urljoin
 
 import pytest
 import requests
+from support.hostile import HostileUpstream
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 @pytest.fixture(scope="module")
 def hostile():
-    """A small upstream answering fixed routes: yields (base URL, routes). A route is
-    (status, headers, body); a callable body yields pieces sent with no Content-Length."""
-    routes: dict[str, tuple] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            if isinstance(body, bytes):
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_header("Connection", "close")
-            self.end_headers()
-            try:
-                for piece in body():
-                    self.wfile.write(piece)
-                    self.wfile.flush()
-            except OSError:
-                pass
-            self.close_connection = True
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", routes
-    server.shutdown()
-    server.server_close()
+    """A small upstream answering fixed routes (support/hostile.py): yields (base URL, routes)."""
+    with HostileUpstream("HTTP/1.1") as up:
+        yield up.url, up.routes
 
 
 def big_page(hostile, project: str, n: int) -> list[str]:

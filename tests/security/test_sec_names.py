@@ -10,71 +10,60 @@ no user), which is consistent because no two stored names differ only in case.
 """
 from __future__ import annotations
 
-import uuid
 from urllib.parse import quote
 
 import pytest
-from support.server import ServerProcess
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request, sec_servers) -> ServerProcess:
-    storage = request.getfixturevalue("pg_cluster").new_database() if request.param == "postgresql" else None
-    return sec_servers(storage=storage)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
+from support.naming import unique
 
 
 @pytest.mark.parametrize("name", ["\u0430lice", "alice\u200b", "alice\u202e", "al\u00efce", "\uff41lice"])
-def test_non_ascii_user_names_are_refused(srv, name):
+def test_non_ascii_user_names_are_refused(engine_srv, name):
     """Cyrillic, zero-width, bidi-override, accented and full-width look-alikes of 'alice'."""
-    r = srv.api("PUT", "/" + quote(name), json={"password": "pw"})
+    r = engine_srv.api("PUT", "/" + quote(name), json={"password": "pw"})
     assert r.status_code == 400, r.text
     assert "ASCII letters, digits and -._@" in r.json()["message"]
-    assert srv.api("GET", "/" + quote(name)).status_code == 404
+    assert engine_srv.api("GET", "/" + quote(name)).status_code == 404
 
 
-def test_non_ascii_index_names_are_refused(srv):
+def test_non_ascii_index_names_are_refused(engine_srv):
     """The same look-alikes as index names (alice/dev vs alice/dеv with a Cyrillic е)."""
-    auth = srv.create_user(unique("ix"), "pw")
+    auth = engine_srv.create_user(unique("ix"), "pw")
     for name in ("d\u0435v", "dev\u200b", "dev\u202e"):
-        r = srv.api("PUT", f"/{auth[0]}/{quote(name)}", json={}, auth=auth)
+        r = engine_srv.api("PUT", f"/{auth[0]}/{quote(name)}", json={}, auth=auth)
         assert r.status_code == 400, r.text
         assert "ASCII" in r.json()["message"]
 
 
-def test_case_variant_of_root_is_a_conflict(srv):
+def test_case_variant_of_root_is_a_conflict(engine_srv):
     """'Root' next to 'root' would read as the administrator in every listing."""
-    r = srv.api("PUT", "/Root", json={"password": "pw"})
+    r = engine_srv.api("PUT", "/Root", json={"password": "pw"})
     assert r.status_code == 409, r.text
     assert "root" in r.json()["message"]
-    assert "Root" not in srv.api("GET", "/").json()["result"]
+    assert "Root" not in engine_srv.api("GET", "/").json()["result"]
 
 
-def test_case_variant_of_a_user_and_of_an_index_is_a_conflict(srv):
+def test_case_variant_of_a_user_and_of_an_index_is_a_conflict(engine_srv):
     name = unique("carol")
-    auth = srv.create_user(name, "pw")
-    r = srv.api("PUT", f"/{name.upper()}", json={"password": "pw"})
+    auth = engine_srv.create_user(name, "pw")
+    r = engine_srv.api("PUT", f"/{name.upper()}", json={"password": "pw"})
     assert r.status_code == 409, r.text
-    srv.create_index(auth, "dev")
-    r = srv.api("PUT", f"/{name}/DEV", json={}, auth=auth)
+    engine_srv.create_index(auth, "dev")
+    r = engine_srv.api("PUT", f"/{name}/DEV", json={}, auth=auth)
     assert r.status_code == 409, r.text
-    assert sorted(srv.api("GET", f"/{name}").json()["result"]["indexes"]) == ["dev"]
+    assert sorted(engine_srv.api("GET", f"/{name}").json()["result"]["indexes"]) == ["dev"]
 
 
-def test_lookups_and_login_are_exact(srv):
+def test_lookups_and_login_are_exact(engine_srv):
     """A case variant names no user: GET /CAROL is 404 and logging in as it fails (401)."""
     name = unique("dave")
-    srv.create_user(name, "pw")
-    assert srv.api("GET", f"/{name.upper()}").status_code == 404
-    r = srv.api("POST", "/+login", json={"user": name.upper(), "password": "pw"})
+    engine_srv.create_user(name, "pw")
+    assert engine_srv.api("GET", f"/{name.upper()}").status_code == 404
+    r = engine_srv.api("POST", "/+login", json={"user": name.upper(), "password": "pw"})
     assert r.status_code == 401, r.text
-    assert srv.api("POST", "/+login", json={"user": name, "password": "pw"}).status_code == 200
+    assert engine_srv.api("POST", "/+login", json={"user": name, "password": "pw"}).status_code == 200
 
 
-def test_plain_ascii_names_with_all_allowed_characters_still_work(srv):
+def test_plain_ascii_names_with_all_allowed_characters_still_work(engine_srv):
     name = unique("e.v-a_") + "@corp"
-    auth = srv.create_user(name, "pw")
-    assert srv.create_index(auth, "dev.1-x_y@z")["type"] == "stage"
+    auth = engine_srv.create_user(name, "pw")
+    assert engine_srv.create_index(auth, "dev.1-x_y@z")["type"] == "stage"

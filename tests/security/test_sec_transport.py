@@ -482,3 +482,22 @@ def test_push_from_a_hanging_mirror_does_not_starve_the_api(sec_servers, hanging
         assert time.monotonic() - t0 < 1.0
     finally:
         close_all(socks)
+
+
+def test_uvicorn_is_pinned_below_its_next_release():
+    """server/httpserver.py extends uvicorn's internals (STATUS_LINE, RequestResponseCycle,
+    more_body, send_400_response), which may change in any release: the distribution must
+    cap uvicorn, the installed one must be inside the cap, and the internals must be there."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+    from uvicorn.protocols.http import httptools_impl
+
+    reqs = [Requirement(r) for r in requires("devpi") or []]
+    uvicorn = [r for r in reqs if r.name == "uvicorn" and not r.marker]
+    assert len(uvicorn) == 1, reqs
+    assert any(spec.operator == "<" for spec in uvicorn[0].specifier), f"no upper bound: {uvicorn[0]}"
+    assert uvicorn[0].specifier.contains(version("uvicorn")), (str(uvicorn[0]), version("uvicorn"))
+    assert isinstance(httptools_impl.STATUS_LINE, dict)
+    assert hasattr(httptools_impl.HttpToolsProtocol, "send_400_response")
+    assert "more_body" in httptools_impl.RequestResponseCycle.__init__.__code__.co_names

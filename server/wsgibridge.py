@@ -298,11 +298,13 @@ class WsgiBridge:
         if path.startswith("/+changelog/"):
             return self.long_polls
         method = environ["REQUEST_METHOD"]
-        # reads, and pushes (a POST to an index that is not a form, or PUSH): a push from a
-        # mirror downloads the release's files first
-        if method in ("GET", "HEAD", "PUSH") or (method == "POST" and not is_form(environ.get("CONTENT_TYPE"))):
+        reads = method in ("GET", "HEAD")
+        if reads or method in ("POST", "PUSH"):
             m = _INDEX_PATH.match(path)
-            if m is not None and f"{m.group(1)}/{m.group(2)}" in self.upstream_indexes:
+            if m is None or f"{m.group(1)}/{m.group(2)}" not in self.upstream_indexes:
+                return self.main
+            # a push (not a form upload) to the index itself downloads the release's files first
+            if reads or (m.end() == len(path) and not is_form(environ.get("CONTENT_TYPE"))):
                 return self.upstream
         return self.main
 

@@ -130,8 +130,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=32,
                    help="worker threads for the API, uploads and private indexes (default: 32)")
     p.add_argument("--upstream-threads", type=positive_int, default=32,
-                   help="worker threads for requests to indexes that read from a mirror, so a slow "
-                        "upstream cannot hold the others (default: 32)")
+                   help="worker threads for reads of, and pushes from, indexes that read from a mirror, so "
+                        "a slow upstream cannot hold the others (default: 32)")
     p.add_argument("--max-long-polls", type=positive_int, default=64,
                    help="/+changelog long-polls waiting at once, each in its own thread; more are refused "
                         "with 429 (default: 64)")

@@ -2,8 +2,8 @@
 
 Findings 1, 6 and the transport half of 13 of the hardening issue. The attacker
 has no account; they open many sockets, send requests slowly or never finish
-them, park long-polls, point a mirror at an upstream that never answers, or
-push a huge body at an upload URL. What must hold: the process stays up, a new
+them, park long-polls, point a mirror at an upstream that never answers (and
+push from it), or push a huge or never-ending (chunked) body at an upload URL. What must hold: the process stays up, a new
 client's ``GET /+api`` is answered within a second throughout, every wait is
 bounded, and a refused body is never written anywhere.
 """

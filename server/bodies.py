@@ -70,3 +70,9 @@ def require_length_or_chunked(environ: dict[str, Any]) -> None:
     """An upload says how it sends its body: a length, or chunks (then capped while read)."""
     if declared_length(environ) is None and not is_chunked(environ):
         raise APIError(411, "an upload needs a Content-Length header (or a chunked body)")
+
+
+def is_form(content_type: str | None) -> bool:
+    """A form body (an upload or a ``submit``); a POST to an index with any other body is a push."""
+    ctype = (content_type or "").lower()
+    return ctype.startswith("multipart/form-data") or ctype.startswith("application/x-www-form-urlencoded")

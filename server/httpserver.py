@@ -13,6 +13,14 @@ three things to us, which this protocol subclass adds:
   request is the new one refused (503);
 - transport errors as JSON ``{"message": ...}`` and the application's own
   reason phrases (devpi puts messages there).
+
+This reaches into uvicorn's internals, which are no public API and may change in
+any release: ``httptools_impl.STATUS_LINE``, ``RequestResponseCycle`` (its
+``send``, ``transport``, ``more_body``, ``response_started``), the protocol's
+``cycle``, ``pipeline``, ``connections`` and ``send_400_response``. setup.py
+therefore pins uvicorn below the next minor release after the one tested
+(0.55); raise that bound only after tests/security/test_sec_transport.py passes
+with the new release.
 """
 from __future__ import annotations
 

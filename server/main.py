@@ -10,6 +10,7 @@ import errno
 import faulthandler
 import fcntl
 import logging
+import math
 import os
 import signal
 import threading
@@ -32,6 +33,28 @@ def parse_size(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
+
+
+def positive_int(text: str) -> int:
+    """A count of threads, waiters or connections: 0 would make a lane that never answers."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A timeout: 0, a negative number, nan or inf would close at once or wait forever."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _trusted_proxy(text: str) -> str:
@@ -104,25 +127,25 @@ def make_parser() -> argparse.ArgumentParser:
                         "'off' disables (default: 20/60)")
     p.add_argument("--max-upload-size", type=parse_size, default=parse_size("512M"),
                    help="largest accepted upload body (default: 512M)")
-    p.add_argument("--threads", type=int, default=32,
+    p.add_argument("--threads", type=positive_int, default=32,
                    help="worker threads for the API, uploads and private indexes (default: 32)")
-    p.add_argument("--upstream-threads", type=int, default=32,
-                   help="worker threads for requests to indexes that read from a mirror, so a slow "
-                        "upstream cannot hold the others (default: 32)")
-    p.add_argument("--max-long-polls", type=int, default=64,
+    p.add_argument("--upstream-threads", type=positive_int, default=32,
+                   help="worker threads for reads of, and pushes from, indexes that read from a mirror, so "
+                        "a slow upstream cannot hold the others (default: 32)")
+    p.add_argument("--max-long-polls", type=positive_int, default=64,
                    help="/+changelog long-polls waiting at once, each in its own thread; more are refused "
                         "with 429 (default: 64)")
-    p.add_argument("--max-connections", type=int, default=4096,
+    p.add_argument("--max-connections", type=positive_int, default=4096,
                    help="open connections; past it the longest idle one is closed (default: 4096, "
                         "lowered to what the open-file limit allows)")
-    p.add_argument("--connection-timeout", type=float, default=30.0,
+    p.add_argument("--connection-timeout", type=positive_seconds, default=30.0,
                    help="seconds a connection may stay idle or take to send a request head, and a "
                         "request body or response may stall (default: 30)")
     p.add_argument("--pin-cpu", metavar="auto|off|N", default="auto",
                    help="keep all threads on one CPU (Python runs one thread at a time, so spreading them "
                         "costs more than it gains): auto (default) picks one and moves off it when other "
                         "work crowds it; off lets the kernel place threads; N pins to CPU N")
-    p.add_argument("--request-timeout", type=float, default=5.0,
+    p.add_argument("--request-timeout", type=positive_seconds, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
     p.add_argument("--restrict-modify", metavar="SPEC", default=None,
                    help="comma list of users and :groups who alone (with root) may create, modify and "
@@ -140,7 +163,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-max-file-size", type=parse_size, default=parse_size("4G"),
                    help="largest file a mirror downloads when neither upstream's answer nor its page states "
                         "the size (default: 4G)")
-    p.add_argument("--mirror-download-timeout", type=float, default=3600.0,
+    p.add_argument("--mirror-download-timeout", type=positive_seconds, default=3600.0,
                    help="seconds one mirrored file's download may take in all (default: 3600)")
     p.add_argument("--page-cache-size", type=parse_size, default=parse_size("64M"),
                    help="memory for rendered simple pages; a larger page is served but not kept (default: 64M)")

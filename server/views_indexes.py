@@ -4,6 +4,7 @@ from __future__ import annotations
 import bottle
 
 from . import catalog, indexconfig
+from .bodies import is_form
 from .catalog import Conflict, IndexRow
 from .core import Core
 from .httpkit import APIError, is_installer, json_reply, read_json, require_identity, require_index
@@ -173,8 +174,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return json_reply(message=f"index {ix.fullname} deleted", status=201)
 
     def post(user: str, index: str):
-        ctype = (req.content_type or "").lower()
-        if ctype.startswith("multipart/form-data") or ctype.startswith("application/x-www-form-urlencoded"):
+        if is_form(req.content_type):
             from .views_upload import handle_upload
 
             return handle_upload(core, user, index)

@@ -8,16 +8,20 @@ one kind cannot starve the others:
 - cached simple pages are answered in the event loop itself (no thread hop);
 - ``/+changelog/`` long-polls get their own bounded lane: beyond
   ``max_long_polls`` waiters a new one is refused with 429 and Retry-After;
-- requests to an index that reads from a mirror (a mirror, or a stage with a
-  mirror among its bases) run in the upstream lane, so a hanging upstream
-  holds only those threads;
+- reads of and pushes from an index that reads from a mirror (a mirror, or a
+  stage with a mirror among its bases) run in the upstream lane, so a hanging
+  upstream holds only those threads (a push from a mirror downloads the
+  release's files first);
 - everything else (the API, uploads, private stages) runs in the main lane.
 
-Request bodies are streamed: ``wsgi.input`` pulls from the connection as the
-application reads, so a body the application refuses without reading is never
-stored anywhere (the server discards it as it arrives). Every wait of a worker
-thread on the network is bounded: a body that stalls or trickles below
-``MIN_BODY_RATE`` and a response the client does not read end the request.
+Request bodies, with a length or chunked, are streamed: ``wsgi.input`` pulls
+from the connection as the application reads, in the lane, after the view's
+checks and up to the view's limit (server/bodies.py), so a body the application
+refuses without reading is never stored anywhere (the server discards it as it
+arrives). Every wait of a worker thread on the network is bounded: a body that
+stalls or trickles below ``MIN_BODY_RATE`` and a response the client does not
+read end the request (408); a body cut off by a disconnect is an error to the
+reader, never a shorter body.
 """
 from __future__ import annotations
 
@@ -35,12 +39,12 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .bodies import is_form
 from .httpkit import JSON_CT, APIError, json_body, reason_phrase
 
 log = logging.getLogger("devpi.server.http")
 
 MIN_BODY_RATE = 16 * 1024  # bytes/s a body must average once it has had `timeout` seconds
-CHUNKED_MAX = 1024 * 1024  # a body without Content-Length is read whole, so it must be small
 
 
 class Status(int):
@@ -119,13 +123,12 @@ class Body:
     """``wsgi.input``: reads pull from the connection through the event loop, with a
     deadline per read and a minimum average rate, so a stalled body frees its thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Callable, timeout: float,
-                 buffered: bytes | None = None):
+    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Callable, timeout: float):
         self.loop = loop
         self.receive = receive
         self.timeout = timeout
-        self.buffer = bytearray(buffered or b"")
-        self.more = buffered is None
+        self.buffer = bytearray()
+        self.more = True
         self.received = 0
         self.started = time.monotonic()
         self.failed = False
@@ -137,8 +140,7 @@ class Body:
         except concurrent.futures.TimeoutError:
             fut.cancel()
             self._fail(f"request body: nothing received for {self.timeout:g} s")
-        if message["type"] != "http.request":  # the client went away
-            self.more = False
+        if message["type"] != "http.request":  # the client went away: what came is not the body
             self._fail("request body: the client closed the connection")
         chunk = message.get("body", b"")
         self.buffer += chunk
@@ -295,9 +297,14 @@ class WsgiBridge:
         path = environ["PATH_INFO"]
         if path.startswith("/+changelog/"):
             return self.long_polls
-        if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+        method = environ["REQUEST_METHOD"]
+        reads = method in ("GET", "HEAD")
+        if reads or method in ("POST", "PUSH"):
             m = _INDEX_PATH.match(path)
-            if m is not None and f"{m.group(1)}/{m.group(2)}" in self.upstream_indexes:
+            if m is None or f"{m.group(1)}/{m.group(2)}" not in self.upstream_indexes:
+                return self.main
+            # a push (not a form upload) to the index itself downloads the release's files first
+            if reads or (m.end() == len(path) and not is_form(environ.get("CONTENT_TYPE"))):
                 return self.upstream
         return self.main
 
@@ -311,23 +318,14 @@ class WsgiBridge:
         if scope["type"] != "http":
             return
         loop = asyncio.get_running_loop()
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        buffered = None
-        if length is not None:
-            if int(length) > self.max_body:
-                return await send_json(send, 413, f"request body too large: {int(length)} bytes, the "
-                                       f"server accepts at most {self.max_body}", close=True)
-        elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-            buffered = await self._read_chunked(receive)
-            if buffered is None:
-                return await send_json(send, 413, "request body too large: a body without Content-Length "
-                                       f"may be at most {CHUNKED_MAX} bytes", close=True)
-        body = Body(loop, receive, self.timeout, buffered)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and int(length) > self.max_body:
+            return await send_json(send, 413, f"request body too large: {int(length)} bytes, the "
+                                   f"server accepts at most {self.max_body}", close=True)
+        # a chunked body, like one with a length, is read only by the view that wants it, in
+        # its lane, after its checks and at most to its limit (server/bodies.py)
+        body = Body(loop, receive, self.timeout)
         environ = build_environ(scope, body)
-        if buffered is not None:
-            environ["CONTENT_LENGTH"] = str(len(buffered))
-            environ.pop("HTTP_TRANSFER_ENCODING", None)
         if self.fastlane is not None and self.fastlane.hit(environ) is not None:
             return await self._in_loop(environ, send)
         lane = self.lane_for(environ)
@@ -351,16 +349,6 @@ class WsgiBridge:
         if result is not None:
             for message in result:
                 await send(message)
-
-    async def _read_chunked(self, receive: Callable) -> bytes | None:
-        data = bytearray()
-        while True:
-            message = await asyncio.wait_for(receive(), self.timeout)
-            data += message.get("body", b"")
-            if len(data) > CHUNKED_MAX:
-                return None
-            if not message.get("more_body"):
-                return bytes(data)
 
     async def _in_loop(self, environ: dict, send: Callable) -> None:
         started: list = []

@@ -2,8 +2,8 @@
 
 Findings 1, 6 and the transport half of 13 of the hardening issue. The attacker
 has no account; they open many sockets, send requests slowly or never finish
-them, park long-polls, point a mirror at an upstream that never answers, or
-push a huge body at an upload URL. What must hold: the process stays up, a new
+them, park long-polls, point a mirror at an upstream that never answers (and
+push from it), or push a huge or never-ending (chunked) body at an upload URL. What must hold: the process stays up, a new
 client's ``GET /+api`` is answered within a second throughout, every wait is
 bounded, and a refused body is never written anywhere.
 """
@@ -361,3 +361,143 @@ def test_transport_errors_are_json(plain, request_bytes, status, text):
     finally:
         c.close()
     assert api_time(plain) < 1.0
+
+
+# -- chunked bodies: the same limits as bodies with a length ------------------------------
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def chunked_head(method: str, path: str, ctype: str, extra: bytes = b"") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+            "Transfer-Encoding: chunked\r\n").encode() + extra + b"\r\n"
+
+
+UPLOAD_CTYPE = "multipart/form-data; boundary=XyZ"
+
+
+def test_anonymous_chunked_upload_is_refused_before_its_body(sec_servers):
+    """Attacker: anonymous chunked POST to a user's upload URL that sends one chunk and never
+    ends (the server used to read up to 1 MiB of it in the event loop before any permission
+    check). Must hold: the 401 comes from the headers while the body is unfinished."""
+    s = sec_servers()
+    vic = s.create_user("chvic", "pw")
+    s.create_index(vic, "dev")
+    c = open_sockets(s, 1, chunked_head("POST", "/chvic/dev/", UPLOAD_CTYPE) + chunk(b"--XyZ\r\n" * 1000))[0]
+    try:
+        status, headers, body = read_response(c, 3)
+        assert status == 401 and "authentication required" in json.loads(body)["message"]
+    finally:
+        c.close()
+
+
+def test_unfinished_chunked_uploads_do_not_lock_out_new_clients(sec_servers):
+    """Attacker: more anonymous chunked uploads than --max-connections, each with its head
+    complete and a body that never ends. Must hold: each is answered from its headers, so
+    it can be closed to make room like any idle connection, and a new client's GET /+api is
+    answered within 1 s (not 503)."""
+    s = sec_servers(args=("--max-connections", "50", "--connection-timeout", "60"))
+    vic = s.create_user("chlock", "pw")
+    s.create_index(vic, "dev")
+    socks = open_sockets(s, 120, chunked_head("POST", "/chlock/dev/", UPLOAD_CTYPE) + chunk(b"x" * 4096))
+    try:
+        time.sleep(1)
+        assert max(api_time(s) for _ in range(3)) < 1.0
+        assert s.proc.poll() is None
+    finally:
+        close_all(socks)
+
+
+def test_stalled_or_trickled_chunked_body_is_408(sec_servers):
+    """Attacker: a chunked body that stops after its first chunk (was a 500 from the HTTP
+    layer), and one trickled a chunk every 0.2 s (was never cut off). Must hold: both end
+    with 408 JSON within a few seconds of the 2 s connection timeout."""
+    s = sec_servers(args=("--connection-timeout", "2"))
+    head = chunked_head("PUT", "/chtrickler", "application/json")
+    stalled = open_sockets(s, 1, head + chunk(b'{"password": '))[0]
+    trickled = open_sockets(s, 1, head)[0]
+    try:
+        t0 = time.monotonic()
+        answered = None
+        trickled.settimeout(0.2)
+        while time.monotonic() - t0 < 10:
+            try:
+                trickled.send(chunk(b" "))
+                answered = trickled.recv(65536)
+                break
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                answered = b""
+                break
+        assert answered is not None and time.monotonic() - t0 < 8, "the trickled body was never cut off"
+        if answered:
+            assert answered.startswith(b"HTTP/1.1 408"), answered[:200]
+        status, headers, body = read_response(stalled, 6)
+        assert status == 408 and headers["content-type"].startswith("application/json")
+        assert "request body" in json.loads(body)["message"]
+        assert api_time(s) < 1.0
+    finally:
+        close_all([stalled, trickled])
+
+
+def test_chunked_body_cut_off_by_disconnect_is_not_a_request(plain):
+    """Attacker (or a broken network): a chunked body whose first chunk is a complete JSON
+    document, then the connection closes before the last chunk. Must hold: the partial body
+    is never taken for the whole one: the user is not created."""
+    c = open_sockets(plain, 1, chunked_head("PUT", "/chcut", "application/json") + chunk(b'{"password": "pw"}'))[0]
+    time.sleep(0.3)
+    c.close()
+    time.sleep(1)
+    assert requests.get(f"{plain.url}/chcut", timeout=5).status_code == 404
+    assert requests.get(f"{plain.url}/+api", timeout=5).status_code == 200
+
+
+def test_push_from_a_hanging_mirror_does_not_starve_the_api(sec_servers, hanging_upstream):
+    """Attacker: a user pushes releases from an index that reads from a mirror whose upstream
+    accepts and never answers (the push downloads the files first), more pushes than the
+    main lane has threads. Must hold: the pushes wait in the upstream lane; GET /+api and
+    logins are answered within 1 s meanwhile."""
+    s = sec_servers(args=("--threads", "4"))
+    root = s.login("root", "root")
+    s.create_index(root, "hangpush", type="mirror", mirror_url=f"http://127.0.0.1:{hanging_upstream}/simple/")
+    pusher = s.create_user("pusher", "pw")
+    s.create_index(pusher, "dev")
+    s.create_index(pusher, "base", bases="root/hangpush")
+    import base64
+    token = base64.b64encode(f"{pusher[0]}:{pusher[1]}".encode()).decode()
+    socks = []
+    for i in range(12):
+        body = json.dumps({"name": f"pkg{i}", "version": "1.0", "targetindex": "pusher/dev"}).encode()
+        method, source = (("PUSH", "root/hangpush"), ("POST", "pusher/base"))[i % 2]
+        socks += open_sockets(s, 1, (f"{method} /{source}/ HTTP/1.1\r\nHost: x\r\nX-Devpi-Auth: {token}\r\n"
+                                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                                     ).encode() + body)
+    try:
+        time.sleep(1)
+        assert max(api_time(s) for _ in range(3)) < 1.0
+        t0 = time.monotonic()
+        s.login("pusher", "pw")
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        close_all(socks)
+
+
+def test_uvicorn_is_pinned_below_its_next_release():
+    """server/httpserver.py extends uvicorn's internals (STATUS_LINE, RequestResponseCycle,
+    more_body, send_400_response), which may change in any release: the distribution must
+    cap uvicorn, the installed one must be inside the cap, and the internals must be there."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+    from uvicorn.protocols.http import httptools_impl
+
+    reqs = [Requirement(r) for r in requires("devpi") or []]
+    uvicorn = [r for r in reqs if r.name == "uvicorn" and not r.marker]
+    assert len(uvicorn) == 1, reqs
+    assert any(spec.operator == "<" for spec in uvicorn[0].specifier), f"no upper bound: {uvicorn[0]}"
+    assert uvicorn[0].specifier.contains(version("uvicorn")), (str(uvicorn[0]), version("uvicorn"))
+    assert isinstance(httptools_impl.STATUS_LINE, dict)
+    assert hasattr(httptools_impl.HttpToolsProtocol, "send_400_response")
+    assert "more_body" in httptools_impl.RequestResponseCycle.__init__.__code__.co_names

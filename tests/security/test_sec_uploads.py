@@ -237,12 +237,13 @@ def test_long_file_names_are_refused_with_400(srv, stage):
 
 
 def test_chunked_uploads_work_and_are_capped(sec_servers):
-    """A chunked body announces no length, so the cap must hold while it is read: a chunked
-    upload within ``--max-upload-size`` is stored, one over it gets 413 with a JSON message
-    and nothing is stored."""
+    """A chunked body announces no length, so the cap must hold while it is read: a 2 MiB
+    chunked upload within ``--max-upload-size 4M`` is stored (the HTTP layer once refused
+    every chunked body over 1 MiB, whatever the option said), one over 4M gets 413 with a
+    JSON message and nothing is stored."""
     from urllib3 import encode_multipart_formdata
 
-    s = sec_servers(args=("--max-upload-size", "1M"))
+    s = sec_servers(args=("--max-upload-size", "4M"))
     user = unique("ch")
     auth = s.create_user(user, "pw")
     s.create_index(auth, "dev")
@@ -255,12 +256,19 @@ def test_chunked_uploads_work_and_are_capped(sec_servers):
         return requests.post(f"{s.url}/{index}/", data=pieces, headers={"Content-Type": ctype},
                              auth=(user, "pw"), timeout=60)
 
+    def incompressible_wheel(name: str, size: int) -> tuple[str, bytes]:
+        filename, data = wheel_bytes(name, "1.0", module_body=f"D = {os.urandom(size // 2).hex()!r}\n")
+        return filename, data
+
     name = unique("chunk")
-    filename, data = wheel_bytes(name, "1.0")
+    filename, data = incompressible_wheel(name, 2 * MiB)
+    assert 2 * MiB <= len(data) < 3 * MiB
     r = chunked(name, filename, data)
     assert r.status_code == 200, r.text
+    assert s.api("GET", f"/{index}/{name}").status_code == 200
     big_name = unique("chunkbig")
-    filename, data = wheel_bytes(big_name, "1.0", module_body=f"D = {os.urandom(1024 * 1024).hex()!r}\n")
+    filename, data = incompressible_wheel(big_name, 5 * MiB)
+    assert len(data) > 4 * MiB
     r = chunked(big_name, filename, data)
     assert r.status_code == 413, (r.status_code, r.text[:300])
     assert "too large" in r.json()["message"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 from support.server import DEAD_UPSTREAM, ServerProcess
 
@@ -109,3 +110,26 @@ def test_mirror_policy_options_are_read_at_start(tmp_path):
                           ("--mirror-file-hosts", "10.0.0.0/8")):
         p = run_server("--serverdir", str(tmp_path / "x"), option, value)
         assert p.returncode == 2 and "not a host[:port]" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--threads", "0"), ("--upstream-threads", "0"), ("--max-long-polls", "0"), ("--max-connections", "-5"),
+    ("--threads", "two"), ("--connection-timeout", "0"), ("--connection-timeout", "nan"),
+    ("--connection-timeout", "inf"), ("--request-timeout", "-1"), ("--mirror-download-timeout", "nan"),
+])
+def test_counts_and_timeouts_must_be_positive(tmp_path, option, value):
+    """0 threads made a lane that never answers (every request hung), a timeout of 0 or nan
+    closed every connection at once or never. The start is refused with one line naming the
+    option, exit status 2, before anything is created."""
+    try:
+        p = subprocess.run([sys.executable, "-m", "devpi.server", "--port", "0", "--mirror-url", DEAD_UPSTREAM,
+                            "--serverdir", str(tmp_path / "x"), option, value],
+                           capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{option} {value}: the server started instead of refusing the value")
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr
+    line = [line for line in p.stderr.splitlines() if "error:" in line]
+    assert len(line) == 1 and line[0].startswith("devpi server: ") and option in line[0], p.stderr
+    assert repr(value) in line[0] and ("at least 1" in line[0] or "above 0" in line[0]), p.stderr
+    assert not (tmp_path / "x").exists()

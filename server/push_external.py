@@ -35,7 +35,7 @@ from .mirror_page import redact
 from .mirror_policy import DestinationRefused, policy_of
 from .upstream_client import REDIRECTS, UpstreamClient
 
-MAX_REASON = 100  # characters of an answer's reason phrase put in the action log
+MAX_REASON = 200  # characters of an answer's reason phrase in the action log (an index may explain there)
 READ_TIMEOUT = 120.0  # seconds to wait for the repository's answer to one file
 
 

@@ -15,6 +15,9 @@ address) and serve the answer. The rule (doc/mirror.md, "Security policy"):
   or hosts ``--mirror-file-hosts`` lists (root's mirrors, like ``root/pypi``,
   follow file links to any host that passes the destination check: a public
   index commonly serves its files from another host);
+* an external push (``posturl``, push_external.py) goes to a URL a user chose, like
+  a user's mirror: the same destination check holds for it, and it follows no
+  redirect;
 * a ``mirror_url`` that names this server is refused, and every upstream
   request carries this server's uuid (``X-Devpi-Via``) so a loop the first
   check missed is answered at once with a 409 instead of holding threads.
@@ -156,7 +159,7 @@ class MirrorPolicy:
         if kind is None:
             return None
         shown = host if host == str(address) else f"{host} ({address})"
-        return (f"{shown} is a {kind} address, which mirrors may not reach "
+        return (f"{shown} is a {kind} address, which mirrors and pushes may not reach "
                 "(the server's --mirror-allow-hosts can allow it)")
 
     def check(self, host: str, port: int | None, ip: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import bottle
 
-from . import __version__, catalog
+from . import catalog, nonvolatile
 from .catalog import FileRow, IndexRow, Release
 from .core import Core
 from .httpkit import APIError, identity, json_reply, read_json, require_identity
@@ -130,10 +130,12 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     if not name or not version:
         raise APIError(400, "push needs 'name' and 'version'")
     if body.get("posturl"):
-        require_identity(core, req)
+        from .push_external import check_posturl, push_external
+
+        check_posturl(core, str(body["posturl"]))  # a user's URL: first the destination policy
         src = _source(core, ix, str(name), str(version), body)
         _check(core, src, str(body["posturl"]))  # test gates hold for external targets too
-        return _push_external(core, src, body)
+        return push_external(core, src, body, _flag)
     target_name = body.get("targetindex") or ""
     parts = str(target_name).split("/")
     if len(parts) != 2 or not all(parts):
@@ -177,98 +179,84 @@ def _check(core: Core, src: SourceRelease, target: str) -> None:
         check(core, src, target)
 
 
+class _NothingToDo(Exception):
+    """Every file is on the non-volatile target already, byte for byte: roll back (no serial)."""
+
+
 def _copy(core: Core, who: str, src: SourceRelease, target: IndexRow, no_docs: bool,
           only_docs: bool) -> list[list[Any]]:
+    """Copy the release's rows to ``target`` in one transaction. On a non-volatile target the
+    rules of an upload hold (nonvolatile.py): a released file keeps its bytes (the same
+    bytes again are skipped, other bytes are 409, also for a name deleted with force unless
+    the pusher owns the index), and a registered release's metadata is only added to."""
     actions: list[list[Any]] = []
-    volatile = target.config.get("volatile", True)
-    with core.storage.write(who) as tx:
-        project = catalog.ensure_project(tx, target, src.project.name, src.project.display_name)
-        release = catalog.get_release(tx.conn, project.id, src.release.version)
-        if release is None:
-            release = catalog.put_release(tx, target, project, src.release.version, dict(src.release.metadata))
-        else:
-            release = catalog.put_release(tx, target, project, src.release.version, dict(src.release.metadata),
-                                          replace=True)
-        actions.append([200, "register", src.project.name, src.release.version, "->", target.fullname])
-        new_ids: dict[int, int] = {}
-        ordered = sorted(src.files, key=lambda f: (f.rel == "toxresult", f.id))
-        for f in ordered:
-            if f.rel == "doczip" and no_docs:
-                continue
-            if f.rel != "doczip" and only_docs:
-                continue
-            if f.rel == "toxresult" and f.for_file_id not in new_ids:
-                continue
-            # the same name is the same file, whatever its bytes (as for uploads)
-            existing = {x.id: x for x in catalog.files_by_filename(tx.conn, release.id, f.filename, f.rel)}
-            same_path = catalog.get_file(tx.conn, target.id, f.relpath)
-            if same_path is not None:
-                existing[same_path.id] = same_path
-            if existing and not volatile:
-                raise APIError(409, f"{f.filename} already exists in non-volatile index {target.fullname}")
-            for old in existing.values():
-                catalog.remove_file_row_only(tx, target, project, old, release.version)
-            log = list(f.log) + [log_entry("push", who, target.fullname, src=src.index.fullname)]
-            row = catalog.add_file(tx, target, release, project, filename=f.filename, sha256=f.sha256, size=f.size,
-                                   rel=f.rel, relpath=f.relpath, core_metadata_sha256=f.core_metadata_sha256,
-                                   for_file_id=new_ids.get(f.for_file_id) if f.for_file_id else None, log=log,
-                                   created=f.created, yanked=f.yanked)
-            new_ids[f.id] = row.id
-            kind = {"releasefile": "store_releasefile", "toxresult": "store_toxresult"}.get(f.rel)
-            if kind:
-                actions.append([200, kind, f"{target.fullname}/{f.relpath}"])
-            else:
-                actions.append([200, "store_doczip", src.project.name, src.release.version, "->", target.fullname])
-        for hook in core.config.extra.get("push_copy_hooks", []):
-            hook(tx, src, target, new_ids)
+    try:
+        with core.storage.write(who) as tx:
+            _copy_rows(core, tx, who, src, target, no_docs, only_docs, actions)
+    except _NothingToDo:
+        pass
     return actions
 
 
-def _push_external(core: Core, src: SourceRelease, body: dict[str, Any]) -> bottle.HTTPResponse:
-    import requests
-
-    posturl = str(body["posturl"])
-    auth = (str(body.get("username") or ""), str(body.get("password") or ""))
-    headers = {"User-Agent": f"devpi-server/{__version__}"}
-    md = {k: v for k, v in src.release.metadata.items() if v not in (None, "", [])}
-    actions: list[list[Any]] = []
-    ok = True
-    session = requests.Session()
-
-    def post(data: dict[str, Any], files: dict | None) -> requests.Response | None:
-        nonlocal ok
-        try:
-            return session.post(posturl, data=data, files=files, auth=auth, headers=headers, timeout=120)
-        except requests.RequestException as e:
-            actions.append([-1, f"exception on posting to {posturl}", str(e)])
-            ok = False
-            return None
-
-    if body.get("register_project"):
-        r = post({":action": "submit", **md}, None)
-        if r is not None:
-            actions.append([r.status_code, "register", src.project.name, src.release.version])
-    for f in src.files:
-        if f.rel not in ("releasefile", "doczip"):
+def _copy_rows(core: Core, tx: Any, who: str, src: SourceRelease, target: IndexRow, no_docs: bool,
+               only_docs: bool, actions: list[list[Any]]) -> None:
+    current = catalog.get_index(tx.conn, target.user, target.name)  # its config as of this transaction
+    if current is None:
+        raise APIError(404, f"target index {target.fullname} was deleted during the push")
+    target = current
+    volatile = not nonvolatile.is_nonvolatile(target)
+    project = catalog.ensure_project(tx, target, src.project.name, src.project.display_name)
+    release = catalog.get_release(tx.conn, project.id, src.release.version)
+    changed = release is None
+    if release is None:
+        release = catalog.put_release(tx, target, project, src.release.version, dict(src.release.metadata))
+    elif volatile:
+        release = catalog.put_release(tx, target, project, src.release.version, dict(src.release.metadata),
+                                      replace=True)
+        changed = True
+    else:  # registered: its metadata is only added to (a wheel's keys the sdist lacked)
+        sent = {k: v for k, v in src.release.metadata.items() if v not in ("", [], None)}
+        additions = nonvolatile.metadata_additions(target, release.metadata, sent)
+        release = catalog.put_release(tx, target, project, release.version, additions)
+        changed = bool(additions)
+    actions.append([200, "register", src.project.name, src.release.version, "->", target.fullname])
+    new_ids: dict[int, int] = {}  # source file id -> the row added now (its test runs are copied)
+    on_target: dict[int, int] = {}  # ... or the identical row that was there (tox results attach to it)
+    ordered = sorted(src.files, key=lambda f: (f.rel == "toxresult", f.id))
+    for f in ordered:
+        if f.rel == "doczip" and no_docs:
             continue
-        if f.rel == "doczip" and _flag(body.get("no_docs")):
+        if f.rel != "doczip" and only_docs:
             continue
-        if f.rel == "releasefile" and _flag(body.get("only_docs")):
+        if f.rel == "toxresult" and f.for_file_id not in on_target:
             continue
-        data = core.blobs.read_bytes(f.sha256)
-        if f.rel == "releasefile":
-            form = {":action": "file_upload", "protocol_version": "1", "sha256_digest": f.sha256,
-                    "filetype": "bdist_wheel" if f.filename.endswith(".whl") else "sdist",
-                    "pyversion": "py3" if f.filename.endswith(".whl") else "source", **md}
-            r = post(form, {"content": (f.filename, data)})
-            if r is not None:
-                actions.append([r.status_code, "upload", f"{src.index.fullname}/{f.relpath}",
-                                "" if r.ok else r.text[:500] or r.reason])
-                ok = ok and r.status_code in (200, 201)
+        # the same name is the same file, whatever its bytes (as for uploads)
+        existing = {x.id: x for x in catalog.files_by_filename(tx.conn, release.id, f.filename, f.rel)}
+        same_path = catalog.get_file(tx.conn, target.id, f.relpath)
+        if same_path is not None:
+            existing[same_path.id] = same_path
+        if not volatile:
+            nonvolatile.check_file_unchanged(core, tx.conn, who, target, f.filename, f.sha256,
+                                             list(existing.values()))
+            if existing:  # the very same bytes are there: nothing to do (as for an upload)
+                on_target[f.id] = next(iter(existing.values())).id
+                actions.append([200, "skip_identical", f"{target.fullname}/{f.relpath}"])
+                continue
+        for old in existing.values():
+            catalog.remove_file_row_only(tx, target, project, old, release.version)
+        log = list(f.log) + [log_entry("push", who, target.fullname, src=src.index.fullname)]
+        row = catalog.add_file(tx, target, release, project, filename=f.filename, sha256=f.sha256, size=f.size,
+                               rel=f.rel, relpath=f.relpath, core_metadata_sha256=f.core_metadata_sha256,
+                               for_file_id=on_target.get(f.for_file_id) if f.for_file_id else None, log=log,
+                               created=f.created, yanked=f.yanked)
+        new_ids[f.id] = on_target[f.id] = row.id
+        changed = True
+        kind = {"releasefile": "store_releasefile", "toxresult": "store_toxresult"}.get(f.rel)
+        if kind:
+            actions.append([200, kind, f"{target.fullname}/{f.relpath}"])
         else:
-            r = post({":action": "doc_upload", "name": md.get("name", src.project.name),
-                      "version": src.release.version}, {"content": (f"{src.project.name}.zip", data)})
-            if r is not None:
-                actions.append([r.status_code, "docfile", src.project.name])
-                ok = ok and r.status_code in (200, 201)
-    return json_reply(actions, "actionlog", status=200 if ok else 502)
+            actions.append([200, "store_doczip", src.project.name, src.release.version, "->", target.fullname])
+    if not changed:
+        raise _NothingToDo()
+    for hook in core.config.extra.get("push_copy_hooks", []):
+        hook(tx, src, target, new_ids)

@@ -31,6 +31,8 @@ code path has to be paged back in). This module keeps what the mirror needs:
 * redirects followed (10 at most), gzip bodies decoded unless the caller asks
   for ``Accept-Encoding: identity`` (files do: their bytes are hash-checked as
   sent, never decoded, whatever ``Content-Encoding`` the answer claims);
+* one ``post`` (an external push's upload): through the same guard, never
+  redirected nor retried, on a connection of its own;
 * ``file://`` URLs, so a mirror can front a local PEP 503 tree: a directory
   answers with its ``index.html``, a missing path is a 404. Only under the
   directory the client was made for (``local_root``), and never as the target
@@ -100,8 +102,10 @@ class Response:
     """What the mirror reads of an answer: status, headers, final URL, body."""
 
     def __init__(self, status_code: int, headers: Message, url: str, raw: Any = None,
-                 body: bytes | None = None, release: Any = None, sock: Any = None, decode: bool = True):
+                 body: bytes | None = None, release: Any = None, sock: Any = None, decode: bool = True,
+                 reason: str = ""):
         self.status_code = status_code
+        self.reason = reason  # the status line's text ("Not Found"), as the answer gave it
         self.headers = headers  # case-insensitive lookups (email.message.Message)
         self.url = url
         self._raw = raw
@@ -200,8 +204,9 @@ Guard = Callable[[str, int, str], None]  # (host, port, address): raises OSError
 
 class UpstreamClient:
     def __init__(self, user_agent: str, maxsize: int = 10, local_root: str | None = None,
-                 guard: Guard | None = None, via: str | None = None):
+                 guard: Guard | None = None, via: str | None = None, netrc: bool = True):
         self.user_agent = user_agent
+        self.netrc = netrc  # False: never send the server's own ~/.netrc credentials (a user's push)
         self.local_root = os.path.normpath(local_root) if local_root else None  # file: URLs only below it
         self.guard = guard
         self._headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip"}
@@ -223,7 +228,7 @@ class UpstreamClient:
                 if hop:
                     raise ValueError(f"refusing a redirect to a local file ({_shown(url)})")
                 return _file_response(url, self._local_path(url), self.local_root)
-            resp = self._request(url, headers or {}, timeout)
+            resp = self._request("GET", url, headers or {}, timeout)
             if resp.status_code in REDIRECTS and resp.headers.get("Location"):
                 resp.close()
                 url = urljoin(url, resp.headers["Location"])
@@ -233,6 +238,15 @@ class UpstreamClient:
             return resp
         raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects, last to {_shown(url)}")
 
+    def post(self, url: str, body: bytes, headers: dict[str, str],
+             timeout: tuple[float, float] = (5.0, 120.0)) -> Response:
+        """POST ``body`` to url once: no redirect is followed (after a POST a 302 or 303
+        turns into a GET that could read another service), no retry (it may have been taken),
+        and the connection is not kept. The caller reads or closes the answer."""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"unsupported URL scheme in {_shown(url)}")
+        return self._request("POST", url, headers, timeout, body=body)
+
     def _local_path(self, url: str) -> Path:
         path = os.path.normpath(unquote(urlsplit(url).path))
         root = self.local_root
@@ -241,7 +255,8 @@ class UpstreamClient:
         return Path(path)
 
     # -- one request ------------------------------------------------------------------------
-    def _request(self, url: str, headers: dict[str, str], timeout: tuple[float, float]) -> Response:
+    def _request(self, method: str, url: str, headers: dict[str, str], timeout: tuple[float, float],
+                 body: bytes | None = None) -> Response:
         parts = urlsplit(url)
         origin = self._origin(parts)
         target = parts.path or "/"
@@ -250,14 +265,15 @@ class UpstreamClient:
         if origin.proxy is not None and origin.scheme == "http":
             target = f"http://{parts.netloc.rpartition('@')[2]}{target}"  # absolute form, to the proxy
         sent = {**self._headers, **headers}
-        if origin.auth:
+        if origin.auth and "Authorization" not in headers:  # the caller's own credentials win
             sent["Authorization"] = origin.auth
         if origin.proxy_auth and origin.scheme == "http" and origin.proxy is not None:
             sent["Proxy-Authorization"] = origin.proxy_auth
+        fresh_only = method != "GET"  # a POST is sent on a new connection, never repeated
         for attempt in (0, 1):
-            conn, reused = self._checkout(origin, timeout)
+            conn, reused = self._checkout(origin, timeout, fresh_only)
             try:
-                conn.request("GET", target, headers=sent)
+                conn.request(method, target, body=body, headers=sent)
                 raw = conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 conn.close()
@@ -268,13 +284,14 @@ class UpstreamClient:
                 conn.close()
                 raise
             # asked for identity (a file): its bytes as sent, whatever encoding the answer claims
-            return Response(raw.status, raw.headers, url, raw=raw, release=self._releaser(origin, conn),
-                            sock=conn.sock, decode=sent["Accept-Encoding"].lower() != "identity")
+            return Response(raw.status, raw.headers, url, raw=raw, sock=conn.sock,
+                            release=self._releaser(origin, conn, keep=not fresh_only),
+                            decode=sent["Accept-Encoding"].lower() != "identity", reason=str(raw.reason or ""))
         raise AssertionError("unreachable")
 
-    def _releaser(self, origin: _Origin, conn: http.client.HTTPConnection) -> Any:
+    def _releaser(self, origin: _Origin, conn: http.client.HTTPConnection, keep: bool = True) -> Any:
         def release(reusable: bool) -> None:
-            if reusable:
+            if reusable and keep:
                 with self._lock:
                     idle = self._idle.setdefault(origin.key, [])
                     if len(idle) < self.maxsize:
@@ -284,8 +301,9 @@ class UpstreamClient:
 
         return release
 
-    def _checkout(self, origin: _Origin, timeout: tuple[float, float]) -> tuple[http.client.HTTPConnection, bool]:
-        while True:
+    def _checkout(self, origin: _Origin, timeout: tuple[float, float],
+                  fresh_only: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        while not fresh_only:
             with self._lock:
                 idle = self._idle.get(origin.key)
                 conn = idle.pop() if idle else None
@@ -327,7 +345,7 @@ class UpstreamClient:
             if parts.username is not None:
                 auth: str | None = _basic(unquote(parts.username), unquote(parts.password or ""))
             else:
-                found = _netrc(host)
+                found = _netrc(host) if self.netrc else None
                 auth = _basic(*found) if found else None
             proxy, proxy_auth = _proxy_for(parts.scheme, host)
             origin = self._origins[key] = _Origin(key, parts.scheme, host, port, proxy, auth, proxy_auth)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from clienthelpers import make_sdist, write_pypirc
+from support.dists import sdist_bytes
 
 COMMANDS = ["use", "login", "logoff", "logout", "user", "passwd", "index", "upload", "install", "list",
             "push", "remove", "getjson", "patchjson", "refresh"]
@@ -482,6 +483,11 @@ def test_push_errors(alice, make_cli, devpi_server, tmp_path):
                                              "--pypirc", str(write_pypirc(tmp_path, {})))
     assert "does not exist" in alice.fail("push", "pushme==1.0", "pypi:x", "--pypirc", str(tmp_path / "none"))
     alice.ok("push", "pushme==1.0", "alice/prod")
+    assert "skip_identical" in alice.ok("push", "pushme==1.0", "alice/prod")  # the same file: a no-op
+    name, other = sdist_bytes("pushme", "1.0", summary="other bytes")
+    assert name == dist.name and other != dist.read_bytes()
+    dist.write_bytes(other)
+    alice.ok("upload", str(dist))  # alice/dev is volatile: the name now has other bytes there
     line = alice.fail("push", "pushme==1.0", "alice/prod")
     assert "409" in line and "non-volatile" in line
     # another user may not push into alice's index

@@ -299,7 +299,14 @@ def test_push(devpi, iserver, alice, tmp_path):
     pushed = {link["rel"] for link in project_json(iserver, f"{user}/prod", "push-pkg")["1.0"]["+links"]}
     assert pushed == {"releasefile", "doczip", "toxresult"}
     assert "tests passed" in output(devpi("list", "-t", "--index", f"{user}/prod", "push-pkg"))
-    proc = devpi("push", "push-pkg==1.0", f"{user}/prod", check=False)  # non-volatile target: conflict
+    # the same files again: a no-op success on the non-volatile target, as an identical upload
+    # (issue 24 finding 10; it was a 409, which made re-running a promotion fail)
+    out = output(devpi("push", "push-pkg==1.0", f"{user}/prod"))
+    assert "store_" not in out and out.count("skip_identical") == 4, out
+    (tmp_path / "other").mkdir()
+    other = write_wheel(tmp_path / "other", "push-pkg", "1.0", summary="other bytes")
+    assert other.name == wheel.name and iserver.upload(f"{user}/dev", other, alice).status_code == 200
+    proc = devpi("push", "push-pkg==1.0", f"{user}/prod", check=False)  # other bytes, same name: conflict
     assert proc.returncode != 0 and "409" in output(proc)
     proc = devpi("push", "push-pkg==9.9", f"{user}/prod", check=False)
     assert proc.returncode != 0

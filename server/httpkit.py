@@ -16,6 +16,7 @@ from urllib.parse import quote
 import bottle
 
 from .auth import Identity, parse_basic, parse_devpi_auth
+from .names import is_user_name
 from .proxies import valid_host
 
 INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
@@ -183,12 +184,21 @@ def identity(core, request: bottle.BaseRequest) -> Identity | None:
 
 def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> Identity | None:
     """Check credentials unless this client or user is guessing too fast (429 then, before
-    any password is checked: see login_throttle)."""
+    any password is checked: see login_throttle).
+
+    A name no user can have (see names.py: at most 100 ASCII characters) fails here, before
+    it becomes a throttle key or reaches the database: /+login takes names from a JSON body
+    of megabytes, and PostgreSQL refuses a NUL in a query parameter. Such a failure counts
+    against the client's address only (there is no user to protect)."""
     addr = core.proxies.client_addr(request.environ)
-    wait = core.throttle.retry_after(user, addr)
+    key = user if is_user_name(user) else None
+    wait = core.throttle.retry_after(key, addr)
     if wait:
         raise APIError(429, f"too many failed logins; try again in {wait} seconds",
                        {"Retry-After": str(wait)})
+    if key is None:
+        core.throttle.failed(None, addr)
+        return None
     ident = core.authenticate(user, secret)
     if ident is None:
         core.throttle.failed(user, addr)

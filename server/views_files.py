@@ -21,7 +21,15 @@ import bottle
 from . import catalog, nonvolatile
 from .blobs import BlobCorrupt
 from .core import Core
-from .httpkit import APIError, identity, json_reply, read_json, require_identity, require_index
+from .httpkit import (
+    MAX_TOX_REPORT_BYTES,
+    APIError,
+    identity,
+    json_reply,
+    read_json,
+    require_identity,
+    require_index,
+)
 from .views_meta import INDEX_SEG, USER_SEG
 
 log = logging.getLogger("devpi.server.files")
@@ -230,7 +238,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if not core.in_acl(identity(core, req), ix.config.get("acl_toxresult_upload") or []):
             raise APIError(403, "No permission to upload tox results. You can use the devpi test "
                                 "--no-upload option to skip the upload.")
-        body = read_json(req, max_bytes=32 * 1024 * 1024)
+        body = read_json(req, max_bytes=MAX_TOX_REPORT_BYTES)
         if not isinstance(body, dict):
             raise APIError(400, "tox result must be a JSON object")
         relpath = "+f/" + path

@@ -158,7 +158,7 @@ class MirrorRepository:
                     self._client = UpstreamClient(f"devpi-server/{__version__} (mirror of {redact(self.url)})",
                                                   maxsize=max(10, self.core.config.threads),
                                                   local_root=local_tree_root(self.url),
-                                                  guard=self.policy.check, via=self.core.uuid)
+                                                  guard=self.policy.check, via=self.core.via_mark)
         return self._client
 
     def _get(self, url: str, headers: dict[str, str], max_bytes: int = MAX_PAGE_BYTES) -> Any:

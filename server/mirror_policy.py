@@ -16,7 +16,7 @@ address) and serve the answer. The rule (doc/mirror.md, "Security policy"):
   follow file links to any host that passes the destination check: a public
   index commonly serves its files from another host);
 * a ``mirror_url`` that names this server is refused, and every upstream
-  request carries this server's uuid (``X-Devpi-Via``) so a loop the first
+  request carries this server's mark (``X-Devpi-Via``, via.py) so a loop the first
   check missed is answered at once with a 409 instead of holding threads.
 """
 from __future__ import annotations

@@ -219,9 +219,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         ix = require_index(core, user, index)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete files on {ix.fullname}")
-        if not ix.config.get("volatile", True) and "force" not in req.query:
-            raise APIError(403, f"cannot delete file on non-volatile index {ix.fullname}")
-        nonvolatile.check_delete(core, ident, ix, "files", "force" in req.query)
+        nonvolatile.check_delete(core, ident, ix, "file", "force" in req.query)
         relpath = "+f/" + path
         with core.storage.write(ident.user) as tx:
             f = catalog.get_file(tx.conn, ix.id, relpath)

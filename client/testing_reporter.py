@@ -10,6 +10,7 @@ classic toxresult POST when the server has no test-run API.
 """
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 from devpi.client.hub import Hub
 
 BATCH_DELAY = 0.2  # seconds events may wait to be sent together
+MAX_BATCH_EVENTS = 500
+# The server takes test-run bodies up to 2 MiB (MAX_TOX_REPORT_BYTES); 500 failures with
+# 20,000-character tracebacks would be 10 MB, so a batch also ends at about 1 MiB.
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 class RunReporter:
@@ -109,7 +114,8 @@ class RunReporter:
         import time
 
         end = time.monotonic() + delay
-        while len(batch) < 500:
+        size = sum(_size(e) for e in batch)
+        while len(batch) < MAX_BATCH_EVENTS and size < MAX_BATCH_BYTES:
             try:
                 item = self.queue.get(timeout=max(0.0, end - time.monotonic()))
             except queue.Empty:
@@ -117,6 +123,7 @@ class RunReporter:
             if item is None:
                 return True
             batch.append(item)
+            size += _size(item)
         return False
 
     def finish(self, exitcode: int | None, toxresult: dict[str, Any] | None, *, interrupted: bool = False,
@@ -159,3 +166,8 @@ def _message(r: Any) -> str:
         return str(r.json().get("message") or "")
     except ValueError:
         return r.reason or ""
+
+
+def _size(event: dict[str, Any]) -> int:
+    """The bytes an event takes in the JSON body (escapes included: requests sends ASCII)."""
+    return len(json.dumps(event, default=str)) + 1

@@ -20,6 +20,7 @@ from .diskfull import MESSAGE as DISK_FULL
 from .diskfull import is_disk_full
 from .httpkit import JSON_CT, APIError, error_reply, json_body
 from .logwriter import BatchedLines, shared_lines
+from .via import names_us
 
 log = logging.getLogger("devpi.server.http")
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see bodies.py)
@@ -119,17 +120,16 @@ class Utf8Paths:
 
 
 class LoopGuard:
-    """Refuses at once a request that one of this server's own mirrors sent (its uuid in
-    ``X-Devpi-Via``): a mirror whose upstream is this server would otherwise hold a
-    thread per hop until its upstream timeout, and every hop asks again."""
+    """Refuses at once a request that one of this server's own mirrors sent (its mark in
+    ``X-Devpi-Via``, see via.py): a mirror whose upstream is this server would otherwise
+    hold a thread per hop until its upstream timeout, and every hop asks again."""
 
     def __init__(self, app: Callable, core: Core):
         self.app = app
         self.core = core
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        via = environ.get("HTTP_X_DEVPI_VIA")
-        if via is not None and self.core.uuid in via.replace(",", " ").split():
+        if names_us(environ.get("HTTP_X_DEVPI_VIA"), self.core.via_mark):
             body = json_body({"message": "loop: this request came from a mirror on this server itself"})
             start_response("409 Conflict", [("Content-Type", JSON_CT), ("Content-Length", str(len(body)))])
             return [body]

@@ -30,6 +30,7 @@ from .pagecache import PageCache
 from .proxies import TrustedProxies
 from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
 from .storage import Change, Storage, kv_get
+from .via import via_mark
 
 log = logging.getLogger("devpi.server")
 
@@ -91,6 +92,7 @@ class Core:
         self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
         self.uuid = ""
+        self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see via.py)
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0
         self._live_pwhash = None if self.storage.is_sqlite else LivePwhash(self.storage.engine)
@@ -116,6 +118,7 @@ class Core:
                 node = kv_get(conn, "uuid")
         self.uuid = node
         self.auth = Authenticator(bytes.fromhex(secret))
+        self.via_mark = via_mark(bytes.fromhex(secret))
         self.storage.init_serial()
 
     def _first_start(self) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import bottle
 
 from .auth import Identity, parse_basic, parse_devpi_auth
+from .names import is_user_name
 from .proxies import valid_host
 
 INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
@@ -107,6 +108,16 @@ def is_json_type(content_type: str | None) -> bool:
 
 MAX_JSON_BYTES = 10 * 1024 * 1024  # every JSON body, unless a view says otherwise (tox reports)
 MAX_JSON_DEPTH = 64  # devpi's documents nest a handful of levels; tox reports about eight
+# Parsed JSON costs up to ~25 bytes of Python objects per body byte ("[{},{},...]"), so the
+# byte limit alone does not bound memory. Every item but the first of a list or object follows
+# a ",", so counting ",", "[" and "{" bytes (also those inside strings: a conservative count,
+# one C pass each) bounds the objects the parser can make: 100,000 items are ~7 MB parsed.
+# devpi's own documents have dozens; a tox report with long output some tens of thousands.
+MAX_JSON_ITEMS = 100_000
+# tox's --result-json report: real ones are KBs to a few hundred KB (the output of each
+# command, a list of installed packages); 2 MiB leaves several times that and keeps an
+# anonymous upload (acl_toxresult_upload is :ANONYMOUS: by default) at a few MB of memory.
+MAX_TOX_REPORT_BYTES = 2 * 1024 * 1024
 
 
 def _nested_deeper_than(doc: Any, limit: int) -> bool:
@@ -124,7 +135,8 @@ def _nested_deeper_than(doc: Any, limit: int) -> bool:
     return False
 
 
-def read_json(request: bottle.BaseRequest, max_bytes: int = MAX_JSON_BYTES) -> Any:
+def read_json(request: bottle.BaseRequest, max_bytes: int = MAX_JSON_BYTES,
+              max_items: int = MAX_JSON_ITEMS) -> Any:
     """The request's JSON body (None when empty), read from ``wsgi.input`` at most once and
     never past ``max_bytes`` (see bodies.BodyReader: bottle's ``request.body`` would spool it
     first). A body must say it is JSON: a web page can make a visitor's browser POST a form
@@ -142,6 +154,10 @@ def read_json(request: bottle.BaseRequest, max_bytes: int = MAX_JSON_BYTES) -> A
         raw = env["devpi.json_body"] = BodyReader(env, max_bytes).read_all()
     if not raw.strip():
         return None
+    brackets = raw.count(b"[") + raw.count(b"{") if len(raw) > MAX_JSON_DEPTH else 0  # fewer: not too deep
+    if len(raw) > max_items and brackets + raw.count(b",") > max_items:  # before parsing: that is the cost
+        raise APIError(413, f"JSON body has too many items: more than {max_items} (counting its "
+                            "',', '[' and '{' characters)")
     try:
         doc = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError):
@@ -149,7 +165,7 @@ def read_json(request: bottle.BaseRequest, max_bytes: int = MAX_JSON_BYTES) -> A
     except RecursionError:  # nested past the parser's own limit (~1,000 levels)
         raise APIError(400, f"Bad request: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     # counting brackets is one C pass; only a body with enough of them can be too deep
-    if isinstance(doc, (dict, list)) and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH \
+    if isinstance(doc, (dict, list)) and brackets > MAX_JSON_DEPTH \
             and _nested_deeper_than(doc, MAX_JSON_DEPTH):
         raise APIError(400, f"Bad request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if b"\\u" in raw and _has_lone_surrogate(doc):  # only an escape can make one
@@ -183,12 +199,21 @@ def identity(core, request: bottle.BaseRequest) -> Identity | None:
 
 def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> Identity | None:
     """Check credentials unless this client or user is guessing too fast (429 then, before
-    any password is checked: see login_throttle)."""
+    any password is checked: see login_throttle).
+
+    A name no user can have (see names.py: at most 100 ASCII characters) fails here, before
+    it becomes a throttle key or reaches the database: /+login takes names from a JSON body
+    of megabytes, and PostgreSQL refuses a NUL in a query parameter. Such a failure counts
+    against the client's address only (there is no user to protect)."""
     addr = core.proxies.client_addr(request.environ)
-    wait = core.throttle.retry_after(user, addr)
+    key = user if is_user_name(user) else None
+    wait = core.throttle.retry_after(key, addr)
     if wait:
         raise APIError(429, f"too many failed logins; try again in {wait} seconds",
                        {"Retry-After": str(wait)})
+    if key is None:
+        core.throttle.failed(None, addr)
+        return None
     ident = core.authenticate(user, secret)
     if ident is None:
         core.throttle.failed(user, addr)

@@ -114,19 +114,21 @@ class LoginThrottle:
     def enabled(self) -> bool:
         return self._by_address is not None or self._by_user is not None
 
-    def retry_after(self, user: str, addr: str) -> int:
-        """Whole seconds this attempt must wait (0: go ahead and check the password)."""
+    def retry_after(self, user: str | None, addr: str) -> int:
+        """Whole seconds this attempt must wait (0: go ahead and check the password).
+
+        ``user`` None: a name no user can have, counted by address only (never a key)."""
         if not self.enabled:
             return 0
         now = self._clock()
         key = address_key(addr)
         with self._lock:
             wait = self._by_address.wait(key, now) if self._by_address else 0.0
-            if self._by_user and not self._is_known_good(user, key, now):
+            if self._by_user and user is not None and not self._is_known_good(user, key, now):
                 wait = max(wait, self._by_user.wait(user, now))
         return math.ceil(wait) if wait > 0 else 0
 
-    def failed(self, user: str, addr: str) -> None:
+    def failed(self, user: str | None, addr: str) -> None:
         if not self.enabled:
             return
         now = self._clock()
@@ -134,7 +136,7 @@ class LoginThrottle:
         with self._lock:
             if self._by_address:
                 self._by_address.take(key, now)
-            if self._by_user and not self._is_known_good(user, key, now):
+            if self._by_user and user is not None and not self._is_known_good(user, key, now):
                 self._by_user.take(user, now)
 
     def succeeded(self, user: str, addr: str) -> None:

@@ -139,6 +139,7 @@ class MirrorRepository:
         self._client: UpstreamClient | None = None
         self._names_text: str | None = None  # upstream's project names, sorted, one per line
         self._pages_not_kept = 0
+        self._pages_loaded = 0  # pages read back from SQL (see _page)
         self._names_loaded = False
         self._names_fresh_until = 0.0
 
@@ -158,7 +159,7 @@ class MirrorRepository:
                     self._client = UpstreamClient(f"devpi-server/{__version__} (mirror of {redact(self.url)})",
                                                   maxsize=max(10, self.core.config.threads),
                                                   local_root=local_tree_root(self.url),
-                                                  guard=self.policy.check, via=self.core.uuid)
+                                                  guard=self.policy.check, via=self.core.via_mark)
         return self._client
 
     def _get(self, url: str, headers: dict[str, str], max_bytes: int = MAX_PAGE_BYTES) -> Any:
@@ -213,9 +214,20 @@ class MirrorRepository:
             return page
         if not (look or self.offline or self.store.may_have_page(name)):
             return None
+        # A page heavier than --mirror-memory is never kept, so every request that needs it
+        # reads and parses it again (tens of MB for a big page): concurrent ones share one.
+        return self._flights.do(("stored", name), lambda: self._load_page(name))
+
+    def _load_page(self, name: str) -> Page | None:
+        """The stored copy of a page, parsed (run single-flight by ``_page``)."""
+        page = self._pages.get(name)  # kept by the call that just ended
+        if page is not None:
+            return page
         row = self.store.load_page(name)
         if row is None:
             return None
+        with self._lock:
+            self._pages_loaded += 1
         page = self._make_page(name, row.url, json.loads(row.links), row.etag, row.last_modified, row.serial,
                                row.fetched)
         return self._pages.setdefault(name, page, _weight(page))
@@ -431,7 +443,8 @@ class MirrorRepository:
 
     def memory_stats(self) -> dict[str, int]:
         return {"pages": len(self._pages), "bytes": self._pages.weight, "max_bytes": self._pages.budget,
-                "pages_not_kept": self._pages_not_kept, "project_list_bytes": len(self._names_text or "")}
+                "pages_not_kept": self._pages_not_kept, "pages_loaded": self._pages_loaded,
+                "project_list_bytes": len(self._names_text or "")}
 
     # -- files -----------------------------------------------------------------------------
     def _stored(self, relpath: str) -> StoredFile | None:

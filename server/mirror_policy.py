@@ -19,7 +19,7 @@ address) and serve the answer. The rule (doc/mirror.md, "Security policy"):
   a user's mirror: the same destination check holds for it, and it follows no
   redirect;
 * a ``mirror_url`` that names this server is refused, and every upstream
-  request carries this server's uuid (``X-Devpi-Via``) so a loop the first
+  request carries this server's mark (``X-Devpi-Via``, via.py) so a loop the first
   check missed is answered at once with a 409 instead of holding threads.
 """
 from __future__ import annotations

@@ -35,9 +35,15 @@ def normalize_name(name: str) -> str:
     return _NORMALIZE.sub("-", name).lower()
 
 
+def is_user_name(name: str) -> bool:
+    """Whether ``name`` could name a user or index (cheap: the length is checked first)."""
+    return (bool(name) and len(name) <= 100 and _USER_INDEX_NAME.fullmatch(name) is not None
+            and not name.startswith(("+", ".")))
+
+
 def check_user_or_index_name(name: str, what: str = "name") -> str:
-    if not name or len(name) > 100 or not _USER_INDEX_NAME.fullmatch(name) or name.startswith(("+", ".")):
-        raise InvalidName(f"invalid {what} {name!r}: use ASCII letters, digits and -._@ only")
+    if not is_user_name(name):
+        raise InvalidName(f"invalid {what} {name[:100]!r}: use ASCII letters, digits and -._@ only")
     return name
 
 

@@ -32,12 +32,16 @@ def is_nonvolatile(ix: IndexRow) -> bool:
     return not ix.config.get("volatile", True)
 
 
-def check_delete(core: Any, ident: Identity | None, ix: IndexRow, what: str, force: bool) -> None:
-    """Raise 403 unless ``ident`` may delete ``what`` on ``ix`` (acl checks come first)."""
+def check_delete(core: Any, ident: Identity | None, ix: IndexRow, what: str, force: bool,
+                 without_force: str | None = None) -> None:
+    """Raise 403 unless ``ident`` may delete ``what`` on ``ix`` (acl checks come first).
+
+    ``without_force``: the 403 text when ``force`` is missing, where the original devpi has
+    its own wording that clients show (default "cannot delete <what> on non-volatile index")."""
     if not is_nonvolatile(ix):
         return
     if not force:
-        raise APIError(403, f"cannot delete {what} on non-volatile index {ix.fullname} (use force)")
+        raise APIError(403, without_force or f"cannot delete {what} on non-volatile index {ix.fullname}")
     if not core.may_delete_released(ident, ix):
         raise APIError(403, f"only the owner of non-volatile index {ix.fullname} (or root) may delete "
                             f"{what} there")

@@ -35,7 +35,7 @@ from . import catalog, indexconfig, schema
 from .auth import Identity
 from .catalog import FileRow, IndexRow
 from .core import Core
-from .httpkit import APIError, base_url, identity, json_reply, read_json, require_index
+from .httpkit import MAX_TOX_REPORT_BYTES, APIError, base_url, identity, json_reply, read_json, require_index
 from .testruns_gate import (
     TRUST_KEY,
     describe,
@@ -211,7 +211,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return ix
 
     def body_dict() -> dict[str, Any]:
-        body = read_json(req, max_bytes=32 * 1024 * 1024)
+        # open and events are far smaller than a report; one limit for all three keeps it simple
+        body = read_json(req, max_bytes=MAX_TOX_REPORT_BYTES)
         if not isinstance(body, dict):
             raise APIError(400, "expected a JSON object")
         return body

@@ -22,7 +22,7 @@ code path has to be paged back in). This module keeps what the mirror needs:
   address to a check and another to the connection. Through a proxy, which
   resolves names itself, the addresses the host resolves to here are checked;
 * ``via``: sent as ``X-Devpi-Via`` on every request, so a server that finds its
-  own uuid there knows it is asking itself;
+  own mark there knows it is asking itself (a keyed hash, not its uuid: see via.py);
 * credentials in the URL (``user:pw@`` before the host) or in ``~/.netrc``
   sent as Basic auth to that origin only (a redirect elsewhere does not get
   them);

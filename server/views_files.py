@@ -21,7 +21,15 @@ import bottle
 from . import catalog, nonvolatile
 from .blobs import BlobCorrupt
 from .core import Core
-from .httpkit import APIError, identity, json_reply, read_json, require_identity, require_index
+from .httpkit import (
+    MAX_TOX_REPORT_BYTES,
+    APIError,
+    identity,
+    json_reply,
+    read_json,
+    require_identity,
+    require_index,
+)
 from .views_meta import INDEX_SEG, USER_SEG
 
 log = logging.getLogger("devpi.server.files")
@@ -211,9 +219,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         ix = require_index(core, user, index)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete files on {ix.fullname}")
-        if not ix.config.get("volatile", True) and "force" not in req.query:
-            raise APIError(403, f"cannot delete file on non-volatile index {ix.fullname}")
-        nonvolatile.check_delete(core, ident, ix, "files", "force" in req.query)
+        nonvolatile.check_delete(core, ident, ix, "file", "force" in req.query)
         relpath = "+f/" + path
         with core.storage.write(ident.user) as tx:
             f = catalog.get_file(tx.conn, ix.id, relpath)
@@ -230,7 +236,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if not core.in_acl(identity(core, req), ix.config.get("acl_toxresult_upload") or []):
             raise APIError(403, "No permission to upload tox results. You can use the devpi test "
                                 "--no-upload option to skip the upload.")
-        body = read_json(req, max_bytes=32 * 1024 * 1024)
+        body = read_json(req, max_bytes=MAX_TOX_REPORT_BYTES)
         if not isinstance(body, dict):
             raise APIError(400, "tox result must be a JSON object")
         relpath = "+f/" + path

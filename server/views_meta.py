@@ -6,6 +6,7 @@ import bottle
 from . import catalog
 from .core import Core
 from .httpkit import APIError, authenticate, base_url, identity, json_reply, read_json, require_index
+from .names import is_user_name
 
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
 USER_SEG = "<user:re:[^+/][^/]*>"
@@ -58,7 +59,9 @@ def install(app: bottle.Bottle, core: Core) -> None:
         user, password = str(body["user"]), str(body["password"])
         ident = authenticate(core, req, user, password)
         if ident is None:
-            raise APIError(401, f"user {user!r} could not be authenticated")
+            # an impossible name (megabytes, control characters) is not echoed back
+            shown = repr(user) if is_user_name(user) else "with an invalid name"
+            raise APIError(401, f"user {shown} could not be authenticated")
         with core.storage.read() as conn:
             u = catalog.get_user(conn, user)
         token = core.auth.tokens.issue(user, u.pwhash)

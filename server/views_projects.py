@@ -123,9 +123,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
         project = normalize_name(project)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete on {ix.fullname}")
-        if not ix.config.get("volatile", True) and "force" not in req.query:
-            raise APIError(403, f"project {project} is on non-volatile index {ix.fullname}")
-        nonvolatile.check_delete(core, ident, ix, f"project {project}", "force" in req.query)
+        nonvolatile.check_delete(core, ident, ix, f"project {project}", "force" in req.query,
+                                 f"project {project} is on non-volatile index {ix.fullname}")
         with core.storage.write(ident.user) as tx:
             p = catalog.get_project(tx.conn, ix.id, project)
             if p is None:
@@ -139,9 +138,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
         project = normalize_name(project)
         if not core.may_delete(ident, ix):
             raise APIError(403, f"no permission to delete on {ix.fullname}")
-        if not ix.config.get("volatile", True) and "force" not in req.query:
-            raise APIError(403, f"cannot delete version on non-volatile index {ix.fullname}")
-        nonvolatile.check_delete(core, ident, ix, f"{project} {version}", "force" in req.query)
+        nonvolatile.check_delete(core, ident, ix, f"{project} {version}", "force" in req.query,
+                                 f"cannot delete version on non-volatile index {ix.fullname}")
         with core.storage.write(ident.user) as tx:
             p = catalog.get_project(tx.conn, ix.id, project)
             rel = catalog.get_release(tx.conn, p.id, version) if p else None

@@ -230,8 +230,6 @@ def _file_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, v
             for old in existing:
                 if old.sha256 == sha256:
                     raise Unchanged()
-                if not ix.config.get("volatile", True):
-                    raise APIError(409, f"{filename} already exists in non-volatile index {ix.fullname}")
                 count = sum(entry.get("count", 0) for entry in old.log if entry.get("what") == "overwrite")
                 log = [log_entry("overwrite", who, ix.fullname, count=count + 1)] + log
                 catalog.remove_file_row_only(tx, ix, project, old, version)

@@ -69,6 +69,21 @@ def test_member_cannot_delete_release_project_or_file_even_with_force(srv, rel):
     assert srv.api("DELETE", f"/{index}/relpkg/1.0?force=", auth=vic).status_code == 200
 
 
+def test_deletes_without_force_keep_the_original_devpi_texts(srv, rel):
+    """Even the owner needs force; the 403 says so in the original devpi's words (one check,
+    nonvolatile.check_delete, for projects, versions and files), and nothing is deleted."""
+    vic, mem, index, filename, data = rel
+    [link] = links(srv, index)
+    expected = {f"/{index}/relpkg": f"project relpkg is on non-volatile index {index}",
+                f"/{index}/relpkg/1.0": f"cannot delete version on non-volatile index {index}",
+                link["href"][len(srv.url):]: f"cannot delete file on non-volatile index {index}"}
+    for path, message in expected.items():
+        for who in (vic, mem):
+            r = srv.api("DELETE", path, auth=who)
+            assert r.status_code == 403 and r.json()["message"] == message, (path, r.text)
+    assert requests.get(link["href"], timeout=30).content == data
+
+
 def test_other_bytes_under_a_released_name_are_409_identical_bytes_200(srv, rel):
     vic, mem, index, filename, data = rel
     r = upload(srv, mem, index, filename, other_bytes())

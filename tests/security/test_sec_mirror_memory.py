@@ -161,3 +161,44 @@ def test_a_list_still_loading_is_marked_incomplete_and_not_cached(sec_servers, h
         assert time.monotonic() < deadline, "the list never completed"
         time.sleep(1)
     assert len(r.json()["projects"]) == 1000
+
+
+def peak_rss_kib(server) -> int:
+    """The server's peak resident set (VmHWM): no later free() lowers it."""
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def test_a_page_over_the_budget_is_parsed_once_for_concurrent_requests(small, hostile):
+    """A page heavier than --mirror-memory is read back from SQL whenever a request needs it
+    (each file download asks its page). Six clients fetching six of its files at once used to
+    parse it six times over, side by side (~17 MB of objects each); they now share one parse:
+    /+status counts one load (allowing a straggler), and the peak RSS barely moves."""
+    import threading
+
+    auth = small.login("root", "root")
+    small.create_index(auth, "reparse", type="mirror", mirror_url=hostile[0] + "/simple/")
+    names = big_page(hostile, "heavyproj", 12_000)
+    url = f"{small.url}/root/reparse/+simple/heavyproj/"
+    files = requests.get(url, headers={"Accept": JSON_TYPE}, timeout=60).json()["files"]
+    assert len(files) == len(names) and memory(small)["mirrors"]["root/reparse"]["pages_not_kept"] >= 1
+    before, loads_before = peak_rss_kib(small), memory(small)["mirrors"]["root/reparse"].get("pages_loaded", 0)
+    chosen = files[100:106]
+    barrier = threading.Barrier(len(chosen))
+    got: dict[str, requests.Response] = {}
+
+    def fetch(f: dict) -> None:
+        barrier.wait()
+        got[f["filename"]] = requests.get(urljoin(url, f["url"]), timeout=60)
+
+    threads = [threading.Thread(target=fetch, args=(f,)) for f in chosen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for f in chosen:
+        assert got[f["filename"]].status_code == 200 and got[f["filename"]].content == f["filename"].encode()
+    grown_mib = (peak_rss_kib(small) - before) / 1024
+    assert grown_mib < 30, f"peak RSS grew by {grown_mib:.0f} MiB"
+    loads = memory(small)["mirrors"]["root/reparse"]["pages_loaded"] - loads_before
+    assert 1 <= loads <= 2, loads

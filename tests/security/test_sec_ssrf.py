@@ -34,11 +34,13 @@ class _Site:
     def __init__(self) -> None:
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.asked: list[str] = []
+        self.vias: list[str | None] = []  # the X-Devpi-Via header of each request
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.asked.append(self.path)
+                site.vias.append(self.headers.get("X-Devpi-Via"))
                 status, headers, body = site.routes.get(self.path, (404, {}, b"not found"))
                 self.send_response(status)
                 for key, value in headers.items():
@@ -314,10 +316,27 @@ def test_a_mirror_loop_the_check_cannot_see_is_answered_at_once(lenient):
         assert time.monotonic() - t0 < 5
     finally:
         fwd.close()
-    own = requests.get(f"{lenient.url}/+api", timeout=10).headers["X-Devpi-Uuid"]
-    r = requests.get(f"{lenient.url}/+api", headers={"X-Devpi-Via": own}, timeout=10)
-    assert r.status_code == 409 and "loop" in r.json()["message"]
     assert requests.get(f"{lenient.url}/+api", headers={"X-Devpi-Via": "another"}, timeout=10).status_code == 200
+
+
+def test_upstreams_do_not_learn_the_server_uuid(lenient, hostile):
+    """Every upstream request carries X-Devpi-Via (the loop guard's mark); it used to be the
+    server's uuid, an identifier the upstream (anyone's mirror_url) could track and match
+    with the server's own X-Devpi-Uuid. It is now a keyed hash of the server's secret: not
+    the uuid nor derived from it alone, yet still recognised by the server as its own."""
+    own = requests.get(f"{lenient.url}/+api", timeout=10).headers["X-Devpi-Uuid"]
+    project = f"via{uuid.uuid4().hex[:6]}"  # a page no earlier test had cached
+    hostile.routes[f"/simple/{project}/"] = (200, {"Content-Type": "text/html"}, b"<html><body></body></html>")
+    seen = len(hostile.vias)
+    r = requests.get(f"{lenient.url}/root/pypi/+simple/{project}/", headers=JSON, timeout=20)
+    assert r.status_code == 200, r.text
+    vias = [v for v in hostile.vias[seen:] if v is not None]
+    assert vias, "the mirror sent no X-Devpi-Via"
+    for via in vias:
+        assert own not in via and hashlib.sha256(own.encode()).hexdigest() not in via, via
+    assert requests.get(f"{lenient.url}/+api", headers={"X-Devpi-Via": own}, timeout=10).status_code == 200
+    r = requests.get(f"{lenient.url}/+api", headers={"X-Devpi-Via": f"other, {vias[0]}"}, timeout=10)
+    assert r.status_code == 409 and "loop" in r.json()["message"], r.text
 
 
 def test_a_file_mirror_does_not_follow_symlinks_out_of_its_tree(lenient, tmp_path):

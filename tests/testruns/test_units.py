@@ -98,3 +98,23 @@ def test_injected_variables_pass_through_every_env(tmp_path, filename):
         for var in INJECTED_VARS:
             assert var in section, section
     assert "OTHER" in sections[1]
+
+
+def test_event_batches_stay_under_the_servers_body_limit():
+    """500 failures with 20,000-character tracebacks (non-ASCII, escaped 6x on the wire) made
+    a 10+ MB batch; the server takes test-run bodies up to 2 MiB, so a batch ends at ~1 MiB."""
+    import json
+    import queue
+
+    from devpi.client.testing_reporter import MAX_BATCH_BYTES, RunReporter
+    from devpi.server.httpkit import MAX_TOX_REPORT_BYTES
+
+    reporter = RunReporter.__new__(RunReporter)  # only the queue matters for batching
+    reporter.queue = queue.Queue()
+    for i in range(500):
+        reporter.queue.put({"nodeid": f"t.py::test_{i}", "outcome": "failed", "longrepr": "\u00e9" * 20_000})
+    batch = [reporter.queue.get()]
+    assert reporter._drain(batch, 0.5) is False
+    body = json.dumps({"key": "k" * 40, "events": batch}).encode()
+    assert MAX_BATCH_BYTES <= len(body) < MAX_TOX_REPORT_BYTES
+    assert 1 < len(batch) < 500

@@ -387,24 +387,35 @@ class WsgiBridge:
         try:
             if isinstance(iterable, (list, tuple)):
                 return [head(), {"type": "http.response.body", "body": b"".join(iterable)}]
-            first = True
+            # One chunk is held until the next arrives, so the last goes out with the end of the
+            # body and the head with the first: a one-chunk answer costs one trip to the event
+            # loop, not three. A chunk is never sent before the iterable has produced the next
+            # one or ended, so an iterable that fails (a hash that does not match) leaves the
+            # answer short, never complete.
+            held: bytes | None = None
             for chunk in iterable:
-                if first:
-                    self._send(loop, send, head())
-                    first = False
-                if chunk:
-                    self._send(loop, send, {"type": "http.response.body", "body": chunk, "more_body": True})
-            if first:
-                self._send(loop, send, head())
-            self._send(loop, send, {"type": "http.response.body", "body": b""})
+                if not chunk:
+                    continue
+                if held is not None:
+                    messages = [] if started[2] else [head()]
+                    messages.append({"type": "http.response.body", "body": held, "more_body": True})
+                    self._send(loop, send, *messages)
+                held = chunk
+            messages = [] if started[2] else [head()]
+            messages.append({"type": "http.response.body", "body": held or b""})
+            self._send(loop, send, *messages)
             return None
         finally:
             close = getattr(iterable, "close", None)
             if close is not None:
                 close()
 
-    def _send(self, loop: asyncio.AbstractEventLoop, send: Callable, message: dict) -> None:
-        fut = asyncio.run_coroutine_threadsafe(send(message), loop)
+    def _send(self, loop: asyncio.AbstractEventLoop, send: Callable, *messages: dict) -> None:
+        async def send_all() -> None:
+            for message in messages:
+                await send(message)
+
+        fut = asyncio.run_coroutine_threadsafe(send_all(), loop)
         try:
             fut.result(self.timeout)
         except concurrent.futures.TimeoutError:

@@ -392,30 +392,41 @@ class WsgiBridge:
             # loop, not three. A chunk is never sent before the iterable has produced the next
             # one or ended, so an iterable that fails (a hash that does not match) leaves the
             # answer short, never complete.
+            # The send of one chunk overlaps the reading of the next: it is waited for (bounded)
+            # only before the next one goes out.
             held: bytes | None = None
+            in_flight: concurrent.futures.Future | None = None
             for chunk in iterable:
                 if not chunk:
                     continue
                 if held is not None:
                     messages = [] if started[2] else [head()]
                     messages.append({"type": "http.response.body", "body": held, "more_body": True})
-                    self._send(loop, send, *messages)
+                    self._wait(in_flight)
+                    in_flight = self._schedule(loop, send, messages)
                 held = chunk
             messages = [] if started[2] else [head()]
             messages.append({"type": "http.response.body", "body": held or b""})
-            self._send(loop, send, *messages)
+            self._wait(in_flight)
+            self._wait(self._schedule(loop, send, messages))
             return None
         finally:
             close = getattr(iterable, "close", None)
             if close is not None:
                 close()
 
-    def _send(self, loop: asyncio.AbstractEventLoop, send: Callable, *messages: dict) -> None:
+    @staticmethod
+    def _schedule(loop: asyncio.AbstractEventLoop, send: Callable, messages: list[dict]) -> concurrent.futures.Future:
         async def send_all() -> None:
             for message in messages:
                 await send(message)
 
-        fut = asyncio.run_coroutine_threadsafe(send_all(), loop)
+        return asyncio.run_coroutine_threadsafe(send_all(), loop)
+
+    def _wait(self, fut: concurrent.futures.Future | None) -> None:
+        """Until the client took what ``fut`` sends, at most ``timeout``."""
+        if fut is None:
+            return
         try:
             fut.result(self.timeout)
         except concurrent.futures.TimeoutError:

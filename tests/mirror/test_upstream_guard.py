@@ -130,9 +130,9 @@ def test_address_kinds_and_option_entries():
     assert policy.refusal("fd00::5", 8081, "fd00::5") is not None
     assert policy.refusal("127.0.0.1", 4040, "127.0.0.1") is None  # --mirror-url's host:port
     assert policy.refusal("127.0.0.1", 4041, "127.0.0.1") is not None
-    assert not policy.file_link_allowed("alice", "http://up.test/simple/", "http://files.test/a.whl")
-    assert policy.file_link_allowed("alice", "http://up.test/simple/", "http://up.test:80/f/a.whl")
-    assert policy.file_link_allowed("root", "http://up.test/simple/", "http://files.test/a.whl")
+    assert not policy.file_link_allowed("alice", "http://127.0.0.1/simple/", "http://127.0.0.2/a.whl")
+    assert policy.file_link_allowed("alice", "http://127.0.0.1/simple/", "http://127.0.0.1:80/f/a.whl")
+    assert policy.file_link_allowed("root", "http://127.0.0.1/simple/", "http://127.0.0.2/a.whl")
     assert names_this_server("http://127.0.0.1:3141/x/", "127.0.0.1", 3141, [])
     assert not names_this_server("http://127.0.0.1:3142/x/", "127.0.0.1", 3141, [])
-    assert names_this_server("https://devpi.test/root/pypi/", "127.0.0.1", 3141, ["https://devpi.test"])
+    assert names_this_server("https://127.0.0.9/root/pypi/", "127.0.0.1", 3141, ["https://127.0.0.9"])

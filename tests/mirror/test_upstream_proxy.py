@@ -174,9 +174,9 @@ def test_no_proxy_networks_and_names_bypass_the_proxy(monkeypatch):
     """no_proxy may name networks (10.0.0.0/8), as requests and curl read it."""
     from devpi.server import upstream_client
 
-    monkeypatch.setenv("http_proxy", "http://u:p@proxy.example.invalid:3128")
+    monkeypatch.setenv("http_proxy", "http://u:p@127.0.0.3:3128")
     monkeypatch.setenv("no_proxy", "10.0.0.0/8,.corp.example")
     assert upstream_client._proxy_for("http", "10.2.3.4") == (None, None)
     assert upstream_client._proxy_for("http", "pkgs.corp.example") == (None, None)
     proxy, auth = upstream_client._proxy_for("http", "11.0.0.1")
-    assert proxy == ("proxy.example.invalid", 3128) and auth == "Basic " + base64.b64encode(b"u:p").decode()
+    assert proxy == ("127.0.0.3", 3128) and auth == "Basic " + base64.b64encode(b"u:p").decode()

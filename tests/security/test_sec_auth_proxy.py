@@ -20,10 +20,10 @@ def api_login_url(server, headers):
 
 
 def test_outside_url_from_an_untrusted_peer_is_ignored(sec_servers):
-    """With the proxy elsewhere (--trusted-proxy 10.1.2.3), our loopback client's
+    """With the proxy elsewhere (--trusted-proxy 127.0.0.2), our loopback client's
     X-Outside-Url and X-Forwarded-Proto change nothing: the login URL stays on this server."""
-    server = sec_servers(args=("--trusted-proxy", "10.1.2.3"))
-    login = api_login_url(server, {"X-Outside-Url": "https://attacker.invalid/steal",
+    server = sec_servers(args=("--trusted-proxy", "127.0.0.2"))
+    login = api_login_url(server, {"X-Outside-Url": "http://127.0.0.66/steal",
                                    "X-Forwarded-Proto": "https"})
     assert login == f"{server.url}/+login"
 
@@ -32,21 +32,21 @@ def test_outside_url_from_a_trusted_proxy_is_used(sec_servers):
     """The default trusts loopback (a proxy on the same host): its X-Outside-Url is used, and
     --outside-url is used when no proxy header is sent."""
     server = sec_servers()
-    assert api_login_url(server, {"X-Outside-Url": "https://pkgs.example.invalid/devpi/"}) == \
-        "https://pkgs.example.invalid/devpi/+login"
+    assert api_login_url(server, {"X-Outside-Url": "https://127.0.0.77/devpi/"}) == \
+        "https://127.0.0.77/devpi/+login"
     assert api_login_url(server, {"X-Forwarded-Proto": "https"}) == f"https://{server.url[7:]}/+login"
     assert api_login_url(server, {"X-Forwarded-Proto": "javascript"}) == f"{server.url}/+login"
-    pinned = sec_servers(args=("--trusted-proxy", "none", "--outside-url", "https://pkgs.example.invalid"))
-    assert api_login_url(pinned, {"X-Outside-Url": "https://attacker.invalid"}) == \
-        "https://pkgs.example.invalid/+login"
-    assert api_login_url(pinned, {"Host": "attacker.invalid"}) == "https://pkgs.example.invalid/+login"
+    pinned = sec_servers(args=("--trusted-proxy", "none", "--outside-url", "https://127.0.0.77"))
+    assert api_login_url(pinned, {"X-Outside-Url": "http://127.0.0.66"}) == \
+        "https://127.0.0.77/+login"
+    assert api_login_url(pinned, {"Host": "127.0.0.66"}) == "https://127.0.0.77/+login"
 
 
 def test_a_host_header_that_is_not_a_host_is_not_echoed(sec_servers):
     """A Host with a path, user info or spaces would turn the login URL into one on another
-    server (``attacker.invalid/x?`` or ``a@attacker.invalid``): the listening address is used."""
+    server (``127.0.0.66/x?`` or ``a@127.0.0.66``): the listening address is used."""
     server = sec_servers()
-    for host in ("attacker.invalid/x?", "user@attacker.invalid", "attacker.invalid#", "a b"):
+    for host in ("127.0.0.66/x?", "user@127.0.0.66", "127.0.0.66#", "a b"):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         conn.putrequest("GET", "/+api", skip_host=True)
         conn.putheader("Host", host)
@@ -59,5 +59,5 @@ def test_a_host_header_that_is_not_a_host_is_not_echoed(sec_servers):
             continue
         assert resp.status == 200, body
         assert json.loads(body)["result"]["login"] == f"http://127.0.0.1:{server.port}/+login", host
-    # an ordinary name is kept (clients reach the server under names we cannot know)
-    assert api_login_url(server, {"Host": "devpi.internal:8080"}) == "http://devpi.internal:8080/+login"
+    # an ordinary host is kept (clients reach the server under names we cannot know)
+    assert api_login_url(server, {"Host": "127.0.0.5:8080"}) == "http://127.0.0.5:8080/+login"

@@ -279,8 +279,8 @@ def test_a_mirror_of_the_server_itself_is_refused(lenient):
         name = f"self{uuid.uuid4().hex[:6]}"
         r = _mirror(lenient, root, name, url)
         assert r.status_code == 400 and "this server itself" in r.json()["message"], (url, r.text)
-    r = lenient.api("PUT", f"/root/self{uuid.uuid4().hex[:6]}", auth=root, headers={"Host": "devpi.example.test"},
-                    json={"type": "mirror", "mirror_url": "http://devpi.example.test/root/pypi/+simple/"})
+    r = lenient.api("PUT", f"/root/self{uuid.uuid4().hex[:6]}", auth=root, headers={"Host": "127.0.0.9"},
+                    json={"type": "mirror", "mirror_url": "http://127.0.0.9/root/pypi/+simple/"})
     assert r.status_code == 400 and "this server itself" in r.json()["message"], r.text
     r = lenient.api("PATCH", "/root/pypi", json={"mirror_url": f"{lenient.url}/root/pypi/+simple/"}, auth=root)
     assert r.status_code == 400 and "this server itself" in r.json()["message"], r.text
@@ -295,7 +295,7 @@ def test_a_server_listening_on_all_addresses_knows_them_as_itself(sec_servers, t
     for host in ("127.0.0.1", "127.0.0.2", "localhost"):
         url = f"http://{host}:{wide.port}/root/pypi/+simple/"
         r = wide.api("PUT", f"/root/w{uuid.uuid4().hex[:6]}", json={"type": "mirror", "mirror_url": url}, auth=root,
-                     headers={"Host": "devpi.example.test"})
+                     headers={"Host": "127.0.0.9"})
         assert r.status_code == 400 and "this server itself" in r.json()["message"], (url, r.text)
 
 

@@ -10,27 +10,16 @@ hold instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from support.server import ServerProcess
+from support.server import ServerProcess, server_factory
 
 
 @pytest.fixture(scope="module")
 def sec_servers(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     """Factory for real servers that live until the end of the test module."""
-    started: list[ServerProcess] = []
-    base = tmp_path_factory.mktemp("sec")
-
-    def make(**kw) -> ServerProcess:
-        serverdir = kw.pop("serverdir", None) or base / f"server{len(started)}"
-        s = ServerProcess(Path(serverdir), **kw).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
+    with server_factory(tmp_path_factory.mktemp("sec")) as make:
+        yield make
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -38,3 +27,9 @@ def engine_srv(request, sec_servers) -> ServerProcess:
     """One server per module and storage engine (SQLite, then a real PostgreSQL)."""
     storage = request.getfixturevalue("pg_cluster").new_database() if request.param == "postgresql" else None
     return sec_servers(storage=storage)
+
+
+@pytest.fixture(scope="module")
+def srv(sec_servers) -> ServerProcess:
+    """One SQLite server per test module (modules may define their own ``srv``)."""
+    return sec_servers()

@@ -9,28 +9,17 @@ to; nothing is stored; a normal upload right after still works.
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import socket
 import time
-import uuid
 import zipfile
 
 import pytest
 import requests
 from support.dists import wheel_bytes
+from support.naming import unique
 
-_n = itertools.count()
 MiB = 1024 * 1024
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_n)}x{uuid.uuid4().hex[:4]}"
-
-
-@pytest.fixture(scope="module")
-def srv(sec_servers):
-    return sec_servers()
 
 
 @pytest.fixture

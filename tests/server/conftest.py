@@ -6,31 +6,20 @@ Starting a server costs about half a second; tests that do not interfere
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from support.server import ServerProcess
+from support.server import ServerProcess, server_factory
 
 
 @pytest.fixture(scope="module")
 def module_servers(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     """Factory for servers that live until the end of the test module."""
-    started: list[ServerProcess] = []
-    base = tmp_path_factory.mktemp("srv")
-
-    def make(**kw) -> ServerProcess:
-        serverdir = kw.pop("serverdir", None) or base / f"server{len(started)}"
-        # The module's tests share this server and one client address: their deliberate failed
-        # logins would add up to a throttle no single test meant (throttling has its own tests,
-        # tests/security/test_sec_auth_throttle.py).
-        kw["args"] = ("--login-rate", "1000/60", "--login-rate-user", "1000/60", *kw.get("args", ()))
-        s = ServerProcess(Path(serverdir), **kw).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
+    # The module's tests share this server and one client address: their deliberate failed
+    # logins would add up to a throttle no single test meant (throttling has its own tests,
+    # tests/security/test_sec_auth_throttle.py).
+    throttle_off = ("--login-rate", "1000/60", "--login-rate-user", "1000/60")
+    with server_factory(tmp_path_factory.mktemp("srv"), throttle_off) as make:
+        yield make
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -5,12 +5,14 @@ Tests talk to it over HTTP only, exactly as pip, twine and the CLI do.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -177,3 +179,23 @@ class ServerProcess:
         with open(path, "rb") as f:
             return requests.post(f"{self.url}/{index}/", data=data, files={"content": (path.name, f)},
                                  auth=auth, timeout=60)
+
+
+@contextlib.contextmanager
+def server_factory(base: Path, default_args: tuple[str, ...] = ()) -> Iterator[Callable[..., ServerProcess]]:
+    """A factory of real servers under ``base``, all stopped when the block ends (module-scoped
+    fixtures share one per test module); ``default_args`` go before each server's own."""
+    started: list[ServerProcess] = []
+
+    def make(**kw) -> ServerProcess:
+        serverdir = kw.pop("serverdir", None) or base / f"server{len(started)}"
+        kw["args"] = (*default_args, *kw.get("args", ()))
+        s = ServerProcess(Path(serverdir), **kw).start()
+        started.append(s)
+        return s
+
+    try:
+        yield make
+    finally:
+        for s in started:
+            s.stop()

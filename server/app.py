@@ -166,6 +166,7 @@ class RequestLog:
         self.log = log or shared_lines()
         self._second = 0
         self._stamp = ""
+        self.after_first: Callable[[], None] | None = None  # called once, after the first request
 
     def _timestamp(self) -> str:
         now = int(time.time())
@@ -188,3 +189,6 @@ class RequestLog:
             self.log.add("{} {} {} {} {:.1f}ms\n".format(
                 self._timestamp(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
                 status_holder[0][:3] if status_holder else "-", (time.perf_counter() - t0) * 1000))
+            if self.after_first is not None:
+                hook, self.after_first = self.after_first, None
+                hook()

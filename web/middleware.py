@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,15 +50,34 @@ def is_browser(environ: dict) -> bool:
 
 
 class WebMiddleware:
-    def __init__(self, app: Callable, core: Any):
-        from .search import SearchIndex
-        from .views import build_web_app
+    """The search index and the page routes are made after the server's first answer (a
+    background task of the core) or by the first request that needs them, whichever comes
+    first: neither is needed for the API, and both would delay its first answer."""
 
+    def __init__(self, app: Callable, core: Any):
         self.app = app
         self.core = core
-        self.search = SearchIndex(core)
-        self.search.start()
-        self.web = build_web_app(core, self.search)
+        self.search: Any = None  # the SearchIndex, once prepared
+        self._web: bottle.Bottle | None = None
+        self._web_lock = threading.Lock()
+        core.after_start("web", self.prepare)
+
+    def prepare(self) -> bottle.Bottle:
+        """Start the search index and build the page routes, once."""
+        with self._web_lock:
+            if self._web is None:
+                from .search import SearchIndex
+                from .views import build_web_app
+
+                self.search = SearchIndex(self.core)
+                self.search.start()
+                self._web = build_web_app(self.core, self.search)
+            return self._web
+
+    @property
+    def web(self) -> bottle.Bottle:
+        web = self._web
+        return web if web is not None else self.prepare()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

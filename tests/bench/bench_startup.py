@@ -22,6 +22,13 @@ hermetic proxy settings):
   wall clock on a busy machine);
 * RSS right after the page (VmRSS of the process and its children).
 
+Our checkout is an editable install, which has no cached bytecode (``.pyc``) unless
+Python writes it on import, and ``PYTHONDONTWRITEBYTECODE=1`` (set on the project's
+machines) stops that: every start then compiles the server's sources again, while the
+peers' wheels were byte-compiled by pip at install. So before timing, the bench
+byte-compiles the devpi packages of each timed install (``compileall``, what ``pip
+install`` does for a wheel); ``--source-only`` skips that and times the checkout as it is.
+
 It prints medians with min-max, the ratio ours/pypiserver per pair (one round), and the
 load average before and after. The targets: ours at most 1.5x pypiserver, and under
 0.4 s on an idle machine.
@@ -191,6 +198,14 @@ def baseline(ours: Subject, devpi: Path, workdir: Path) -> Subject:
     return Subject("baseline", argv, ours.root, ours.page, workdir)
 
 
+def byte_compile(python: Path) -> None:
+    """Write the .pyc files of devpi's packages in that environment, as pip does at install."""
+    dirs = subprocess.run([str(python), "-c", "import devpi.server, devpi.client, devpi.web; "
+                           "print('\\n'.join(p for m in (devpi.server, devpi.client, devpi.web) for p in m.__path__))"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run([str(python), "-m", "compileall", "-q", *dirs], check=True, stdout=subprocess.DEVNULL)
+
+
 def fmt(values: list[float], unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     v = [x * scale for x in values]
     return f"{statistics.median(v):.{digits}f}{unit} ({min(v):.{digits}f}-{max(v):.{digits}f})"
@@ -206,9 +221,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline", type=Path, metavar="DEVPI",
                     help="also time this other `devpi` executable (e.g. an older checkout's venv) on a copy "
                          "of our server dir, as 'baseline'")
+    ap.add_argument("--source-only", action="store_true",
+                    help="do not byte-compile the devpi packages first (time an editable checkout as it is)")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
     a = ap.parse_args(argv)
 
+    if not a.source_only:
+        for devpi in [Path(sys.executable).with_name("devpi"), *([a.baseline] if a.baseline else [])]:
+            byte_compile(devpi.with_name("python"))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         workdir = Path(tmp)
@@ -250,7 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["ratios"] = ratios
         print(f"{'ours/pypi':12s} {fmt(ratios['first_200_s'], 'x', digits=2):24s} "
               f"{fmt(ratios['page_200_s'], 'x', digits=2):24s} {fmt(ratios['cpu_s'], 'x', digits=2):24s}")
-    print(f"\nload average before {' '.join(f'{x:.2f}' for x in load_before)}, "
+    print(f"\nbytecode: {'as the checkout has it' if a.source_only else 'compiled first, as pip install does'}")
+    print(f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)} ({os.cpu_count()} CPUs)")
     ours = statistics.median(r["first_200_s"] for r in runs["devpi"])
     print(f"targets: ours first 200 {ours:.3f} s (under 0.4 s idle)", end="")

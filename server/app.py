@@ -20,6 +20,7 @@ from .diskfull import MESSAGE as DISK_FULL
 from .diskfull import is_disk_full
 from .httpkit import JSON_CT, APIError, error_reply, json_body
 from .logwriter import BatchedLines, shared_lines
+from .routing import new_app
 from .via import names_us
 
 log = logging.getLogger("devpi.server.http")
@@ -66,7 +67,7 @@ def build_app(core: Core) -> Callable:
         views_users,
     )
 
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.

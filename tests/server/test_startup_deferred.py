@@ -68,3 +68,39 @@ def test_uvicorn_loads_without_its_command_line_and_stays_whole():
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[]", "True", "True"]
+
+
+def test_routes_are_compiled_once_per_method_and_routes_added_later_still_match():
+    import bottle
+    from devpi.server.routing import OnceRouter, new_app
+
+    app = new_app(catchall=False, autojson=False)
+    assert isinstance(app.router, OnceRouter)
+    compiled: list[str] = []
+    original = bottle.Router._compile
+
+    def counting(self, method):
+        compiled.append(method)
+        return original(self, method)
+
+    bottle.Router._compile = counting
+    try:
+        for i in range(30):
+            app.route(f"/<user>/r{i}", "GET", lambda user, i=i: f"{user} {i}")
+        app.route("/<user>/w", "PUT", lambda user: "put")
+
+        def call(method: str, path: str) -> tuple[str, bytes]:
+            out: list[str] = []
+            body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": None},
+                                lambda status, headers, exc=None: out.append(status)))
+            return out[0], body
+
+        assert call("GET", "/alice/r29") == ("200 OK", b"alice 29")
+        assert sorted(compiled) == ["GET", "PUT"]  # once each, not once per route
+        assert call("GET", "/bob/r0") == ("200 OK", b"bob 0")
+        assert call("DELETE", "/bob/w")[0].startswith("405")  # the other methods are known
+        app.route("/<user>/late", "GET", lambda user: "late")
+        assert call("GET", "/carol/late") == ("200 OK", b"late")
+        assert sorted(compiled) == ["GET", "GET", "PUT"]
+    finally:
+        bottle.Router._compile = original

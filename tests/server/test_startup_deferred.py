@@ -104,3 +104,26 @@ def test_routes_are_compiled_once_per_method_and_routes_added_later_still_match(
         assert sorted(compiled) == ["GET", "GET", "PUT"]
     finally:
         bottle.Router._compile = original
+
+
+def test_pages_that_cannot_be_built_leave_the_api_served(caplog):
+    """devpi.web is built lazily now; if that fails, browsers get the API's answer (as when
+    devpi.web failed to load at start), never an error of the middleware."""
+    from devpi.web.middleware import WebMiddleware
+
+    class CoreWithoutStorage:
+        def __init__(self):
+            self.tasks = []
+
+        def after_start(self, name, task):
+            self.tasks.append(name)
+
+    core = CoreWithoutStorage()
+    mw = WebMiddleware(lambda environ, start: (start("200 OK", []), [b"api"])[1], core)
+    assert core.tasks == ["web"]
+    browser = {"REQUEST_METHOD": "GET", "PATH_INFO": "/root/pypi", "HTTP_ACCEPT": "text/html",
+               "HTTP_USER_AGENT": "Mozilla/5.0"}
+    for _ in range(2):
+        assert mw(dict(browser), lambda status, headers, exc=None: None) == [b"api"]
+    assert mw.prepare() is None
+    assert caplog.text.count("devpi.web failed to load") == 1

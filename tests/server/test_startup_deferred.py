@@ -74,7 +74,7 @@ def test_routes_are_compiled_once_per_method_and_routes_added_later_still_match(
     import bottle
     from devpi.server.routing import OnceRouter, new_app
 
-    app = new_app(catchall=False, autojson=False)
+    app = new_app()
     assert isinstance(app.router, OnceRouter)
     compiled: list[str] = []
     original = bottle.Router._compile

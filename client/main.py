@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     pos = _find_server_command(argv)
     if pos is not None:
-        from devpi.client.server import exec_server
+        from devpi.client.server import run_server
 
-        return exec_server(argv[pos + 1:])
+        return run_server(argv[pos + 1:])
 
     parser = build_parser()
     args = parser.parse_args(argv)

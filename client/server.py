@@ -1,9 +1,13 @@
-"""``devpi server ...``: start the server in this Python environment.
+"""``devpi server ...``: run the server in this process.
 
-The client never imports ``devpi.server`` (it may not even be installed
-where only the CLI is used); it replaces itself with
-``python -m devpi.server ARGS`` so signals and exit codes belong to the
-server process.  ``devpi server --help`` is therefore the server's help.
+The server's start-up is most of the time to its first answer, so the CLI
+does not start a second interpreter: it imports ``devpi.server.main`` and runs
+it here, with the same arguments ``python -m devpi.server`` takes (``devpi
+server --help`` is therefore the server's help). Signals and the exit code
+belong to this process, as they did when it replaced itself with the server.
+Only where the server package is not importable (a CLI-only install with a
+server in another environment) does it fall back to running
+``python -m devpi.server``.
 """
 from __future__ import annotations
 
@@ -16,8 +20,19 @@ from typing import Any
 from devpi.client.cli import add_command
 
 
-def exec_server(args: list[str]) -> int:
-    """Replace this process with the server (on Windows: run it and pass on its exit code)."""
+def run_server(args: list[str]) -> int:
+    """Run the server with ``args`` and return its exit code."""
+    try:
+        from devpi.server.main import main as server_main
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("devpi.server"):
+            raise
+        return _exec_interpreter(args)
+    return server_main(args)
+
+
+def _exec_interpreter(args: list[str]) -> int:
+    """Replace this process with ``python -m devpi.server`` (on Windows: run it)."""
     cmd = [sys.executable, "-m", "devpi.server", *args]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -28,7 +43,7 @@ def exec_server(args: list[str]) -> int:
 
 
 def _run(hub: Any, args: argparse.Namespace) -> int:
-    return exec_server(list(args.server_args))
+    return run_server(list(args.server_args))
 
 
 def register(subparsers: Any) -> None:

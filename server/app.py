@@ -20,6 +20,7 @@ from .diskfull import MESSAGE as DISK_FULL
 from .diskfull import is_disk_full
 from .httpkit import JSON_CT, APIError, error_reply, json_body
 from .logwriter import BatchedLines, shared_lines
+from .routing import new_app
 from .via import names_us
 
 log = logging.getLogger("devpi.server.http")
@@ -66,7 +67,7 @@ def build_app(core: Core) -> Callable:
         views_users,
     )
 
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.
@@ -166,6 +167,7 @@ class RequestLog:
         self.log = log or shared_lines()
         self._second = 0
         self._stamp = ""
+        self.after_first: Callable[[], None] | None = None  # called once, after the first request
 
     def _timestamp(self) -> str:
         now = int(time.time())
@@ -188,3 +190,6 @@ class RequestLog:
             self.log.add("{} {} {} {} {:.1f}ms\n".format(
                 self._timestamp(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
                 status_holder[0][:3] if status_holder else "-", (time.perf_counter() - t0) * 1000))
+            if self.after_first is not None:
+                hook, self.after_first = self.after_first, None
+                hook()

@@ -101,6 +101,9 @@ class Core:
         self.throttle = LoginThrottle(Rate.parse(config.login_rate), Rate.parse(config.login_rate_user))
         self.modify_policy = ModifyPolicy(config.restrict_modify)
         self.storage.add_listener(self._on_commit)
+        self._background: list[tuple[str, Callable[[], None]]] = []
+        self._background_thread: threading.Thread | None = None
+        self._background_lock = threading.Lock()
 
     # -- start-up -------------------------------------------------------------
     def setup(self) -> None:
@@ -120,6 +123,40 @@ class Core:
         self.auth = Authenticator(bytes.fromhex(secret))
         self.via_mark = via_mark(bytes.fromhex(secret))
         self.storage.init_serial()
+
+    def after_start(self, name: str, task: Callable[[], None]) -> None:
+        """Run ``task`` in the background once the server answers (see ``start_background``).
+
+        Start-up work that no request waits for (making directories, warming caches,
+        indexing for search) would otherwise take the interpreter from the start-up path
+        and delay the first answer. A task registered after the start runs at once."""
+        with self._background_lock:
+            if self._background_thread is None:
+                self._background.append((name, task))
+                return
+        threading.Thread(target=self._run_background, args=([(name, task)],), name=f"after-start:{name}",
+                         daemon=True).start()
+
+    def start_background(self) -> threading.Thread:
+        """Start the tasks of ``after_start`` (in order, in one thread); later calls return it.
+
+        The server calls this after its first answer, or soon after it listens if no request
+        comes."""
+        with self._background_lock:
+            if self._background_thread is None:
+                tasks, self._background = self._background, []
+                self._background_thread = threading.Thread(target=self._run_background, args=(tasks,),
+                                                           name="after-start", daemon=True)
+                self._background_thread.start()
+            return self._background_thread
+
+    @staticmethod
+    def _run_background(tasks: list[tuple[str, Callable[[], None]]]) -> None:
+        for name, task in tasks:
+            try:
+                task()
+            except Exception:  # each is a head start or a side job: the server runs without it
+                log.exception("start-up task %s failed", name)
 
     def _first_start(self) -> None:
         from .auth import hash_password

@@ -12,7 +12,7 @@ import logging
 from .core import Core
 
 log = logging.getLogger("devpi.server")
-EXTENSIONS = ("devpi.server.mirror", "devpi.server.testruns")
+EXTENSIONS = ("devpi.server.mirror_ext", "devpi.server.testruns")
 
 
 def load_extensions(core: Core) -> None:

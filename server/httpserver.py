@@ -30,10 +30,11 @@ import resource
 import socket
 from typing import Any
 
-from uvicorn.protocols.http import httptools_impl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from .httpkit import json_body, reason_phrase
+from .uvicorn_parts import load
+
+httptools_impl, uvicorn_config, uvicorn_server = load()
+HttpToolsProtocol = httptools_impl.HttpToolsProtocol
 
 log = logging.getLogger("devpi.server.http")
 
@@ -247,11 +248,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: Any, *, timeout: float, max_connections: int) -> Any:
-    import uvicorn
-
-    config = uvicorn.Config(
+    config = uvicorn_config.Config(
         app, http=protocol_class(timeout=timeout, max_connections=max_connections), loop="asyncio",
         lifespan="off", log_config=None, access_log=False, timeout_keep_alive=int(max(1, timeout)),
         timeout_graceful_shutdown=3, server_header=False, date_header=True, backlog=2048,
         proxy_headers=False, ws="none")
-    return uvicorn.Server(config)
+    return uvicorn_server.Server(config)

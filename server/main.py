@@ -14,7 +14,9 @@ import math
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .core import Core, ServerConfig
@@ -22,6 +24,8 @@ from .modify_policy import parse_restrict_modify
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+AFTER_FIRST_ANSWER = 0.05  # seconds: the first response is written before background work competes
+IDLE_START = 1.0  # seconds after listening: background work starts even if no request came
 
 
 def parse_size(text: str) -> int:
@@ -210,6 +214,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory)
 
 
+def _later(seconds: float, fn: Callable[[], Any]) -> None:
+    timer = threading.Timer(seconds, fn)
+    timer.daemon = True
+    timer.start()
+
+
 def _refuse_open_root(core: Core, host: str) -> None:
     """An empty root password is only acceptable when nobody else can connect."""
     if host in LOOPBACK:
@@ -265,16 +275,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         raise SystemExit(f"devpi server: cannot open storage {config.storage}: {e}") from None
     _refuse_open_root(core, config.host)
+    core.after_start("blob-dirs", core.blobs.make_dirs)
+    core.after_start("cpu-pin", pin.start_watching)
     from .extensions import load_extensions
 
     load_extensions(core)
     core.storage.start_poller()
-    threading.Thread(target=core.blobs.make_dirs, name="blob-dirs", daemon=True).start()
     from .app import build_app
     from .httpserver import connection_cap, listen, make_server
     from .wsgibridge import WsgiBridge
 
     app = build_app(core)
+    # The background start-up work (core.after_start) begins just after the first answer has
+    # gone out, or when the server has listened a while without one: never before it.
+    app.after_first = app.fast_wsgi.after_first = lambda: _later(AFTER_FIRST_ANSWER, core.start_background)
     bridge = WsgiBridge(app, core, threads=config.threads, upstream_threads=args.upstream_threads,
                         max_long_polls=args.max_long_polls, timeout=args.connection_timeout,
                         max_body=config.max_upload_size + 1024 * 1024)
@@ -295,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, stop)
         print(f"devpi server {__version__} listening on http://{url_host}:{port} "
               f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
-        pin.start_watching()
+        _later(IDLE_START, core.start_background)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
         server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ from . import __version__
 from .bounded import BoundedDict
 from .catalog import IndexRow
 from .core import Core
-from .httpkit import APIError, error_reply, require_index
+from .httpkit import APIError, error_reply
 from .mirror_fetch import FetchFailed, FileFetch, LeaderBody
 from .mirror_page import (
     ACCEPT,
@@ -673,23 +673,8 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
-def _routes(app: bottle.Bottle, core: Core) -> None:
-    """Files whose upstream link has no hash live under +e/ (devpi's layout)."""
-    from .views_meta import INDEX_SEG, USER_SEG
-
-    def get_external(user: str, index: str, path: str) -> bottle.HTTPResponse:
-        ix = require_index(core, user, index)
-        serve = getattr(core.single_repository(ix), "serve_file", None)
-        if ix.type != "mirror" or serve is None:
-            raise APIError(404, f"no such file: {ix.fullname}/+e/{path}")
-        return serve("+e/" + path, bottle.request)
-
-    for method in ("GET", "HEAD"):
-        app.route(f"/{USER_SEG}/{INDEX_SEG}/+e/<path:path>", method, get_external)
-
-
-def _warm_up(core: Core) -> None:
-    """Soon after start: make each mirror's HTTP client, read which pages it keeps and
+def warm_up(core: Core) -> None:
+    """Soon after the server answers: make each mirror's HTTP client, read which pages it keeps and
     make spare temp files for downloads, so the first cold requests do not each wait for
     that work."""
     try:
@@ -703,17 +688,4 @@ def _warm_up(core: Core) -> None:
                 repo.store.may_have_page("")  # type: ignore[attr-defined]
     except Exception:  # only a head start: the first request does the same work if this fails
         log.debug("mirror warm-up failed", exc_info=True)
-
-
-def setup(core: Core) -> None:
-    from . import mirror_fetch, mirror_store
-
-    core.mirror_factory = lambda core, ix: MirrorRepository(core, ix)
-    core.config.extra.setdefault("route_hooks", []).append(_routes)
-    # In this order at a clean stop: let downloads record their files, then commit the queue.
-    core.config.extra.setdefault("shutdown_hooks", []).extend([mirror_fetch.wait_running, mirror_store.flush_all])
-    if not core.config.offline:
-        timer = threading.Timer(0.05, _warm_up, (core,))
-        timer.daemon = True
-        timer.start()
 

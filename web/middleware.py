@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,28 +50,53 @@ def is_browser(environ: dict) -> bool:
 
 
 class WebMiddleware:
-    def __init__(self, app: Callable, core: Any):
-        from .search import SearchIndex
-        from .views import build_web_app
+    """The search index and the page routes are made after the server's first answer (a
+    background task of the core) or by the first request that needs them, whichever comes
+    first: neither is needed for the API, and both would delay its first answer."""
 
+    def __init__(self, app: Callable, core: Any):
         self.app = app
         self.core = core
-        self.search = SearchIndex(core)
-        self.search.start()
-        self.web = build_web_app(core, self.search)
+        self.search: Any = None  # the SearchIndex, once prepared
+        self._web: bottle.Bottle | None = None
+        self._failed = False  # the pages could not be built: the API is served alone
+        self._web_lock = threading.Lock()
+        core.after_start("web", self.prepare)
+
+    def prepare(self) -> bottle.Bottle | None:
+        """Start the search index and build the page routes, once; None if that failed."""
+        with self._web_lock:
+            if self._web is None and not self._failed:
+                from .search import SearchIndex
+                from .views import build_web_app
+
+                try:
+                    search = SearchIndex(self.core)
+                    search.start()
+                    web = build_web_app(self.core, search)
+                except Exception:
+                    log.exception("devpi.web failed to load; serving without HTML pages")
+                    self._failed = True
+                    return None
+                self.search, self._web = search, web
+            return self._web
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         if method in ("GET", "HEAD"):
             path = environ.get("PATH_INFO", "")
-            if path.startswith(ALWAYS_OURS) or "/+doc/" in path or path.endswith("/+doc"):
-                return self.web(environ, start_response)
-            if is_browser(environ):
+            ours = path.startswith(ALWAYS_OURS) or "/+doc/" in path or path.endswith("/+doc")
+            if ours or is_browser(environ):
+                web = self._web if self._web is not None else self.prepare()
+                if web is None:
+                    return self.app(environ, start_response)
+                if ours:
+                    return web(environ, start_response)
                 try:
-                    self.web.router.match(environ)
+                    web.router.match(environ)
                 except bottle.HTTPError:
                     return self._html_errors(environ, start_response)
-                return self.web(environ, start_response)
+                return web(environ, start_response)
         return self.app(environ, start_response)
 
     def _html_errors(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import bottle
 from devpi.server.httpkit import APIError, base_url, here, identity, with_project
 from devpi.server.names import normalize_name
+from devpi.server.routing import new_app
 from markupsafe import Markup
 
 from . import model, render, toxresults
@@ -79,7 +80,7 @@ def error_page(core: Any, environ: dict, status: int, message: str) -> bytes:
 
 
 def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = new_app(catchall=True, autojson=False)
     req = bottle.request
     docs = DocZips(core)
     memo = PageMemo()

@@ -113,6 +113,7 @@ def measure_in_process(serverdir: Path, count: int) -> dict[str, float]:
     core = Core(ServerConfig(serverdir=serverdir))
     core.setup()
     app = wrap(lambda environ, start: [b""], core)
+    app.prepare()  # what the server does after its first answer (search index, page routes)
     app.search.wait_current(120)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/bench/big", "QUERY_STRING": "", "SERVER_NAME": "bench",
                "SERVER_PORT": "80", "HTTP_HOST": "bench", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),

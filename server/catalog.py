@@ -286,6 +286,12 @@ def get_release(conn: Connection, project_id: int, version: str) -> Release | No
     return _release(row) if row else None
 
 
+def release_versions(conn: Connection, project_id: int) -> list[str]:
+    """Just the versions: choosing the newest needs no release's metadata parsed."""
+    q = select(schema.releases.c.version).where(schema.releases.c.project_id == project_id)
+    return [r[0] for r in conn.execute(q)]
+
+
 def list_releases(conn: Connection, project_id: int) -> list[Release]:
     q = select(schema.releases).where(schema.releases.c.project_id == project_id)
     return [_release(r) for r in conn.execute(q)]

@@ -18,6 +18,12 @@ a peer's background indexing) falls on our first and last versions alike.
 Prints, per server, the median per-file cost (with min-max) of the first and the last
 ``--window`` files and their ratio (target for ours: <= 1.15 at 10,000 versions), then our
 server's RSS after the uploads (target: < 150 MiB) and the load average before and after.
+
+The first and the last files are minutes apart, so a burst of other work on a shared machine
+moves that ratio either way. Hence also a paired control on our server (``--control``, default
+the window): after the N versions, alternately one more version of the big project and one
+version of a new project, so both costs are taken at the same moments; their ratio is the cost
+of the project's size alone.
 """
 from __future__ import annotations
 
@@ -118,6 +124,21 @@ def start_peer(name: str, total: int) -> Target:
                   inst.remove, total)
 
 
+def paired_control(target: Target, big: list[Any], fresh: list[Any]) -> dict[str, float] | None:
+    """Alternate: one more version of the big project, one version of a new project."""
+    if not big:
+        return None
+    big_costs: list[float] = []
+    fresh_costs: list[float] = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        for i, (b, f) in enumerate(zip(big, fresh, strict=True)):
+            for package, costs in ((b, big_costs), (f, fresh_costs))[:: 1 if i % 2 else -1]:
+                target.upload(package)
+                costs.append(target.costs.pop())  # not part of the N versions' figures
+    b_ms, f_ms = 1000 * statistics.median(big_costs), 1000 * statistics.median(fresh_costs)
+    return {"pairs": len(big_costs), "big_ms": b_ms, "fresh_ms": f_ms, "ratio": b_ms / f_ms}
+
+
 def window_stats(costs: list[float], window: int) -> dict[str, Any]:
     w = min(window, len(costs) // 2) or len(costs)
     first, last = costs[:w], costs[-w:]
@@ -138,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=500, help="first/last files compared")
     ap.add_argument("--max-ratio", type=float, default=1.15, help="ours: last/first median target")
     ap.add_argument("--max-rss-mib", type=float, default=150.0, help="ours: RSS target after the uploads")
+    ap.add_argument("--control", type=int, help="paired uploads after the run (default: --window; 0: none)")
     ap.add_argument("--workdir", type=Path, help="server dirs and wheels (default: a temp dir)")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     a = ap.parse_args(argv)
     peers = [] if a.peers in ("", "none") else a.peers.split(",")
+    control = a.window if a.control is None else a.control
 
     from twine.package import PackageFile
     from twine.repository import Repository
@@ -152,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     n_wheels = max([a.versions] + [a.peer_versions] * bool(peers))
     t0 = time.perf_counter()
     packages = [PackageFile.from_filename(str(write_wheel(wheels_dir, PROJECT, f"1.{i}")), None)
-                for i in range(n_wheels)]
+                for i in range(max(n_wheels, a.versions + control))]
+    fresh = [PackageFile.from_filename(str(write_wheel(wheels_dir, PROJECT + "-control", f"1.{i}")), None)
+             for i in range(control)]
     print(f"{n_wheels} wheels and their twine metadata prepared in {time.perf_counter() - t0:.1f} s "
           f"under {workdir}", flush=True)
 
@@ -180,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[{time.perf_counter() - started:7.1f} s] round {rnd + 1}/{rounds}: {done}",
                           file=sys.__stdout__, flush=True)
         ours = targets[0]
-        rss = {t.name: rss_kib(t.pids()) / 1024 for t in targets}
+        rss = {t.name: rss_kib(t.pids()) / 1024 for t in targets}  # before the control adds files
+        paired = paired_control(ours, packages[a.versions:a.versions + control], fresh)
         load_after = os.getloadavg()
         results = {t.name: window_stats(t.costs, a.window) for t in targets}
         failures = {t.name: t.failures[:5] for t in targets if t.failures}
@@ -199,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{f['median_ms']:10.2f} ({f['min_ms']:.2f}-{f['max_ms']:.2f}) N={r['window']:<4d}"
               f"{la['median_ms']:10.2f} ({la['min_ms']:.2f}-{la['max_ms']:.2f}) N={r['window']:<4d}"
               f"{r['ratio']:10.3f} {rss[name]:8.1f}")
+    if paired:
+        print(f"paired control on ours, {control} pairs taken alternately: version {a.versions + 1}.. of the big "
+              f"project {paired['big_ms']:.2f} ms, versions 1.. of a new project {paired['fresh_ms']:.2f} ms "
+              f"(medians): ratio {paired['ratio']:.3f}")
     ok_ratio = results[ours.name]["ratio"] <= a.max_ratio
     ok_rss = rss[ours.name] < a.max_rss_mib
     print(f"ours: ratio {results[ours.name]['ratio']:.3f} (target <= {a.max_ratio}): {'met' if ok_ratio else 'NOT met'}; "
@@ -210,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         a.out.write_text(json.dumps({
             "versions": a.versions, "peer_versions": a.peer_versions, "block": a.block, "window": a.window,
             "load_before": load_before, "load_after": load_after, "results": results, "rss_mib": rss,
+            "paired_control": paired,
             "failures": failures, "costs_ms": {t.name: [round(1000 * c, 3) for c in t.costs] for t in targets},
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=1))

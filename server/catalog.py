@@ -266,19 +266,30 @@ def _rp(metadata: dict[str, Any]) -> str | None:
     return metadata.get("requires_python") or None
 
 
+_release_by_version = select(schema.releases).where(schema.releases.c.project_id == bindparam("project_id"),
+                                                    schema.releases.c.version == bindparam("version"))
+_release_by_canonical = (select(schema.releases)
+                         .where(schema.releases.c.project_id == bindparam("project_id"),
+                                schema.releases.c.canonical_version == bindparam("canonical"))
+                         .order_by(schema.releases.c.id).limit(1))
+
+
 def get_release(conn: Connection, project_id: int, version: str) -> Release | None:
     """The release of this version as PEP 440 compares versions: "4.0.0" finds a stored
     "4.0" (as on the upstream index), so one version never becomes two releases whose
-    files share names."""
-    row = conn.execute(select(schema.releases).where(schema.releases.c.project_id == project_id,
-                                                     schema.releases.c.version == version)).first()
+    files share names. Both look-ups are one indexed query each, whatever the number of
+    versions: an upload asks this for a new version several times."""
+    row = conn.execute(_release_by_version, {"project_id": project_id, "version": version}).first()
     if row is None:
-        wanted = canonical_version(version)
-        q = select(schema.releases.c.id, schema.releases.c.version).where(schema.releases.c.project_id == project_id)
-        same = next((r.id for r in conn.execute(q) if canonical_version(r.version) == wanted), None)
-        if same is not None:
-            row = conn.execute(select(schema.releases).where(schema.releases.c.id == same)).first()
+        row = conn.execute(_release_by_canonical,
+                           {"project_id": project_id, "canonical": canonical_version(version)}).first()
     return _release(row) if row else None
+
+
+def release_versions(conn: Connection, project_id: int) -> list[str]:
+    """Just the versions: choosing the newest needs no release's metadata parsed."""
+    q = select(schema.releases.c.version).where(schema.releases.c.project_id == project_id)
+    return [r[0] for r in conn.execute(q)]
 
 
 def list_releases(conn: Connection, project_id: int) -> list[Release]:
@@ -292,8 +303,8 @@ def put_release(tx: WriteTx, ix: IndexRow, project: Project, version: str,
     rel = get_release(tx.conn, project.id, version)
     if rel is None:
         res = tx.conn.execute(insert(schema.releases).values(
-            project_id=project.id, version=version, metadata=dumps(metadata), created=time.time(),
-            requires_python=_rp(metadata)))
+            project_id=project.id, version=version, canonical_version=canonical_version(version),
+            metadata=dumps(metadata), created=time.time(), requires_python=_rp(metadata)))
         rel = Release(res.inserted_primary_key[0], project.id, version, metadata, time.time(), _rp(metadata))
     else:
         merged = dict(metadata) if replace else {**rel.metadata, **metadata}

@@ -54,10 +54,11 @@ def check_project_name(name: str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=100_000)
+@functools.lru_cache(maxsize=4096)
 def canonical_version(version: str) -> str:
-    """PEP 440's canonical spelling ("4.0.0" -> "4"), cached: finding a release by it
-    compares every version of a project."""
+    """PEP 440's canonical spelling ("4.0.0" -> "4"); a string that is no PEP 440 version
+    is its own canonical spelling. Stored with every release (``releases.canonical_version``)
+    and asked again for each version an upload names, hence the small cache."""
     return canonicalize_version(version)
 
 

@@ -81,6 +81,12 @@ releases = Table(
     Column("created", Float, nullable=False),
     # Copied out of metadata (migration 0004): simple pages need it without parsing every description.
     Column("requires_python", String(200)),
+    # PEP 440's canonical spelling (migration 0005), so finding "4.0.0" as a stored "4.0" is one
+    # indexed look-up, not a parse of every version of the project. Not unique: a server dir
+    # may hold "1.0" and "1.0.0" from before the look-up went by it (the oldest one wins).
+    # Nullable only because SQLite cannot add a NOT NULL column to a filled table in place:
+    # the migration fills every row and catalog.put_release sets it on every insert.
+    Column("canonical_version", String(300)),
     UniqueConstraint("project_id", "version", name="uq_releases_project_version"),
 )
 
@@ -104,6 +110,7 @@ files = Table(
 Index("ix_files_release", files.c.release_id)
 Index("ix_files_for_file", files.c.for_file_id)
 Index("ix_releases_project", releases.c.project_id)
+Index("ix_releases_canonical", releases.c.project_id, releases.c.canonical_version)
 
 # Kept for the simple-page ETag of projects that were deleted (410 vs 404 on files).
 deleted_files = Table(

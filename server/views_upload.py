@@ -296,10 +296,10 @@ def _store_doczip(core: Core, who: str | None, ix: catalog.IndexRow, name: str, 
         if not version:
             from .names import version_key
 
-            releases = catalog.list_releases(tx.conn, project.id)
-            if not releases:
+            versions = catalog.release_versions(tx.conn, project.id)
+            if not versions:
                 raise APIError(400, f"doczip has no version and {project_name!r} has no releases to derive one from")
-            version = max((r.version for r in releases), key=version_key)
+            version = max(versions, key=version_key)
         release = catalog.get_release(tx.conn, project.id, version)
         if release is None:
             release = catalog.put_release(tx, ix, project, version, {"name": name, "version": version})

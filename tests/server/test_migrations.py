@@ -2,13 +2,16 @@
 import sqlite3
 
 import requests
-from support.dists import write_wheel
+from support.dists import write_sdist, write_wheel
 
 
 def _make_pre_0004(serverdir):
-    """Turn the database back into what a server before migration 0004 left behind."""
+    """Turn the database back into what a server before migration 0004 left behind (so also
+    without what 0005 added)."""
     db = sqlite3.connect(serverdir / "devpi.sqlite")
     with db:
+        db.execute("DROP INDEX ix_releases_canonical")
+        db.execute("ALTER TABLE releases DROP COLUMN canonical_version")
         db.execute("ALTER TABLE releases DROP COLUMN requires_python")
         db.execute("DELETE FROM alembic_version")
         db.executemany("INSERT INTO alembic_version (version_num) VALUES (?)", [("0002",), ("0003",)])
@@ -31,7 +34,7 @@ def test_older_server_dir_is_upgraded_in_place(server, tmp_path):
                       headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
     assert [f["requires-python"] for f in page["files"]] == [">=3.9"]
     db = sqlite3.connect(server.serverdir / "devpi.sqlite")
-    assert {r[0] for r in db.execute("SELECT version_num FROM alembic_version")} == {"0004"}
+    assert {r[0] for r in db.execute("SELECT version_num FROM alembic_version")} == {"0005"}
     db.close()
 
 
@@ -82,3 +85,72 @@ def test_temp_files_a_stopped_server_left_are_cleared_at_start(server):
     assert not (tmp / "upload-from-an-older-version.whl").exists()
     [new_dir] = [p for p in tmp.iterdir() if p.is_dir()]
     assert (new_dir / ".owner").exists()
+
+
+def _engine_of(server):
+    """SQLAlchemy on the server's own database, whichever engine it runs on."""
+    import sqlalchemy as sa
+
+    url = server.storage or f"sqlite:///{server.serverdir / 'devpi.sqlite'}"
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return sa.create_engine(url)
+
+
+def _make_pre_0005(server, project: str, odd_version: str) -> None:
+    """What a server before migration 0005 left behind: no canonical_version column (nor its
+    index), and a release whose version is no PEP 440 version (older servers and imports
+    stored such), written as such a server wrote it."""
+    import sqlalchemy as sa
+
+    engine = _engine_of(server)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_releases_canonical"))
+        conn.execute(sa.text("ALTER TABLE releases DROP COLUMN canonical_version"))
+        conn.execute(sa.text("DELETE FROM alembic_version"))
+        conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES ('0004')"))
+        pid = conn.execute(sa.text("SELECT id FROM projects WHERE name = :n"), {"n": project}).scalar_one()
+        conn.execute(sa.text("INSERT INTO releases (project_id, version, metadata, created) "
+                             "VALUES (:p, :v, '{}', 0)"), {"p": pid, "v": odd_version})
+        columns = [c["name"] for c in sa.inspect(conn).get_columns("releases")]
+    engine.dispose()
+    assert "canonical_version" not in columns
+
+
+def test_releases_get_their_canonical_version_on_upgrade(any_server, tmp_path):
+    """An older server dir gains releases.canonical_version, filled for every release: "4.0.0"
+    then finds the stored "4.0" (upload, yank), and a version that is no PEP 440 version is
+    its own canonical spelling and found as before."""
+    import sqlalchemy as sa
+
+    server = any_server
+    alice = server.create_user("alice", "pw")
+    server.create_index(alice, "dev", volatile=True)
+    wheel = write_wheel(tmp_path, "pkg", "4.0")
+    assert server.upload("alice/dev", wheel, ("alice", "pw")).status_code == 200
+    server.stop()
+    _make_pre_0005(server, "pkg", "nightly-2024")
+
+    server.start()
+    engine = _engine_of(server)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT version, canonical_version FROM releases")).all())
+        heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
+        indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("releases")}
+    engine.dispose()
+    assert stored == {"4.0": "4", "nightly-2024": "nightly-2024"}
+    assert heads == {"0005"}
+    assert "ix_releases_canonical" in indexes
+
+    sdist = write_sdist(tmp_path, "pkg", "4.0.0")
+    assert server.upload("alice/dev", sdist, ("alice", "pw")).status_code == 200
+    page = server.api("GET", "/alice/dev/+simple/pkg/",
+                      headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+    assert sorted(f["filename"] for f in page["files"]) == sorted([wheel.name, sdist.name])
+    assert page["versions"] == ["4.0"]  # the odd release has no files, so no page entry
+    assert server.api("POST", "/alice/dev/pkg/4.0.0/+yank", json={}, auth=alice).status_code == 200
+    assert all(f["yanked"] is not False for f in server.api(
+        "GET", "/alice/dev/+simple/pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    ).json()["files"])
+    assert server.api("DELETE", "/alice/dev/pkg/nightly-2024", auth=alice).status_code == 200
+    assert server.api("DELETE", "/alice/dev/pkg/nightly-2024", auth=alice).status_code == 404

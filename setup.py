@@ -38,6 +38,7 @@ setup(
         "build>=1.2",
         "tox>=4.11",
         "execnet>=2.0",
+        "pluggy>=1.3",  # the server's plugin hooks (server/hooks.py), as pytest, tox and the original devpi
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],

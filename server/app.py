@@ -74,8 +74,8 @@ def build_app(core: Core) -> Callable:
     for module in (views_meta, views_simple, views_files, views_indexes, views_users,
                    views_projects):
         module.install(app, core)
-    for hook in core.config.extra.get("route_hooks", []):
-        hook(app, core)
+    if core.plugins is not None:  # after the API: plugins (last registered first), test runs, the mirror
+        core.plugins.hook.devpiserver_add_routes(app=app, core=core)
     from .fastlane import FastLane
 
     fastlane = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
@@ -87,16 +87,17 @@ def build_app(core: Core) -> Callable:
 
 
 def _load_web(wsgi: Callable, core: Core) -> Callable:
-    """devpi.web is optional: the server runs without it."""
-    try:
-        from devpi.web import wrap  # type: ignore[attr-defined]
-    except ImportError:
+    """Middleware of plugins (the web UI, devpi.web, is one): each wraps the app, in the order
+    they were registered; one that fails is left out and the server runs without it."""
+    if core.plugins is None:
         return wsgi
-    try:
-        return wrap(wsgi, core)
-    except Exception:
-        log.exception("devpi.web failed to load; serving without HTML pages")
-        return wsgi
+    wrappers = core.plugins.hook.devpiserver_wsgi_middleware(core=core)
+    for wrapper in reversed(wrappers):  # pluggy answers last-registered first
+        try:
+            wsgi = wrapper(wsgi)
+        except Exception:
+            log.exception("middleware %r failed to load; serving without it", wrapper)
+    return wsgi
 
 
 class Utf8Paths:

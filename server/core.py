@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
 
@@ -31,6 +31,9 @@ from .proxies import TrustedProxies
 from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
 from .storage import Change, Storage, kv_get
 from .via import via_mark
+
+if TYPE_CHECKING:
+    from .plugins import PluginManager
 
 log = logging.getLogger("devpi.server")
 
@@ -89,7 +92,10 @@ class Core:
         # one counter: concurrent commits never leave the same number twice)
         self._index_generations: dict[str, int] = {}
         self._generation_counter = itertools.count(1)
-        self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
+        # index type -> how its repository is made ("stage" is built in; the mirror and
+        # plugins register theirs through devpiserver_index_types, see plugins.py)
+        self.repository_factories: dict[str, MirrorFactory] = {}
+        self.plugins: PluginManager | None = None  # set by PluginManager.configure
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
         self.uuid = ""
         self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see via.py)
@@ -279,8 +285,9 @@ class Core:
                 repos = self._repos
                 repo = repos.get(key)
                 if repo is None:
-                    if ix.type == "mirror":
-                        repo = self.mirror_factory(self, ix)
+                    if ix.type != "stage":
+                        factory = self.repository_factories.get(ix.type)
+                        repo = factory(self, ix) if factory else EmptyRepository(ix.fullname)
                     else:
                         name = ix.fullname
                         repo = StageRepository(self.storage, ix, lambda: self._index_generations.get(name, 0))
@@ -290,7 +297,7 @@ class Core:
 
     def repository(self, ix: IndexRow) -> Repository:
         """The merged view an index serves (its own files plus its bases')."""
-        if ix.type == "mirror":
+        if ix.type != "stage":
             return self.single_repository(ix)
         repo = self._repos.get(ix.fullname)
         if repo is None:
@@ -326,6 +333,8 @@ class Core:
 
     def authenticate(self, user: str, secret: str) -> Identity | None:
         assert self.auth is not None
+        if self.plugins is not None and self.plugins.auth is not None:
+            return self.plugins.auth.authenticate(self, user, secret)
         return self.auth.authenticate(user, secret, self.pwhash_of(user))
 
     def may_modify_user(self, ident: Identity | None, username: str) -> bool:
@@ -366,6 +375,7 @@ class Core:
             "storage": self._storage_display(), "uptime": round(time.time() - self.started, 3),
             "role": "MASTER", "offline": self.config.offline, "polling_replicas": {}, "metrics": [],
             "memory": self._memory_status(),
+            "plugins": self.plugins.describe() if self.plugins else {"loaded": [], "failed": []},
         }
 
     def _memory_status(self) -> dict[str, Any]:

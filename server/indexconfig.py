@@ -142,6 +142,48 @@ def register_stage_key(key: str, normaliser: Normaliser, default: Any = None,
 
 
 _EXTRA_STAGE_DEFAULTS: dict[str, Any] = {}
+# Index types besides "stage" and "mirror" that plugins registered (devpiserver_index_types).
+_PLUGIN_TYPES: dict[str, Any] = {}
+_PLUGIN_TYPE_KEYS: dict[str, dict[str, Normaliser]] = {}
+
+
+def index_types() -> list[str]:
+    return ["stage", "mirror", *_PLUGIN_TYPES]
+
+
+def register_index_type(index_type: Any) -> None:
+    """A plugin's ``hooks.IndexType``; "stage" and "mirror" have their keys here already."""
+    if index_type.name == "mirror":
+        return
+    if index_type.name in index_types():
+        raise ValueError(f"index type {index_type.name!r} is registered twice")
+    _PLUGIN_TYPES[index_type.name] = index_type
+    _PLUGIN_TYPE_KEYS[index_type.name] = {}
+    for key in index_type.keys:
+        register_key(index_type.name, key)
+
+
+def register_key(index_type: str, key: Any) -> None:
+    """A plugin's ``hooks.ConfigKey`` for indexes of ``index_type``; a bad value is a 400."""
+    normalise = _checked(key.normalise)
+    if index_type == "stage":
+        register_stage_key(key.name, normalise, key.default, key.is_list)
+        return
+    known = MIRROR_KEYS if index_type == "mirror" else _PLUGIN_TYPE_KEYS[index_type]
+    known[key.name] = normalise
+    if key.is_list:
+        LIST_KEYS.add(key.name)
+
+
+def _checked(normalise: Normaliser) -> Normaliser:
+    def checked(value: Any) -> Any:
+        try:
+            return normalise(value)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise ConfigError(str(e)) from None
+    return checked
 
 
 def defaults(index_type: str, owner: str) -> dict[str, Any]:
@@ -154,10 +196,15 @@ def defaults(index_type: str, owner: str) -> dict[str, Any]:
         return d
     if index_type == "mirror":
         return {"type": "mirror", "volatile": True, "mirror_cache_expiry": DEFAULT_MIRROR_CACHE_EXPIRY}
+    if index_type in _PLUGIN_TYPES:
+        make = _PLUGIN_TYPES[index_type].defaults
+        return {"type": index_type, "volatile": True, **(make(owner) if make else {})}
     raise ConfigError(f"unknown index type {index_type!r}")
 
 
 def _keys_for(index_type: str) -> dict[str, Normaliser]:
+    if index_type in _PLUGIN_TYPE_KEYS:
+        return {**COMMON_KEYS, **_PLUGIN_TYPE_KEYS[index_type]}
     return {**COMMON_KEYS, **(STAGE_KEYS if index_type == "stage" else MIRROR_KEYS)}
 
 

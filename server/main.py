@@ -21,6 +21,7 @@ from typing import Any
 from . import __version__
 from .core import Core, ServerConfig
 from .modify_policy import parse_restrict_modify
+from .plugins import PluginManager, make_plugin_manager
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -105,7 +106,7 @@ def _policy_entries(text: str, option: str) -> tuple[str, ...]:
     return entries
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="devpi server", description="Run the devpi index server.")
     p.add_argument("--serverdir", type=Path, default=Path(os.environ.get("DEVPI_SERVERDIR", "~/.devpi/server")),
                    help="server state directory (default: ~/.devpi/server, or $DEVPI_SERVERDIR)")
@@ -174,8 +175,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-memory", type=parse_size, default=parse_size("128M"),
                    help="memory each mirror index keeps upstream pages in; a larger page is served and "
                         "stored, but read back from the database when asked again (default: 128M)")
+    p.add_argument("--blob-storage", metavar="URL", default=None,
+                   help="where file contents are kept, when a plugin provides a store for the URL's "
+                        "scheme (default: the blobs folder in the server dir)")
     p.add_argument("--debug", action="store_true", help="log more")
-    p.add_argument("--version", action="version", version=f"devpi server {__version__}")
+    version = plugins.version_text(__version__) if plugins else f"devpi server {__version__}"
+    p.add_argument("--version", action="version", version=version,
+                   help="show the version and the installed plugins, then exit")
+    if plugins is not None:
+        plugins.hook.devpiserver_add_parser_options(parser=p)
     return p
 
 
@@ -235,7 +243,8 @@ def _refuse_open_root(core: Core, host: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    plugins = make_plugin_manager()  # before parsing: plugins add options
+    args = make_parser(plugins).parse_args(argv)
     # kill -USR2 <pid>: every thread's stack to the log, for a server that seems stuck. Blocked
     # until the server runs, and in every thread started meanwhile (they inherit the mask), so
     # the main thread takes it and the dump shows it as the current thread.
@@ -250,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    plugins.report_failures()
     from .malloc_tuning import tune
 
     tune()  # before any thread: big transient buffers are given back (see malloc_tuning)
@@ -267,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         ServerDirLock(config.serverdir).acquire()
     try:
         core = Core(config)
+        if args.blob_storage:
+            core.blobs = plugins.blob_store(core, args.blob_storage)
         core.setup()
     except SystemExit:
         raise
@@ -277,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_open_root(core, config.host)
     core.after_start("blob-dirs", core.blobs.make_dirs)
     core.after_start("cpu-pin", pin.start_watching)
-    from .extensions import load_extensions
-
-    load_extensions(core)
+    plugins.configure(core, args)  # the mirror, test runs, web UI and third parties plug in
     core.storage.start_poller()
     from .app import build_app
     from .httpserver import connection_cap, listen, make_server
@@ -317,11 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pin.stop()
         sock.close()
-        for hook in core.config.extra.get("shutdown_hooks", []):
-            try:
-                hook()
-            except Exception:
-                log.exception("shutdown hook %r failed", hook)
+        try:
+            plugins.hook.devpiserver_shutdown(core=core)
+        except Exception:
+            log.exception("shutdown hook failed")
         if hasattr(app, "log"):
             app.log.close()
         core.storage.close()

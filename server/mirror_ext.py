@@ -2,19 +2,24 @@
 
 Mirror indexes (server/mirror.py) bring their page parser, download machinery,
 policy and cache store: imports no request needs until one reaches a mirror.
-This module registers the factory, the ``+e/`` routes, the shutdown hooks and
-the warm-up, and imports server/mirror.py only when the first mirror
+This module is an internal plugin (server/plugins.py): through the hooks of
+server/hooks.py it registers the index type, the ``+e/`` routes, the shutdown
+work and the warm-up, and imports server/mirror.py only when the first mirror
 repository is made (by that request, or by the warm-up after the server's
 first answer).
 """
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
 import bottle
 
+from .hooks import IndexType, hookimpl
 from .httpkit import APIError, require_index
+
+log = logging.getLogger("devpi.server.mirror")
 
 if TYPE_CHECKING:
     from .catalog import IndexRow
@@ -66,10 +71,27 @@ def _warm_up(core: Core) -> None:
     warm_up(core)
 
 
-def setup(core: Core) -> None:
-    core.mirror_factory = _make_mirror
-    core.config.extra.setdefault("route_hooks", []).append(_routes)
-    # In this order at a clean stop: let downloads record their files, then commit the queue.
-    core.config.extra.setdefault("shutdown_hooks", []).extend([_finish_downloads, _flush_stores])
+@hookimpl
+def devpiserver_index_types() -> list[IndexType]:
+    return [IndexType("mirror", _make_mirror)]  # its config keys are indexconfig.MIRROR_KEYS
+
+
+@hookimpl
+def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
+    _routes(app, core)
+
+
+@hookimpl
+def devpiserver_configure(core: Core) -> None:
     if not core.config.offline:
         core.after_start("mirror-warm-up", lambda: _warm_up(core))
+
+
+@hookimpl
+def devpiserver_shutdown() -> None:
+    # In this order at a clean stop: let downloads record their files, then commit the queue.
+    for step in (_finish_downloads, _flush_stores):
+        try:
+            step()
+        except Exception:
+            log.exception("mirror shutdown step %s failed", step.__name__)

@@ -4,7 +4,7 @@ external repository through the legacy upload API.
 An index-to-index push copies the release's metadata, files, tox results and
 doc zip rows in one transaction; the blobs are shared by hash. Checks that
 may refuse a push (such as required test results) are registered on
-``core.push_checks`` by the parts of the server that own them.
+the ``devpiserver_check_push`` hook (server/hooks.py) by the parts of the server that own them.
 """
 from __future__ import annotations
 
@@ -175,8 +175,8 @@ def _flag(value: Any) -> bool:
 
 
 def _check(core: Core, src: SourceRelease, target: str) -> None:
-    for check in core.config.extra.get("push_checks", []):
-        check(core, src, target)
+    if core.plugins is not None:
+        core.plugins.hook.devpiserver_check_push(core=core, src=src, target=target)
 
 
 class _NothingToDo(Exception):
@@ -258,5 +258,8 @@ def _copy_rows(core: Core, tx: Any, who: str, src: SourceRelease, target: IndexR
             actions.append([200, "store_doczip", src.project.name, src.release.version, "->", target.fullname])
     if not changed:
         raise _NothingToDo()
-    for hook in core.config.extra.get("push_copy_hooks", []):
-        hook(tx, src, target, new_ids)
+    if core.plugins is not None:
+        core.plugins.hook.devpiserver_on_push_copy(tx=tx, src=src, target=target, new_file_ids=new_ids)
+        events = core.plugins.events
+        tx.after_commit(lambda: events.push(tx.serial, src.index.fullname, src.project.name,
+                                            src.release.version, target.fullname))

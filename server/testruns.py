@@ -35,6 +35,7 @@ from . import catalog, indexconfig, schema
 from .auth import Identity
 from .catalog import FileRow, IndexRow
 from .core import Core
+from .hooks import ConfigKey, hookimpl
 from .httpkit import MAX_TOX_REPORT_BYTES, APIError, base_url, identity, json_reply, read_json, require_index
 from .testruns_gate import (
     TRUST_KEY,
@@ -69,15 +70,35 @@ NO_PERMISSION = ("No permission to upload tox results. You can use the devpi tes
                  "skip the upload.")
 
 
-def setup(core: Core) -> None:
-    indexconfig.register_stage_key("push_requires", normalize_requirements, default=[], is_list=True)
-    indexconfig.register_stage_key(TRUST_KEY, indexconfig._acl, is_list=True)
+# -- hooks (an internal plugin, see server/plugins.py) -----------------------------------------
+@hookimpl
+def devpiserver_indexconfig_keys(index_type: str) -> list[ConfigKey] | None:
+    if index_type != "stage":
+        return None
+    return [ConfigKey("push_requires", normalize_requirements, default=[], is_list=True),
+            ConfigKey(TRUST_KEY, indexconfig._acl, is_list=True)]
+
+
+@hookimpl
+def devpiserver_configure(core: Core) -> None:
     extra = core.config.extra
     if "testrun_timeout" not in extra and os.environ.get("DEVPI_TESTRUN_TIMEOUT"):
         extra["testrun_timeout"] = float(os.environ["DEVPI_TESTRUN_TIMEOUT"])
-    extra.setdefault("route_hooks", []).append(install)
-    extra.setdefault("push_checks", []).append(check_push_requires)
-    extra.setdefault("push_copy_hooks", []).append(copy_on_push)
+
+
+@hookimpl
+def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
+    install(app, core)
+
+
+@hookimpl
+def devpiserver_check_push(core: Core, src: Any, target: str) -> None:
+    check_push_requires(core, src, target)
+
+
+@hookimpl
+def devpiserver_on_push_copy(tx: Any, src: Any, target: IndexRow, new_file_ids: dict[int, int]) -> None:
+    copy_on_push(tx, src, target, new_file_ids)
 
 
 def default_timeout(core: Core) -> float:

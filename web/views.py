@@ -118,6 +118,13 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     def ident():
         return identity(core, req)
 
+    def plugin_extras(hook_name: str, **kwargs: Any) -> list[Markup]:
+        """HTML fragments plugins add at the end of a page (server/hooks.py), as they gave them."""
+        plugins = getattr(core, "plugins", None)
+        if plugins is None:
+            return []
+        return [Markup(html) for html in plugins.page_extras(hook_name, core=core, **kwargs)]
+
     def lookup(user: str, index: str) -> Any:
         ix = core.get_index(user, index)
         if ix is None or not model.visible(core, ident(), ix):
@@ -218,6 +225,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         used_by = search.used_by(info.name, allowed_indexes())
         return show("project.html", title=f"{info.display_name} · {ix.fullname}", ix=ix, info=info,
                     latest=latest, used_by=used_by,
+                    extras=plugin_extras("devpiserver_web_project_extras", index=ix.fullname, project=info.name),
                     crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}")])
 
     @page
@@ -239,6 +247,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         return show("version.html", title=f"{info.display_name} {v.version} · {ix.fullname}", ix=ix,
                     info=info, v=v, md=md, description=description, deps=dependencies(ix, md),
                     urls=project_urls(md), matrix=toxresults.matrix(reports), runs=runs,
+                    extras=plugin_extras("devpiserver_web_version_extras", index=ix.fullname,
+                                         project=info.name, version=v.version),
                     crumbs=[*index_crumbs(ix), (info.display_name, f"/{ix.fullname}/{info.name}"),
                             (v.version, f"/{ix.fullname}/{info.name}/{v.version}")])
 

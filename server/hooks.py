@@ -27,6 +27,7 @@ server/plugins.py); a request, commit or start never fails because of it.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
@@ -72,6 +73,17 @@ class IndexType(NamedTuple):
     defaults: Callable[[str], dict[str, Any]] | None = None
 
 
+def json_response(doc: Any, status: int = 200) -> bottle.HTTPResponse:
+    """A JSON answer for a plugin's route (the server's app does not turn dicts into JSON)."""
+    import bottle
+
+    from .httpkit import JSON_CT
+
+    resp = bottle.HTTPResponse(json.dumps(doc).encode(), status=status)
+    resp.content_type = JSON_CT
+    return resp
+
+
 # -- start-up ----------------------------------------------------------------------------------
 @hookspec
 def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +105,8 @@ def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
     """Add HTTP routes to the server's bottle app (``app.route(path, method, callback)``).
 
     Called once while the app is built, after the built-in API routes, so a route of a
-    plugin never shadows one of devpi's. A callback may return a dict (sent as JSON) or
-    raise ``devpi.server.httpkit.APIError(status, message)`` for a JSON error."""
+    plugin never shadows one of devpi's. A callback returns ``json_response(doc)`` (above)
+    or raises ``devpi.server.httpkit.APIError(status, message)`` for a JSON error."""
 
 
 @hookspec

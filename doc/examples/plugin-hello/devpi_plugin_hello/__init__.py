@@ -1,0 +1,1 @@
+"""An example plugin for devpi-server (see doc/plugins.md)."""

@@ -1,0 +1,95 @@
+"""A plugin using every kind of hook, loaded by the tests through DEVPI_SERVER_PLUGINS."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from devpi.server.blobs import BlobStore
+from devpi.server.hooks import ConfigKey, IndexType, hookimpl, json_response
+from devpi.server.repos import EmptyRepository
+
+events: list[list] = []
+_lock = threading.Lock()
+greeting = {"text": ""}
+
+
+def _ticket(value):
+    value = str(value)
+    if not value.startswith("T-"):
+        raise ValueError(f"a ticket looks like T-123, not {value!r}")
+    return value
+
+
+@hookimpl
+def devpiserver_add_parser_options(parser):
+    parser.add_argument("--sample-greeting", default="hi")
+
+
+@hookimpl
+def devpiserver_configure(core, args):
+    greeting["text"] = args.sample_greeting
+
+
+@hookimpl
+def devpiserver_add_routes(app):
+    app.route("/+sample", "GET", lambda: json_response({"greeting": greeting["text"], "events": events}))
+
+
+@hookimpl
+def devpiserver_indexconfig_keys(index_type):
+    return [ConfigKey("ticket", _ticket)] if index_type == "stage" else None
+
+
+@hookimpl
+def devpiserver_index_types():
+    return [IndexType("notes", lambda core, ix: EmptyRepository(ix.fullname),
+                      keys=(ConfigKey("topic", str),), defaults=lambda owner: {"topic": f"{owner}'s"})]
+
+
+@hookimpl
+def devpiserver_auth_password(user, password):
+    if user == "ext":
+        return ["team"] if password == "outside" else False
+    return None
+
+
+@hookimpl
+def devpiserver_auth_groups(user):
+    return ["everyone"]
+
+
+@hookimpl
+def devpiserver_blob_store(core, url):
+    if url.startswith("sample://"):
+        return BlobStore(Path(url[len("sample://"):]))
+    return None
+
+
+def _event(*row):
+    with _lock:
+        events.append(list(row))
+
+
+@hookimpl
+def devpiserver_on_upload(serial, index, project, version, filename, rel):
+    _event("upload", serial, index, project, version, filename, rel)
+
+
+@hookimpl
+def devpiserver_on_push(serial, index, project, version, target):
+    _event("push", serial, index, project, version, target)
+
+
+@hookimpl
+def devpiserver_on_delete(serial, index, project, version, filename):
+    _event("delete", serial, index, project, version, filename)
+
+
+@hookimpl
+def devpiserver_web_project_extras(index, project):
+    return f'<p id="sample-extra">extra for {project} on {index}</p>'
+
+
+@hookimpl
+def devpiserver_web_version_extras(index, project, version):
+    return f'<p id="sample-version-extra">{project} {version}</p>'

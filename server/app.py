@@ -75,7 +75,7 @@ def build_app(core: Core) -> Callable:
                    views_projects):
         module.install(app, core)
     if core.plugins is not None:  # after the API: plugins (last registered first), test runs, the mirror
-        core.plugins.hook.devpiserver_add_routes(app=app, core=core)
+        core.plugins.add_routes(app, core)
     from .fastlane import FastLane
 
     fastlane = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard

@@ -104,8 +104,8 @@ def devpiserver_configure(core: Core, args: argparse.Namespace) -> None:
 def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
     """Add HTTP routes to the server's bottle app (``app.route(path, method, callback)``).
 
-    Called once while the app is built, after the built-in API routes, so a route of a
-    plugin never shadows one of devpi's. A callback returns ``json_response(doc)`` (above)
+    Called once while the app is built, after the built-in API routes; a route with the
+    very rule and method of one of them is refused (logged). A callback returns ``json_response(doc)`` (above)
     or raises ``devpi.server.httpkit.APIError(status, message)`` for a JSON error."""
 
 

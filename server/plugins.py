@@ -163,6 +163,19 @@ class PluginManager(pluggy.PluginManager):
         if any(self.has_impls(name) for name in EVENT_HOOKS):
             core.change_listeners.append(self.events.on_commit)
 
+    def add_routes(self, app: Any, core: Core) -> None:
+        """The plugins' routes, after the API's: a route with exactly the rule and method of one
+        already there is refused (logged), so a plugin cannot replace an API route by mistake."""
+        before = {(r.rule, r.method): r for r in app.routes}
+        count = len(app.routes)
+        self.hook.devpiserver_add_routes(app=app, core=core)
+        for route in app.routes[count:]:
+            original = before.get((route.rule, route.method))
+            if original is not None:
+                log.error("route %s %s of %s would replace the server's own: ignored", route.method,
+                          route.rule, getattr(route.callback, "__module__", "?"))
+                app.router.add(route.rule, route.method, original, name=original.name)
+
     def blob_store(self, core: Core, url: str) -> Any:
         store = self.hook.devpiserver_blob_store(core=core, url=url)
         if store is None:

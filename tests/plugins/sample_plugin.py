@@ -93,3 +93,24 @@ def devpiserver_web_project_extras(index, project):
 @hookimpl
 def devpiserver_web_version_extras(index, project, version):
     return f'<p id="sample-version-extra">{project} {version}</p>'
+
+
+@hookimpl
+def devpiserver_wsgi_middleware(core):
+    def wrap(app):
+        def tagged(environ, start_response):
+            def start(status, headers, exc_info=None):
+                headers.append(("X-Sample-Plugin", "seen"))
+                return start_response(status, headers, exc_info)
+            return app(environ, start)
+        return tagged
+    return wrap
+
+
+def _not_the_status():
+    return json_response({"hijacked": True})
+
+
+@hookimpl(specname="devpiserver_add_routes")
+def add_a_route_of_the_server(app):
+    app.route("/+status", "GET", _not_the_status)  # refused: the server's own route

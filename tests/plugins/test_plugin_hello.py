@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import pip
+from plugin_helpers import pip
 from support.dists import write_wheel
 
 EXAMPLE = Path(__file__).parents[2] / "doc" / "examples" / "plugin-hello"

@@ -25,14 +25,24 @@ def devpiserver_add_parser_options(parser):
     parser.add_argument("--sample-greeting", default="hi")
 
 
+hook_calls = {"n": 0}
+
+
+def _count_call(hook_name, hook_impls, kwargs):
+    hook_calls["n"] += 1
+
+
 @hookimpl
 def devpiserver_configure(core, args):
     greeting["text"] = args.sample_greeting
+    # every hook call from now on is counted, to show which requests call hooks at all
+    core.plugins.add_hookcall_monitoring(_count_call, lambda *a: None)
 
 
 @hookimpl
 def devpiserver_add_routes(app):
     app.route("/+sample", "GET", lambda: json_response({"greeting": greeting["text"], "events": events}))
+    app.route("/+sample/calls", "GET", lambda: json_response(hook_calls))
 
 
 @hookimpl

@@ -55,6 +55,23 @@ def test_options_routes_and_events(plugin_server, tmp_path):
     assert "route GET /+status of sample_plugin would replace the server's own: ignored" in s.log_text()
 
 
+def test_no_hook_call_on_cached_simple_pages(plugin_server, tmp_path):
+    """The cached simple-page path (server/fastlane.py, pagecache.py) asks no plugin."""
+    s = plugin_server("sample_plugin")
+    auth = _stage(s, tmp_path)
+    assert s.upload("alice/dev", write_wheel(tmp_path, "hot", "1.0"), auth).status_code == 200
+    _events(s, 1)
+    pip = {"User-Agent": "pip/24.0", "Accept": "application/vnd.pypi.simple.v1+json"}
+    first = requests.get(s.url + "/alice/dev/+simple/hot/", headers=pip, timeout=30)
+    assert first.status_code == 200
+    before = s.api("GET", "/+sample/calls").json()["n"]
+    assert before > 0  # the counter counts: the start-up and the upload called hooks
+    for _ in range(30):
+        r = requests.get(s.url + "/alice/dev/+simple/hot/", headers=pip, timeout=30)
+        assert r.content == first.content
+    assert s.api("GET", "/+sample/calls").json()["n"] == before
+
+
 def test_index_config_keys_and_types(plugin_server, tmp_path):
     s = plugin_server("sample_plugin")
     auth = s.create_user("alice", "pw")

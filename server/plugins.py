@@ -11,9 +11,10 @@ Who is registered, in this order:
   plugin never fails a request, a commit or the start. ``APIError`` passes through: it
   is a deliberate answer (a refused push, a 404 from its own route).
 
-A plugin that cannot be imported is logged and skipped (the server starts without it),
-and ``/+status`` lists it under ``plugins`` with its error, next to the loaded ones;
-``devpi server --version`` lists them too.
+An entry point that cannot be imported is logged and skipped (the server starts without
+it), and ``/+status`` lists it under ``plugins`` with its error, next to the loaded ones;
+``devpi server --version`` lists them too. A module named in ``DEVPI_SERVER_PLUGINS`` that
+cannot be loaded refuses the start in one line instead (doc/plugins.md says why).
 
 Event hooks (``devpiserver_on_*``) are called from one daemon thread fed by a bounded
 queue from the commit listener, so no request waits for a plugin; with no plugin

@@ -214,7 +214,8 @@ def devpiserver_on_delete(serial: int, index: str, project: str, version: str | 
 
 @hookspec
 def devpiserver_on_testrun_finished(serial: int, index: str, run_id: int, status: str) -> None:
-    """A live test run (``devpi test``) finished with ``status`` (``passed``/``failed``)."""
+    """A live test run (``devpi test``) finished with ``status`` (``passed``, ``failed``, or
+    ``error`` when the client sent no report, ``interrupted`` when it was stopped)."""
 
 
 # -- web UI -------------------------------------------------------------------------------------

@@ -96,6 +96,11 @@ def devpiserver_on_delete(serial, index, project, version, filename):
 
 
 @hookimpl
+def devpiserver_on_testrun_finished(serial, index, run_id, status):
+    _event("testrun", serial, index, run_id, status)
+
+
+@hookimpl
 def devpiserver_web_project_extras(index, project):
     return f'<p id="sample-extra">extra for {project} on {index}</p>'
 

@@ -55,6 +55,22 @@ def test_options_routes_and_events(plugin_server, tmp_path):
     assert "route GET /+status of sample_plugin would replace the server's own: ignored" in s.log_text()
 
 
+def test_testrun_finished_event(plugin_server, tmp_path):
+    s = plugin_server("sample_plugin")
+    auth = _stage(s, tmp_path)
+    assert s.upload("alice/dev", write_wheel(tmp_path, "tested", "1.0"), auth).status_code == 200
+    href = s.api("GET", "/alice/dev/tested").json()["result"]["1.0"]["+links"][0]["href"]
+    r = s.api("POST", "/alice/dev/+testruns", auth=auth,
+              json={"file": href, "host": "h", "platform": "linux", "python": "3.12.1"})
+    assert r.status_code == 201, r.text
+    run = r.json()["result"]
+    r = s.api("POST", f"/alice/dev/+testruns/{run['id']}/finish", json={"key": run["key"], "exitcode": 1})
+    assert r.status_code == 200, r.text
+    finished = [e for e in _events(s, 3) if e[0] == "testrun"]
+    assert [e[2:] for e in finished] == [["alice/dev", run["id"], "error"]]  # no report: an error
+    assert finished[0][1] == int(s.api("GET", "/+api").headers["X-Devpi-Serial"])  # the last commit
+
+
 def test_no_hook_call_on_cached_simple_pages(plugin_server, tmp_path):
     """The cached simple-page path (server/fastlane.py, pagecache.py) asks no plugin."""
     s = plugin_server("sample_plugin")

@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__
 from .core import Core, ServerConfig
 from .modify_policy import parse_restrict_modify
-from .plugins import PluginManager, make_plugin_manager
+from .plugins import SHUTDOWN_EVENT_WAIT, PluginManager, make_plugin_manager
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pin.stop()
         sock.close()
+        plugins.events.wait_idle(SHUTDOWN_EVENT_WAIT)
         try:
             plugins.hook.devpiserver_shutdown(core=core)
         except Exception:

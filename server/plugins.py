@@ -31,6 +31,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ ENTRY_POINT_GROUP = "devpi_server"
 # The server's own parts; a missing optional one (devpi.web in a trimmed install) is skipped.
 INTERNAL = ("devpi.server.mirror_ext", "devpi.server.testruns", "devpi.web.hooks")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+SHUTDOWN_EVENT_WAIT = 5.0  # seconds a clean stop waits for pending events to reach plugins
 MAX_PENDING_EVENTS = 10_000  # events waiting for slow plugins; past it new ones are dropped, logged
 AUTH_HOOKS = ("devpiserver_auth_password", "devpiserver_auth_token", "devpiserver_auth_groups")
 EVENT_HOOKS = ("devpiserver_on_upload", "devpiserver_on_push", "devpiserver_on_delete",
@@ -275,10 +277,18 @@ class EventDispatcher:
             finally:
                 self._queue.task_done()
 
-    def wait_idle(self) -> None:
-        """Return when every event posted so far has been handled (at shutdown)."""
-        if self._thread is not None:
-            self._queue.join()
+    def wait_idle(self, timeout: float) -> bool:
+        """At a clean stop: let the events of the last commits reach the plugins, for at most
+        ``timeout`` seconds (a plugin stuck in a hook must not hold the stop)."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("plugin events: %d not delivered at stop", self._queue.unfinished_tasks)
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
 
 
 def _event_of(serial: int, c: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

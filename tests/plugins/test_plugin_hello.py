@@ -3,6 +3,7 @@ counts uploads on GET /+hello, and uninstalling it removes the route."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def test_example_plugin_counts_uploads_and_goes_with_uninstall(server_env, env_s
     assert _wait_for_count(s, 2) == {"uploads": 2}
     time.sleep(0.3)
     assert _hello(s).json() == {"uploads": 2}
+    version = subprocess.run([str(server_env), "-m", "devpi.server", "--version"], capture_output=True, text=True,
+                             timeout=120)
+    assert version.stdout.strip().endswith("(plugins: devpi-plugin-hello 0.1.0)"), version
     status = s.api("GET", "/+status").json()["result"]["plugins"]
     assert [(p["name"], p["dist"]) for p in status["loaded"]] == [("hello", "devpi-plugin-hello")]
     s.stop()

@@ -210,7 +210,14 @@ class PluginAuth:
             return None
         if decided is None:
             assert core.auth is not None
-            ident = core.auth.authenticate(user, secret, core.pwhash_of(user))
+            pwhash = core.pwhash_of(user)
+            if pwhash is None and TokenSigner.looks_like_token(secret):
+                # the token /+login gave a user a plugin accepted who has no local account
+                if not core.auth.tokens.check(user, secret, ""):
+                    return None
+                ident = Identity(user)
+            else:
+                ident = core.auth.authenticate(user, secret, pwhash)
             if ident is None:
                 return None
             groups = list(ident.groups)

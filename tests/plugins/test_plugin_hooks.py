@@ -117,6 +117,11 @@ def test_authentication_hooks(plugin_server, tmp_path):
     assert r.status_code == 200, r.text
     r = s.upload("alice/dev", write_wheel(tmp_path, "ext-made", "1.1"), ("ext", "wrong"))
     assert r.status_code in (401, 403), r.text
+    # devpi login: a token for a user only the plugin knows, good for later requests
+    user, token = s.login("ext", "outside")
+    assert s.api("GET", "/+api", auth=(user, token)).json()["result"]["authstatus"] == ["ok", "ext", ["everyone"]]
+    assert s.api("POST", "/+login", json={"user": "ext", "password": "wrong"}).status_code == 401
+    assert s.api("GET", "/+api", auth=("nobody", token)).json()["result"]["authstatus"][0] == "noauth"
 
 
 def test_blob_store_from_a_plugin(plugin_server, tmp_path):

@@ -14,8 +14,7 @@ distribution (see doc/plugins.md). The mirror, test runs and the web UI are
 registered through these same hooks (server/plugins.py).
 
 The hooks are pluggy's (as in pytest, tox and the original devpi): a plugin
-implements the ones it needs and may leave out trailing arguments it does not
-use. A hook marked *first result* stops at the first implementation that
+implements the ones it needs, each taking only the arguments it uses (by name). A hook marked *first result* stops at the first implementation that
 returns something other than None. Where a hook is called is said in its
 docstring; none is called on the cached simple-page path, which answers
 without asking anyone.
@@ -96,8 +95,7 @@ def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
 def devpiserver_configure(core: Core, args: argparse.Namespace) -> None:
     """Set up after the database is open and migrated, before the app is built and before
     the server listens: read your options from ``args``, add commit listeners
-    (``core.change_listeners``) or background start-up tasks (``core.after_start``). Also
-    called with ``args=None`` when a Core is built without a command line."""
+    (``core.change_listeners``) or background start-up tasks (``core.after_start``)."""
 
 
 @hookspec

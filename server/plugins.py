@@ -154,7 +154,10 @@ class PluginManager(pluggy.PluginManager):
         core.plugins = self
         for types in self.hook.devpiserver_index_types():
             for t in types or ():
-                indexconfig.register_index_type(t)
+                try:
+                    indexconfig.register_index_type(t)
+                except ValueError as e:
+                    raise SystemExit(f"devpi server: {e}") from None
                 core.repository_factories[t.name] = t.make_repository
         for index_type in indexconfig.index_types():
             for keys in self.hook.devpiserver_indexconfig_keys(index_type=index_type):

@@ -1,6 +1,7 @@
 """A plugin using every kind of hook, loaded by the tests through DEVPI_SERVER_PLUGINS."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def devpiserver_indexconfig_keys(index_type):
 
 @hookimpl
 def devpiserver_index_types():
-    return [IndexType("notes", lambda core, ix: EmptyRepository(ix.fullname),
+    return [IndexType(os.environ.get("SAMPLE_INDEX_TYPE", "notes"), lambda core, ix: EmptyRepository(ix.fullname),
                       keys=(ConfigKey("topic", str),), defaults=lambda owner: {"topic": f"{owner}'s"})]
 
 

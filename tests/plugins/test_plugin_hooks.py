@@ -106,6 +106,20 @@ def test_index_config_keys_and_types(plugin_server, tmp_path):
     assert r.status_code == 400
 
 
+def test_an_index_type_named_twice_refuses_the_start(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEVPI_SERVER_PLUGINS": "sample_plugin", "PYTHONPATH": str(Path(__file__).parent),
+           "SAMPLE_INDEX_TYPE": "stage"}
+    done = subprocess.run([sys.executable, "-m", "devpi.server", "--serverdir", str(tmp_path / "s"), "--port", "0"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "devpi server: index type 'stage' is registered twice" in done.stderr.splitlines()
+    assert "Traceback" not in done.stderr
+
+
 def test_authentication_hooks(plugin_server, tmp_path):
     s = plugin_server("sample_plugin")
     auth = _stage(s, tmp_path, acl_upload=["alice", ":team"])

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from devpi.server import catalog, schema
-from devpi.server.catalog import IndexRow
-from devpi.server.names import version_key
+from devpi.server.packaging.names import version_key
+from devpi.server.store import catalog, schema
+from devpi.server.store.catalog import IndexRow
 from sqlalchemy import func, select
 
 

@@ -5,7 +5,7 @@ preferred, HTML understood), kept in memory and in SQL, served from there
 until ``mirror_cache_expiry`` and then revalidated with a conditional request.
 Files are fetched on first request, streamed to clients while they are
 stored, and kept only when their sha256 matches the upstream page
-(``mirror_fetch.FileFetch``). Concurrent requests for one page or file share
+(``mirror.fetch.FileFetch``). Concurrent requests for one page or file share
 one upstream request (``singleflight``).
 
 Upstream trouble never takes the index down: a slow answer is replaced by the

@@ -1,7 +1,7 @@
 """Live test runs of ``devpi test``: HTTP API, push gating and push copying.
 
 devpi stores a finished tox report as a "toxresult" file attached to the
-tested release file (``views_files.post_toxresult``); that path stays as it
+tested release file (``api.files.post_toxresult``); that path stays as it
 is, so the original devpi-client works. On top of it a run is a durable row
 that exists from the moment a client starts testing until it finishes:
 
@@ -15,7 +15,7 @@ that exists from the moment a client starts testing until it finishes:
 A run whose client falls silent for longer than the run's timeout reads as
 "interrupted" at once (computed on read) and is written down as such by a
 background sweep. The index key ``push_requires`` makes push refuse a
-release without passing results (see ``testruns_gate``), and push copies
+release without passing results (see ``testruns.gate``), and push copies
 runs along with the files they belong to.
 """
 from __future__ import annotations

@@ -72,7 +72,7 @@ def runs_for_version(core: Any, ix: Any, project: str, version: str, root: str) 
     """The runs of a release's files (on the index and its bases), newest first."""
     if not available() or ix.type != "stage":
         return []
-    from devpi.server.testruns.api.api import release_runs, runs_json
+    from devpi.server.testruns.api import release_runs, runs_json
 
     runs = release_runs(core, ix, project, version)
     if not runs:
@@ -87,7 +87,7 @@ def run_detail(core: Any, ix: Any, project: str, version: str, run_id: int, root
     """One run of this release with its per-test events, or None."""
     if not available() or ix.type != "stage":
         return None
-    from devpi.server.testruns.api.api import release_runs, runs_json
+    from devpi.server.testruns.api import release_runs, runs_json
 
     runs = [r for r in release_runs(core, ix, project, version) if r.id == run_id]
     if not runs:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from devpi.server.mirror.repository import store as mirror_store
+from devpi.server.mirror import store as mirror_store
 from devpi.server.store import catalog
 from devpi.server.store.migrate import ensure_schema
 from devpi.server.store.storage import Storage

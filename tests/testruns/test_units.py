@@ -6,7 +6,7 @@ import os
 import pytest
 from devpi.client.testing_summary import format_matrix, matrix
 from devpi.server.store.indexconfig import ConfigError
-from devpi.server.testruns.api.gate import EnvResult, env_passed, env_results, missing, normalize_requirements
+from devpi.server.testruns.gate import EnvResult, env_passed, env_results, missing, normalize_requirements
 
 TOX4_REPORT = {
     "platform": "linux", "host": "h",

@@ -3,7 +3,7 @@ import threading
 import time
 
 import pytest
-from devpi.server.mirror.repository.singleflight import SingleFlight
+from devpi.server.mirror.singleflight import SingleFlight
 
 
 def test_concurrent_callers_share_one_call_and_its_result():

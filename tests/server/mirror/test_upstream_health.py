@@ -1,7 +1,7 @@
 """The mirror's memory of an unwell upstream: which state, and for how long."""
 from __future__ import annotations
 
-from devpi.server.mirror.repository.upstream_health import UpstreamHealth
+from devpi.server.mirror.upstream_health import UpstreamHealth
 
 
 class Clock:

@@ -26,8 +26,8 @@ from .accounts.modify_policy import ModifyPolicy
 from .config import ServerConfig
 from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
+from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
-from .repos.views import EmptyRepository, MergedRepository, Repository, StageRepository
 from .store import catalog, schema
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow

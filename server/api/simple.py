@@ -13,6 +13,7 @@ import bottle
 
 from ..core import Core
 from ..packaging.names import normalize_name
+from ..repos.repository import ProjectView
 from ..repos.simple_page_cache import CachedPage, page_answer
 from ..repos.simple_render import (
     choose_format,
@@ -22,7 +23,6 @@ from ..repos.simple_render import (
     render_project_html,
     render_project_json,
 )
-from ..repos.views import ProjectView
 from ..store.catalog import IndexRow
 from .httpkit import APIError, base_url, require_index
 from .meta import INDEX_SEG, USER_SEG

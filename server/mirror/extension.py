@@ -18,7 +18,7 @@ from ..api.httpkit import APIError, require_index
 
 if TYPE_CHECKING:
     from ..core import Core
-    from ..repos.views import Repository
+    from ..repos.repository import Repository
     from ..store.catalog import IndexRow
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from ..packaging.names import InvalidName, check_filename, normalize_name, split_dist_filename
-from ..repos.views import Link
+from ..repos.repository import Link
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # devpi's own Accept: JSON first, HTML understood too.

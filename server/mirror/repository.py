@@ -35,7 +35,7 @@ from .. import __version__
 from ..api.httpkit import APIError, error_reply
 from ..core import Core
 from ..packaging.names import is_project_name, normalize_name
-from ..repos.views import Link, ProjectView
+from ..repos.repository import Link, ProjectView
 from ..runtime.bounded_dict import BoundedDict
 from ..store.catalog import IndexRow
 from .fetch import FetchFailed, FileFetch, LeaderBody
@@ -112,7 +112,7 @@ class StoredFile:
 
 
 class MirrorRepository:
-    """The Repository (see repos/views.py) of one mirror index, plus file serving and refresh."""
+    """The Repository (see repos/repository.py) of one mirror index, plus file serving and refresh."""
 
     is_mirror = True
 

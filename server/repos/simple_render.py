@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from ..packaging.names import version_key
-from .views import Link, ProjectView
+from .repository import Link, ProjectView
 
 API_VERSION = "1.1"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"

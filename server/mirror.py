@@ -19,11 +19,13 @@ change made here, so its writes take no serial.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import posixpath
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,9 @@ from .httpkit import APIError, error_reply, require_index
 from .mirror_fetch import FetchFailed, FileFetch, LeaderBody
 from .mirror_page import (
     ACCEPT,
+    NeedsParser,
     PageError,
+    ProjectListReader,
     UpstreamLink,
     parse_project_list,
     parse_project_page,
@@ -50,6 +54,7 @@ from .mirror_page import (
 )
 from .mirror_policy import DestinationRefused, policy_of
 from .mirror_store import MirrorStore
+from .namelists import text_chunks
 from .names import is_project_name, normalize_name
 from .repos import Link, ProjectView
 from .singleflight import SingleFlight
@@ -76,6 +81,7 @@ MEMORY_MISSING = 10_000
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_PAGE_LINKS = 200_000
 MAX_LIST_BYTES = 128 * 1024 * 1024
+LIST_PIECE = 256 * 1024  # bytes of the project list read at a time
 LIST_FIRST_WAIT = 15.0  # seconds a request waits for a new mirror's first complete project list
 
 
@@ -162,12 +168,13 @@ class MirrorRepository:
                                                   guard=self.policy.check, via=self.core.via_mark)
         return self._client
 
-    def _get(self, url: str, headers: dict[str, str], max_bytes: int = MAX_PAGE_BYTES) -> Any:
+    def _get(self, url: str, headers: dict[str, str], max_bytes: int = MAX_PAGE_BYTES, stream: bool = False) -> Any:
+        """With ``stream`` the body is left to the caller (who closes the answer)."""
         t0 = time.perf_counter()
         shown = redact(url)
         try:  # the whole body here, so a broken, endless or huge one counts as a failure
             resp = self.client().get(url, headers, timeout=self.timeout, max_seconds=2 * self.timeout[1],
-                                     max_bytes=max_bytes)
+                                     max_bytes=max_bytes, stream=stream)
         except Exception as e:
             log.warning("upstream GET %s failed after %.0fms: %s", shown, (time.perf_counter() - t0) * 1000, e)
             from .upstream_client import BodyTooLong
@@ -179,7 +186,8 @@ class MirrorRepository:
             self._health.failed()
             raise UpstreamError(f"upstream {shown} could not be reached: {type(e).__name__}") from None
         self._health.answered()
-        log.info("upstream GET %s %s %d bytes serial=%s %.0fms", shown, resp.status_code, len(resp.content),
+        size = resp.headers.get("Content-Length", "?") if stream else len(resp.content)
+        log.info("upstream GET %s %s %s bytes serial=%s %.0fms", shown, resp.status_code, size,
                  resp.headers.get("X-PyPI-Last-Serial", "-"), (time.perf_counter() - t0) * 1000)
         return resp
 
@@ -380,11 +388,9 @@ class MirrorRepository:
             return self._cached_names()
         return text.split("\n") if text else []
 
-    def project_names_text(self) -> str:
-        """``project_names`` as one newline-joined string: no object per name when upstream's
-        list is at hand (the JSON list of a big index renders from it as it is)."""
+    def project_name_chunks(self) -> Iterator[list[str]]:
         text = self._upstream_names()
-        return "\n".join(self._cached_names()) if text is None else text
+        return iter([self._cached_names()]) if text is None else text_chunks(text)
 
     def _upstream_names(self) -> str | None:
         """Upstream's complete list (newline-joined), or None when there is none (yet)."""
@@ -421,22 +427,52 @@ class MirrorRepository:
 
     def _fetch_names(self) -> str:
         try:
-            resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES)
-            if resp.status_code != 200:
-                raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
-            text = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
+            text, etag, serial = self._read_list()
         except (UpstreamError, PageError) as e:
             log.warning("mirror %s: project list not refreshed: %s", self.fullname, e)
             self._names_fresh_until = time.time() + RETRY_AFTER_FAILURE
             raise
         now = time.time()
-        etag, serial = resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
-        del resp  # its body: tens of MB for a big index
         self._names_text = text
         self._names_fresh_until = now + max(self.expiry, LIST_MIN_EXPIRY)
         self.core.page_cache.drop_project("")
         self.store.save_list(text, etag, serial, now)
         return text
+
+    def _read_list(self) -> tuple[str, str | None, int | None]:
+        """Upstream's list (text, ETag, serial), parsed as it arrives (``ProjectListReader``):
+        the body of a big index (tens of MB) is never held whole. Markup that needs a real
+        parser (rare) is read again whole, within the same bounds."""
+        resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES, stream=True)
+        try:
+            if resp.status_code != 200:
+                raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
+            etag, serial = resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
+            reader = ProjectListReader(resp.headers.get("Content-Type"))
+            deadline = time.monotonic() + 2 * self.timeout[1]
+            size = 0
+            try:
+                for data in resp.iter_content(LIST_PIECE, partial=True):
+                    size += len(data)
+                    if size > MAX_LIST_BYTES or time.monotonic() > deadline:
+                        what = (f"more than {MAX_LIST_BYTES} bytes" if size > MAX_LIST_BYTES
+                                else f"not complete after {2 * self.timeout[1]:.0f}s")
+                        raise UpstreamError(f"upstream answer from {redact(self.url)} {what}")
+                    reader.feed(data)
+                return reader.finish(), etag, serial
+            except NeedsParser:
+                pass
+            except (OSError, http.client.HTTPException) as e:
+                self._health.failed()
+                raise UpstreamError(f"upstream {redact(self.url)} broke off the project list: "
+                                    f"{type(e).__name__}") from None
+        finally:
+            resp.close()
+        resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES)
+        if resp.status_code != 200:
+            raise UpstreamError(f"upstream {redact(self.url)} answered {resp.status_code}")
+        text = parse_project_list(resp.content, resp.headers.get("Content-Type"), resp.url)
+        return text, resp.headers.get("ETag"), _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
 
     def _cached_names(self) -> list[str]:
         return sorted(self.store.page_names() | set(self._pages))

@@ -14,6 +14,7 @@ import bottle
 from .catalog import IndexRow
 from .core import Core
 from .httpkit import APIError, base_url, require_index
+from .malloc_tuning import trim
 from .names import normalize_name
 from .pagecache import CachedPage, page_answer
 from .repos import ProjectView
@@ -101,8 +102,12 @@ def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str) -> Cach
     # rendered a slice at a time; a big list is kept as gzip only (CachedPage.from_pieces)
     pieces = iter_list_json(chunks) if fmt == "json" else iter_list_html(chunks, ix.fullname)
     if _list_incomplete(core, ix):  # a new mirror's list is still on its way: say so, keep nothing
-        return CachedPage.from_pieces(pieces, dict(INCOMPLETE_HEADERS))
-    return core.page_cache.put_page(key, "", CachedPage.from_pieces(pieces, {}), generation)
+        page = CachedPage.from_pieces(pieces, dict(INCOMPLETE_HEADERS))
+    else:
+        page = core.page_cache.put_page(key, "", CachedPage.from_pieces(pieces, {}), generation)
+    if page.body is None:  # a big list: give its transient buffers back (see malloc_tuning)
+        trim()
+    return page
 
 
 INCOMPLETE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store",

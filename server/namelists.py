@@ -67,7 +67,8 @@ class SortedSlices:
         names = sorted(set(names))
         text = "\n".join(names)
         for run in self._runs:  # the common case: it follows the last run
-            if run[-1].rsplit("\n", 1)[-1] < names[0]:
+            last = run[-1]
+            if last[last.rfind("\n") + 1:] < names[0]:
                 run.append(text)
                 return
         self._runs.append([text])

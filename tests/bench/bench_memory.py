@@ -5,9 +5,9 @@ Two parts, each printing a table::
 
     python tests/bench/bench_memory.py biglist                 # ~1 min: the 700,000-name list
     python tests/bench/bench_memory.py biglist --names 200000  # smaller
-    python tests/bench/bench_memory.py shared --out RESULTS_DIR             # ~8 min, ours only
+    python tests/bench/bench_memory.py shared --out RESULTS_DIR             # ~11 min, ours only
     python tests/bench/bench_memory.py shared --out RESULTS_DIR \\
-        --servers devpi-ours,devpi-server,proxpi,pypiserver                 # ~15 min, with the peers
+        --servers devpi-ours,devpi-server,proxpi,pypiserver                 # ~30 min, with the peers
 
 ``shared`` drives the shared benchmark harness (``../shared/bench/run.py`` from the
 repository root, or $BENCH_HARNESS; $BENCH_ROOT chooses its scratch dir and venvs, see its

@@ -19,7 +19,6 @@ change made here, so its writes take no serial.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import posixpath
@@ -447,6 +446,8 @@ class MirrorRepository:
         """Upstream's list (text, ETag, serial), parsed as it arrives (``ProjectListReader``):
         the body of a big index (tens of MB) is never held whole. Markup that needs a real
         parser (rare) is read again whole, within the same bounds."""
+        import http.client  # here: the server's start imports no HTTP client (see client())
+
         resp = self._get(self.url, {"Accept": ACCEPT}, max_bytes=MAX_LIST_BYTES, stream=True)
         try:
             if resp.status_code != 200:

@@ -72,7 +72,7 @@ class ServerConfig:
     mirror_max_file_size: int = 4 << 30  # a mirrored file whose size neither upstream nor its page states
     mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
     page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
-    mirror_memory: int = 128 << 20  # bytes of upstream pages each mirror keeps in memory
+    mirror_memory: int = 64 << 20  # bytes of upstream pages each mirror keeps in memory
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

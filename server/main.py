@@ -138,9 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="seconds one mirrored file's download may take in all (default: 3600)")
     p.add_argument("--page-cache-size", type=parse_size, default=parse_size("64M"),
                    help="memory for rendered simple pages; a larger page is served but not kept (default: 64M)")
-    p.add_argument("--mirror-memory", type=parse_size, default=parse_size("128M"),
+    p.add_argument("--mirror-memory", type=parse_size, default=parse_size("64M"),
                    help="memory each mirror index keeps upstream pages in; a larger page is served and "
-                        "stored, but read back from the database when asked again (default: 128M)")
+                        "stored, but read back from the database when asked again (default: 64M)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p

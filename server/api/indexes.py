@@ -1,6 +1,10 @@
 """Indexes: create, show, modify (dict or devpi's k=v list), delete; PUSH/POST dispatch."""
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterator
+
 import bottle
 
 from ..core import Core
@@ -10,7 +14,16 @@ from ..store import catalog, indexconfig
 from ..store.catalog import Conflict, IndexRow
 from ..store.indexconfig import ConfigError
 from ..store.storage import WriteTx
-from .httpkit import APIError, is_installer, json_reply, read_json, require_identity, require_index
+from .httpkit import (
+    JSON_CT,
+    APIError,
+    is_installer,
+    json_body,
+    json_reply,
+    read_json,
+    require_identity,
+    require_index,
+)
 from .meta import INDEX_SEG, USER_SEG
 
 
@@ -76,6 +89,36 @@ def index_result(core: Core, ix: IndexRow, with_projects: bool) -> dict:
     return result
 
 
+_PLACEHOLDER = "\x00projects"
+
+
+def mirror_index_reply(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
+    """``json_reply(index_result(...))`` of a mirror, streamed: its project list can hold
+    hundreds of thousands of names, so they are written a slice at a time into the same
+    bytes ``json_body`` would make (see namelists), never held as a list or whole."""
+    chunks = iter(core.single_repository(ix).project_name_chunks())
+    first = next((c for c in chunks if c), None)
+    if first is None:
+        return json_reply(index_result(core, ix, False) | {"projects": []}, "indexconfig")
+    body = json_body({"type": "indexconfig", "result": index_result(core, ix, False) | {"projects": [_PLACEHOLDER]}})
+    at = body.index(json.dumps(_PLACEHOLDER).encode())
+    indent = body[body.rindex(b"\n", 0, at) + 1:at].decode()
+    head, tail = body[:at], body[at + len(json.dumps(_PLACEHOLDER)):]
+
+    def pieces() -> Iterator[bytes]:
+        yield head
+        sep = ""
+        for chunk in itertools.chain([first], chunks):
+            if chunk:
+                yield (sep + f",\n{indent}".join(json.dumps(n) for n in chunk)).encode()
+                sep = f",\n{indent}"
+        yield tail
+
+    resp = bottle.HTTPResponse(pieces(), status=200)
+    resp.content_type = JSON_CT
+    return resp
+
+
 def install(app: bottle.Bottle, core: Core) -> None:
     req = bottle.request
 
@@ -87,6 +130,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
             return serve_project_list(core, user, index)
         ix = require_index(core, user, index)
+        if ix.type == "mirror" and "no_projects" not in req.query:
+            return mirror_index_reply(core, ix)
         return json_reply(index_result(core, ix, "no_projects" not in req.query), "indexconfig")
 
     def create(user: str, index: str):

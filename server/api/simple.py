@@ -17,12 +17,12 @@ from ..repos.repository import ProjectView
 from ..repos.simple_page_cache import CachedPage, page_answer
 from ..repos.simple_render import (
     choose_format,
-    render_list_html,
-    render_list_json,
-    render_list_json_text,
+    iter_list_html,
+    iter_list_json,
     render_project_html,
     render_project_json,
 )
+from ..runtime.malloc_tuning import trim
 from ..store.catalog import IndexRow
 from .httpkit import APIError, base_url, require_index
 from .meta import INDEX_SEG, USER_SEG
@@ -95,24 +95,19 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
 def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str) -> CachedPage:
     generation = core.page_cache.generation
     repo = core.repository(ix)
-    names_text = getattr(repo, "project_names_text", None)  # a mirror: its list as one string
-    if names_text is not None and fmt == "json":
-        text = names_text()
-        if core.page_cache.generation != generation:  # the list just arrived (it drops the cached
-            generation = core.page_cache.generation  # list): this render may be kept all the same
-            text = names_text()
-        body = render_list_json_text(text)
-        del text
-    else:
-        names = list(repo.project_names())
-        if core.page_cache.generation != generation:
-            generation = core.page_cache.generation
-            names = list(repo.project_names())
-        body = render_list_json(names) if fmt == "json" else render_list_html(names, ix.fullname)
-        del names
+    chunks = repo.project_name_chunks()
+    if core.page_cache.generation != generation:  # the list just arrived (it drops the cached
+        generation = core.page_cache.generation  # list): this render may be kept all the same
+        chunks = repo.project_name_chunks()
+    # rendered a slice at a time; a big list is kept as gzip only (CachedPage.from_pieces)
+    pieces = iter_list_json(chunks) if fmt == "json" else iter_list_html(chunks, ix.fullname)
     if _list_incomplete(core, ix):  # a new mirror's list is still on its way: say so, keep nothing
-        return CachedPage(body, _etag(body), dict(INCOMPLETE_HEADERS), None)
-    return core.page_cache.put(key, "", body, _etag(body), {}, generation)
+        page = CachedPage.from_pieces(pieces, dict(INCOMPLETE_HEADERS))
+    else:
+        page = core.page_cache.put_page(key, "", CachedPage.from_pieces(pieces, {}), generation)
+    if page.body is None:  # a big list: give its transient buffers back (see malloc_tuning)
+        trim()
+    return page
 
 
 INCOMPLETE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from ..core import Core
-from ..repos.simple_page_cache import CachedPage, page_answer
+from ..repos.simple_page_cache import CachedPage, accepts_gzip, page_answer
 from ..repos.simple_render import choose_format
 
 _PAGE = re.compile(r"^/([^/+][^/]*)/([^/+][^/]*)/\+simple/(?:([^/]+)/)?$")
@@ -55,7 +55,10 @@ class FastLane:
                     else:
                         key = (user, index, "", chosen[0], "")
                     page = self.core.page_cache.get(key)
-                    if page is not None:
+                    # a compact page for a client without gzip is decompressed as it is sent:
+                    # a streamed answer, the threaded path's job
+                    if page is not None and (page.body is not None
+                                             or accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))):
                         found = environ["devpi.cached_page"] = (page, chosen[1])
                         return found
         return None
@@ -71,4 +74,4 @@ class FastLane:
         status, headers, body = page_answer(page, ctype, environ.get("HTTP_ACCEPT_ENCODING"),
                                             environ.get("HTTP_IF_NONE_MATCH"), method == "HEAD")
         start_response(status, headers)
-        return [body]
+        return [body] if isinstance(body, bytes) else body

@@ -9,6 +9,7 @@ from the upstream URL when upstream gives no hash.
 """
 from __future__ import annotations
 
+import codecs
 import html
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any, TypedDict
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from ..packaging.names import InvalidName, check_filename, normalize_name, split_dist_filename
+from ..repos.namelists import SortedSlices
 from ..repos.repository import Link
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -298,29 +300,104 @@ def parse_project_list(body: bytes, content_type: str | None, page_url: str) -> 
     and six times slower. A regular expression cannot be misled into anything the
     upstream could not list anyway (it chooses the names); a name that is no valid
     project name after normalising (PEP 503/508: letters, digits, ``-_.``) is left out."""
-    text = _decode(body)
-    if is_json(content_type):
-        if '"projects"' not in text or not text.lstrip().startswith("{"):
+    reader = ProjectListReader(content_type)
+    try:
+        reader.feed(body)
+        return reader.finish()
+    except NeedsParser:
+        found = [t for _, t in _anchors(body, page_url)[0]]
+        slices = SortedSlices()
+        slices.add(_valid_normalized(found))
+        return slices.text()
+
+
+class NeedsParser(Exception):
+    """The HTML list has markup only a real parser reads right (comments, scripts, a base
+    element): read the whole body and parse it (``parse_project_list``)."""
+
+
+class ProjectListReader:
+    """``parse_project_list`` fed the body piece by piece as it arrives: only the names of
+    one piece exist as objects at a time (see namelists), never the whole body, its text
+    or a list of every name. Pieces are cut where no name can straddle the cut: before
+    the last ``"name"`` key (JSON) or the last ``<a`` (HTML)."""
+
+    PIECE = 1 << 20  # decoded text worked on at once
+
+    def __init__(self, content_type: str | None):
+        self.json = is_json(content_type)
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._pending = ""
+        self._started = False
+        self._seen_projects = False
+        self._tail = ""  # the end of the text before, to find a marker cut in two
+        self._slices = SortedSlices()
+
+    def feed(self, data: bytes) -> None:
+        try:
+            text = self._pending + self._decoder.decode(data)
+        except UnicodeDecodeError:
+            raise PageError("page is not UTF-8") from None
+        if len(text) < self.PIECE:
+            self._pending = text
+            return
+        self._pending = ""
+        self._work(text, final=False)
+
+    def finish(self) -> str:
+        try:
+            text = self._pending + self._decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise PageError("page is not UTF-8") from None
+        self._pending = ""
+        self._work(text, final=True)
+        if self.json and not self._seen_projects:
             raise PageError("JSON project list has no 'projects' list")
-        found = _LIST_JSON_NAME.findall(text)
-    else:
-        if "<" not in text or "\x00" in text:
+        if not self.json and not self._started:
             raise PageError("page is not HTML")
-        if _NEEDS_PARSER.search(text) is None:
-            found = _LIST_ANCHOR.findall(text)
+        return self._slices.text()
+
+    def _work(self, text: str, final: bool) -> None:
+        if not self._started:
+            stripped = text.lstrip()
+            if not stripped and not final:
+                return
+            if self.json and not stripped.startswith("{"):
+                raise PageError("JSON project list has no 'projects' list")
+            if not self.json and ("<" not in text or "\x00" in text):
+                raise PageError("page is not HTML")
+            self._started = True
+        seen = self._tail + text
+        if self.json:
+            self._seen_projects = self._seen_projects or '"projects"' in seen
+            cut = len(text) if final else text.rfind('"name"')
+            if cut < 0:  # no name starts here: keep only what could begin one
+                cut = max(0, len(text) - 5)
+            found = _LIST_JSON_NAME.findall(text, 0, cut)
         else:
-            found = [t for _, t in _anchors(body, page_url)[0]]
-    del text
+            if "\x00" in text:
+                raise PageError("page is not HTML")
+            if _NEEDS_PARSER.search(seen) is not None:
+                raise NeedsParser()
+            cut = len(text) if final else text.rfind("<a")
+            if cut < 0:
+                cut = max(0, len(text) - 1)
+            found = _LIST_ANCHOR.findall(text, 0, cut)
+        self._tail = text[max(0, cut - 16):cut]
+        self._pending = text[cut:]
+        del text, seen
+        self._slices.add(_valid_normalized(found))
+
+
+def _valid_normalized(found: list[str]) -> list[str]:
+    """The valid project names among raw list entries, normalised (PEP 503)."""
     joined = "\n".join(found)
-    del found
     if "&" in joined:
         joined = html.unescape(joined)
     joined = joined.replace(" ", "").replace("_", "-").replace(".", "-").lower()
     while "--" in joined:  # PEP 503: a run of -_. is one "-" (str.replace: a regex costs 25 times more)
         joined = joined.replace("--", "-")
-    names = sorted(_VALID_NORMALIZED.findall(joined))  # upstream's order is sorted already: cheap
-    del joined
-    return "\n".join(a for a, b in zip(names, names[1:] + [""], strict=True) if a != b)  # unique
+    return _VALID_NORMALIZED.findall(joined)
 
 
 def redact(url: str) -> str:

@@ -9,7 +9,7 @@ guard, knowing nothing of SQL or HTTP. A stage reads rows; a mirror (see
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from ..packaging.names import version_key
 from ..store import catalog
 from ..store.catalog import IndexRow
 from ..store.storage import Storage
+from .namelists import merge_sorted
 
 log = logging.getLogger("devpi.server")
 MIRROR_MISS_MAX_AGE = 60.0  # seconds a merged page may be reused when a mirror base had nothing
@@ -60,6 +61,12 @@ class Repository(Protocol):
     def has_project(self, name: str) -> bool: ...
 
     def project_names(self) -> Iterable[str]: ...
+
+    def project_name_chunks(self) -> Iterable[list[str]]:
+        """The sorted, unique names as successive slices (see namelists): a mirror's list
+        of hundreds of thousands is walked, never copied whole. The names are taken when
+        this is called; the slices are made as they are read."""
+        ...
 
 
 class StageRepository:
@@ -118,6 +125,9 @@ class StageRepository:
         with self.storage.read() as conn:
             return catalog.project_names(conn, self.index.id)
 
+    def project_name_chunks(self) -> list[list[str]]:
+        return [sorted(self.project_names())]
+
 
 class EmptyRepository:
     """Stands in for a mirror when the server runs without the mirror part."""
@@ -134,6 +144,9 @@ class EmptyRepository:
         return False
 
     def project_names(self) -> list[str]:
+        return []
+
+    def project_name_chunks(self) -> list[list[str]]:
         return []
 
 
@@ -202,10 +215,10 @@ class MergedRepository:
         return any(m.has_project(name) for m in self.members)
 
     def project_names(self) -> list[str]:
-        names: set[str] = set()
-        for m in self.members:
-            names.update(m.project_names())
-        return sorted(names)
+        return [name for chunk in self.project_name_chunks() for name in chunk]
+
+    def project_name_chunks(self) -> Iterator[list[str]]:
+        return merge_sorted([m.project_name_chunks() for m in self.members])
 
     def private_members(self) -> list[Repository]:
         return [m for m in self.members if not m.is_mirror]

@@ -12,27 +12,65 @@ whole budget is served but not kept. A hit reads no counters and takes no lock.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from ..mirror.singleflight import SingleFlight
 
 GZIP_MIN = 1400  # smaller pages fit a packet anyway
+COMPACT_MIN = 1 << 20  # a page rendered in pieces and larger than this is kept as gzip only
+IDENTITY_PIECE = 256 * 1024  # bytes of a compact page decompressed at a time for a client without gzip
 PAGE_OVERHEAD = 512  # bytes an entry costs besides its bodies (key, headers, objects)
 
 
 class CachedPage:
-    __slots__ = ("body", "etag", "extra", "expires", "_gz", "owner")
+    """A rendered page. A *compact* page (``from_pieces``, for the project list of a big
+    mirror: tens of MB) keeps only its gzip copy, a fraction of the size: pip and uv
+    accept gzip, and a client that does not gets it decompressed as it is sent, a piece at
+    a time, never whole (``body`` is None, ``length`` its size)."""
+
+    __slots__ = ("body", "etag", "extra", "expires", "_gz", "owner", "length")
 
     def __init__(self, body: bytes, etag: str, extra: dict[str, str], expires: float | None):
-        self.body = body
+        self.body: bytes | None = body
         self.etag = etag
         self.extra = extra
         self.expires = expires
         self._gz: bytes | None = None
         self.owner: PageCache | None = None  # the cache that counts this page's bytes
+        self.length = len(body)
+
+    @classmethod
+    def from_pieces(cls, pieces: Iterable[bytes], extra: dict[str, str], expires: float | None = None,
+                    compact_min: int = COMPACT_MIN) -> CachedPage:
+        """The page made of ``pieces``; once they pass ``compact_min`` bytes the rest is
+        compressed as it comes, so neither the page nor its pieces are ever held whole."""
+        digest = hashlib.sha256()
+        held: list[bytes] = []
+        length = 0
+        gz: list[bytes] | None = None
+        comp = None
+        for piece in pieces:
+            digest.update(piece)
+            length += len(piece)
+            if gz is not None:
+                gz.append(comp.compress(piece))
+                continue
+            held.append(piece)
+            if length > compact_min:
+                comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+                gz = [comp.compress(b"".join(held))]
+                held = []
+        etag = '"' + digest.hexdigest()[:40] + '"'
+        if gz is None:
+            return cls(b"".join(held), etag, extra, expires)
+        gz.append(comp.flush())
+        page = cls(b"", etag, extra, expires)
+        page.body, page._gz, page.length = None, b"".join(gz), length
+        return page
 
     def gzipped(self) -> bytes:
         if self._gz is None:
@@ -42,9 +80,23 @@ class CachedPage:
                 self.owner._grew(self, len(self._gz))
         return self._gz
 
+    def identity(self) -> Iterator[bytes]:
+        """The body uncompressed, in pieces (a compact page is decompressed as it goes)."""
+        if self.body is not None:
+            yield self.body
+            return
+        d = zlib.decompressobj(31)
+        data = self._gz
+        while data:
+            yield d.decompress(data, IDENTITY_PIECE)
+            data = d.unconsumed_tail
+        tail = d.flush()
+        if tail:
+            yield tail
+
     @property
     def size(self) -> int:
-        return len(self.body) + (len(self._gz) if self._gz is not None else 0) + PAGE_OVERHEAD
+        return len(self.body or b"") + (len(self._gz) if self._gz is not None else 0) + PAGE_OVERHEAD
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -52,10 +104,11 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 
 def page_answer(page: CachedPage, ctype: str, accept_encoding: str | None, if_none_match: str | None,
-                head: bool) -> tuple[str, list[tuple[str, str]], bytes]:
-    """(status, headers, body) for a cached page; the gzip copy has its own ETag."""
+                head: bool) -> tuple[str, list[tuple[str, str]], bytes | Iterator[bytes]]:
+    """(status, headers, body) for a cached page; the gzip copy has its own ETag. The body
+    is bytes, or pieces for a compact page sent to a client without gzip (see CachedPage)."""
     body, etag = page.body, page.etag
-    gz = len(body) >= GZIP_MIN and accepts_gzip(accept_encoding)
+    gz = page.length >= GZIP_MIN and accepts_gzip(accept_encoding)
     if gz:
         body, etag = page.gzipped(), etag[:-1] + '-gz"'
     headers = [("ETag", etag), ("Vary", "Accept, Accept-Encoding"), ("Cache-Control", "max-age=0, must-revalidate")]
@@ -65,8 +118,10 @@ def page_answer(page: CachedPage, ctype: str, accept_encoding: str | None, if_no
     headers.append(("Content-Type", ctype))
     if gz:
         headers.append(("Content-Encoding", "gzip"))
-    headers.append(("Content-Length", str(len(body))))
-    return "200 OK", headers, b"" if head else body
+    headers.append(("Content-Length", str(len(body) if body is not None else page.length)))
+    if head:
+        return "200 OK", headers, b""
+    return "200 OK", headers, body if body is not None else page.identity()
 
 
 class PageCache:
@@ -103,6 +158,10 @@ class PageCache:
             max_age: float | None = None) -> CachedPage:
         """max_age: for pages built from upstream data, which goes stale without any commit."""
         page = CachedPage(body, etag, extra, None if max_age is None else time.monotonic() + max_age)
+        return self.put_page(key, project, page, generation)
+
+    def put_page(self, key: tuple, project: str, page: CachedPage, generation: int) -> CachedPage:
+        """Keep ``page`` (made while the cache was at ``generation``) unless a commit came since."""
         with self._lock:
             if generation != self.generation:
                 return page

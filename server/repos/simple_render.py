@@ -9,6 +9,8 @@ are all here.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from html import escape
 
@@ -117,25 +119,34 @@ def render_project_html(view: ProjectView, prefix: str, title_prefix: str) -> by
     return "".join(out).encode()
 
 
-def render_list_json(names: list[str]) -> bytes:
-    doc = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
-    return json.dumps(doc, separators=(",", ":")).encode()
+def iter_list_json(chunks: Iterable[list[str]]) -> Iterator[bytes]:
+    """The PEP 691 project list of the names in ``chunks`` (sorted slices, see namelists),
+    made a slice at a time: never all of its bytes, nor an object per name, at once."""
+    yield f'{{"meta":{{"api-version":"{API_VERSION}"}},"projects":['.encode()
+    sep = ""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        text = "\n".join(chunk)
+        if "\\" in text or '"' in text:  # never in a normalised name; be exact anyway
+            inner = ",".join(json.dumps({"name": n}, separators=(",", ":")) for n in chunk)
+        else:
+            inner = '{"name":"' + json.dumps(text)[1:-1].replace("\\n", '"},{"name":"') + '"}'
+        yield (sep + inner).encode()
+        sep = ","
+    yield b"]}"
 
 
-def render_list_json_text(names: str) -> bytes:
-    """``render_list_json`` for names held as one newline-joined string (a mirror's project
-    list, see mirror_page.parse_project_list): the same bytes, without an object per name."""
-    if not names:
-        return render_list_json([])
-    if "\\" in names or '"' in names:  # never in a normalised name; be exact anyway
-        return render_list_json(names.split("\n"))
-    inner = json.dumps(names)[1:-1].replace("\\n", '"},{"name":"')
-    return (f'{{"meta":{{"api-version":"{API_VERSION}"}},"projects":[{{"name":"' + inner + '"}]}').encode()
+def iter_list_html(chunks: Iterable[list[str]], title_prefix: str) -> Iterator[bytes]:
+    """The PEP 503 project list, made a slice at a time (see ``iter_list_json``)."""
+    yield (f'<!DOCTYPE html>\n<html lang="en"><head><meta name="pypi:repository-version" '
+           f'content="{API_VERSION}"><title>{escape(title_prefix)}: simple list</title></head><body>\n').encode()
+    for chunk in chunks:
+        if _NEEDS_ESCAPE.search("".join(chunk)) is None:
+            yield "".join([f'<a href="{n}/">{n}</a><br>\n' for n in chunk]).encode()
+        else:
+            yield "".join([f'<a href="{escape(n)}/">{escape(n)}</a><br>\n' for n in chunk]).encode()
+    yield b"</body></html>\n"
 
 
-def render_list_html(names: list[str], title_prefix: str) -> bytes:
-    out = [f'<!DOCTYPE html>\n<html lang="en"><head><meta name="pypi:repository-version" '
-           f'content="{API_VERSION}"><title>{escape(title_prefix)}: simple list</title></head><body>\n']
-    out.extend(f'<a href="{escape(n)}/">{escape(n)}</a><br>\n' for n in names)
-    out.append("</body></html>\n")
-    return "".join(out).encode()
+_NEEDS_ESCAPE = re.compile(r"""[&<>"']""")

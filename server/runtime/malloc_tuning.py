@@ -37,3 +37,22 @@ def tune() -> bool:
     ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     ok = mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD) == 1 and ok
     return mallopt(M_ARENA_MAX, ARENA_MAX) == 1 and ok
+
+
+_libc = None
+
+
+def trim() -> None:
+    """Give the free memory inside the heap back to the system (``malloc_trim``), after a
+    burst of big transient buffers (an upstream project list read and rendered): freed
+    mid-size blocks otherwise stay resident, tens of MB after a 700,000-name list.
+    Costs a few milliseconds; does nothing where glibc is not the C library."""
+    global _libc
+    if _libc is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _libc = lib if hasattr(lib, "malloc_trim") else False
+        except OSError:
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)

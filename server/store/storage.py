@@ -70,6 +70,13 @@ class WriteTx:
         self._after_commit.append(fn)
 
 
+# SQLite's memory in this process (page caches of all pooled connections, statements): a
+# soft limit, past which it reuses its cached pages instead of growing. Each of the up to
+# 112 pooled connections may otherwise cache 2 MiB (SQLite's default cache_size); the
+# operating system caches the database file anyway.
+SQLITE_HEAP_LIMIT = 16 << 20
+
+
 def _sqlite_engine(path: Path) -> Engine:
     # Enough pooled connections for every worker thread: an overflow connection is closed
     # after use, and opening one (WAL pragmas) cost a tenth of a cold mirror request.
@@ -84,6 +91,7 @@ def _sqlite_engine(path: Path) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA soft_heap_limit={int(SQLITE_HEAP_LIMIT)}")  # process-wide
         cur.close()
 
     @event.listens_for(engine, "begin")

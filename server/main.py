@@ -112,10 +112,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection-timeout", type=positive_seconds, default=30.0,
                    help="seconds a connection may stay idle or take to send a request head, and a "
                         "request body or response may stall (default: 30)")
-    p.add_argument("--pin-cpu", metavar="auto|off|N", default="auto",
-                   help="keep all threads on one CPU (Python runs one thread at a time, so spreading them "
-                        "costs more than it gains): auto (default) picks one and moves off it when other "
-                        "work crowds it; off lets the kernel place threads; N pins to CPU N")
+    p.add_argument("--pin-cpu", metavar="auto|off|N", default="off",
+                   help="keep all threads on one CPU: auto picks one and moves off it when other work "
+                        "crowds it; N pins to CPU N; off (default) lets the kernel place threads, which "
+                        "measured faster on a busy machine (doc/performance.md)")
     p.add_argument("--request-timeout", type=positive_seconds, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
     p.add_argument("--restrict-modify", metavar="SPEC", default=None,

@@ -16,6 +16,9 @@ A pinned process cannot be moved by the kernel when another busy job lands
 on its CPU, so ``auto`` looks every few seconds and moves all threads to the
 least busy CPU the process may use when the current one is busy with other
 work. Linux only; elsewhere ``auto`` does nothing.
+
+Opt-in (``--pin-cpu auto``): on a busy machine the kernel's placement served warm
+pages faster in a side-by-side run (doc/performance.md), so ``off`` is the default.
 """
 from __future__ import annotations
 

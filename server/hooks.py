@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     import bottle
 
-    from .catalog import IndexRow
     from .core import Core
-    from .repos import Repository
+    from .repos.repository import Repository
+    from .store.catalog import IndexRow
 
 PROJECT = "devpi_server"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -63,7 +63,7 @@ class IndexType(NamedTuple):
     config keys it takes besides title/description/custom_data/volatile.
 
     ``make_repository(core, ix)`` returns the object that answers for the index (see
-    server/repos.py for what a repository offers); ``defaults(owner)`` the config of a
+    server/repos/repository.py for what a repository offers); ``defaults(owner)`` the config of a
     new index of this type."""
 
     name: str
@@ -76,7 +76,7 @@ def json_response(doc: Any, status: int = 200) -> bottle.HTTPResponse:
     """A JSON answer for a plugin's route (the server's app does not turn dicts into JSON)."""
     import bottle
 
-    from .httpkit import JSON_CT
+    from .api.httpkit import JSON_CT
 
     resp = bottle.HTTPResponse(json.dumps(doc).encode(), status=status)
     resp.content_type = JSON_CT
@@ -104,7 +104,7 @@ def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
 
     Called once while the app is built, after the built-in API routes; a route with the
     very rule and method of one of them is refused (logged). A callback returns ``json_response(doc)`` (above)
-    or raises ``devpi.server.httpkit.APIError(status, message)`` for a JSON error."""
+    or raises ``devpi.server.api.httpkit.APIError(status, message)`` for a JSON error."""
 
 
 @hookspec
@@ -179,7 +179,7 @@ def devpiserver_auth_groups(user: str) -> list[str] | None:
 @hookspec(firstresult=True)
 def devpiserver_blob_store(core: Core, url: str) -> Any:
     """A blob store for ``--blob-storage URL`` when this plugin owns the URL's scheme, else
-    None. It must offer the methods of ``devpi.server.blobs.BlobStore`` (content-addressed
+    None. It must offer the methods of ``devpi.server.store.blobstore.BlobStore`` (content-addressed
     by sha256; a blob is durable before ``put`` returns). Called once at start-up, only
     when the option is given; no plugin answering refuses the start."""
 

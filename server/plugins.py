@@ -38,16 +38,16 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hooks
-from .httpkit import APIError
+from .api.httpkit import APIError
 
 if TYPE_CHECKING:
-    from .auth import Identity
+    from .accounts.auth import Identity
     from .core import Core
 
 log = logging.getLogger("devpi.server.plugins")
 ENTRY_POINT_GROUP = "devpi_server"
 # The server's own parts; a missing optional one (devpi.web in a trimmed install) is skipped.
-INTERNAL = ("devpi.server.mirror_ext", "devpi.server.testruns", "devpi.web.hooks")
+INTERNAL = ("devpi.server.mirror.extension", "devpi.server.testruns.api", "devpi.web.hooks")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SHUTDOWN_EVENT_WAIT = 5.0  # seconds a clean stop waits for pending events to reach plugins
 MAX_PENDING_EVENTS = 10_000  # events waiting for slow plugins; past it new ones are dropped, logged
@@ -149,7 +149,7 @@ class PluginManager(pluggy.PluginManager):
 
     def configure(self, core: Core, args: Any) -> None:
         """Everything that is asked once when the server is put together."""
-        from . import indexconfig
+        from .store import indexconfig
 
         core.plugins = self
         for types in self.hook.devpiserver_index_types():
@@ -202,7 +202,7 @@ class PluginAuth:
         self.groups = pm.hook.devpiserver_auth_groups if pm.has_impls("devpiserver_auth_groups") else None
 
     def authenticate(self, core: Core, user: str, secret: str) -> Identity | None:
-        from .auth import Identity, TokenSigner
+        from .accounts.auth import Identity, TokenSigner
 
         decided: list[str] | bool | None = None
         if self.token is not None:

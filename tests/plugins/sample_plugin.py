@@ -5,9 +5,9 @@ import os
 import threading
 from pathlib import Path
 
-from devpi.server.blobs import BlobStore
 from devpi.server.hooks import ConfigKey, IndexType, hookimpl, json_response
-from devpi.server.repos import EmptyRepository
+from devpi.server.repos.repository import EmptyRepository
+from devpi.server.store.blobstore import BlobStore
 
 events: list[list] = []
 _lock = threading.Lock()

@@ -72,7 +72,7 @@ def test_testrun_finished_event(plugin_server, tmp_path):
 
 
 def test_no_hook_call_on_cached_simple_pages(plugin_server, tmp_path):
-    """The cached simple-page path (server/fastlane.py, pagecache.py) asks no plugin."""
+    """The cached simple-page path (server/http/cached_page_lane.py, repos/simple_page_cache.py) asks no plugin."""
     s = plugin_server("sample_plugin")
     auth = _stage(s, tmp_path)
     assert s.upload("alice/dev", write_wheel(tmp_path, "hot", "1.0"), auth).status_code == 200

@@ -5,8 +5,10 @@ does not start a second interpreter: it imports ``devpi.server.main`` and runs
 it here, with the same arguments ``python -m devpi.server`` takes (``devpi
 server --help`` is therefore the server's help). Signals and the exit code
 belong to this process, as they did when it replaced itself with the server.
-Only where the server package is not importable (a CLI-only install with a
-server in another environment) does it fall back to running
+In a client-only install (``pip install devpi`` without the ``server``
+extra) the server's libraries are missing: that is one line saying what to
+install, not a traceback. Only where the server package itself is not
+importable (a server in another environment) does it fall back to running
 ``python -m devpi.server``.
 """
 from __future__ import annotations
@@ -25,9 +27,12 @@ def run_server(args: list[str]) -> int:
     try:
         from devpi.server.main import main as server_main
     except ModuleNotFoundError as e:
-        if not (e.name or "").startswith("devpi.server"):
-            raise
-        return _exec_interpreter(args)
+        if (e.name or "").startswith("devpi.server"):
+            return _exec_interpreter(args)
+        from devpi.server.extra_check import server_extra_error
+
+        print(server_extra_error(e), file=sys.stderr)
+        return 1
     return server_main(args)
 
 

@@ -82,9 +82,13 @@ def test_broken_plugin_is_one_warning_and_the_rest_works(make_cli, devpi_server)
     r = cli.run("--version")
     assert r.rc == 0 and "Traceback" not in r.err
     assert r.err_lines == ["devpi: warning: client plugin 'broken' (devpi-broken-client 0.1) not loaded: "
-                           "ModuleNotFoundError: No module named 'devpi_no_such_dependency'"]
+                           "ModuleNotFoundError: No module named 'devpi_no_such_dependency'",
+                           "devpi: warning: client plugin 'clash' could not add its commands: "
+                           "ArgumentError: argument COMMAND: conflicting subparser: upload"]
     assert "client plugin hello: devpi-hello-client 1.0" in r.out
+    assert "client plugin clash: devpi-broken-client 0.1" in r.out
     assert "hello world" in cli.ok("hello", "world")
     # a built-in command loads no plugin at all, so a broken one costs it nothing
     r = cli.run("use")
     assert r.rc == 0 and r.err_lines == []
+    assert "not the real upload" not in cli.ok("upload", "--help")

@@ -7,7 +7,8 @@ module and its name here.  Heavy libraries are imported inside the command
 functions, which keeps ``devpi --help`` well under 0.3 s.  Client plugins
 (client/plugins.py) are loaded only when the command word is not a built-in
 one (it may be a plugin's), for the top-level help and for ``--version``, so
-``devpi upload`` pays nothing for an installed plugin.
+``devpi upload`` pays nothing for an installed plugin (the help pays its
+import: keyring's plugin, which twine brings along, adds about 60 ms).
 """
 from __future__ import annotations
 

@@ -64,10 +64,15 @@ class ClientPlugins:
             dist_name = dist.metadata["Name"] if dist is not None else "?"
             version = dist.version if dist is not None else "?"
             try:
-                pm.register(ep.load(), name=ep.name)
+                plugin = ep.load()
+                pm.register(plugin, name=ep.name)
             except Exception as e:
                 _warn(f"client plugin {ep.name!r} ({dist_name} {version}) not loaded: {_describe_error(e)}")
                 continue
+            unknown = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if hc.spec is None)
+            if unknown:  # a typo, or a hook of a newer devpi: it would never be called
+                _warn(f"client plugin {ep.name!r} ({dist_name} {version}) implements unknown hooks: "
+                      f"{', '.join(unknown)}")
             plugins.loaded.append(LoadedPlugin(ep.name, dist_name, version))
         return plugins
 

@@ -83,6 +83,8 @@ def test_broken_plugin_is_one_warning_and_the_rest_works(make_cli, devpi_server)
     assert r.rc == 0 and "Traceback" not in r.err
     assert r.err_lines == ["devpi: warning: client plugin 'broken' (devpi-broken-client 0.1) not loaded: "
                            "ModuleNotFoundError: No module named 'devpi_no_such_dependency'",
+                           "devpi: warning: client plugin 'clash' (devpi-broken-client 0.1) implements unknown "
+                           "hooks: devpiclient_get_pasword",
                            "devpi: warning: client plugin 'clash' could not add its commands: "
                            "ArgumentError: argument COMMAND: conflicting subparser: upload"]
     assert "client plugin hello: devpi-hello-client 1.0" in r.out

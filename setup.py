@@ -1,5 +1,5 @@
 """One distribution, three import packages mapped from folders (see DESIGN.md)."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # what the `devpi` command needs (client/ imports nothing else)
 CLIENT_REQUIRES = [
@@ -15,10 +15,10 @@ CLIENT_REQUIRES = [
 # the server and the web UI (the `server` extra)
 SERVER_REQUIRES = [
     "bottle>=0.13",
-    # the HTTP server; server/httpserver.py subclasses its internals: raise the bound only
+    # the HTTP server; server/http/httpserver.py subclasses its internals: raise the bound only
     # after running tests/security/test_sec_transport.py against the new release
     "uvicorn>=0.30,<0.56",
-    "httptools>=0.6",  # uvicorn's fast HTTP/1.1 parser, which server/httpserver.py extends
+    "httptools>=0.6",  # uvicorn's fast HTTP/1.1 parser, which server/http/httpserver.py extends
     "multipart>=1.3",  # streaming multipart/form-data parser for uploads (bottle's author)
     "SQLAlchemy>=2.0",
     "alembic>=1.13",
@@ -34,16 +34,12 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=[
-        "devpi.server",
-        "devpi.server.migrations",
-        "devpi.server.migrations.versions",
-        "devpi.client",
-        "devpi.web",
-    ],
+    # every subpackage of server/ (store/, mirror/, api/ ...) under devpi.server
+    packages=["devpi.server", *(f"devpi.server.{p}" for p in find_packages("server")),
+              "devpi.client", "devpi.web"],
     package_dir={"devpi.server": "server", "devpi.client": "client", "devpi.web": "web"},
     package_data={
-        "devpi.server.migrations": ["*.ini", "*.mako"],
+        "devpi.server.store.migrations": ["*.ini", "*.mako"],
         "devpi.web": ["templates/*.html", "static/*"],
     },
     # `pip install devpi` is the client (use/login/upload/test/push/...); the server and the
@@ -64,6 +60,7 @@ setup(
             "pypi-simple>=1.5",
             "wheel",  # lets the machine's setuptools build wheels of test sdists
             "ruff>=0.5",
+            "import-linter>=2.0",  # tests/test_layering.py: the contracts in pyproject.toml
             "trustme>=1.1",  # a throwaway CA for the mirror client's TLS test
             "aiohttp>=3.9",  # tests/bench/soak.py: 200 clients and 1,000 sockets from one process
         ],

@@ -15,16 +15,16 @@ from typing import Any
 import bottle
 
 from . import __version__
+from .api.httpkit import JSON_CT, APIError, error_reply, json_body
 from .core import Core
-from .diskfull import MESSAGE as DISK_FULL
-from .diskfull import is_disk_full
-from .httpkit import JSON_CT, APIError, error_reply, json_body
-from .logwriter import BatchedLines, shared_lines
-from .routing import new_app
-from .via import names_us
+from .http.diskfull import MESSAGE as DISK_FULL
+from .http.diskfull import is_disk_full
+from .http.routing import new_app
+from .mirror.via import names_us
+from .runtime.batched_log import BatchedLines, shared_lines
 
 log = logging.getLogger("devpi.server.http")
-bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see bodies.py)
+bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see http/request_body.py)
 
 
 def _error_plugin(callback: Callable) -> Callable:
@@ -58,25 +58,17 @@ def _default_error(err: bottle.HTTPError) -> bytes:
 
 
 def build_app(core: Core) -> Callable:
-    from . import (
-        views_files,
-        views_indexes,
-        views_meta,
-        views_projects,
-        views_simple,
-        views_users,
-    )
+    from .api import files, indexes, meta, projects, simple, users
 
     app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.
-    for module in (views_meta, views_simple, views_files, views_indexes, views_users,
-                   views_projects):
+    for module in (meta, simple, files, indexes, users, projects):
         module.install(app, core)
     for hook in core.config.extra.get("route_hooks", []):
         hook(app, core)
-    from .fastlane import FastLane
+    from .http.cached_page_lane import FastLane
 
     fastlane = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
     full = RequestLog(DevpiHeaders(Utf8Paths(fastlane), core))
@@ -122,7 +114,7 @@ class Utf8Paths:
 
 class LoopGuard:
     """Refuses at once a request that one of this server's own mirrors sent (its mark in
-    ``X-Devpi-Via``, see via.py): a mirror whose upstream is this server would otherwise
+    ``X-Devpi-Via``, see mirror/via.py): a mirror whose upstream is this server would otherwise
     hold a thread per hop until its upstream timeout, and every hop asks again."""
 
     def __init__(self, app: Callable, core: Core):

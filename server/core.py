@@ -13,60 +13,27 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
 
-from . import __version__, catalog, schema
-from .auth import Authenticator, Identity
-from .blobs import BlobStore
-from .catalog import IndexRow
-from .live_pwhash import LivePwhash
-from .login_throttle import LoginThrottle, Rate
-from .modify_policy import ModifyPolicy
-from .pagecache import PageCache
-from .proxies import TrustedProxies
-from .repos import EmptyRepository, MergedRepository, Repository, StageRepository
-from .storage import Change, Storage, kv_get
-from .via import via_mark
+from . import __version__
+from .accounts.auth import Authenticator, Identity
+from .accounts.live_pwhash import LivePwhash
+from .accounts.login_throttle import LoginThrottle, Rate
+from .accounts.modify_policy import ModifyPolicy
+from .config import ServerConfig
+from .http.trusted_proxies import TrustedProxies
+from .mirror.via import via_mark
+from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
+from .repos.simple_page_cache import PageCache
+from .store import catalog, schema
+from .store.blobstore import BlobStore
+from .store.catalog import IndexRow
+from .store.storage import Change, Storage, kv_get
 
 log = logging.getLogger("devpi.server")
-
-
-@dataclass
-class ServerConfig:
-    serverdir: Path
-    host: str = "127.0.0.1"
-    port: int = 3141
-    storage_url: str | None = None
-    root_passwd: str | None = None
-    mirror_url: str | None = None
-    offline: bool = False
-    debug: bool = False
-    max_upload_size: int = 512 * 1024 * 1024
-    threads: int = 32
-    outside_url: str | None = None
-    request_timeout: float = 5.0  # how long a page waits for upstream before serving its stored copy
-    trusted_proxy: str = "loopback"  # peers whose X-Outside-Url / X-Forwarded-* are believed
-    login_rate: str = "10/60"  # failed logins per client address (``off`` disables)
-    login_rate_user: str = "20/60"  # failed logins per user name, across addresses
-    restrict_modify: tuple[str, ...] | None = None  # --restrict-modify; None: open, as the original
-    # the mirror policy (mirror_policy.py): who besides root makes mirrors, which internal
-    # destinations mirrors may reach, which other hosts non-root mirrors take files from
-    mirror_creators: tuple[str, ...] = ()
-    mirror_allow_hosts: tuple[str, ...] = ()
-    mirror_file_hosts: tuple[str, ...] = ()
-    mirror_max_file_size: int = 4 << 30  # a mirrored file whose size neither upstream nor its page states
-    mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
-    page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
-    mirror_memory: int = 128 << 20  # bytes of upstream pages each mirror keeps in memory
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def storage(self) -> str:
-        return self.storage_url or f"sqlite:///{self.serverdir / 'devpi.sqlite'}"
 
 
 MirrorFactory = Callable[["Core", IndexRow], Repository]
@@ -92,7 +59,7 @@ class Core:
         self.mirror_factory: MirrorFactory = lambda core, ix: EmptyRepository(ix.fullname)
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
         self.uuid = ""
-        self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see via.py)
+        self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see mirror/via.py)
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0
         self._live_pwhash = None if self.storage.is_sqlite else LivePwhash(self.storage.engine)
@@ -108,7 +75,7 @@ class Core:
     # -- start-up -------------------------------------------------------------
     def setup(self) -> None:
         """Migrate, and on a fresh database create root and root/pypi."""
-        from .migrate import ensure_schema
+        from .store.migrate import ensure_schema
 
         ensure_schema(self.storage)
         with self.storage.read() as conn:
@@ -159,8 +126,8 @@ class Core:
                 log.exception("start-up task %s failed", name)
 
     def _first_start(self) -> None:
-        from .auth import hash_password
-        from .indexconfig import defaults
+        from .accounts.auth import hash_password
+        from .store.indexconfig import defaults
 
         with self.storage.write("root") as tx:
             if kv_get(tx.conn, "secret") is not None:
@@ -177,7 +144,7 @@ class Core:
         if self.config.mirror_url:
             url = self.config.mirror_url
         else:
-            from .pipconfig import pip_index_url
+            from .mirror.pipconfig import pip_index_url
 
             url = pip_index_url()
         return url if url.endswith("/") else url + "/"
@@ -309,7 +276,7 @@ class Core:
         With several processes on one database (PostgreSQL) another process learns of a
         change only when its poller reads the changelog, up to half a second later: an old
         password or token must not work there meanwhile, so there every check reads the row
-        (see live_pwhash.py; anonymous requests never get here)."""
+        (see accounts/live_pwhash.py; anonymous requests never get here)."""
         if self._live_pwhash is not None:
             return self._live_pwhash(user)
         try:

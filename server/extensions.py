@@ -12,7 +12,7 @@ import logging
 from .core import Core
 
 log = logging.getLogger("devpi.server")
-EXTENSIONS = ("devpi.server.mirror_ext", "devpi.server.testruns")
+EXTENSIONS = ("devpi.server.mirror.extension", "devpi.server.testruns.api")
 
 
 def load_extensions(core: Core) -> None:

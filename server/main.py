@@ -1,4 +1,4 @@
-"""`devpi server`: parse options, take the server dir, migrate, serve (server/httpserver.py).
+"""`devpi server`: parse options, take the server dir, migrate, serve (server/http/httpserver.py).
 
 Start-up does no key derivation and imports nothing it does not need, so the
 first request is answered well under a second after the process starts.
@@ -10,7 +10,6 @@ import errno
 import faulthandler
 import fcntl
 import logging
-import math
 import os
 import signal
 import threading
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .core import Core, ServerConfig
-from .modify_policy import parse_restrict_modify
+from .accounts.modify_policy import parse_restrict_modify
+from .config import ServerConfig, parse_size, positive_int, positive_seconds
+from .core import Core
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -28,41 +28,8 @@ AFTER_FIRST_ANSWER = 0.05  # seconds: the first response is written before backg
 IDLE_START = 1.0  # seconds after listening: background work starts even if no request came
 
 
-def parse_size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    text = text.strip().lower().rstrip("b")
-    try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
-
-
-def positive_int(text: str) -> int:
-    """A count of threads, waiters or connections: 0 would make a lane that never answers."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """A timeout: 0, a negative number, nan or inf would close at once or wait forever."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
-    return value
-
-
 def _trusted_proxy(text: str) -> str:
-    from .proxies import parse
+    from .http.trusted_proxies import parse
 
     try:
         parse(text)
@@ -72,7 +39,7 @@ def _trusted_proxy(text: str) -> str:
 
 
 def _rate(text: str) -> str:
-    from .login_throttle import Rate
+    from .accounts.login_throttle import Rate
 
     try:
         Rate.parse(text)
@@ -95,7 +62,7 @@ def _file_hosts(text: str) -> tuple[str, ...]:
 
 def _policy_entries(text: str, option: str) -> tuple[str, ...]:
     """The entries, once the mirror policy has read them (a bad one stops the start)."""
-    from .mirror_policy import MirrorPolicy, PolicyError
+    from .mirror.policy import MirrorPolicy, PolicyError
 
     entries = _names(text)
     try:
@@ -145,10 +112,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection-timeout", type=positive_seconds, default=30.0,
                    help="seconds a connection may stay idle or take to send a request head, and a "
                         "request body or response may stall (default: 30)")
-    p.add_argument("--pin-cpu", metavar="auto|off|N", default="auto",
-                   help="keep all threads on one CPU (Python runs one thread at a time, so spreading them "
-                        "costs more than it gains): auto (default) picks one and moves off it when other "
-                        "work crowds it; off lets the kernel place threads; N pins to CPU N")
+    p.add_argument("--pin-cpu", metavar="auto|off|N", default="off",
+                   help="keep all threads on one CPU: auto picks one and moves off it when other work "
+                        "crowds it; N pins to CPU N; off (default) lets the kernel place threads, which "
+                        "measured faster on a busy machine (doc/performance.md)")
     p.add_argument("--request-timeout", type=positive_seconds, default=5.0,
                    help="seconds a page waits for upstream before answering from its stored copy")
     p.add_argument("--restrict-modify", metavar="SPEC", default=None,
@@ -171,9 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="seconds one mirrored file's download may take in all (default: 3600)")
     p.add_argument("--page-cache-size", type=parse_size, default=parse_size("64M"),
                    help="memory for rendered simple pages; a larger page is served but not kept (default: 64M)")
-    p.add_argument("--mirror-memory", type=parse_size, default=parse_size("128M"),
+    p.add_argument("--mirror-memory", type=parse_size, default=parse_size("64M"),
                    help="memory each mirror index keeps upstream pages in; a larger page is served and "
-                        "stored, but read back from the database when asked again (default: 128M)")
+                        "stored, but read back from the database when asked again (default: 64M)")
     p.add_argument("--debug", action="store_true", help="log more")
     p.add_argument("--version", action="version", version=f"devpi server {__version__}")
     return p
@@ -224,8 +191,8 @@ def _refuse_open_root(core: Core, host: str) -> None:
     """An empty root password is only acceptable when nobody else can connect."""
     if host in LOOPBACK:
         return
-    from . import catalog
-    from .auth import verify_password
+    from .accounts.auth import verify_password
+    from .store import catalog
 
     with core.storage.read() as conn:
         root = catalog.get_user(conn, "root")
@@ -241,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     # the main thread takes it and the dump shows it as the current thread.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
     faulthandler.register(signal.SIGUSR2, all_threads=True)
-    from .cpupin import CpuPin, PinError
-    from .logwriter import BatchedLogHandler, shared_lines
+    from .runtime.batched_log import BatchedLogHandler, shared_lines
+    from .runtime.cpu_placement import CpuPin, PinError
 
     handler = BatchedLogHandler(shared_lines())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
@@ -250,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    from .malloc_tuning import tune
+    from .runtime.malloc_tuning import tune
 
     tune()  # before any thread: big transient buffers are given back (see malloc_tuning)
     pin = CpuPin(args.pin_cpu)
@@ -282,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     load_extensions(core)
     core.storage.start_poller()
     from .app import build_app
-    from .httpserver import connection_cap, listen, make_server
-    from .wsgibridge import WsgiBridge
+    from .http.httpserver import connection_cap, listen, make_server
+    from .http.wsgibridge import WsgiBridge
 
     app = build_app(core)
     # The background start-up work (core.after_start) begins just after the first answer has

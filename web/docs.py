@@ -3,7 +3,7 @@
 Members are streamed straight from the stored zip (the blob named by its
 sha256), piece by piece, looked up by exact name: nothing is unpacked, so no path in a zip
 can reach the file system and no link can be followed. Zips were checked at
-upload (``devpi.server.docs.check_doc_zip``: no ``..``, absolute paths,
+upload (``devpi.server.packaging.doc_zips.check_doc_zip``: no ``..``, absolute paths,
 links, or zip bombs). The zip's directory is cached per sha256, since a
 doc zip never changes.
 """

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import bottle
-from devpi.server.httpkit import INSTALLER_UA
+from devpi.server.api.httpkit import INSTALLER_UA
 
 log = logging.getLogger("devpi.web")
 ALWAYS_OURS = ("/+static/", "/+search")

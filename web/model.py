@@ -3,7 +3,7 @@
 Pages need more than the devpi JSON gives (file sizes, upload times, which
 stage a version comes from), so this reads the catalog directly, walking the
 same resolution order and dependency-confusion guard as the simple pages and
-``views_projects.project_versions``. All stage reads of one page happen in
+``api.projects.project_versions``. All stage reads of one page happen in
 one read transaction, so a page never mixes two serials.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from devpi.server import catalog, schema
-from devpi.server.catalog import IndexRow
-from devpi.server.names import version_key
+from devpi.server.packaging.names import version_key
+from devpi.server.store import catalog, schema
+from devpi.server.store.catalog import IndexRow
 from sqlalchemy import func, select
 
 

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from devpi.server import catalog, schema
-from devpi.server.names import normalize_name, version_key
-from devpi.server.storage import kv_get, loads
+from devpi.server.packaging.names import normalize_name, version_key
+from devpi.server.store import catalog, schema
+from devpi.server.store.storage import kv_get, loads
 from sqlalchemy import func, select, text
 
 log = logging.getLogger("devpi.web.search")

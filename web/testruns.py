@@ -1,4 +1,4 @@
-"""Live test runs (``devpi.server.testruns``), when the server has that part.
+"""Live test runs (``devpi.server.testruns.api``), when the server has that part.
 
 Reports uploaded at the end of a tox run are shown from the toxresult links
 (``toxresults.py``); runs streamed while they happen live in the server's
@@ -17,8 +17,8 @@ FINAL = ("passed", "failed", "interrupted", "error")
 
 def available() -> bool:
     try:
-        import devpi.server.testruns
-        import devpi.server.testruns_store  # noqa: F401
+        import devpi.server.testruns.api
+        import devpi.server.testruns.store  # noqa: F401
     except ImportError:
         return False
     return True
@@ -72,7 +72,7 @@ def runs_for_version(core: Any, ix: Any, project: str, version: str, root: str) 
     """The runs of a release's files (on the index and its bases), newest first."""
     if not available() or ix.type != "stage":
         return []
-    from devpi.server.testruns import release_runs, runs_json
+    from devpi.server.testruns.api import release_runs, runs_json
 
     runs = release_runs(core, ix, project, version)
     if not runs:
@@ -87,7 +87,7 @@ def run_detail(core: Any, ix: Any, project: str, version: str, run_id: int, root
     """One run of this release with its per-test events, or None."""
     if not available() or ix.type != "stage":
         return None
-    from devpi.server.testruns import release_runs, runs_json
+    from devpi.server.testruns.api import release_runs, runs_json
 
     runs = [r for r in release_runs(core, ix, project, version) if r.id == run_id]
     if not runs:

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import bottle
-from devpi.server.httpkit import APIError, base_url, here, identity, with_project
-from devpi.server.names import normalize_name
-from devpi.server.routing import new_app
+from devpi.server.api.httpkit import APIError, base_url, here, identity, with_project
+from devpi.server.http.routing import new_app
+from devpi.server.packaging.names import normalize_name
 from markupsafe import Markup
 
 from . import model, render, toxresults

@@ -34,10 +34,11 @@ def fill(serverdir: Path, projects: int) -> None:
     """bench/big: N projects, 1-3 versions each with ~2 KB descriptions, one file per release."""
     import hashlib
 
-    from devpi.server import catalog
-    from devpi.server.auth import hash_password
-    from devpi.server.core import Core, ServerConfig
-    from devpi.server.indexconfig import defaults
+    from devpi.server.accounts.auth import hash_password
+    from devpi.server.config import ServerConfig
+    from devpi.server.core import Core
+    from devpi.server.store import catalog
+    from devpi.server.store.indexconfig import defaults
 
     core = Core(ServerConfig(serverdir=serverdir, root_passwd="root", mirror_url="http://127.0.0.1:9/simple/"))
     core.setup()
@@ -107,7 +108,8 @@ def measure_in_process(serverdir: Path, count: int) -> dict[str, float]:
     """
     import io
 
-    from devpi.server.core import Core, ServerConfig
+    from devpi.server.config import ServerConfig
+    from devpi.server.core import Core
     from devpi.web import wrap
 
     core = Core(ServerConfig(serverdir=serverdir))

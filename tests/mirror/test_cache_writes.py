@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from devpi.server import catalog, mirror_store
-from devpi.server.migrate import ensure_schema
-from devpi.server.storage import Storage
+from devpi.server.mirror import store as mirror_store
+from devpi.server.store import catalog
+from devpi.server.store.migrate import ensure_schema
+from devpi.server.store.storage import Storage
 
 
 def test_a_write_for_a_deleted_index_does_not_take_its_batch_with_it(tmp_path, caplog):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from devpi.server.mirror_page import _Anchors, _fast_anchors, parse_project_page
+from devpi.server.mirror.page import _Anchors, _fast_anchors, parse_project_page
 
 ENTITIES = ["", "&amp;", "&gt;", "&lt;", "&#62;", "&#x3c;", "&quot;", "&nbsp;", "&bogus;", "&"]
 # Each reads differently from a flat run of tags and text, or needs the real parser's rules.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 import requests
-from devpi.server.mirror_page import parse_project_page, relpath_for
+from devpi.server.mirror.page import parse_project_page, relpath_for
 from mirror_helpers import file_url, filenames, make_mirror, page
 
 SECRET = b"SECRET BYTES OF THE SERVER HOST"

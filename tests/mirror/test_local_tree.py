@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 
 import requests
-from devpi.server.mirror_page import UpstreamLink, parse_project_page, relpath_for
+from devpi.server.mirror.page import UpstreamLink, parse_project_page, relpath_for
 from mirror_helpers import blob_appears, file_url, filenames, make_mirror, page
 from support.upstream import make_wheel
 

@@ -1,7 +1,7 @@
 """A mirror's memory is bounded: what it forgets is looked up again, never answered wrongly.
 
 The server runs as usual, with its memory budgets (``--mirror-memory`` for pages, in bytes,
-and ``devpi.server.mirror.MEMORY_*``) set tiny before it starts, so that every step below
+and ``devpi.server.mirror.repository.MEMORY_*``) set tiny before it starts, so that every step below
 evicts something.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ PROJECTS = ["mb-a", "mb-b", "mb-c", "mb-d"]
 class TinyMemoryServer(ServerProcess):
     def command(self) -> list[str]:
         patch = "; ".join(f"m.{k} = {v}" for k, v in BUDGETS.items())
-        code = (f"import sys, devpi.server.mirror as m; {patch}; "
+        code = (f"import sys, devpi.server.mirror.repository as m; {patch}; "
                 "from devpi.server.main import main; raise SystemExit(main(sys.argv[1:]))")
         return [sys.executable, "-c", code, *super().command()[3:], "--mirror-memory", PAGE_BYTES]
 

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
-from devpi.server.upstream_client import BodyTooLong, UpstreamClient
+from devpi.server.mirror.upstream_client import BodyTooLong, UpstreamClient
 
 
 def gzip_bomb(mebibytes: int) -> bytes:

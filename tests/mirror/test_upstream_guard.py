@@ -14,8 +14,13 @@ from collections.abc import Iterator
 from ipaddress import ip_address
 
 import pytest
-from devpi.server.mirror_policy import DestinationRefused, MirrorPolicy, address_kind, names_this_server
-from devpi.server.upstream_client import UpstreamClient
+from devpi.server.mirror.policy import (
+    DestinationRefused,
+    MirrorPolicy,
+    address_kind,
+    names_this_server,
+)
+from devpi.server.mirror.upstream_client import UpstreamClient
 
 REAL_GETADDRINFO = socket.getaddrinfo
 

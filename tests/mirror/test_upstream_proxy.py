@@ -172,7 +172,7 @@ def test_mirror_through_a_proxy_that_wants_credentials(tmp_path, proxy, upstream
 
 def test_no_proxy_networks_and_names_bypass_the_proxy(monkeypatch):
     """no_proxy may name networks (10.0.0.0/8), as requests and curl read it."""
-    from devpi.server import upstream_client
+    from devpi.server.mirror import upstream_client
 
     monkeypatch.setenv("http_proxy", "http://u:p@127.0.0.3:3128")
     monkeypatch.setenv("no_proxy", "10.0.0.0/8,.corp.example")

@@ -1,5 +1,5 @@
 """Finding 10, through push: a push must keep the promises of a non-volatile index as an
-upload does (server/nonvolatile.py).
+upload does (server/repos/nonvolatile.py).
 
 The attacker is a member of ``acl_upload`` of vic's non-volatile index ``vic/rel``
 (not its owner). An upload of other bytes under a released file name is refused

@@ -223,7 +223,7 @@ def test_long_poll_timeout_must_be_a_finite_number(plain, value):
 
 def test_huge_long_poll_timeout_is_clamped():
     """A huge ?timeout= waits no longer than the server's bound (30 s)."""
-    from devpi.server.views_meta import MAX_POLL_WAIT, poll_timeout
+    from devpi.server.api.meta import MAX_POLL_WAIT, poll_timeout
 
     assert poll_timeout("1e300") == MAX_POLL_WAIT == 30
     assert poll_timeout("2.5") == 2.5
@@ -485,7 +485,7 @@ def test_push_from_a_hanging_mirror_does_not_starve_the_api(sec_servers, hanging
 
 
 def test_uvicorn_is_pinned_below_its_next_release():
-    """server/httpserver.py extends uvicorn's internals (STATUS_LINE, RequestResponseCycle,
+    """server/http/httpserver.py extends uvicorn's internals (STATUS_LINE, RequestResponseCycle,
     more_body, send_400_response), which may change in any release: the distribution must
     cap uvicorn, the installed one must be inside the cap, and the internals must be there."""
     from importlib.metadata import requires, version

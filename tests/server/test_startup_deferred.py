@@ -8,7 +8,8 @@ import threading
 import time
 
 from devpi.server.app import RequestLog
-from devpi.server.core import Core, ServerConfig
+from devpi.server.config import ServerConfig
+from devpi.server.core import Core
 
 
 def test_after_start_tasks_wait_for_start_background_then_run_in_order(tmp_path):
@@ -58,7 +59,7 @@ def test_a_server_nobody_asks_still_does_its_background_start_up_work(make_serve
 def test_uvicorn_loads_without_its_command_line_and_stays_whole():
     code = """if True:
         import importlib, sys
-        from devpi.server import httpserver
+        from devpi.server.http import httpserver
         light = sorted(m for m in ("uvicorn.main", "click", "multiprocessing") if m in sys.modules)
         from uvicorn import Config, Server
         assert Config is httpserver.uvicorn_config.Config and Server is httpserver.uvicorn_server.Server
@@ -72,7 +73,7 @@ def test_uvicorn_loads_without_its_command_line_and_stays_whole():
 
 def test_routes_are_compiled_once_per_method_and_routes_added_later_still_match():
     import bottle
-    from devpi.server.routing import OnceRouter, new_app
+    from devpi.server.http.routing import OnceRouter, new_app
 
     app = new_app()
     assert isinstance(app.router, OnceRouter)

@@ -5,8 +5,8 @@ import os
 
 import pytest
 from devpi.client.testing_summary import format_matrix, matrix
-from devpi.server.indexconfig import ConfigError
-from devpi.server.testruns_gate import EnvResult, env_passed, env_results, missing, normalize_requirements
+from devpi.server.store.indexconfig import ConfigError
+from devpi.server.testruns.gate import EnvResult, env_passed, env_results, missing, normalize_requirements
 
 TOX4_REPORT = {
     "platform": "linux", "host": "h",
@@ -107,7 +107,7 @@ def test_event_batches_stay_under_the_servers_body_limit():
     import queue
 
     from devpi.client.testing_reporter import MAX_BATCH_BYTES, RunReporter
-    from devpi.server.httpkit import MAX_TOX_REPORT_BYTES
+    from devpi.server.api.httpkit import MAX_TOX_REPORT_BYTES
 
     reporter = RunReporter.__new__(RunReporter)  # only the queue matters for batching
     reporter.queue = queue.Queue()

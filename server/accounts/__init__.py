@@ -1,0 +1,1 @@
+"""Users and their credentials: authentication, login throttling, password hashing, modify policy."""

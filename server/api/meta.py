@@ -1,0 +1,101 @@
+"""Discovery and session: /+api, /+login, /+status, /+changelog, and the user list."""
+from __future__ import annotations
+
+import bottle
+
+from ..core import Core
+from ..packaging.names import is_user_name
+from ..store import catalog
+from .httpkit import APIError, authenticate, base_url, identity, json_reply, read_json, require_index
+
+FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
+USER_SEG = "<user:re:[^+/][^/]*>"
+INDEX_SEG = "<index:re:[^+/][^/]*>"
+
+MAX_POLL_WAIT = 30.0  # seconds a /+changelog long-poll may wait for the next serial
+
+
+def poll_timeout(text: str | None) -> float:
+    """``?timeout=`` of a long-poll: a finite, non-negative number of seconds, clamped."""
+    if text is None:
+        return MAX_POLL_WAIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):  # also false for nan
+        raise APIError(400, f"timeout must be a non-negative number of seconds, not {text[:40]!r}")
+    return min(value, MAX_POLL_WAIT)
+
+
+def install(app: bottle.Bottle, core: Core) -> None:
+    req = bottle.request
+
+    def apiconfig(user: str | None = None, index: str | None = None):
+        root = base_url(core, req)
+        ident = identity(core, req)
+        result = {
+            "login": f"{root}/+login",
+            "authstatus": ["ok", ident.user, list(ident.groups)] if ident else ["noauth", "", []],
+            "features": FEATURES,
+        }
+        if index is not None:
+            ix = require_index(core, user, index)
+            result["index"] = f"{root}/{ix.fullname}"
+            result["simpleindex"] = f"{root}/{ix.fullname}/+simple/"
+            if ix.type == "stage":
+                result["pypisubmit"] = f"{root}/{ix.fullname}/"
+        return json_reply(result, "apiconfig")
+
+    app.route("/+api", "GET", lambda: apiconfig())
+    app.route(f"/{USER_SEG}/+api", "GET", lambda user: apiconfig(user))
+    app.route(f"/{USER_SEG}/{INDEX_SEG}/+api", "GET", apiconfig)
+
+    @app.route("/+login", "POST")
+    def login():
+        body = read_json(req)
+        if not isinstance(body, dict) or not body.get("user") or "password" not in body:
+            raise APIError(400, "Bad request: no user/password specified")
+        user, password = str(body["user"]), str(body["password"])
+        ident = authenticate(core, req, user, password)
+        if ident is None:
+            # an impossible name (megabytes, control characters) is not echoed back
+            shown = repr(user) if is_user_name(user) else "with an invalid name"
+            raise APIError(401, f"user {shown} could not be authenticated")
+        with core.storage.read() as conn:
+            u = catalog.get_user(conn, user)
+        token = core.auth.tokens.issue(user, u.pwhash)
+        from ..accounts.auth import TOKEN_LIFETIME
+
+        return json_reply({"password": token, "expiration": TOKEN_LIFETIME}, "proxyauth",
+                          "login successful")
+
+    @app.route("/+status", "GET")
+    def status():
+        return json_reply(core.status(), "status")
+
+    @app.route("/+changelog/<serial:int>", "GET")
+    def changelog(serial: int):
+        current = core.storage.current_serial
+        if serial > current + 1:
+            raise APIError(404, f"serial {serial} is beyond the next serial {current + 1}")
+        if serial == current + 1:
+            wait = 1.0 if "initial_fetch" in req.query else poll_timeout(req.query.get("timeout"))
+            if not core.storage.wait_for_serial(serial, wait):
+                return json_reply(None, None, f"no change after serial {current} yet", status=202)
+        entry = core.storage.changelog_entry(serial)
+        if entry is None:
+            raise APIError(404, f"no changelog entry for serial {serial}")
+        return json_reply(entry, "changelog")
+
+    @app.route("/", "GET")
+    def list_users():
+        with core.storage.read() as conn:
+            users = catalog.list_users(conn)
+            indexes = catalog.list_indexes(conn)
+        result = {}
+        for u in users:
+            cfg = u.public()
+            cfg["indexes"] = {ix.name: ix.public() for ix in indexes if ix.user == u.name}
+            result[u.name] = cfg
+        return json_reply(result, "list:userconfig")

@@ -1,0 +1,1 @@
+"""Python packaging rules: project names, distribution metadata, doc zips, archive limits."""

@@ -1,0 +1,1 @@
+"""The composable index views (stage, merged), their simple-page rendering and page cache."""

@@ -1,0 +1,1 @@
+"""Process-level tuning: CPU placement, malloc settings, batched logging, bounded caches."""

@@ -1,0 +1,1 @@
+"""Live test runs of ``devpi test``: their HTTP API, push gate and store."""

@@ -1,6 +1,31 @@
 """One distribution, three import packages mapped from folders (see DESIGN.md)."""
 from setuptools import find_packages, setup
 
+# what the `devpi` command needs (client/ imports nothing else)
+CLIENT_REQUIRES = [
+    "requests>=2.31",
+    "pkginfo>=1.10",
+    "packaging>=24",
+    "build>=1.2",  # devpi upload builds sdists and wheels
+    "tox>=4.11",  # devpi test runs tox
+    "execnet>=2.0",  # devpi test --tx: runs on execnet gateways
+    "pluggy>=1.3",  # client plugins (entry-point group devpi_client)
+]
+
+# the server and the web UI (the `server` extra)
+SERVER_REQUIRES = [
+    "bottle>=0.13",
+    # the HTTP server; server/http/httpserver.py subclasses its internals: raise the bound only
+    # after running tests/security/test_sec_transport.py against the new release
+    "uvicorn>=0.30,<0.56",
+    "httptools>=0.6",  # uvicorn's fast HTTP/1.1 parser, which server/http/httpserver.py extends
+    "multipart>=1.3",  # streaming multipart/form-data parser for uploads (bottle's author)
+    "SQLAlchemy>=2.0",
+    "alembic>=1.13",
+    "Jinja2>=3.1",
+    "readme_renderer[md]>=43",
+]
+
 setup(
     name="devpi",
     version="0.1.0",
@@ -17,28 +42,15 @@ setup(
         "devpi.server.store.migrations": ["*.ini", "*.mako"],
         "devpi.web": ["templates/*.html", "static/*"],
     },
-    install_requires=[
-        "bottle>=0.13",
-        # the HTTP server; server/http/httpserver.py subclasses its internals: raise the bound only
-        # after running tests/security/test_sec_transport.py against the new release
-        "uvicorn>=0.30,<0.56",
-        "httptools>=0.6",  # uvicorn's fast HTTP/1.1 parser, which server/http/httpserver.py extends
-        "multipart>=1.3",  # streaming multipart/form-data parser for uploads (bottle's author)
-        "requests>=2.31",
-        "pkginfo>=1.10",
-        "packaging>=24",
-        "SQLAlchemy>=2.0",
-        "alembic>=1.13",
-        "Jinja2>=3.1",
-        "readme_renderer[md]>=43",
-        "build>=1.2",
-        "tox>=4.11",
-        "execnet>=2.0",
-        "pluggy>=1.3",  # the server's plugin hooks (server/hooks.py), as pytest, tox and the original devpi
-    ],
+    # `pip install devpi` is the client (use/login/upload/test/push/...); the server and the
+    # web UI are installed as packages too, but their third-party libraries come only with
+    # the `server` extra (`devpi server` without it says so in one line: server/extra_check.py).
+    install_requires=CLIENT_REQUIRES,
     extras_require={
-        "postgresql": ["psycopg[binary]>=3.1"],
+        "server": SERVER_REQUIRES,
+        "postgresql": [*SERVER_REQUIRES, "psycopg[binary]>=3.1"],
         "test": [
+            *SERVER_REQUIRES,
             "pytest>=8",
             "pytest-xdist>=3.5",
             "psycopg[binary]>=3.1",

@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("username", help="user name")
     p.add_argument("--password", default=None,
-                   help="password (prompted for when omitted; read from stdin when it is not a terminal)")
+                   help="password (when omitted: from a client plugin such as keyring's, else prompted for; "
+                        "read from stdin when it is not a terminal)")
     for name in ("logoff", "logout"):
         add_command(subparsers, name, run_logoff,
                     help="forget the login token for the current server",
@@ -44,6 +45,15 @@ def run_login(hub: Hub, args: argparse.Namespace) -> int:
     root = hub.root
     login_url = hub.state.get("login") or root + "/+login"
     password = args.password
+    if password is None:
+        from devpi.client.plugins import get_plugins
+
+        # the original devpi-client asks with the root URL ending in "/": keyring entries made
+        # for it (`keyring set https://host/ USER`) are found the same way
+        found = get_plugins().get_password(root + "/", args.username)
+        if found is not None:
+            password, plugin = found
+            hub.info(f"using the password of {args.username} from client plugin {plugin!r}")
     if password is None:
         password = read_password(f"password for user {args.username} at {root}: ")
     reply = hub.request("POST", login_url, {"user": args.username, "password": password},

@@ -4,7 +4,11 @@ Subcommands live in one module each; ``COMMAND_MODULES`` lists them and
 each provides ``register(subparsers)``.  A module that is not installed
 (``test`` is added later) is skipped, so adding a command means adding a
 module and its name here.  Heavy libraries are imported inside the command
-functions, which keeps ``devpi --help`` well under 0.3 s.
+functions, which keeps ``devpi --help`` well under 0.3 s.  Client plugins
+(client/plugins.py) are loaded only when the command word is not a built-in
+one (it may be a plugin's), for the top-level help and for ``--version``, so
+``devpi upload`` pays nothing for an installed plugin (the help pays its
+import: keyring's plugin, which twine brings along, adds about 60 ms).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
 
 from devpi.client.cli import Parser, add_generic_options
 from devpi.client.errors import DevpiError
@@ -35,8 +40,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 _VALUE_OPTIONS = ("--clientdir",)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every available command module registered."""
+def build_parser(plugins: Any = None) -> argparse.ArgumentParser:
+    """The full parser, with every available command module (and the plugins' commands) registered."""
     parser = Parser(
         prog="devpi",
         description="devpi: use, upload to and manage a private Python package index.",
@@ -55,11 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    if plugins is not None:
+        plugins.add_commands(subparsers)
+    parser.commands = frozenset(subparsers.choices)  # type: ignore[attr-defined]
     return parser
 
 
-def _find_server_command(argv: list[str]) -> int | None:
-    """Index of a leading ``server`` command word (after global options), else None."""
+def _find_command(argv: list[str]) -> int | None:
+    """Index of the command word (after global options), else None."""
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -69,7 +77,7 @@ def _find_server_command(argv: list[str]) -> int | None:
         if arg.startswith("-"):
             i += 1
             continue
-        return i if arg == "server" else None
+        return i
     return None
 
 
@@ -77,13 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run one devpi command; returns the exit code (errors are one line on stderr)."""
     if argv is None:
         argv = sys.argv[1:]
-    pos = _find_server_command(argv)
-    if pos is not None:
+    pos = _find_command(argv)
+    if pos is not None and argv[pos] == "server":
         from devpi.client.server import run_server
 
         return run_server(argv[pos + 1:])
 
     parser = build_parser()
+    if pos is None or argv[pos] not in parser.commands:  # type: ignore[attr-defined]
+        from devpi.client.plugins import get_plugins
+
+        parser = build_parser(get_plugins())
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:

@@ -5,9 +5,10 @@ does not start a second interpreter: it imports ``devpi.server.main`` and runs
 it here, with the same arguments ``python -m devpi.server`` takes (``devpi
 server --help`` is therefore the server's help). Signals and the exit code
 belong to this process, as they did when it replaced itself with the server.
-Only where the server package is not importable (a CLI-only install with a
-server in another environment) does it fall back to running
-``python -m devpi.server``.
+Where the server cannot be imported it falls back to running ``python -m
+devpi.server``: in a client-only install (``pip install devpi`` without the
+``server`` extra) that prints one line saying what to install, not a
+traceback (server/__main__.py, server/extra_check.py).
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def run_server(args: list[str]) -> int:
     """Run the server with ``args`` and return its exit code."""
     try:
         from devpi.server.main import main as server_main
-    except ModuleNotFoundError as e:
-        if not (e.name or "").startswith("devpi.server"):
-            raise
+    except ModuleNotFoundError:
+        # the server's package or its libraries are missing: ``python -m devpi.server`` runs a
+        # server found elsewhere on the path, or says in one line what to install (its __main__)
         return _exec_interpreter(args)
     return server_main(args)
 

@@ -7,7 +7,11 @@ from devpi.client.hub import Hub, client_version
 
 def show_version(hub: Hub) -> int:
     """Print versions; an unreachable server is a warning, not a failure (scripts call --version)."""
+    from devpi.client.plugins import get_plugins
+
     hub.info(f"devpi-client {client_version()}")
+    for line in get_plugins().describe():
+        hub.info(line)
     root = hub.state.root_url
     if not root:
         return 0

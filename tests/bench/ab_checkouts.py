@@ -39,7 +39,7 @@ class BaseDevpi(OurDevpi):
 
     @property
     def requirements(self):
-        return ["-e", {src!r}]
+        return ["-e", {src!r} + "[server]"]  # commits before the split have no such extra: pip warns
 
 
 ADAPTER = BaseDevpi()
@@ -61,7 +61,7 @@ def prepare(base: str, out: Path, shared_bench: Path) -> Path:
     venv = venvs / "devpi-base"
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", str(src)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", f"{src}[server]"], check=True)
     return bench
 
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--base is required unless --pool is given")
     a.out.mkdir(parents=True, exist_ok=True)
     bench = prepare(a.base, a.out, a.shared_bench)
-    env = dict(os.environ, DEVPI_CHECKOUT=str(ROOT))
+    env = dict(os.environ, DEVPI_CHECKOUT=f"{ROOT}[server]")  # pip install -e PATH[server]
     done = []
     for n in range(1, a.runs + 1):
         run_dir = a.out / f"run{n}"

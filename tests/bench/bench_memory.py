@@ -260,7 +260,7 @@ def run_shared(servers: str, out: Path, install: bool) -> dict:
            "--out", str(out)]
     if install:
         cmd.append("--install")
-    env = {**os.environ, "DEVPI_CHECKOUT": str(REPO)}
+    env = {**os.environ, "DEVPI_CHECKOUT": f"{REPO}[server]"}  # pip install -e PATH[server]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=harness_dir())
     return json.loads((out / "results.json").read_text())

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if not a.scratch.is_dir():
         raise SystemExit(f"--scratch {a.scratch} is not a directory")
-    os.environ.setdefault("DEVPI_CHECKOUT", str(Path(__file__).resolve().parents[2]))
+    os.environ.setdefault("DEVPI_CHECKOUT", f"{Path(__file__).resolve().parents[2]}[server]")
     h = _harness()
     reqs = h["DATA"] / "reqs.txt"
     upstream = h["Upstream"]().start()

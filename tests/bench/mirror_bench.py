@@ -60,7 +60,7 @@ def run_harness(quick: bool, out: Path, install: bool, only: str = "S1,S2") -> P
         cmd.append("--quick")
     if install:
         cmd.append("--install")
-    env = {**os.environ, "DEVPI_CHECKOUT": str(REPO)}
+    env = {**os.environ, "DEVPI_CHECKOUT": f"{REPO}[server]"}  # pip install -e PATH[server]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=harness_dir())
     return out / "results.json"

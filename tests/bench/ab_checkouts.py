@@ -12,6 +12,7 @@ old one) that the load affects alike.
 It exports the old commit with `git archive` into OUT/base-src, copies the shared bench
 (never edited in place) into OUT/bench with one extra adapter, `devpi-base`, installs that
 commit into the bench's venv dir, runs `run.py --servers devpi-ours,devpi-base --only S2`
+(or `--only S1,S2`: S1's tables are then in each run's RESULTS.md, side by side)
 RUNS times and prints, per client / index / phase, the median and range of the paired
 ratios, and both servers' pooled ratios to the upstream nginx.
 """
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/ab-checkouts"))
     ap.add_argument("--shared-bench", type=Path, default=SHARED_BENCH)
     ap.add_argument("--pool", nargs="*", type=Path, help="only pool these s2.json files")
+    ap.add_argument("--only", default="S2", help="scenarios to run (S2 is always pooled; default: S2)")
     a = ap.parse_args(argv)
     if a.pool:
         print(report(pool(a.pool)))
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(1, a.runs + 1):
         run_dir = a.out / f"run{n}"
         subprocess.run([sys.executable, str(bench / "run.py"), "--servers", "devpi-ours,devpi-base",
-                        "--only", "S2", "--out", str(run_dir)], env=env, check=True)
+                        "--only", a.only, "--out", str(run_dir)], env=env, check=True)
         done.append(run_dir / "s2.json")
     print(report(pool(done)))
     return 0

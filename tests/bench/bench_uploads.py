@@ -421,10 +421,10 @@ CPU per upload at 10 and at 2,000 versions of one project:
 * rendering a project page after a write reads every release's metadata (for
   `requires_python`), so the first request after an upload to a 2,000-version project
   re-renders for a few hundred ms on this loaded machine; every later request is a cache
-  hit (0.8 ms of server CPU for the 1 MB JSON page).
+  hit (under 1 ms of server CPU for the 1 MB JSON page).
 
-Start-up does no key derivation; its CPU time (0.5 s, mostly importing SQLAlchemy) is
-the figure to compare with the 1 s target on a loaded machine.
+Start-up does no key derivation; its CPU time (in the table; mostly importing
+SQLAlchemy) is the figure to compare with the 1 s target on a loaded machine.
 """
 
 

@@ -7,8 +7,8 @@ inter-processor interrupt), takes the GIL, and the thread whose short call
 returned a microsecond later must wait for it in turn. With every thread on
 one CPU that thread usually just goes on: a cold `uv pip install` of 25
 packages cost the server a third less CPU and a third of the context
-switches, and warm pages went from about 3,100 to 4,900 requests/s (see
-doc/performance.md). Waiting on disks and sockets still overlaps; what the
+switches, and warm pages went from about 3,100 to 4,900 requests/s (a
+quiet-machine run on waitress, before issue 24). Waiting on disks and sockets still overlaps; what the
 process gives up is running hashing or SQLite (which release the GIL) on a
 second CPU, which it rarely has much of.
 

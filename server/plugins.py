@@ -9,7 +9,9 @@ Who is registered, in this order:
   third party's plugin). Its hook implementations are wrapped: an exception is logged
   with the plugin's name and the call goes on as if it had returned None, so a broken
   plugin never fails a request, a commit or the start. ``APIError`` passes through: it
-  is a deliberate answer (a refused push, a 404 from its own route).
+  is a deliberate answer (a refused push, a 404 from its own route). The exception are
+  hooks that write inside the caller's transaction (``ROLLBACK_HOOKS``): their failure
+  rolls the write back and answers a JSON error naming the plugin.
 
 An entry point that cannot be imported is logged and skipped (the server starts without
 it), and ``/+status`` lists it under ``plugins`` with its error, next to the loaded ones;
@@ -52,6 +54,8 @@ MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SHUTDOWN_EVENT_WAIT = 5.0  # seconds a clean stop waits for pending events to reach plugins
 MAX_PENDING_EVENTS = 10_000  # events waiting for slow plugins; past it new ones are dropped, logged
 AUTH_HOOKS = ("devpiserver_auth_password", "devpiserver_auth_token", "devpiserver_auth_groups")
+# hooks that write inside the caller's transaction: a failure rolls it back (see _rolled_back)
+ROLLBACK_HOOKS = frozenset({"devpiserver_on_push_copy"})
 EVENT_HOOKS = ("devpiserver_on_upload", "devpiserver_on_push", "devpiserver_on_delete",
                "devpiserver_on_testrun_finished")
 
@@ -122,7 +126,8 @@ class PluginManager(pluggy.PluginManager):
         for caller in self.get_hookcallers(plugin) or []:
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
-                    impl.function = _guarded(impl.function, plugin_name, caller.name)
+                    guard = _rolled_back if caller.name in ROLLBACK_HOOKS else _guarded
+                    impl.function = guard(impl.function, plugin_name, caller.name)
 
     def report_failures(self) -> None:
         """Log the plugins that failed to load, once logging is set up."""
@@ -230,6 +235,22 @@ class PluginAuth:
             for more in self.groups(user=user):
                 groups.extend(str(g) for g in more or () if str(g) not in groups)
         return Identity(user, tuple(groups))
+
+
+def _rolled_back(fn: Callable, plugin_name: str, hook_name: str) -> Callable:
+    """A hook that writes inside the request's transaction: a failure must undo the whole
+    write (its rows may be half written, and on PostgreSQL the transaction is aborted), so it
+    ends the request with a JSON error naming the plugin instead of being ignored."""
+    @functools.wraps(fn)
+    def rolled_back(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except APIError:
+            raise
+        except Exception as e:
+            log.exception("plugin %s failed in %s (the write was rolled back)", plugin_name, hook_name)
+            raise APIError(500, f"plugin {plugin_name} failed in {hook_name}; nothing was written") from e
+    return rolled_back
 
 
 def _guarded(fn: Callable, plugin_name: str, hook_name: str) -> Callable:

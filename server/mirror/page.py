@@ -379,7 +379,7 @@ class ProjectListReader:
                 raise PageError("page is not HTML")
             if _NEEDS_PARSER.search(seen) is not None:
                 raise NeedsParser()
-            cut = len(text) if final else text.rfind("<a")
+            cut = len(text) if final else max(text.rfind("<a"), text.rfind("<A"))  # anchors as _LIST_ANCHOR
             if cut < 0:
                 cut = max(0, len(text) - 1)
             found = _LIST_ANCHOR.findall(text, 0, cut)

@@ -107,6 +107,17 @@ def test_an_html_list_that_needs_a_real_parser_is_read_whole(mserver, root, host
     assert names_in(requests.get(url, headers={"Accept": JSON_TYPE}, timeout=120)) == want
 
 
+def test_an_upper_case_html_list_loses_no_name_where_it_is_cut(mserver, root, hostile, listing):
+    """HTML is case-insensitive: `<A HREF=...>` anchors are read like `<a href=...>`, and the
+    anchor that straddles the reader's cut between two pieces is not dropped."""
+    base, routes, _ = hostile
+    raw, want = listing
+    body = html_list(raw).replace(b"<a href=", b"<A HREF=").replace(b"</a>", b"</A>")
+    routes["/simple/"] = (200, {"Content-Type": "text/html"}, pieces(body))
+    url = make_mirror(mserver, root, "biglist-upper", base + "/simple/")
+    assert names_in(requests.get(url, headers={"Accept": JSON_TYPE}, timeout=120)) == want
+
+
 def test_a_stage_lists_its_own_projects_merged_into_a_big_mirror_list(mserver, root, hostile, listing, tmp_path):
     base, routes, _ = hostile
     raw, want = listing

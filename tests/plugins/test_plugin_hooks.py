@@ -209,3 +209,18 @@ def test_an_entry_point_that_cannot_load_is_skipped(env_servers, tmp_path):
             "'ghost_plugin_that_is_not_there'") in s.log_text()
     assert s.api("GET", "/+api").status_code == 200
     assert Path(s.serverdir).exists()
+
+
+def test_a_failing_push_copy_rolls_the_push_back(plugin_server, tmp_path):
+    """on_push_copy writes inside the push's transaction: when a plugin's copy step raises, the
+    push answers a JSON error naming the plugin and the target holds nothing of the release."""
+    s = plugin_server("copy_failing_plugin")
+    auth = _stage(s, tmp_path)
+    s.create_index(auth, "prod")
+    assert s.upload("alice/dev", write_wheel(tmp_path, "halfway", "1.0"), auth).status_code == 200
+    r = s.api("PUSH", "/alice/dev", json={"name": "halfway", "version": "1.0", "targetindex": "alice/prod"},
+              auth=auth)
+    assert r.status_code == 500 and "copy_failing_plugin" in r.json()["message"], r.text
+    assert s.api("GET", "/alice/prod/halfway", auth=auth).status_code == 404
+    assert "plugin copy_failing_plugin failed in devpiserver_on_push_copy (the write was rolled back)" \
+        in s.log_text()

@@ -260,8 +260,12 @@ def _guarded(fn: Callable, plugin_name: str, hook_name: str) -> Callable:
             return fn(*args, **kwargs)
         except APIError:
             raise
-        except Exception:
-            log.exception("plugin %s failed in %s (ignored)", plugin_name, hook_name)
+        except Exception as e:
+            if log.hasHandlers():  # the server's log: with the traceback
+                log.exception("plugin %s failed in %s (ignored)", plugin_name, hook_name)
+            else:  # before logging is set up (parsing the command line): one line, as every CLI error
+                log.error("plugin %s failed in %s (ignored): %s: %s", plugin_name, hook_name,
+                          type(e).__name__, e)
             return None
     return guarded
 

@@ -7,6 +7,11 @@ class PluginBug(RuntimeError):
 
 
 @hookimpl
+def devpiserver_add_parser_options(parser):
+    raise PluginBug("options")
+
+
+@hookimpl
 def devpiserver_configure(core):
     raise PluginBug("configure")
 

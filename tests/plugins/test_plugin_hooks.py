@@ -3,6 +3,7 @@
 entry point that cannot be imported) leaving the server working."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -224,3 +225,19 @@ def test_a_failing_push_copy_rolls_the_push_back(plugin_server, tmp_path):
     assert s.api("GET", "/alice/prod/halfway", auth=auth).status_code == 404
     assert "plugin copy_failing_plugin failed in devpiserver_on_push_copy (the write was rolled back)" \
         in s.log_text()
+
+
+def test_a_plugin_failing_while_the_command_line_is_parsed_is_one_line(tmp_path):
+    """Before logging is set up, a plugin's failure is still one readable line, no traceback."""
+    import subprocess
+    import sys
+
+    from plugin_helpers import HERE
+
+    env = {**os.environ, "DEVPI_SERVER_PLUGINS": "broken_plugin", "PYTHONPATH": str(HERE)}
+    p = subprocess.run([sys.executable, "-m", "devpi.server", "--version"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    assert "plugin broken_plugin failed in devpiserver_add_parser_options (ignored): PluginBug: options" \
+        in p.stderr

@@ -319,6 +319,14 @@ class Core:
         return ident is not None and (ident.user == ix.user or self.modify_policy.is_admin(ident))
 
     @staticmethod
+    def within_scope(ident: Identity | None, action: str, index: str | None) -> Identity | None:
+        """The identity to check ``action`` on ``index`` with: ``ident`` itself, or None
+        (anonymous) where a scoped token does not allow it (accounts/scope.py)."""
+        if ident is None or ident.scope is None or ident.scope.allows(action, index):
+            return ident
+        return None
+
+    @staticmethod
     def in_acl(ident: Identity | None, acl: list[str]) -> bool:
         if ":ANONYMOUS:" in acl:
             return True

@@ -22,6 +22,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .scope import TokenScope
+
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 TOKEN_LIFETIME = 36000  # seconds, as the original devpi
 CACHE_TTL = 120.0
@@ -51,6 +53,7 @@ def verify_password(password: str, pwhash: str) -> bool:
 class Identity:
     user: str
     groups: tuple[str, ...] = ()
+    scope: TokenScope | None = None  # a scoped token's limits; None: the user's full rights
 
 
 class TokenSigner:

@@ -23,6 +23,7 @@ from .accounts.auth import Authenticator, Identity
 from .accounts.live_pwhash import LivePwhash
 from .accounts.login_throttle import LoginThrottle, Rate
 from .accounts.modify_policy import ModifyPolicy
+from .accounts.scope import READ
 from .config import ServerConfig
 from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
@@ -31,6 +32,7 @@ from .repos.simple_page_cache import PageCache
 from .store import catalog, schema
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
+from .store.indexconfig import DEFAULT_ACL_READ
 from .store.storage import Change, Storage, kv_get
 
 if TYPE_CHECKING:
@@ -333,6 +335,13 @@ class Core:
         if ident is None:
             return False
         return ":AUTHENTICATED:" in acl or ident.user in acl or any(f":{g}" in acl for g in ident.groups)
+
+    def may_read(self, ident: Identity | None, ix: IndexRow) -> bool:
+        """Root and the owner always; else ``acl_read`` (default: everyone)."""
+        ident = self.within_scope(ident, READ, ix.fullname)
+        if ident is not None and ident.user in ("root", ix.user):
+            return True
+        return self.in_acl(ident, ix.config.get("acl_read") or list(DEFAULT_ACL_READ))
 
     def may_upload(self, ident: Identity | None, ix: IndexRow) -> bool:
         return ix.type == "stage" and self.in_acl(ident, ix.config.get("acl_upload") or [])

@@ -14,7 +14,7 @@ KIB = 1024
 LONG_TEXT = 64 * KIB  # description, custom_data
 SHORT_TEXT = 1 * KIB  # every other field (title, email, mirror_url, each list item, ...)
 LONG_FIELDS = frozenset({"description", "custom_data"})
-LIST_LIMITS = {"bases": 32, "acl_upload": 256, "acl_toxresult_upload": 256, "toxresult_trusted": 256,
+LIST_LIMITS = {"acl_read": 256, "bases": 32, "acl_upload": 256, "acl_toxresult_upload": 256, "toxresult_trusted": 256,
                "mirror_whitelist": 1024, "push_requires": 64}
 DEFAULT_LIST_LIMIT = 256
 

@@ -113,7 +113,9 @@ def _free(value: Any) -> Any:
 Normaliser = Callable[[Any], Any]
 
 COMMON_KEYS: dict[str, Normaliser] = {"title": _free, "description": _free, "custom_data": _free,
-                                      "volatile": _bool}
+                                      "volatile": _bool, "acl_read": _acl}
+# Who may read an index when its config names nobody: everyone, as before acl_read existed.
+DEFAULT_ACL_READ = (":ANONYMOUS:",)
 STAGE_KEYS: dict[str, Normaliser] = {
     "bases": _bases, "acl_upload": _acl, "acl_toxresult_upload": _acl,
     "mirror_whitelist": _whitelist, "mirror_whitelist_inheritance": _inheritance,
@@ -126,7 +128,7 @@ MIRROR_KEYS: dict[str, Normaliser] = {
 # Keys that are dropped silently on a mirror, as devpi does.
 MIRROR_IGNORED = {"bases", "acl_upload", "mirror_whitelist", "acl_toxresult_upload",
                   "mirror_whitelist_inheritance"}
-LIST_KEYS = {"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"}
+LIST_KEYS = {"acl_read", "bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"}
 
 DEFAULT_MIRROR_CACHE_EXPIRY = 1800
 

@@ -85,7 +85,9 @@ def parse_expires(value: Any, now: float) -> float:
         return now + DEFAULT_LIFETIME
     if isinstance(value, str) and value.strip().isdigit() and len(value) < 20:
         value = int(value)  # devpi-tokens sends form fields, so a string of digits
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**12:
+        value = float(value)  # a bigger int would overflow float(); no expiry is that far off
+    if not isinstance(value, float) or not math.isfinite(value):
         raise APIError(400, "expires must be a unix time (seconds since 1970, a number)")
     if value <= now:
         raise APIError(400, "expires must be in the future")

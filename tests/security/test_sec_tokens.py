@@ -229,3 +229,11 @@ def test_revoke_and_expiry_on_one_process_hold_on_the_other_at_once(two_servers)
         engine.dispose()
     assert authstatus(b, "__token__", other) == ["noauth", ""]
     assert authstatus(a, "__token__", other) == ["noauth", ""]
+
+
+def test_token_as_basic_user_name_with_empty_password(srv, users):
+    """devpi-tokens' form: the token where the user name goes, nothing after the colon."""
+    alice, _ = users
+    token, _ = token_of(srv, alice)
+    assert authstatus(srv, token, "") == ["ok", "alice"]
+    assert authstatus(srv, "devpi_" + "a" * 12 + "_" + "A" * 43, "") == ["noauth", ""]

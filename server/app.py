@@ -58,13 +58,13 @@ def _default_error(err: bottle.HTTPError) -> bytes:
 
 
 def build_app(core: Core) -> Callable:
-    from .api import files, indexes, meta, projects, simple, users
+    from .api import files, indexes, meta, projects, simple, tokens, users
 
     app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.
-    for module in (meta, simple, files, indexes, users, projects):
+    for module in (meta, simple, files, indexes, users, tokens, projects):
         module.install(app, core)
     if core.plugins is not None:  # after the API: plugins (last registered first), test runs, the mirror
         core.plugins.add_routes(app, core)

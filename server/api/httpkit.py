@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import bottle
 
+from ..accounts.api_tokens import TOKEN_USER
+from ..accounts.api_tokens import looks_like_token as looks_like_api_token
 from ..accounts.auth import Identity, parse_basic, parse_devpi_auth
 from ..http.trusted_proxies import valid_host
 from ..packaging.names import is_user_name
@@ -206,6 +208,10 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
     of megabytes, and PostgreSQL refuses a NUL in a query parameter. Such a failure counts
     against the client's address only (there is no user to protect)."""
     addr = core.proxies.client_addr(request.environ)
+    if not secret and looks_like_api_token(user):  # devpi-tokens' form: the token as the user name
+        user, secret = TOKEN_USER, user
+    if user == TOKEN_USER:  # no user to protect: a failure counts against the address only
+        return _authenticate_token(core, addr, secret)
     key = user if is_user_name(user) else None
     wait = core.throttle.retry_after(key, addr)
     if wait:
@@ -219,6 +225,17 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
         core.throttle.failed(user, addr)
     else:
         core.throttle.succeeded(user, addr)
+    return ident
+
+
+def _authenticate_token(core, addr: str, secret: str) -> Identity | None:
+    wait = core.throttle.retry_after(None, addr)
+    if wait:
+        raise APIError(429, f"too many failed logins; try again in {wait} seconds",
+                       {"Retry-After": str(wait)})
+    ident = core.authenticate(TOKEN_USER, secret) if looks_like_api_token(secret) else None
+    if ident is None:
+        core.throttle.failed(None, addr)
     return ident
 
 

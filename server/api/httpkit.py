@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import bottle
 
-from ..accounts.auth import Identity, parse_basic, parse_devpi_auth
+from ..accounts.auth import AuthUnavailable, Identity, parse_basic, parse_devpi_auth
 from ..http.trusted_proxies import valid_host
 from ..packaging.names import is_user_name
 
@@ -214,7 +214,10 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
     if key is None:
         core.throttle.failed(None, addr)
         return None
-    ident = core.authenticate(user, secret)
+    try:
+        ident = core.authenticate(user, secret)
+    except AuthUnavailable as e:  # the directory is down: neither a success nor a wrong password
+        raise APIError(503, str(e), {"Retry-After": "30"}) from None
     if ident is None:
         core.throttle.failed(user, addr)
     else:

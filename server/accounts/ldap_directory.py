@@ -56,7 +56,8 @@ CACHE_SIZE = 4096
 MAX_GROUPS = 1000  # groups taken of one user; the search asks for no more
 UNAVAILABLE = "the user directory (LDAP) is not answering; try again later"
 # bind results that mean "these credentials do not log in" (not: the directory is broken)
-REFUSED = {48, 49, 50, 53}  # inappropriateAuthentication, invalidCredentials, insufficientAccess, unwilling
+# (invalidDNSyntax, inappropriateAuthentication, invalidCredentials, insufficientAccess, unwilling)
+REFUSED = {34, 48, 49, 50, 53}
 
 
 class ExpiringCache:
@@ -193,11 +194,18 @@ class Directory:
         """Whether ``dn`` binds with ``password``; AuthUnavailable when the directory fails."""
         if not dn or not password:
             return False
-        from ldap3.core.exceptions import LDAPException
+        from ldap3.core.exceptions import (
+            LDAPException,
+            LDAPInvalidDnError,
+            LDAPPasswordIsMandatoryError,
+            LDAPSASLPrepError,
+        )
 
         try:
             if conn.rebind(user=dn, password=password, read_server_info=False):
                 return True
+        except (LDAPSASLPrepError, LDAPPasswordIsMandatoryError, LDAPInvalidDnError):
+            return False  # credentials no directory could accept (a control character, say): never sent
         except LDAPException as e:
             if conn.result and conn.result.get("result") in REFUSED:
                 return False

@@ -19,6 +19,9 @@ from ..accounts.auth import AuthUnavailable, Identity, parse_basic, parse_devpi_
 from ..http.trusted_proxies import valid_host
 from ..packaging.names import is_user_name
 
+# environ keys the authentication leaves for the audit trail (http/audit_trail.py)
+AUTH_FAILED = "devpi.auth_failed"  # the user name whose credentials failed
+AUTH_USER = "devpi.auth_user"  # the user whose credentials succeeded
 INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
 JSON_CT = "application/json"
 
@@ -211,17 +214,22 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
     if wait:
         raise APIError(429, f"too many failed logins; try again in {wait} seconds",
                        {"Retry-After": str(wait)})
+    env = request.environ
     if key is None:
         core.throttle.failed(None, addr)
+        env[AUTH_FAILED] = "(invalid name)"
         return None
     try:
         ident = core.authenticate(user, secret)
     except AuthUnavailable as e:  # the directory is down: neither a success nor a wrong password
+        env[AUTH_FAILED] = user
         raise APIError(503, str(e), {"Retry-After": "30"}) from None
     if ident is None:
         core.throttle.failed(user, addr)
+        env[AUTH_FAILED] = user  # the audit trail records it (http/audit_trail.py)
     else:
         core.throttle.succeeded(user, addr)
+        env[AUTH_USER] = ident.user
     return ident
 
 

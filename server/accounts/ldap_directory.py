@@ -332,8 +332,11 @@ def devpiserver_configure(core: Core, args: argparse.Namespace) -> None:
         return
     try:
         config = load(path)
+        directory = Directory(config)
     except ValueError as e:
         raise SystemExit(f"devpi server: --ldap-config {str(path)[:200]}: {e}") from None
+    except ModuleNotFoundError as e:  # ldap3 or PyYAML: both come with the server extra
+        raise SystemExit(f"devpi server: --ldap-config needs {e.name}: pip install 'devpi[server]'") from None
     assert core.plugins is not None
-    core.plugins.register(DirectoryAuth(Directory(config)), name="ldap-directory")
+    core.plugins.register(DirectoryAuth(directory), name="ldap-directory")
     log.info("LDAP: users and groups from %s (results cached %gs)", config.url, config.cache_ttl)

@@ -32,6 +32,7 @@ from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
 from .store import catalog, schema
+from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
 from .store.indexconfig import DEFAULT_ACL_READ
@@ -78,6 +79,8 @@ class Core:
         self.proxies = TrustedProxies(config.trusted_proxy)
         self.throttle = LoginThrottle(Rate.parse(config.login_rate), Rate.parse(config.login_rate_user))
         self.modify_policy = ModifyPolicy(config.restrict_modify)
+        # writes and failed logins (http/audit_trail.py records them, GET /+audit reads them)
+        self.audit = AuditLog(self.storage, config.audit_keep)
         self.storage.add_listener(self._on_commit)
         self._background: list[tuple[str, Callable[[], None]]] = []
         self._background_thread: threading.Thread | None = None

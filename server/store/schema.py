@@ -229,3 +229,19 @@ tokens = Table(
 )
 Index("ix_tokens_owner", tokens.c.owner)
 __all__ += ["tokens"]
+
+# The audit log (store/audit_log.py): writes and failed logins, who/what/where/when. Bounded by
+# count (--audit-keep): the oldest rows go first. Not part of the changelog (replicas and
+# plugins never see it) and readable by root only (GET /+audit).
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # server time, seconds since the epoch
+    Column("event", String(20), nullable=False),  # write | auth-failure
+    Column("user", String(100)),  # the authenticated user; for a failed login the name tried
+    Column("client", String(100), nullable=False),  # the address (trusted proxies resolved)
+    Column("method", String(10), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("status", Integer, nullable=False),
+)
+__all__ += ["audit"]

@@ -128,6 +128,12 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
             return []
         return [Markup(html) for html in plugins.page_extras(hook_name, core=core, **kwargs)]
 
+    def challenge(message: str) -> APIError:
+        """401 with the Basic challenge; a wrong password is told so, and asked again."""
+        if credentials(req) is not None:
+            message = "authentication failed: wrong user name, password or token"
+        return APIError(401, message, AUTH_CHALLENGE)
+
     def lookup(user: str, index: str) -> Any:
         """The index, if this visitor may read it (checked before any page or cached page of it).
 
@@ -141,9 +147,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         who = ident()
         if not model.may_read(core, who, ix):
             if who is None:
-                failed = credentials(req) is not None
-                raise APIError(401, "authentication failed: wrong user name, password or token" if failed
-                               else f"authentication required to read {ix.fullname}", AUTH_CHALLENGE)
+                raise challenge(f"authentication required to read {ix.fullname}")
             raise APIError(403, f"{who.user} may not read {ix.fullname}")
         return ix
 
@@ -354,6 +358,17 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         return bottle.HTTPResponse(pieces, headers=headers)
 
     @page
+    def signin():
+        """The web UI has no login form: HTTP Basic is its sign-in. A challenge here, at the
+        server's root, makes the browser send the name and password with every later page
+        (browsers reuse credentials below the path that asked), so listings and search
+        show the indexes this user may read. Closing the browser signs out."""
+        who = ident()
+        if who is None:
+            raise challenge("sign in with your devpi user name and password (or a token)")
+        bottle.redirect(f"{base_url(core, req)}/", 302)
+
+    @page
     def doc_redirect(user: str, index: str, **_: Any):
         lookup(user, index)
         bottle.redirect(here(core, req) + "/", 302)
@@ -413,6 +428,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     u, i, p, v = f"<user:re:{SEG}>", f"<index:re:{SEG}>", f"<project:re:{SEG}>", f"<version:re:{SEG}>"
     app.route("/", "GET", home)
     app.route("/+search", "GET", search_page)
+    app.route("/+signin", "GET", signin)
     app.route("/+static/<filename:re:[A-Za-z0-9._-]+>", "GET", static)
     for tail in ("", "/"):
         app.route(f"/{u}{tail}", "GET", user_page)

@@ -301,3 +301,17 @@ def test_no_page_names_the_restricted_project_to_a_non_reader(site):
             if href.startswith("/alice") and "+f/" not in href and "+static" not in href:
                 todo.append(href)
     assert "/alice/open/publiclib" in seen
+
+
+def test_signin_page_challenges_until_credentials_come(site):
+    """/+signin is the web UI's login: a challenge at the root, so a browser then sends the
+    credentials with every page; signed in, it leads home, where alice/secret is listed."""
+    r = get(site, "/+signin", allow_redirects=False)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Basic realm="devpi"'
+    assert r.headers["Content-Type"].startswith("text/html")
+    r = get(site, "/+signin", auth=("alice", "wrong"), allow_redirects=False)
+    assert r.status_code == 401 and "authentication failed" in r.text
+    r = get(site, "/+signin", auth=ALICE, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/")
+    assert "alice/secret" in get(site, "/", auth=ALICE).text
+    assert "/+signin" in get(site, "/").text

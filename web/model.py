@@ -128,9 +128,10 @@ def _mirror_project(core: Any, member: IndexRow, name: str) -> tuple[Any, list[V
     return view, list(out.values())
 
 
-def load_project(core: Any, ix: IndexRow, name: str) -> ProjectInfo | None:
-    """A project as seen from index ix: its versions across the resolution order, newest first."""
-    members = core.resolution_order(ix) if ix.type == "stage" else [ix]
+def load_project(core: Any, ix: IndexRow, name: str, reader: Any) -> ProjectInfo | None:
+    """A project as seen from index ix by ``reader``: its versions across the part of the
+    resolution order the reader may read (:func:`readable_order`), newest first."""
+    members = readable_order(core, reader, ix)
     whitelisted = core.whitelist_for(ix)
     versions: dict[str, VersionInfo] = {}
     display = name
@@ -253,7 +254,20 @@ def get_user(core: Any, name: str) -> catalog.User | None:
         return catalog.get_user(conn, name)
 
 
-def visible(core: Any, ident: Any, ix: IndexRow) -> bool:
-    """Whether the visitor may see an index: everything is public unless an acl_read is set."""
-    acl = ix.config.get("acl_read")
-    return acl is None or core.in_acl(ident, acl) or core.may_modify_index(ident, ix)
+def may_read(core: Any, reader: Any, ix: IndexRow) -> bool:
+    """Whether ``reader`` (an Identity, None for anonymous) may learn anything of ``ix``:
+    the server's rule (``Core.may_read``: root, the owner, else ``acl_read``), so a page
+    never shows what the JSON API would refuse. One dict lookup and a list scan."""
+    return bool(core.may_read(reader, ix))
+
+
+def readable_order(core: Any, reader: Any, ix: IndexRow) -> list[IndexRow]:
+    """The index's resolution order without the members ``reader`` may not read.
+
+    The inheritance rule (doc/security.md): a public index built on a private base shows
+    a non-reader nothing of that base, as if it were not among the bases; the
+    mirror guard (a project private on a stage hides the mirror's releases) then
+    applies to what this reader sees.
+    """
+    members = core.resolution_order(ix) if ix.type == "stage" else [ix]
+    return [m for m in members if may_read(core, reader, m)]

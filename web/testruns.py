@@ -68,13 +68,32 @@ def _view(doc: dict[str, Any], page_prefix: str) -> RunView:
         events=doc.get("events") or [], error=str((doc.get("info") or {}).get("error") or ""))
 
 
-def runs_for_version(core: Any, ix: Any, project: str, version: str, root: str) -> list[RunView]:
-    """The runs of a release's files (on the index and its bases), newest first."""
+def _release_runs(core: Any, members: list[Any], project: str, version: str) -> list[Any]:
+    """Runs of every file of one version on ``members`` (the stages of the resolution order
+    the reader may read): ``release_runs`` of the server walks every base, readable or not."""
+    from devpi.server.store import catalog
+    from devpi.server.testruns.store import runs_for_files
+
+    file_ids: list[int] = []
+    with core.storage.read() as conn:
+        for member in members:
+            if member.type == "mirror":
+                continue
+            p = catalog.get_project(conn, member.id, project)
+            rel = catalog.get_release(conn, p.id, version) if p else None
+            if rel is not None:
+                file_ids += [f.id for f in catalog.files_of_release(conn, rel.id) if f.rel == "releasefile"]
+        return runs_for_files(conn, file_ids)
+
+
+def runs_for_version(core: Any, ix: Any, members: list[Any], project: str, version: str,
+                     root: str) -> list[RunView]:
+    """The runs of a release's files (on the index and its readable bases), newest first."""
     if not available() or ix.type != "stage":
         return []
-    from devpi.server.testruns.api import release_runs, runs_json
+    from devpi.server.testruns.api import runs_json
 
-    runs = release_runs(core, ix, project, version)
+    runs = _release_runs(core, members, project, version)
     if not runs:
         return []
     with core.storage.read() as conn:
@@ -83,13 +102,14 @@ def runs_for_version(core: Any, ix: Any, project: str, version: str, root: str) 
     return sorted((_view(d, prefix) for d in docs), key=lambda r: r.id, reverse=True)
 
 
-def run_detail(core: Any, ix: Any, project: str, version: str, run_id: int, root: str) -> RunView | None:
-    """One run of this release with its per-test events, or None."""
+def run_detail(core: Any, ix: Any, members: list[Any], project: str, version: str, run_id: int,
+               root: str) -> RunView | None:
+    """One run of this release (on the index and its readable bases) with its per-test events, or None."""
     if not available() or ix.type != "stage":
         return None
-    from devpi.server.testruns.api import release_runs, runs_json
+    from devpi.server.testruns.api import runs_json
 
-    runs = [r for r in release_runs(core, ix, project, version) if r.id == run_id]
+    runs = [r for r in _release_runs(core, members, project, version) if r.id == run_id]
     if not runs:
         return None
     with core.storage.read() as conn:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import bottle
-from devpi.server.api.httpkit import APIError, base_url, here, identity, with_project
+from devpi.server.api.httpkit import APIError, base_url, credentials, here, identity, with_project
 from devpi.server.http.routing import new_app
 from devpi.server.packaging.names import normalize_name
 from markupsafe import Markup
@@ -30,6 +30,8 @@ STATIC = Path(__file__).parent / "static"
 SEG = "[^+/][^/]*"
 PROJECTS_PER_PAGE = 2500
 HITS_PER_PAGE = 30
+# What makes a browser ask for a name and password (and pip, uv, twine send theirs).
+AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="devpi"'}
 SECURITY_HEADERS = {
     # No inline script or style anywhere: user-supplied HTML cannot run even if it slipped through.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https:; object-src 'none'; "
@@ -92,7 +94,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
             try:
                 return fn(*args, **kwargs)
             except APIError as e:
-                return html_response(error_page(core, req.environ, e.status, e.message).decode(), e.status)
+                return html_response(error_page(core, req.environ, e.status, e.message).decode(), e.status,
+                                     e.headers)
             except bottle.HTTPResponse:
                 raise
             except Exception:
@@ -125,21 +128,45 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
             return []
         return [Markup(html) for html in plugins.page_extras(hook_name, core=core, **kwargs)]
 
+    def challenge(message: str) -> APIError:
+        """401 with the Basic challenge; a wrong password is told so, and asked again."""
+        if credentials(req) is not None:
+            message = "authentication failed: wrong user name, password or token"
+        return APIError(401, message, AUTH_CHALLENGE)
+
     def lookup(user: str, index: str) -> Any:
+        """The index, if this visitor may read it (checked before any page or cached page of it).
+
+        Anonymous: 401 with a Basic challenge, so the browser asks for a name and password
+        and sends them with every later page (the web UI has no login form of its own);
+        signed in without rights: 403. Neither says more than that the index exists,
+        as the JSON API answers."""
         ix = core.get_index(user, index)
-        if ix is None or not model.visible(core, ident(), ix):
+        if ix is None:
             raise APIError(404, f"The index {user}/{index} does not exist.")
+        who = ident()
+        if not model.may_read(core, who, ix):
+            if who is None:
+                raise challenge(f"authentication required to read {ix.fullname}")
+            raise APIError(403, f"{who.user} may not read {ix.fullname}")
         return ix
+
+    def readable_order(ix: Any) -> list[Any]:
+        return model.readable_order(core, ident(), ix)
 
     def allowed_indexes() -> set[str]:
         who = ident()
-        return {name for name, ix in core.indexes().items() if model.visible(core, who, ix)}
+        return {name for name, ix in core.indexes().items() if model.may_read(core, who, ix)}
+
+    def unreadable() -> set[str]:
+        """Indexes this visitor may not read: left out of listings, bases included."""
+        return set(core.indexes()) - allowed_indexes()
 
     def index_crumbs(ix: Any) -> list[tuple[str, str]]:
         return [(ix.user, f"/{ix.user}"), (ix.name, f"/{ix.fullname}")]
 
     def project_or_404(ix: Any, project: str) -> model.ProjectInfo:
-        info = model.load_project(core, ix, normalize_name(project))
+        info = model.load_project(core, ix, normalize_name(project), ident())
         if info is None:
             raise APIError(404, f"The project {project} does not exist on {ix.fullname}.")
         return info
@@ -154,12 +181,12 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     def home():
         who = ident()
         counts = model.project_counts(core)
-        indexes = [ix for ix in core.indexes().values() if model.visible(core, who, ix)]
+        indexes = [ix for ix in core.indexes().values() if model.may_read(core, who, ix)]
         users = []
         for u in model.list_users(core):
             own = [ix for ix in indexes if ix.user == u.name]
             users.append((u, own))
-        return show("home.html", title="Indexes", users=users, counts=counts)
+        return show("home.html", title="Indexes", users=users, counts=counts, hidden=unreadable())
 
     @page
     def user_page(user: str):
@@ -168,16 +195,17 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
             raise APIError(404, f"The user {user} does not exist.")
         who = ident()
         counts = model.project_counts(core)
-        indexes = [ix for ix in core.indexes().values() if ix.user == user and model.visible(core, who, ix)]
-        return show("user.html", title=user, user=u, indexes=indexes, counts=counts,
+        indexes = [ix for ix in core.indexes().values() if ix.user == user and model.may_read(core, who, ix)]
+        return show("user.html", title=user, user=u, indexes=indexes, counts=counts, hidden=unreadable(),
                     crumbs=[(user, f"/{user}")])
 
     @page
     def index_page(user: str, index: str):
         ix = lookup(user, index)
         all_ix = core.indexes()
-        bases = [(b, b in all_ix) for b in ix.bases]
-        order = [i.fullname for i in core.resolution_order(ix)]
+        order = [i.fullname for i in readable_order(ix)]
+        # a base this visitor may not read is left out, as in the resolution order
+        bases = [(b, b in all_ix) for b in ix.bases if b not in all_ix or b in order]
         if ix.type == "mirror":
             mirror_url = public_url(str(ix.config.get("mirror_url") or ""))
             return show("mirror.html", title=ix.fullname, ix=ix, mirror_url=mirror_url,
@@ -187,7 +215,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         except ValueError:
             pageno = 1
         site = base_url(core, req)
-        key = (site, pageno)
+        key = (site, pageno, *order)  # the page shows the bases this visitor may read
         generation = memo.generation(ix.fullname)
         cached = memo.get(ix.fullname, key)
         if cached is not None:
@@ -218,8 +246,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
 
     @page
     def project_page(user: str, index: str, project: str):
-        maybe_normalize(project)
         ix = lookup(user, index)
+        maybe_normalize(project)
         info = project_or_404(ix, project)
         latest = info.latest
         used_by = search.used_by(info.name, allowed_indexes())
@@ -230,8 +258,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
 
     @page
     def version_page(user: str, index: str, project: str, version: str):
-        maybe_normalize(project)
         ix = lookup(user, index)
+        maybe_normalize(project)
         info = project_or_404(ix, project)
         v = info.resolve_alias(version) if version in ("latest", "stable") and not info.get(version) \
             else info.get(version)
@@ -243,7 +271,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         reports = toxresults.load_reports(core, v) if v.toxresults else []
         from . import testruns
 
-        runs = testruns.runs_for_version(core, ix, info.name, v.version, base_url(core, req))
+        runs = testruns.runs_for_version(core, ix, readable_order(ix), info.name, v.version, base_url(core, req))
         return show("version.html", title=f"{info.display_name} {v.version} · {ix.fullname}", ix=ix,
                     info=info, v=v, md=md, description=description, deps=dependencies(ix, md),
                     urls=project_urls(md), matrix=toxresults.matrix(reports), runs=runs,
@@ -259,7 +287,8 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         ix = lookup(user, index)
         info = project_or_404(ix, project)
         v = info.get(version)
-        run = testruns.run_detail(core, ix, info.name, version, run_id, base_url(core, req)) if v else None
+        run = testruns.run_detail(core, ix, readable_order(ix), info.name, version, run_id,
+                                  base_url(core, req)) if v else None
         if run is None:
             raise APIError(404, f"No test run {run_id} for {project} {version} on {ix.fullname}.")
         return show("testrun.html", title=f"Test run {run.id} · {info.display_name} {version}", ix=ix,
@@ -329,6 +358,22 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         return bottle.HTTPResponse(pieces, headers=headers)
 
     @page
+    def signin():
+        """The web UI has no login form: HTTP Basic is its sign-in. A challenge here, at the
+        server's root, makes the browser send the name and password with every later page
+        (browsers reuse credentials below the path that asked), so listings and search
+        show the indexes this user may read. Closing the browser signs out."""
+        who = ident()
+        if who is None:
+            raise challenge("sign in with your devpi user name and password (or a token)")
+        bottle.redirect(f"{base_url(core, req)}/", 302)
+
+    @page
+    def doc_redirect(user: str, index: str, **_: Any):
+        lookup(user, index)
+        bottle.redirect(here(core, req) + "/", 302)
+
+    @page
     def search_page():
         q = (req.query.getunicode("q", "") or "").strip()[:200]
         try:
@@ -383,6 +428,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     u, i, p, v = f"<user:re:{SEG}>", f"<index:re:{SEG}>", f"<project:re:{SEG}>", f"<version:re:{SEG}>"
     app.route("/", "GET", home)
     app.route("/+search", "GET", search_page)
+    app.route("/+signin", "GET", signin)
     app.route("/+static/<filename:re:[A-Za-z0-9._-]+>", "GET", static)
     for tail in ("", "/"):
         app.route(f"/{u}{tail}", "GET", user_page)
@@ -392,13 +438,12 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
     app.route(f"/{u}/{i}/+goto", "GET", goto)
     app.route(f"/{u}/{i}/{p}/{v}/+toxresults/<basename>", "GET", toxresult_page)
     app.route(f"/{u}/{i}/{p}/{v}/+testruns/<run_id:int>", "GET", testrun_page)
-    app.route(f"/{u}/{i}/{p}/{v}/+doc", "GET", lambda **kw: bottle.redirect(here(core, req) + "/", 302))
+    app.route(f"/{u}/{i}/{p}/{v}/+doc", "GET", doc_redirect)
     app.route(f"/{u}/{i}/{p}/{v}/+doc/<path:path>", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/{v}/+doc/", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>/<path:path>", "GET", doc_page)
     app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>/", "GET", doc_page)
-    app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>", "GET",
-              lambda **kw: bottle.redirect(here(core, req) + "/", 302))
+    app.route(f"/{u}/{i}/{p}/+doc/<version:re:latest|stable>", "GET", doc_redirect)
     return app
 
 

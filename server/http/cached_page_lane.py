@@ -39,9 +39,16 @@ class FastLane:
                 self._formats[key] = got
         return got
 
-    def hit(self, environ: dict) -> tuple[CachedPage, str] | None:
+    def hit(self, environ: dict, in_loop: bool = True) -> tuple[CachedPage, str] | None:
         """The cached page and content type this request asks for, if the cache holds it
-        (remembered in the environ: the server asks first, to answer it without a thread)."""
+        and its reader may read it (remembered in the environ: the server asks first, to
+        answer it without a thread).
+
+        Read access (acl_read): a page under the plain key is the view of a reader who may
+        read every member of the index's resolution order. For an index whose members anyone
+        may read (one flag, ``Core.chain_open``) that is every reader: served here. Any other
+        needs the reader's identity, which may check a password: never in the event loop
+        (``in_loop``), only in a worker thread (``_restricted``)."""
         method = environ["REQUEST_METHOD"]
         if method == "GET" or method == "HEAD":
             path = environ.get("PATH_INFO", "")
@@ -55,6 +62,10 @@ class FastLane:
                     else:
                         key = (user, index, "", chosen[0], "")
                     page = self.core.page_cache.get(key)
+                    if (page is not None or not in_loop) and not self.core.chain_open(f"{user}/{index}", load=False):
+                        if in_loop:
+                            return None
+                        page = self._restricted(environ, user, index, key)
                     # a compact page for a client without gzip is decompressed as it is sent:
                     # a streamed answer, the threaded path's job
                     if page is not None and (page.body is not None
@@ -63,8 +74,28 @@ class FastLane:
                         return found
         return None
 
+    def _restricted(self, environ: dict, user: str, index: str, key: tuple) -> CachedPage | None:
+        """The page this reader's view of a restricted chain caches, or None: then the full
+        application answers (the page, or its 401/403)."""
+        import bottle
+
+        from ..api.httpkit import APIError, identity
+        from ..api.simple import page_key
+
+        core = self.core
+        ix = core.get_index(user, index)
+        if ix is None:
+            return None
+        try:
+            ident = identity(core, bottle.BaseRequest(environ))
+        except APIError:  # throttled: the application says so
+            return None
+        if not core.may_read(ident, ix):
+            return None
+        return core.page_cache.get(page_key(*key, core.hidden_members(ident, ix)))
+
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        found = environ.get("devpi.cached_page") or self.hit(environ)
+        found = environ.get("devpi.cached_page") or self.hit(environ, in_loop=False)
         if found is not None:
             return self._serve(environ, start_response, found[0], found[1], environ["REQUEST_METHOD"])
         return self.app(environ, start_response)

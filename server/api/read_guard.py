@@ -73,12 +73,14 @@ def visible_indexes(core: Core, request: bottle.BaseRequest, indexes: list[Index
 
 def readable_entry(core: Core, request: bottle.BaseRequest, entry: dict) -> dict:
     """A changelog entry as this request's reader may see it: root sees every change; anyone
-    else not the changes on an index they may not read now, nor on one that no longer exists
-    (its ACL is gone with it). The entry says how many it withheld (``withheld``), so a
-    reader can tell an empty entry from a filtered one, but not what was in it."""
+    else not the changes to the contents (releases, files, projects, yanks, test runs) of an
+    index they may not read now, nor of one that no longer exists (its ACL is gone with it).
+    Changes of the index itself (``kind: index``: created, modified, deleted) stay: they
+    carry its name only, and index names are not secret (doc/security.md). The entry says
+    how many it withheld (``withheld``), so a reader can tell an empty entry from a
+    filtered one, but not what was in it."""
     changes = entry.get("changes") or []
-    named = [c for c in changes if isinstance(c, dict) and c.get("index")]
-    if not named:
+    if not any(_about_contents(c) for c in changes):
         return entry
     ident = identity(core, request)
     if ident is not None and ident.user == "root" and core.within_scope(ident, READ, None) is ident:
@@ -86,14 +88,18 @@ def readable_entry(core: Core, request: bottle.BaseRequest, entry: dict) -> dict
     indexes = core.indexes()
     kept = []
     for change in changes:
-        name = change.get("index") if isinstance(change, dict) else None
-        ix = indexes.get(name) if name else None
-        if name and (ix is None or not core.may_read(ident, ix)):
-            continue
+        if _about_contents(change):
+            ix = indexes.get(change["index"])
+            if ix is None or not core.may_read(ident, ix):
+                continue
         kept.append(change)
     if len(kept) == len(changes):
         return entry
     return {**entry, "changes": kept, "withheld": len(changes) - len(kept)}
+
+
+def _about_contents(change: object) -> bool:
+    return isinstance(change, dict) and bool(change.get("index")) and change.get("kind") != "index"
 
 
 class ReadGuard:

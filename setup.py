@@ -24,6 +24,8 @@ SERVER_REQUIRES = [
     "alembic>=1.13",
     "Jinja2>=3.1",
     "readme_renderer[md]>=43",
+    "ldap3>=2.9",  # --ldap-config: users and groups from a directory (server/accounts/ldap_directory.py)
+    "PyYAML>=6",  # the --ldap-config file
 ]
 
 setup(

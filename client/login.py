@@ -20,9 +20,14 @@ def register(subparsers: Any) -> None:
         subparsers, "login", run_login,
         help="log in to the current server (prompts for the password)",
         description="Log in to the current server; the token is stored (mode 0600) in the client dir.\n\n"
-                    "  devpi login alice\n  devpi login alice --password s3cret",
+                    "  devpi login alice\n  devpi login alice --password s3cret\n"
+                    "  devpi login --token TOKEN      a scoped API token (see 'devpi token')\n"
+                    "  devpi login --token - < FILE   the token from stdin (not in the shell history)",
     )
-    p.add_argument("username", help="user name")
+    p.add_argument("username", nargs="?", help="user name (not needed with --token)")
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="log in with a scoped API token instead of a password ('-': read it from stdin); "
+                        "the token's limits hold for every command")
     p.add_argument("--password", default=None,
                    help="password (when omitted: from a client plugin such as keyring's, else prompted for; "
                         "read from stdin when it is not a terminal)")
@@ -44,6 +49,10 @@ def read_password(prompt: str) -> str:
 def run_login(hub: Hub, args: argparse.Namespace) -> int:
     root = hub.root
     login_url = hub.state.get("login") or root + "/+login"
+    if args.token is not None:
+        return login_with_token(hub, root, login_url, args)
+    if not args.username:
+        hub.fatal("need a user name: devpi login USER (or devpi login --token TOKEN)")
     password = args.password
     if password is None:
         from devpi.client.plugins import get_plugins
@@ -76,6 +85,30 @@ def run_login(hub: Hub, args: argparse.Namespace) -> int:
             hub.warn(f"the index in use ({hub.state.index}) does not exist (anymore)")
         elif check.status_code in (401, 403):
             hub.warn(f"user {args.username} cannot read the index in use ({hub.state.index})")
+    return 0
+
+
+def login_with_token(hub: Hub, root: str, login_url: str, args: argparse.Namespace) -> int:
+    """The server answers a token login with the same token and its owner: we store that pair,
+    so the token (never a broader login token) goes with every later request."""
+    token = read_password("API token: ") if args.token == "-" else args.token
+    token = token.strip()
+    if not token:
+        hub.fatal("empty token")
+    reply = hub.request("POST", login_url, {"user": args.username or "__token__", "password": token},
+                        auth=False, check=False)
+    if reply.status_code != 200:
+        hub.fatal(f"login failed: {reply.error_text()}")
+    result = reply.result if isinstance(reply.result, dict) else {}
+    user = result.get("user")
+    if not user or result.get("password") != token:
+        hub.fatal("login failed: the server does not support scoped API tokens (or this is no such token)")
+    hub.state.set_login(root, str(user), token)
+    hub.state.update(username=str(user))
+    scope = result.get("token") if isinstance(result.get("token"), dict) else {}
+    where = ", ".join(scope.get("indexes") or []) or "any index"
+    hub.info(f"logged in '{user}' at '{hub.state.index or root}' with token {scope.get('id')}: "
+             f"{', '.join(scope.get('allowed') or [])} on {where}")
     return 0
 
 

@@ -24,6 +24,7 @@ from devpi.client.errors import DevpiError
 COMMAND_MODULES: tuple[str, ...] = (
     "use",
     "login",
+    "token",
     "user",
     "index",
     "upload",

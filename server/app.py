@@ -17,6 +17,7 @@ import bottle
 from . import __version__
 from .api.httpkit import JSON_CT, APIError, error_reply, json_body
 from .core import Core
+from .http.audit_trail import AuditTrail
 from .http.diskfull import MESSAGE as DISK_FULL
 from .http.diskfull import is_disk_full
 from .http.routing import new_app
@@ -58,7 +59,7 @@ def _default_error(err: bottle.HTTPError) -> bytes:
 
 
 def build_app(core: Core) -> Callable:
-    from .api import files, indexes, meta, projects, simple, users
+    from .api import audit, files, indexes, meta, projects, simple, tokens, users
 
     app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
@@ -67,14 +68,14 @@ def build_app(core: Core) -> Callable:
     app.install(ReadGuard(core))  # inside the error plugin: its refusals leave as JSON
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.
-    for module in (meta, simple, files, indexes, users, projects):
+    for module in (meta, audit, simple, files, indexes, users, tokens, projects):
         module.install(app, core)
     if core.plugins is not None:  # after the API: plugins (last registered first), test runs, the mirror
         core.plugins.add_routes(app, core)
     from .http.cached_page_lane import FastLane
 
     fastlane = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
-    full = RequestLog(DevpiHeaders(Utf8Paths(fastlane), core))
+    full = RequestLog(DevpiHeaders(Utf8Paths(AuditTrail(fastlane, core)), core))
     # the server answers cache hits in its event loop through this shorter stack
     full.fastlane = fastlane
     full.fast_wsgi = RequestLog(DevpiHeaders(fastlane, core), full.log)

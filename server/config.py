@@ -73,6 +73,7 @@ class ServerConfig:
     mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
     page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
     mirror_memory: int = 64 << 20  # bytes of upstream pages each mirror keeps in memory
+    audit_keep: int = 100_000  # audit log entries kept (the oldest go first)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -19,17 +19,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert
 
 from . import __version__
+from .accounts.api_tokens import ApiTokens
+from .accounts.api_tokens import looks_like_token as looks_like_api_token
 from .accounts.auth import Authenticator, Identity
 from .accounts.live_pwhash import LivePwhash
 from .accounts.login_throttle import LoginThrottle, Rate
 from .accounts.modify_policy import ModifyPolicy
-from .accounts.scope import READ
+from .accounts.scope import DELETE, INDEX_ADMIN, PUSH, READ, TOXRESULT, UPLOAD
 from .config import ServerConfig
 from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
 from .store import catalog, schema
+from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
 from .store.indexconfig import DEFAULT_ACL_READ
@@ -75,9 +78,12 @@ class Core:
         self._pwhash_generation = 0
         self._live_pwhash = None if self.storage.is_sqlite else LivePwhash(self.storage.engine)
         self.auth: Authenticator | None = None
+        self.api_tokens = ApiTokens(self.storage, self._live_pwhash)
         self.proxies = TrustedProxies(config.trusted_proxy)
         self.throttle = LoginThrottle(Rate.parse(config.login_rate), Rate.parse(config.login_rate_user))
         self.modify_policy = ModifyPolicy(config.restrict_modify)
+        # writes and failed logins (http/audit_trail.py records them, GET /+audit reads them)
+        self.audit = AuditLog(self.storage, config.audit_keep)
         self.storage.add_listener(self._on_commit)
         self._background: list[tuple[str, Callable[[], None]]] = []
         self._background_thread: threading.Thread | None = None
@@ -345,22 +351,45 @@ class Core:
 
     def authenticate(self, user: str, secret: str) -> Identity | None:
         assert self.auth is not None
+        if looks_like_api_token(secret):  # checked here only: never handed to a plugin
+            return self.api_tokens.authenticate(user, secret, self._plugin_groups)
         if self.plugins is not None and self.plugins.auth is not None:
             return self.plugins.auth.authenticate(self, user, secret)
         return self.auth.authenticate(user, secret, self.pwhash_of(user))
 
+    def _plugin_groups(self, user: str) -> tuple[str, ...]:
+        """The groups plugins give ``user`` (a token's identity is in them too)."""
+        hook = getattr(self.plugins.auth, "groups", None) if self.plugins and self.plugins.auth else None
+        if hook is None:
+            return ()
+        groups: list[str] = []
+        for more in hook(user=user):
+            groups.extend(str(g) for g in more or () if str(g) not in groups)
+        return tuple(groups)
+
+    @staticmethod
+    def is_scoped(ident: Identity | None) -> bool:
+        """A scoped API token: it may never change its user (password, email, tokens,
+        deletion), whatever its actions (accounts/scope.py)."""
+        return ident is not None and ident.scope is not None
+
     def may_modify_user(self, ident: Identity | None, username: str) -> bool:
-        return self.modify_policy.may_manage(ident, username)
+        return not self.is_scoped(ident) and self.modify_policy.may_manage(ident, username)
 
     def may_modify_index(self, ident: Identity | None, ix: IndexRow) -> bool:
-        return self.modify_policy.may_manage(ident, ix.user)
+        return self.modify_policy.may_manage(self.within_scope(ident, INDEX_ADMIN, ix.fullname), ix.user)
 
-    def may_create_index(self, ident: Identity | None, owner: str) -> bool:
+    def may_create_index(self, ident: Identity | None, owner: str, name: str | None = None) -> bool:
+        """A token needs ``index-admin`` on no index in particular, or with the new index
+        named in its index list."""
+        index = f"{owner}/{name}" if name is not None else None
+        ident = self.within_scope(ident, INDEX_ADMIN, index)
         return self.modify_policy.may_manage(ident, owner)
 
     def may_delete_released(self, ident: Identity | None, ix: IndexRow) -> bool:
         """Deleting from a non-volatile index (with force): its owner, root or a
         --restrict-modify admin, never a mere acl_upload member (doc/api.md)."""
+        ident = self.within_scope(ident, DELETE, ix.fullname)
         return ident is not None and (ident.user == ix.user or self.modify_policy.is_admin(ident))
 
     @staticmethod
@@ -387,10 +416,22 @@ class Core:
         return self.in_acl(ident, ix.config.get("acl_read") or DEFAULT_ACL_READ)
 
     def may_upload(self, ident: Identity | None, ix: IndexRow) -> bool:
+        """Release files and documentation (also the target of a push)."""
+        ident = self.within_scope(ident, UPLOAD, ix.fullname)
         return ix.type == "stage" and self.in_acl(ident, ix.config.get("acl_upload") or [])
 
+    def may_upload_toxresult(self, ident: Identity | None, ix: IndexRow) -> bool:
+        ident = self.within_scope(ident, TOXRESULT, ix.fullname)
+        return self.in_acl(ident, ix.config.get("acl_toxresult_upload") or [])
+
+    def may_push_from(self, ident: Identity | None, ix: IndexRow) -> bool:
+        """Whether a token's scope lets it push releases out of ``ix`` (a password may)."""
+        return self.within_scope(ident, PUSH, ix.fullname) is not None
+
     def may_delete(self, ident: Identity | None, ix: IndexRow) -> bool:
-        return self.may_modify_index(ident, ix) or self.may_delete_released(ident, ix) or (
+        """Deleting and (un)yanking: a token needs its ``delete`` action on ``ix``."""
+        ident = self.within_scope(ident, DELETE, ix.fullname)
+        return self.modify_policy.may_manage(ident, ix.user) or self.may_delete_released(ident, ix) or (
             ident is not None and self.in_acl(ident, ix.config.get("acl_upload") or []))
 
     def status(self) -> dict[str, Any]:

@@ -145,6 +145,9 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
     p.add_argument("--blob-storage", metavar="URL", default=None,
                    help="where file contents are kept, when a plugin provides a store for the URL's "
                         "scheme (default: the blobs folder in the server dir)")
+    p.add_argument("--audit-keep", metavar="COUNT", type=positive_int, default=100_000,
+                   help="audit log entries kept (writes and failed logins, GET /+audit for root); the "
+                        "oldest go first (default: 100000)")
     p.add_argument("--debug", action="store_true", help="log more")
     version = plugins.version_text(__version__) if plugins else f"devpi server {__version__}"
     p.add_argument("--version", action="version", version=version,
@@ -186,7 +189,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         mirror_creators=args.mirror_creators, mirror_allow_hosts=args.mirror_allow_hosts,
         mirror_file_hosts=args.mirror_file_hosts,
         mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
-        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory)
+        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep)
 
 
 def _later(seconds: float, fn: Callable[[], Any]) -> None:

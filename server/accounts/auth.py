@@ -49,6 +49,12 @@ def verify_password(password: str, pwhash: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
+class AuthUnavailable(Exception):
+    """The source of identities (an LDAP directory) could not answer: the request fails with
+    503 and this message, rather than as a wrong password (which would count against the
+    user's login throttle) or a success (fail closed)."""
+
+
 @dataclass(frozen=True)
 class Identity:
     user: str

@@ -24,10 +24,15 @@ class LivePwhash:
                                      pool_pre_ping=False)
 
     def __call__(self, user: str) -> str | None:
+        row = self.fetchone(QUERY, (user,))
+        return row[0] if row else None
+
+    def fetchone(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row of a query read now (also the scoped tokens' rows: accounts/api_tokens.py)."""
         for attempt in (1, 2):  # a pooled connection the database closed fails once
             conn = self._engine.raw_connection()
             try:
-                row = conn.driver_connection.execute(QUERY, (user,)).fetchone()
+                row = conn.driver_connection.execute(query, params).fetchone()
             except Exception:
                 conn.invalidate()
                 if attempt == 2:
@@ -36,7 +41,7 @@ class LivePwhash:
                 continue
             finally:
                 conn.close()
-            return row[0] if row else None
+            return row
         raise AssertionError("unreachable")
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import bottle
 
+from ..accounts.scope import TOXRESULT
 from ..core import Core
 from ..repos import nonvolatile
 from ..store import catalog
@@ -234,7 +235,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def post_toxresult(user: str, index: str, path: str):
         ix = require_index(core, user, index)
-        if not core.in_acl(identity(core, req), ix.config.get("acl_toxresult_upload") or []):
+        if not core.may_upload_toxresult(identity(core, req), ix):
             raise APIError(403, "No permission to upload tox results. You can use the devpi test "
                                 "--no-upload option to skip the upload.")
         body = read_json(req, max_bytes=MAX_TOX_REPORT_BYTES)
@@ -243,7 +244,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         relpath = "+f/" + path
         raw = json.dumps(body, sort_keys=True).encode()
         sha256 = core.blobs.put_bytes(raw)
-        ident = identity(core, req)
+        ident = core.within_scope(identity(core, req), TOXRESULT, ix.fullname)
         stored = store_toxresult(core, ix, relpath, sha256, len(raw), ident.user if ident else None)
         return json_reply(f"{ix.fullname}/{stored.relpath}#sha256={sha256}", "toxresultpath")
 

@@ -15,10 +15,15 @@ from urllib.parse import quote
 
 import bottle
 
-from ..accounts.auth import Identity, parse_basic, parse_devpi_auth
+from ..accounts.api_tokens import TOKEN_USER
+from ..accounts.api_tokens import looks_like_token as looks_like_api_token
+from ..accounts.auth import AuthUnavailable, Identity, parse_basic, parse_devpi_auth
 from ..http.trusted_proxies import valid_host
 from ..packaging.names import is_user_name
 
+# environ keys the authentication leaves for the audit trail (http/audit_trail.py)
+AUTH_FAILED = "devpi.auth_failed"  # the user name whose credentials failed
+AUTH_USER = "devpi.auth_user"  # the user whose credentials succeeded
 INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
 JSON_CT = "application/json"
 
@@ -206,19 +211,45 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
     of megabytes, and PostgreSQL refuses a NUL in a query parameter. Such a failure counts
     against the client's address only (there is no user to protect)."""
     addr = core.proxies.client_addr(request.environ)
+    if not secret and looks_like_api_token(user):  # devpi-tokens' form: the token as the user name
+        user, secret = TOKEN_USER, user
+    if user == TOKEN_USER:  # no user to protect: a failure counts against the address only
+        return _authenticate_token(core, request.environ, addr, secret)
     key = user if is_user_name(user) else None
     wait = core.throttle.retry_after(key, addr)
     if wait:
         raise APIError(429, f"too many failed logins; try again in {wait} seconds",
                        {"Retry-After": str(wait)})
+    env = request.environ
     if key is None:
         core.throttle.failed(None, addr)
+        env[AUTH_FAILED] = "(invalid name)"
         return None
-    ident = core.authenticate(user, secret)
+    try:
+        ident = core.authenticate(user, secret)
+    except AuthUnavailable as e:  # the directory is down: neither a success nor a wrong password
+        env[AUTH_FAILED] = user
+        raise APIError(503, str(e), {"Retry-After": "30"}) from None
     if ident is None:
         core.throttle.failed(user, addr)
+        env[AUTH_FAILED] = user  # the audit trail records it (http/audit_trail.py)
     else:
         core.throttle.succeeded(user, addr)
+        env[AUTH_USER] = ident.user
+    return ident
+
+
+def _authenticate_token(core, env: dict, addr: str, secret: str) -> Identity | None:
+    wait = core.throttle.retry_after(None, addr)
+    if wait:
+        raise APIError(429, f"too many failed logins; try again in {wait} seconds",
+                       {"Retry-After": str(wait)})
+    ident = core.authenticate(TOKEN_USER, secret) if looks_like_api_token(secret) else None
+    if ident is None:
+        core.throttle.failed(None, addr)
+        env[AUTH_FAILED] = TOKEN_USER  # the audit trail records it (http/audit_trail.py)
+    else:
+        env[AUTH_USER] = ident.user
     return ident
 
 

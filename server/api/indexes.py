@@ -140,7 +140,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             check_user_or_index_name(index, "index name")
         except InvalidName as e:
             raise APIError(400, str(e)) from None
-        if not core.may_create_index(ident, user):  # before the body is read
+        if not core.may_create_index(ident, user, index):  # before the body is read
             raise APIError(403, f"no permission to create index {user}/{index}")
         body = read_json(req) or {}
         if not isinstance(body, dict):

@@ -1,8 +1,11 @@
 """Discovery and session: /+api, /+login, /+status, /+changelog, and the user list."""
 from __future__ import annotations
 
+import time
+
 import bottle
 
+from ..accounts.auth import Identity
 from ..core import Core
 from ..packaging.names import is_user_name
 from ..store import catalog
@@ -27,6 +30,19 @@ def poll_timeout(text: str | None) -> float:
     if not 0 <= value < float("inf"):  # also false for nan
         raise APIError(400, f"timeout must be a non-negative number of seconds, not {text[:40]!r}")
     return min(value, MAX_POLL_WAIT)
+
+
+def _token_login(core: Core, ident: Identity, token: str) -> bottle.HTTPResponse:
+    """Logging in with a scoped API token gives back that token: a login token would carry
+    the user's full rights. ``user`` tells ``devpi login --token`` whose it is."""
+    row = core.api_tokens.row(ident.scope.token_id) if ident.scope else None
+    if row is None:  # revoked in between
+        raise APIError(401, "the token could not be authenticated")
+    lifetime = max(0, int(row.expires - time.time()))
+    return json_reply({"password": token, "expiration": lifetime, "user": row.owner,
+                       "token": {"id": row.id, "allowed": list(row.actions),
+                                 "indexes": list(row.indexes) if row.indexes is not None else None}},
+                      "proxyauth", "login successful (scoped API token)")
 
 
 def install(app: bottle.Bottle, core: Core) -> None:
@@ -64,6 +80,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
             # an impossible name (megabytes, control characters) is not echoed back
             shown = repr(user) if is_user_name(user) else "with an invalid name"
             raise APIError(401, f"user {shown} could not be authenticated")
+        if ident.scope is not None:
+            return _token_login(core, ident, password)
         with core.storage.read() as conn:
             u = catalog.get_user(conn, user)
         # a user only a plugin knows (no local row): its token is signed without a hash, and

@@ -125,7 +125,8 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     # Every push needs a user (to upload to the target, or to post elsewhere): decided from
     # the headers, before the body is read. The body is a small JSON object.
     require_read(core, req, ix)  # a push copies what it reads: the pusher must be a reader
-    require_identity(core, req)
+    if not core.may_push_from(require_identity(core, req), ix):
+        raise APIError(403, f"this token may not push from {ix.fullname} (it needs the push action there)")
     body = read_json(req, max_bytes=MAX_PUSH_BODY)
     if not isinstance(body, dict):
         raise APIError(400, "push needs a JSON object with name, version and targetindex or posturl")

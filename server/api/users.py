@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bottle
 
+from ..accounts.api_tokens import looks_like_token as looks_like_api_token
 from ..accounts.auth import TokenSigner, hash_password
 from ..core import Core
 from ..packaging.names import InvalidName, check_user_or_index_name
@@ -14,6 +15,8 @@ from .meta import USER_SEG
 from .read_guard import visible_indexes
 
 IGNORED_KEYS = {"created", "modified", "indexes", "username"}
+SCOPED_TOKEN = ("a scoped API token cannot change users (password, settings, tokens, deletion): "
+                "use the password or a login token")
 
 
 def _user_changes(body: object) -> tuple[dict, str | None]:
@@ -28,6 +31,8 @@ def _user_changes(body: object) -> tuple[dict, str | None]:
         raise APIError(400, "password must be a string")
     if password and TokenSigner.looks_like_token(password):  # it would be checked as a token
         raise APIError(400, f"a password must not begin with {TokenSigner.PREFIX!r} (that marks login tokens)")
+    if password and looks_like_api_token(password):
+        raise APIError(400, "a password must not have the form of an API token (devpi_<id>_<secret>)")
     changes = {k: body[k] for k in USER_KEYS if k in body}
     try:
         check_fields(changes)
@@ -61,6 +66,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def create(user: str):
         ident = identity(core, req)
+        if core.is_scoped(ident):  # a token acts for its user, never creates others
+            raise APIError(403, SCOPED_TOKEN)
         if not core.modify_policy.may_create_user(ident):
             if ident is None:
                 raise APIError(401, "this server restricts who may create users (--restrict-modify): "
@@ -85,6 +92,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def modify(user: str):
         ident = require_identity(core, req)
+        if core.is_scoped(ident):
+            raise APIError(403, SCOPED_TOKEN)
         full = core.may_modify_user(ident, user)
         if not full and not core.modify_policy.may_change_password(ident, user):
             raise APIError(403, f"no permission to modify user {user}")
@@ -108,6 +117,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     def delete(user: str):
         ident = require_identity(core, req)
+        if core.is_scoped(ident):
+            raise APIError(403, SCOPED_TOKEN)
         if user == "root":
             raise APIError(403, "root user cannot be deleted")
         if not core.may_modify_user(ident, user):

@@ -100,6 +100,9 @@ def delete_user(tx: WriteTx, name: str) -> None:
     drop_from_bases(tx, {ix.fullname for ix in own})
     for ix in own:
         delete_index(tx, ix)
+    from .tokens import delete_user_tokens
+
+    delete_user_tokens(tx, name)
     tx.conn.execute(delete(schema.users).where(schema.users.c.name == name))
     tx.record("user", user=name, op="delete")
 

@@ -209,3 +209,39 @@ testrun_events = Table(
 )
 Index("ix_testrun_events_run", testrun_events.c.run_id, testrun_events.c.seq)
 __all__ += ["testruns", "testrun_events"]
+
+# ---------------------------------------------------------------------------------------------
+# Scoped API tokens (migration 0006, owned by store/tokens.py). A token string names its row
+# ("devpi_<id>_<secret>", see accounts/api_tokens.py), so checking one is a primary-key look-up;
+# only the SHA-256 of its random secret is stored. Created and revoked through write
+# transactions (changelog kind "token"); ``last_used`` is written without a serial.
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(100), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # hex SHA-256 of the secret part
+    Column("actions", Text, nullable=False),  # JSON list of accounts/scope.py actions
+    Column("indexes", Text),  # JSON list of "user/index"; NULL: any index
+    Column("expires", Float, nullable=False),  # unix time
+    Column("description", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_used", Float),  # unix time, written at most once a minute per token and process
+)
+Index("ix_tokens_owner", tokens.c.owner)
+__all__ += ["tokens"]
+
+# The audit log (store/audit_log.py): writes and failed logins, who/what/where/when. Bounded by
+# count (--audit-keep): the oldest rows go first. Not part of the changelog (replicas and
+# plugins never see it) and readable by root only (GET /+audit).
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # server time, seconds since the epoch
+    Column("event", String(20), nullable=False),  # write | auth-failure
+    Column("user", String(100)),  # the authenticated user; for a failed login the name tried
+    Column("client", String(100), nullable=False),  # the address (trusted proxies resolved)
+    Column("method", String(10), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("status", Integer, nullable=False),
+)
+__all__ += ["audit"]

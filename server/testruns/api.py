@@ -32,6 +32,7 @@ from typing import Any
 import bottle
 
 from ..accounts.auth import Identity
+from ..accounts.scope import TOXRESULT
 from ..api.httpkit import (
     MAX_TOX_REPORT_BYTES,
     APIError,
@@ -284,8 +285,9 @@ def install(app: bottle.Bottle, core: Core) -> None:
     def open_(user: str, index: str):
         ix = stage(user, index)
         ident = identity(core, req)
-        if not core.in_acl(ident, ix.config.get("acl_toxresult_upload") or []):
+        if not core.may_upload_toxresult(ident, ix):
             raise APIError(403, NO_PERMISSION)
+        ident = core.within_scope(ident, TOXRESULT, ix.fullname)  # out of scope: uploads anonymously
         body = body_dict()
         f = release_file(ix, body.get("file"))
         try:

@@ -2,14 +2,17 @@
 import sqlite3
 
 import requests
+from devpi.server.store.migrate import known_heads
 from support.dists import write_sdist, write_wheel
 
 
 def _make_pre_0004(serverdir):
     """Turn the database back into what a server before migration 0004 left behind (so also
-    without what 0005 added)."""
+    without what later ones added)."""
     db = sqlite3.connect(serverdir / "devpi.sqlite")
     with db:
+        db.execute("DROP TABLE tokens")  # 0006
+        db.execute("DROP TABLE audit")  # what 0007 added
         db.execute("DROP INDEX ix_releases_canonical")
         db.execute("ALTER TABLE releases DROP COLUMN canonical_version")
         db.execute("ALTER TABLE releases DROP COLUMN requires_python")
@@ -34,7 +37,7 @@ def test_older_server_dir_is_upgraded_in_place(server, tmp_path):
                       headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
     assert [f["requires-python"] for f in page["files"]] == [">=3.9"]
     db = sqlite3.connect(server.serverdir / "devpi.sqlite")
-    assert {r[0] for r in db.execute("SELECT version_num FROM alembic_version")} == {"0005"}
+    assert {r[0] for r in db.execute("SELECT version_num FROM alembic_version")} == known_heads()
     db.close()
 
 
@@ -105,6 +108,8 @@ def _make_pre_0005(server, project: str, odd_version: str) -> None:
 
     engine = _engine_of(server)
     with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE tokens"))  # 0006: a server before 0005 had none
+        conn.execute(sa.text("DROP TABLE audit"))  # what 0007 added
         conn.execute(sa.text("DROP INDEX ix_releases_canonical"))
         conn.execute(sa.text("ALTER TABLE releases DROP COLUMN canonical_version"))
         conn.execute(sa.text("DELETE FROM alembic_version"))
@@ -139,7 +144,7 @@ def test_releases_get_their_canonical_version_on_upgrade(any_server, tmp_path):
         indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("releases")}
     engine.dispose()
     assert stored == {"4.0": "4", "nightly-2024": "nightly-2024"}
-    assert heads == {"0005"}
+    assert heads == known_heads()
     assert "ix_releases_canonical" in indexes
 
     sdist = write_sdist(tmp_path, "pkg", "4.0.0")

@@ -63,6 +63,8 @@ class Core:
         # (the indexes dict it was computed from, fullname -> whether every member of the
         # index's resolution order is readable by anyone): the cached-page fast path's check
         self._open_chains: tuple[dict[str, IndexRow] | None, dict[str, bool]] = (None, {})
+        # the same per (index, user, groups): (may read it, members hidden) (see read_view)
+        self._read_views: tuple[dict[str, IndexRow] | None, dict[tuple, tuple[bool, tuple[str, ...]]]] = (None, {})
         # index name -> a number that changes with every commit touching that index (from
         # one counter: concurrent commits never leave the same number twice)
         self._index_generations: dict[str, int] = {}
@@ -324,7 +326,28 @@ class Core:
         what its view of the index leaves out. Empty for an open chain without a check."""
         if self.chain_open(ix.fullname):
             return ()
-        return tuple(m.fullname for m in self.resolution_order(ix) if not self.may_read(ident, m))
+        return self.read_view(ident, ix)[1]
+
+    def read_view(self, ident: Identity | None, ix: IndexRow) -> tuple[bool, tuple[str, ...]]:
+        """(may ``ident`` read ``ix``, the members of its resolution order it may not read),
+        remembered per loaded index table and (user, groups) for identities without a token
+        scope: the cached-page fast path of a restricted index asks on every request."""
+        if ident is not None and ident.scope is not None:
+            return self.may_read(ident, ix), tuple(
+                m.fullname for m in self.resolution_order(ix) if not self.may_read(ident, m))
+        indexes = self.indexes()
+        known, views = self._read_views
+        if known is not indexes:
+            views = {}
+            self._read_views = (indexes, views)
+        key = (ix.fullname, ident.user, ident.groups) if ident is not None else (ix.fullname,)
+        view = views.get(key)
+        if view is None:
+            view = (self.may_read(ident, ix),
+                    tuple(m.fullname for m in self.resolution_order(ix) if not self.may_read(ident, m)))
+            if len(views) < 10_000:
+                views[key] = view
+        return view
 
     # -- identities and permissions ---------------------------------------------------
     def pwhash_of(self, user: str) -> str | None:
@@ -356,6 +379,25 @@ class Core:
         if self.plugins is not None and self.plugins.auth is not None:
             return self.plugins.auth.authenticate(self, user, secret)
         return self.auth.authenticate(user, secret, self.pwhash_of(user))
+
+    def identity_at_once(self, user: str, secret: str) -> Identity | None:
+        """The identity of credentials that verify *without waiting*, else None (not known).
+
+        For the event loop (the cached-page fast path of a read-restricted index), which must
+        never wait for the database, a plugin or a key derivation: only a password in the
+        verified-password cache or a login token (an HMAC), with the stored hash already in
+        memory, on a single-process store. Anything else (PostgreSQL, whose processes read
+        the hash per request; plugins such as LDAP; API tokens; a miss) is None: the request
+        goes to a worker thread and ``authenticate`` as usual. A None is never a refusal."""
+        if self._live_pwhash is not None or looks_like_api_token(secret) or (
+                self.plugins is not None and self.plugins.auth is not None) or self.auth is None:
+            return None
+        pwhash = self._pwhashes.get(user)
+        if pwhash is None:
+            return None
+        if self.auth.tokens.looks_like_token(secret):
+            return Identity(user) if self.auth.tokens.check(user, secret, pwhash) else None
+        return Identity(user) if self.auth.cache.hit(user, secret, pwhash) else None
 
     def _plugin_groups(self, user: str) -> tuple[str, ...]:
         """The groups plugins give ``user`` (a token's identity is in them too)."""

@@ -24,6 +24,12 @@ class FastLane:
         self.app = app
         self.core = core
         self._formats: dict[tuple[str, str], tuple[str, str]] = {}
+        # the API's helpers (imported here, once: the app is built, no import cycle left)
+        from ..api.httpkit import credentials_of
+        from ..api.simple import page_key
+
+        self._credentials_of = credentials_of
+        self._page_key = page_key
 
     def _format(self, accept: str, query: str) -> tuple[str, str] | None:
         key = (accept, query)
@@ -63,9 +69,8 @@ class FastLane:
                         key = (user, index, "", chosen[0], "")
                     page = self.core.page_cache.get(key)
                     if (page is not None or not in_loop) and not self.core.chain_open(f"{user}/{index}", load=False):
-                        if in_loop:
-                            return None
-                        page = self._restricted(environ, user, index, key)
+                        page = self._in_loop(environ, user, index, key) if in_loop else \
+                            self._restricted(environ, user, index, key)
                     # a compact page for a client without gzip is decompressed as it is sent:
                     # a streamed answer, the threaded path's job
                     if page is not None and (page.body is not None
@@ -73,6 +78,26 @@ class FastLane:
                         found = environ["devpi.cached_page"] = (page, chosen[1])
                         return found
         return None
+
+    def _in_loop(self, environ: dict, user: str, index: str, key: tuple) -> CachedPage | None:
+        """A restricted chain's page for a reader known without waiting (anonymous, or
+        credentials ``Core.identity_at_once`` can tell), or None: then a worker thread
+        decides (``_restricted`` or the application, which also answers refusals)."""
+        core = self.core
+        indexes = core._indexes
+        ix = indexes.get(f"{user}/{index}") if indexes is not None else None
+        if ix is None:
+            return None
+        creds = self._credentials_of(environ)
+        if creds is None:
+            return None  # anonymous (a refusal, or an unusual ACL) or malformed: the thread's job
+        ident = core.identity_at_once(*creds)
+        if ident is None:
+            return None
+        readable, hidden = core.read_view(ident, ix)
+        if not readable or core.throttle.retry_after(creds[0], core.proxies.client_addr(environ)):
+            return None
+        return core.page_cache.get(self._page_key(*key, hidden))
 
     def _restricted(self, environ: dict, user: str, index: str, key: tuple) -> CachedPage | None:
         """The page this reader's view of a restricted chain caches, or None: then the full

@@ -134,3 +134,22 @@ def test_acl_change_reaches_another_process(make_server, pg_cluster, tmp_path):
         assert r.status_code == 200 and time.monotonic() < deadline, r.status_code
         time.sleep(0.05)
     assert versions(get(b, "/alice/flip/+simple/flipmp-zq/", ("alice", "alice-pw"))) == ["1.0"]
+
+
+def test_cached_restricted_page_follows_password_changes_at_once(world):
+    """The restricted page's fast path (credentials told apart without waiting) serves alice's
+    cached page, and stops at once for her old password when she changes it."""
+    srv = world
+    url = "/alice/secret/+simple/shadow-zq/"
+    for _ in range(3):
+        assert versions(get(srv, url, ("alice", "alice-pw"))) == ["1.0"]
+    assert get(srv, url, ("alice", "wrong")).status_code == 401
+    assert get(srv, url, ("bob", "bob-pw")).status_code == 403
+    alice = srv.login("alice", "alice-pw")
+    assert srv.api("PATCH", "/alice", json={"password": "new-pw"}, auth=alice).status_code == 200
+    assert get(srv, url, ("alice", "alice-pw")).status_code == 401
+    for _ in range(3):
+        assert versions(get(srv, url, ("alice", "new-pw"))) == ["1.0"]
+    token = srv.login("alice", "new-pw")[1]  # a login token, as devpi install sends it
+    for _ in range(2):
+        assert versions(get(srv, url, ("alice", token))) == ["1.0"]

@@ -113,7 +113,8 @@ def show_toxresults(hub: Hub, hrefs: list[str], failures: bool) -> None:
     newest: dict[tuple[str, str, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
     for href in sorted(hrefs):
         # a plain GET: with "Accept: application/json" a file URL answers with its metadata instead
-        reply = hub.request("GET", href, auth=False, check=False, headers={"Accept": "*/*"})
+        # with the login (sent only to the server it belongs to): a private index's results need it
+        reply = hub.request("GET", href, check=False, headers={"Accept": "*/*"})
         data = None
         if reply.status_code == 200:
             try:

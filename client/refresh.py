@@ -28,7 +28,7 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     for name in args.names:
         url = f"{index}/+simple/{normalize(name)}/refresh"
         try:
-            reply = hub.request("POST", url, auth=False, check=False, headers={"Accept": "text/html"})
+            reply = hub.request("POST", url, check=False, headers={"Accept": "text/html"})
         except DevpiError as e:
             failures.append(f"{name}: {e.message}")
             continue

@@ -63,6 +63,9 @@ def build_app(core: Core) -> Callable:
 
     app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
+    from .api.read_guard import ReadGuard
+
+    app.install(ReadGuard(core))  # inside the error plugin: its refusals leave as JSON
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.
     for module in (meta, audit, simple, files, indexes, users, tokens, projects):

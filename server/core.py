@@ -60,6 +60,11 @@ class Core:
         self._indexes_lock = threading.Lock()
         self._indexes_loading = threading.Lock()  # one reader after a change, not one per request
         self._repos: dict[str, Repository] = {}
+        # (the indexes dict it was computed from, fullname -> whether every member of the
+        # index's resolution order is readable by anyone): the cached-page fast path's check
+        self._open_chains: tuple[dict[str, IndexRow] | None, dict[str, bool]] = (None, {})
+        # the same per (index, user, groups): (may read it, members hidden) (see read_view)
+        self._read_views: tuple[dict[str, IndexRow] | None, dict[tuple, tuple[bool, tuple[str, ...]]]] = (None, {})
         # index name -> a number that changes with every commit touching that index (from
         # one counter: concurrent commits never leave the same number twice)
         self._index_generations: dict[str, int] = {}
@@ -270,18 +275,79 @@ class Core:
                         repos[key] = repo  # not one built from a row an index change replaced
         return repo
 
-    def repository(self, ix: IndexRow) -> Repository:
-        """The merged view an index serves (its own files plus its bases')."""
+    def repository(self, ix: IndexRow, hidden: tuple[str, ...] = ()) -> Repository:
+        """The merged view an index serves (its own files plus its bases'), without the
+        members named in ``hidden`` (those its reader may not read: ``hidden_members``).
+
+        A hidden private member still counts for the mirror_whitelist guard: a project
+        it holds is not mixed with a mirror's releases of that name for anyone (the
+        dependency-confusion guard must not depend on who asks; doc/security.md)."""
         if ix.type != "stage":
             return self.single_repository(ix)
-        repo = self._repos.get(ix.fullname)
+        key = ix.fullname if not hidden else ix.fullname + "\0" + "\0".join(hidden)
+        repo = self._repos.get(key)
         if repo is None:
-            members = [self.single_repository(i) for i in self.resolution_order(ix)]
-            repo = MergedRepository(ix.fullname, members, self.whitelist_for(ix))
+            order = self.resolution_order(ix)
+            members = [self.single_repository(i) for i in order if i.fullname not in hidden]
+            guards = [self.single_repository(i) for i in order if i.fullname in hidden and i.type != "mirror"]
+            repo = MergedRepository(ix.fullname, members, self.whitelist_for(ix), guards)
             with self._indexes_lock:
                 if self._indexes is not None and self._indexes.get(ix.fullname) is ix:
-                    self._repos[ix.fullname] = repo
+                    self._repos[key] = repo
         return repo
+
+    # -- read access --------------------------------------------------------------------
+    @staticmethod
+    def readable_by_anyone(ix: IndexRow) -> bool:
+        return ":ANONYMOUS:" in (ix.config.get("acl_read") or DEFAULT_ACL_READ)
+
+    def chain_open(self, fullname: str, load: bool = True) -> bool | None:
+        """Whether the index and every member of its resolution order are readable by anyone
+        (then every reader gets the same view and no one's identity matters). O(1) once
+        known: remembered per loaded index table. ``load=False`` never reads the database
+        (the event loop asks): None then when the table is not loaded."""
+        indexes = self._indexes if not load else self.indexes()
+        if indexes is None:
+            return None
+        known, flags = self._open_chains
+        if known is not indexes:
+            flags = {}
+            self._open_chains = (indexes, flags)
+        flag = flags.get(fullname)
+        if flag is None:
+            ix = indexes.get(fullname)
+            if ix is None:
+                return False
+            flag = flags[fullname] = all(self.readable_by_anyone(m) for m in self.resolution_order(ix))
+        return flag
+
+    def hidden_members(self, ident: Identity | None, ix: IndexRow) -> tuple[str, ...]:
+        """The members of the index's resolution order ``ident`` may not read (in order):
+        what its view of the index leaves out. Empty for an open chain without a check."""
+        if self.chain_open(ix.fullname):
+            return ()
+        return self.read_view(ident, ix)[1]
+
+    def read_view(self, ident: Identity | None, ix: IndexRow) -> tuple[bool, tuple[str, ...]]:
+        """(may ``ident`` read ``ix``, the members of its resolution order it may not read),
+        remembered per loaded index table and (user, groups) for identities without a token
+        scope: the cached-page fast path of a restricted index asks on every request."""
+        if ident is not None and ident.scope is not None:
+            return self.may_read(ident, ix), tuple(
+                m.fullname for m in self.resolution_order(ix) if not self.may_read(ident, m))
+        indexes = self.indexes()
+        known, views = self._read_views
+        if known is not indexes:
+            views = {}
+            self._read_views = (indexes, views)
+        key = (ix.fullname, ident.user, ident.groups) if ident is not None else (ix.fullname,)
+        view = views.get(key)
+        if view is None:
+            view = (self.may_read(ident, ix),
+                    tuple(m.fullname for m in self.resolution_order(ix) if not self.may_read(ident, m)))
+            if len(views) < 10_000:
+                views[key] = view
+        return view
 
     # -- identities and permissions ---------------------------------------------------
     def pwhash_of(self, user: str) -> str | None:
@@ -313,6 +379,25 @@ class Core:
         if self.plugins is not None and self.plugins.auth is not None:
             return self.plugins.auth.authenticate(self, user, secret)
         return self.auth.authenticate(user, secret, self.pwhash_of(user))
+
+    def identity_at_once(self, user: str, secret: str) -> Identity | None:
+        """The identity of credentials that verify *without waiting*, else None (not known).
+
+        For the event loop (the cached-page fast path of a read-restricted index), which must
+        never wait for the database, a plugin or a key derivation: only a password in the
+        verified-password cache or a login token (an HMAC), with the stored hash already in
+        memory, on a single-process store. Anything else (PostgreSQL, whose processes read
+        the hash per request; plugins such as LDAP; API tokens; a miss) is None: the request
+        goes to a worker thread and ``authenticate`` as usual. A None is never a refusal."""
+        if self._live_pwhash is not None or looks_like_api_token(secret) or (
+                self.plugins is not None and self.plugins.auth is not None) or self.auth is None:
+            return None
+        pwhash = self._pwhashes.get(user)
+        if pwhash is None:
+            return None
+        if self.auth.tokens.looks_like_token(secret):
+            return Identity(user) if self.auth.tokens.check(user, secret, pwhash) else None
+        return Identity(user) if self.auth.cache.hit(user, secret, pwhash) else None
 
     def _plugin_groups(self, user: str) -> tuple[str, ...]:
         """The groups plugins give ``user`` (a token's identity is in them too)."""
@@ -358,7 +443,7 @@ class Core:
         return None
 
     @staticmethod
-    def in_acl(ident: Identity | None, acl: list[str]) -> bool:
+    def in_acl(ident: Identity | None, acl: list[str] | tuple[str, ...]) -> bool:
         if ":ANONYMOUS:" in acl:
             return True
         if ident is None:
@@ -370,7 +455,7 @@ class Core:
         ident = self.within_scope(ident, READ, ix.fullname)
         if ident is not None and ident.user in ("root", ix.user):
             return True
-        return self.in_acl(ident, ix.config.get("acl_read") or list(DEFAULT_ACL_READ))
+        return self.in_acl(ident, ix.config.get("acl_read") or DEFAULT_ACL_READ)
 
     def may_upload(self, ident: Identity | None, ix: IndexRow) -> bool:
         """Release files and documentation (also the target of a push)."""

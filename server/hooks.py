@@ -104,7 +104,11 @@ def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
 
     Called once while the app is built, after the built-in API routes; a route with the
     very rule and method of one of them is refused (logged). A callback returns ``json_response(doc)`` (above)
-    or raises ``devpi.server.api.httpkit.APIError(status, message)`` for a JSON error."""
+    or raises ``devpi.server.api.httpkit.APIError(status, message)`` for a JSON error.
+    A route whose rule names an index as ``<user>`` and ``<index>`` parameters is read
+    guarded: it runs only for readers of that index (``acl_read``; 401/403 for others),
+    unless registered with ``read_acl=False`` (then the callback checks rights itself).
+    A middleware (below) has no such guard: it must check ``core.may_read`` itself."""
 
 
 @hookspec

@@ -183,7 +183,11 @@ def credentials(request: bottle.BaseRequest) -> tuple[str, str] | None:
 
     Read from the raw environ (latin-1 text as WSGI gives it): bottle's ``get_header``
     decodes as UTF-8 and raises on other bytes, and such a header is only malformed."""
-    env = request.environ
+    return credentials_of(request.environ)
+
+
+def credentials_of(env: dict) -> tuple[str, str] | None:
+    """``credentials`` of a WSGI environ (the cached-page fast path has no request object)."""
     devpi = env.get("HTTP_X_DEVPI_AUTH")
     if devpi is not None:
         return parse_devpi_auth(devpi.strip())

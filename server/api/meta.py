@@ -10,6 +10,7 @@ from ..core import Core
 from ..packaging.names import is_user_name
 from ..store import catalog
 from .httpkit import APIError, authenticate, base_url, identity, json_reply, read_json, require_index
+from .read_guard import readable_entry, visible_indexes
 
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
 USER_SEG = "<user:re:[^+/][^/]*>"
@@ -65,7 +66,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     app.route("/+api", "GET", lambda: apiconfig())
     app.route(f"/{USER_SEG}/+api", "GET", lambda user: apiconfig(user))
-    app.route(f"/{USER_SEG}/{INDEX_SEG}/+api", "GET", apiconfig)
+    # discovery (devpi use): URLs made from the name, nothing of the contents
+    app.route(f"/{USER_SEG}/{INDEX_SEG}/+api", "GET", apiconfig, read_acl=False)
 
     @app.route("/+login", "POST")
     def login():
@@ -106,7 +108,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         entry = core.storage.changelog_entry(serial)
         if entry is None:
             raise APIError(404, f"no changelog entry for serial {serial}")
-        return json_reply(entry, "changelog")
+        return json_reply(readable_entry(core, req, entry), "changelog")
 
     @app.route("/", "GET")
     def list_users():
@@ -114,6 +116,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             users = catalog.list_users(conn)
             indexes = catalog.list_indexes(conn)
         result = {}
+        indexes = visible_indexes(core, req, indexes)  # an index the reader may not read is not listed
         for u in users:
             cfg = u.public()
             cfg["indexes"] = {ix.name: ix.public() for ix in indexes if ix.user == u.name}

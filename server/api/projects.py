@@ -16,6 +16,7 @@ from ..store import catalog
 from ..store.catalog import IndexRow
 from .httpkit import APIError, base_url, json_reply, read_json, require_identity, require_index, with_project
 from .meta import INDEX_SEG, USER_SEG
+from .read_guard import reader_hides
 
 PROJECT_SEG = "<project:re:[^+/][^/]*>"
 VERSION_SEG = "<version:re:[^+/][^/]*>"
@@ -62,13 +63,20 @@ def _mirror_versions(core: Core, root: str, member: IndexRow, name: str) -> dict
     return out
 
 
-def project_versions(core: Core, root: str, ix: IndexRow, name: str, ignore_bases: bool = False
-                     ) -> dict[str, dict] | None:
+def project_versions(core: Core, root: str, ix: IndexRow, name: str, ignore_bases: bool = False,
+                     hidden: tuple[str, ...] = ()) -> dict[str, dict] | None:
+    """``hidden``: members the reader may not read (Core.hidden_members): left out, but a
+    private one holding the project still keeps mirrors' releases out (as on the simple page)."""
     members = [ix] if ignore_bases else core.resolution_order(ix)
     whitelisted = core.whitelist_for(ix)
     result: dict[str, dict] = {}
     found = private = False
     for member in members:
+        if member.fullname in hidden:
+            if member.type != "mirror" and not private:
+                with core.storage.read() as conn:
+                    private = catalog.get_project(conn, member.id, name) is not None
+            continue
         if member.type == "mirror":
             if private and not whitelisted(name):
                 continue
@@ -105,7 +113,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
             return serve_project_page(core, user, index, normalize_name(project))
         redirect_if_not_normal(project)
         ix = require_index(core, user, index)
-        versions = project_versions(core, base_url(core, req), ix, project, "ignore_bases" in req.query)
+        versions = project_versions(core, base_url(core, req), ix, project, "ignore_bases" in req.query,
+                                    reader_hides(core, req, ix))
         if versions is None:
             raise APIError(404, f"no project {project!r}")
         return json_reply(versions, "projectconfig")
@@ -113,7 +122,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
     def get_version(user: str, index: str, project: str, version: str):
         redirect_if_not_normal(project)
         ix = require_index(core, user, index)
-        versions = project_versions(core, base_url(core, req), ix, project, "ignore_bases" in req.query)
+        versions = project_versions(core, base_url(core, req), ix, project, "ignore_bases" in req.query,
+                                    reader_hides(core, req, ix))
         if not versions or version not in versions:
             raise APIError(404, f"The version {version} of project {project} does not exist.")
         return json_reply(versions[version], "versiondata")

@@ -23,6 +23,7 @@ from ..repos import nonvolatile
 from ..store import catalog
 from ..store.catalog import FileRow, IndexRow, Release
 from .httpkit import APIError, identity, json_reply, read_json, require_identity
+from .read_guard import reader_hides, require_read
 from .upload import log_entry
 
 log = logging.getLogger("devpi.server.push")
@@ -41,19 +42,22 @@ class SourceRelease:
 PushCheck = Callable[[Core, SourceRelease, str], None]  # raise APIError to refuse
 
 
-def find_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceRelease | None:
+def find_release(core: Core, ix: IndexRow, name: str, version: str, hidden: tuple[str, ...] = ()
+                 ) -> SourceRelease | None:
+    """``hidden``: members of the resolution order the pusher may not read (never a source)."""
     for member in core.resolution_order(ix):
-        if member.type == "mirror":
+        if member.type == "mirror" or member.fullname in hidden:
             continue
         with core.storage.read() as conn:
             project = catalog.get_project(conn, member.id, name)
             release = catalog.get_release(conn, project.id, version) if project else None
             if release is not None:
                 return SourceRelease(member, project, release, catalog.files_of_release(conn, release.id))
-    return mirror_release(core, ix, name, version)
+    return mirror_release(core, ix, name, version, hidden)
 
 
-def mirror_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceRelease | None:
+def mirror_release(core: Core, ix: IndexRow, name: str, version: str, hidden: tuple[str, ...] = ()
+                   ) -> SourceRelease | None:
     """A release the index serves from a mirror, as a source to push (pinning an upstream
     release in a private index): its files are downloaded and checked now if they are not
     stored yet, its metadata read from one of them. The index's own view decides what is
@@ -63,7 +67,7 @@ def mirror_release(core: Core, ix: IndexRow, name: str, version: str) -> SourceR
     from ..packaging.names import canonical_version
 
     try:
-        view = core.repository(ix).get_project(name)
+        view = core.repository(ix, hidden).get_project(name)
     except UpstreamError as e:
         raise APIError(502, str(e)) from None
     indexes = core.indexes()
@@ -120,6 +124,7 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
     req = bottle.request
     # Every push needs a user (to upload to the target, or to post elsewhere): decided from
     # the headers, before the body is read. The body is a small JSON object.
+    require_read(core, req, ix)  # a push copies what it reads: the pusher must be a reader
     if not core.may_push_from(require_identity(core, req), ix):
         raise APIError(403, f"this token may not push from {ix.fullname} (it needs the push action there)")
     body = read_json(req, max_bytes=MAX_PUSH_BODY)
@@ -158,7 +163,7 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
 
 def _source(core: Core, ix: IndexRow, name: str, version: str, body: dict[str, Any]) -> SourceRelease:
     """The release to push, with something to push in it (else a 404 saying why)."""
-    src = find_release(core, ix, normalize_name(name), version)
+    src = find_release(core, ix, normalize_name(name), version, reader_hides(core, bottle.request, ix))
     if src is None or not src.files:
         raise APIError(404, f"no release/files found for {name} {version}")
     kinds = {f.rel for f in src.files}

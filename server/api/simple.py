@@ -26,6 +26,7 @@ from ..runtime.malloc_tuning import trim
 from ..store.catalog import IndexRow
 from .httpkit import APIError, base_url, require_index
 from .meta import INDEX_SEG, USER_SEG
+from .read_guard import reader_hides
 
 STALE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store", "Pragma": "no-cache",
                  "Expires": "0", "X-Devpi-Stale": "upstream unreachable, serving the last good copy"}
@@ -46,25 +47,34 @@ def _link_prefix(path: str) -> str:
     return "../" * (path.count("/") - 1)
 
 
+def page_key(user: str, index: str, project: str, fmt: str, prefix: str, hidden: tuple[str, ...]) -> tuple:
+    """A page's cache key. A reader who may read every member of the index's resolution order
+    gets the plain key (one entry for all of them: the fast path's); one who may not has the
+    members left out appended, so readers with the same view share its pages."""
+    key = (user, index, project, fmt, prefix)
+    return key + (hidden,) if hidden else key
+
+
 def serve_project_page(core: Core, user: str, index: str, project: str) -> bottle.HTTPResponse:
     req = bottle.request
     fmt, ctype = choose_format(req.get_header("Accept"), req.query.get("format"))
-    key = (user, index, project, fmt, _link_prefix(req.path))
+    ix = require_index(core, user, index)
+    hidden = reader_hides(core, req, ix)
+    key = page_key(user, index, project, fmt, _link_prefix(req.path), hidden)
     cached = core.page_cache.get(key)
     if cached is None:
-        ix = require_index(core, user, index)
         try:
             project.encode("ascii")
         except UnicodeEncodeError:
             raise APIError(400, "project names are ASCII") from None
-        cached = core.page_cache.get_or_render(key, lambda: _render_project_page(core, ix, key, fmt))
+        cached = core.page_cache.get_or_render(key, lambda: _render_project_page(core, ix, key, fmt, hidden))
     return _respond(cached, ctype)
 
 
-def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str) -> CachedPage:
+def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden: tuple[str, ...]) -> CachedPage:
     project, prefix = key[2], key[4]
     generation = core.page_cache.generation
-    view: ProjectView | None = core.repository(ix).get_project(project)
+    view: ProjectView | None = core.repository(ix, hidden).get_project(project)
     if view is None:
         raise APIError(404, f"no project {project!r} on {ix.fullname}")
     if fmt == "json":
@@ -84,17 +94,18 @@ def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str) -> Cach
 def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     req = bottle.request
     fmt, ctype = choose_format(req.get_header("Accept"), req.query.get("format"))
-    key = (user, index, "", fmt, "")
+    ix = require_index(core, user, index)
+    hidden = reader_hides(core, req, ix)
+    key = page_key(user, index, "", fmt, "", hidden)
     cached = core.page_cache.get(key)
     if cached is None:
-        ix = require_index(core, user, index)
-        cached = core.page_cache.get_or_render(key, lambda: _render_project_list(core, ix, key, fmt))
+        cached = core.page_cache.get_or_render(key, lambda: _render_project_list(core, ix, key, fmt, hidden))
     return _respond(cached, ctype)
 
 
-def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str) -> CachedPage:
+def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden: tuple[str, ...]) -> CachedPage:
     generation = core.page_cache.generation
-    repo = core.repository(ix)
+    repo = core.repository(ix, hidden)
     chunks = repo.project_name_chunks()
     if core.page_cache.generation != generation:  # the list just arrived (it drops the cached
         generation = core.page_cache.generation  # list): this render may be kept all the same

@@ -12,6 +12,7 @@ from ..store.catalog import USER_KEYS, Conflict
 from ..store.field_limits import FieldTooLarge, check_fields
 from .httpkit import APIError, identity, json_reply, read_json, require_identity
 from .meta import USER_SEG
+from .read_guard import visible_indexes
 
 IGNORED_KEYS = {"created", "modified", "indexes", "username"}
 SCOPED_TOKEN = ("a scoped API token cannot change users (password, settings, tokens, deletion): "
@@ -58,7 +59,9 @@ def install(app: bottle.Bottle, core: Core) -> None:
             if u is None:
                 raise APIError(404, f"no user {user!r}")
             cfg = u.public()
-            cfg["indexes"] = {ix.name: ix.public() for ix in catalog.list_indexes(conn, user)}
+            listed = catalog.list_indexes(conn, user)
+        # an index the reader may not read is not listed (read_guard.visible_indexes)
+        cfg["indexes"] = {ix.name: ix.public() for ix in visible_indexes(core, req, listed)}
         return json_reply(cfg, "userconfig")
 
     def create(user: str):

@@ -24,6 +24,12 @@ class FastLane:
         self.app = app
         self.core = core
         self._formats: dict[tuple[str, str], tuple[str, str]] = {}
+        # the API's helpers (imported here, once: the app is built, no import cycle left)
+        from ..api.httpkit import credentials_of
+        from ..api.simple import page_key
+
+        self._credentials_of = credentials_of
+        self._page_key = page_key
 
     def _format(self, accept: str, query: str) -> tuple[str, str] | None:
         key = (accept, query)
@@ -39,9 +45,16 @@ class FastLane:
                 self._formats[key] = got
         return got
 
-    def hit(self, environ: dict) -> tuple[CachedPage, str] | None:
+    def hit(self, environ: dict, in_loop: bool = True) -> tuple[CachedPage, str] | None:
         """The cached page and content type this request asks for, if the cache holds it
-        (remembered in the environ: the server asks first, to answer it without a thread)."""
+        and its reader may read it (remembered in the environ: the server asks first, to
+        answer it without a thread).
+
+        Read access (acl_read): a page under the plain key is the view of a reader who may
+        read every member of the index's resolution order. For an index whose members anyone
+        may read (one flag, ``Core.chain_open``) that is every reader: served here. Any other
+        needs the reader's identity, which may check a password: never in the event loop
+        (``in_loop``), only in a worker thread (``_restricted``)."""
         method = environ["REQUEST_METHOD"]
         if method == "GET" or method == "HEAD":
             path = environ.get("PATH_INFO", "")
@@ -55,6 +68,9 @@ class FastLane:
                     else:
                         key = (user, index, "", chosen[0], "")
                     page = self.core.page_cache.get(key)
+                    if (page is not None or not in_loop) and not self.core.chain_open(f"{user}/{index}", load=False):
+                        page = self._in_loop(environ, user, index, key) if in_loop else \
+                            self._restricted(environ, user, index, key)
                     # a compact page for a client without gzip is decompressed as it is sent:
                     # a streamed answer, the threaded path's job
                     if page is not None and (page.body is not None
@@ -63,8 +79,48 @@ class FastLane:
                         return found
         return None
 
+    def _in_loop(self, environ: dict, user: str, index: str, key: tuple) -> CachedPage | None:
+        """A restricted chain's page for a reader known without waiting (anonymous, or
+        credentials ``Core.identity_at_once`` can tell), or None: then a worker thread
+        decides (``_restricted`` or the application, which also answers refusals)."""
+        core = self.core
+        indexes = core._indexes
+        ix = indexes.get(f"{user}/{index}") if indexes is not None else None
+        if ix is None:
+            return None
+        creds = self._credentials_of(environ)
+        if creds is None:
+            return None  # anonymous (a refusal, or an unusual ACL) or malformed: the thread's job
+        ident = core.identity_at_once(*creds)
+        if ident is None:
+            return None
+        readable, hidden = core.read_view(ident, ix)
+        if not readable or core.throttle.retry_after(creds[0], core.proxies.client_addr(environ)):
+            return None
+        return core.page_cache.get(self._page_key(*key, hidden))
+
+    def _restricted(self, environ: dict, user: str, index: str, key: tuple) -> CachedPage | None:
+        """The page this reader's view of a restricted chain caches, or None: then the full
+        application answers (the page, or its 401/403)."""
+        import bottle
+
+        from ..api.httpkit import APIError, identity
+        from ..api.simple import page_key
+
+        core = self.core
+        ix = core.get_index(user, index)
+        if ix is None:
+            return None
+        try:
+            ident = identity(core, bottle.BaseRequest(environ))
+        except APIError:  # throttled: the application says so
+            return None
+        if not core.may_read(ident, ix):
+            return None
+        return core.page_cache.get(page_key(*key, core.hidden_members(ident, ix)))
+
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        found = environ.get("devpi.cached_page") or self.hit(environ)
+        found = environ.get("devpi.cached_page") or self.hit(environ, in_loop=False)
         if found is not None:
             return self._serve(environ, start_response, found[0], found[1], environ["REQUEST_METHOD"])
         return self.app(environ, start_response)

@@ -160,10 +160,14 @@ class MergedRepository:
 
     is_mirror = False
 
-    def __init__(self, fullname: str, members: list[Repository], whitelisted: Callable[[str], bool]):
+    def __init__(self, fullname: str, members: list[Repository], whitelisted: Callable[[str], bool],
+                 guards: Iterable[Repository] = ()):
+        """``guards``: private members this view leaves out (its reader may not read them)
+        that still keep a project they hold from being mixed with a mirror's releases."""
         self.fullname = fullname
         self.members = [m for m in members if not m.is_mirror] + [m for m in members if m.is_mirror]
         self.whitelisted = whitelisted
+        self.guards = list(guards)
 
     def get_project(self, name: str) -> ProjectView | None:
         seen: set[str] = set()
@@ -175,7 +179,13 @@ class MergedRepository:
         max_age: float | None = None
         notes: list[str] = []
         mirror_error: Exception | None = None
+        guarded: bool | None = None
         for member in self.members:
+            if member.is_mirror and not private and self.guards and not self.whitelisted(name):
+                if guarded is None:
+                    guarded = any(g.has_project(name) for g in self.guards)
+                if guarded:
+                    continue  # no note: it would tell of a project on an index this reader may not read
             if member.is_mirror and private and not self.whitelisted(name):
                 notes.append(f"Because this project isn't in the mirror_whitelist, no releases from "
                              f"{member.fullname} are included.")

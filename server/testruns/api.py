@@ -412,14 +412,17 @@ def _file_by_id(core: Core, file_id: int) -> FileRow:
 
 
 def release_runs(core: Core, ix: IndexRow, project: str, version: str) -> list[Run]:
-    """Runs of every file of one version, on this index and its (non-mirror) bases."""
+    """Runs of every file of one version, on this index and its (non-mirror) bases the
+    reader may read."""
+    from ..api.read_guard import reader_hides
     from ..packaging.names import normalize_name
 
     name = normalize_name(project)
     file_ids: list[int] = []
+    hidden = reader_hides(core, bottle.request, ix)
     with core.storage.read() as conn:
         for member in core.resolution_order(ix):
-            if member.type == "mirror":
+            if member.type == "mirror" or member.fullname in hidden:
                 continue
             p = catalog.get_project(conn, member.id, name)
             rel = catalog.get_release(conn, p.id, version) if p else None

@@ -50,9 +50,13 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("pip", "install with dependencies"): "`pip install` from a stage that merges root/pypi",
     ("pip", "install --require-hashes"): "`pip install --require-hashes -r requirements.txt`",
     ("pip", "download"): "`pip download` of a project and its dependencies",
+    ("pip", "install from a read-restricted index"): "`pip install` with `http://user:PW@host/user/index/+simple/` "
+                                                      "from an index with `acl_read`",
     ("pip", "install behind a path prefix"): "`pip install` through a proxy at `/devpi` (`--outside-url`)",
     ("uv", "pip install with dependencies"): "`uv pip install` from a stage that merges root/pypi",
     ("uv", "pip install --require-hashes"): "`uv pip install --require-hashes -r requirements.txt`",
+    ("uv", "pip install from a read-restricted index"): "`uv pip install` with Basic auth in the index URL "
+                                                         "from an index with `acl_read`",
     ("uv", "pip compile"): "`uv pip compile --generate-hashes` resolution",
     ("twine", "upload"): "`twine upload` (password and login token; identical re-upload; conflict)",
     ("twine", "check"): "`twine check` of the archives served back by the index",

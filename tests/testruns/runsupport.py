@@ -88,13 +88,13 @@ class Env:
         for path in paths.values():
             r = self.server.upload(index, path, self.auth)
             assert r.status_code == 200, r.text
-        links = self.server.api("GET", f"/{index}/{name}").json()["result"][version]["+links"]
+        links = self.server.api("GET", f"/{index}/{name}", auth=self.auth).json()["result"][version]["+links"]
         hrefs = {lk["href"].rsplit("/", 1)[1]: lk["href"] for lk in links if lk["rel"] == "releasefile"}
         return {kind: hrefs[path.name] for kind, path in paths.items()}
 
     def runs(self, name: str, version: str = "1.0", index: str | None = None, events: bool = False) -> list[dict]:
         r = self.server.api("GET", f"/{index or self.index}/{name}/{version}/+testruns"
-                            + ("?events" if events else ""))
+                            + ("?events" if events else ""), auth=self.auth)
         assert r.status_code == 200, r.text
         return r.json()["result"]
 

@@ -131,15 +131,21 @@ def _mirror_project(core: Any, member: IndexRow, name: str) -> tuple[Any, list[V
 def load_project(core: Any, ix: IndexRow, name: str, reader: Any) -> ProjectInfo | None:
     """A project as seen from index ix by ``reader``: its versions across the part of the
     resolution order the reader may read (:func:`readable_order`), newest first."""
-    members = readable_order(core, reader, ix)
+    order = core.resolution_order(ix) if ix.type == "stage" else [ix]
+    readable = {m.fullname for m in readable_order(core, reader, ix)}
     whitelisted = core.whitelist_for(ix)
     versions: dict[str, VersionInfo] = {}
     display = name
     found = private = stale = False
     notes: list[str] = []
     with core.storage.read() as conn:
-        stage_results = {m.fullname: _stage_project(conn, m, name) for m in members if m.type == "stage"}
-    for member in members:
+        stage_results = {m.fullname: _stage_project(conn, m, name) for m in order if m.type == "stage"}
+    for member in order:
+        if member.fullname not in readable:
+            # shown nothing of, but a private stage holding the project still keeps the mirror's
+            # releases of that name out, as on the simple pages (Core.repository)
+            private = private or (member.type == "stage" and stage_results[member.fullname] is not None)
+            continue
         if member.type == "mirror":
             if private and not whitelisted(name):
                 notes.append(f"Releases from {member.fullname} are not shown: {name} is private on this "
@@ -265,9 +271,9 @@ def readable_order(core: Any, reader: Any, ix: IndexRow) -> list[IndexRow]:
     """The index's resolution order without the members ``reader`` may not read.
 
     The inheritance rule (doc/security.md): a public index built on a private base shows
-    a non-reader nothing of that base, as if it were not among the bases; the
-    mirror guard (a project private on a stage hides the mirror's releases) then
-    applies to what this reader sees.
+    a non-reader nothing of that base, as if it were not among the bases; only the
+    mirror guard (a project private on a stage hides the mirror's releases) still counts
+    the hidden base, for every reader alike, as the simple pages do (Core.repository).
     """
     members = core.resolution_order(ix) if ix.type == "stage" else [ix]
     return [m for m in members if may_read(core, reader, m)]

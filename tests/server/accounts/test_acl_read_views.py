@@ -66,6 +66,9 @@ def test_private_base_hidden_but_still_guards_the_mirror(world, upstream):
         r = get(srv, "/alice/pub/+simple/shadow-zq/", READERS[who])
         assert r.status_code == 404, r.text
         assert get(srv, "/alice/pub/shadow-zq", READERS[who]).status_code == 404
+        web = requests.get(srv.url + "/alice/pub/shadow-zq", auth=READERS[who], timeout=30,
+                           headers={"Accept": "text/html"})  # the web page agrees with the simple page
+        assert web.status_code == 404 and "9.0" not in web.text, web.text[:500]
         names = [p["name"] for p in get(srv, "/alice/pub/+simple/", READERS[who]).json()["projects"]]
         assert "pubpkg-zq" in names and "onlysecret-zq" not in names  # (shadow-zq: the mirror lists it)
         assert get(srv, "/alice/pub/+simple/onlysecret-zq/", READERS[who]).status_code == 404

@@ -58,6 +58,8 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("uv", "pip install from a read-restricted index"): "`uv pip install` with Basic auth in the index URL "
                                                          "from an index with `acl_read`",
     ("uv", "pip compile"): "`uv pip compile --generate-hashes` resolution",
+    ("twine", "upload with a scoped token to a read-restricted index"): "`twine upload -u __token__ -p TOKEN` "
+        "to an index with `acl_read`; pip installs with a read token in the URL, not with the upload token",
     ("twine", "upload"): "`twine upload` (password and login token; identical re-upload; conflict)",
     ("twine", "check"): "`twine check` of the archives served back by the index",
     ("uv", "publish"): "`uv publish` (with `--check-url` for a re-publish)",

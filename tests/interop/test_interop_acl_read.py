@@ -7,6 +7,7 @@ without credentials, or with bob's, they install nothing.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,42 @@ def test_uv_installs_with_basic_auth_in_the_url(tools, sandbox, secret, tmp_path
     for who in ("anonymous", "bob"):
         proc = uv(secret[who], tmp_path / who, check=False)
         assert proc.returncode != 0 and installed(tmp_path / who) == []
+
+
+@pytest.mark.compat("twine", "upload with a scoped token to a read-restricted index")
+def test_tokens_upload_and_read_a_restricted_index(tools, sandbox, iserver, tmp_path):
+    """The issue's CI story: a job uploads with an upload-only token, another installs with a
+    read-only one; neither token does the other's job."""
+    owner = unique("alice")
+    auth = iserver.create_user(owner, "alice-pw")
+    iserver.create_index(auth, "secret", acl_read=[owner])
+
+    def token(*actions: str) -> str:
+        r = iserver.api("POST", f"/{owner}/+token-create", auth=auth,
+                        json={"allowed": list(actions), "indexes": [f"{owner}/secret"],
+                              "expires": time.time() + 3600})
+        assert r.status_code == 200, r.text
+        return r.json()["result"]["token"]
+
+    upload_token, read_token = token("upload"), token("read")
+    wheel = write_wheel(tmp_path, "tokpkg-zq", "3.0")
+    twine = tools("twine")
+    run([twine.exe("twine"), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
+         f"{iserver.url}/{owner}/secret/", "-u", "__token__", "-p", upload_token, str(wheel)], env=sandbox)
+    refused = run([twine.exe("twine"), "upload", "--non-interactive", "--disable-progress-bar",
+                   "--repository-url", f"{iserver.url}/{owner}/secret/", "-u", "__token__", "-p", read_token,
+                   str(write_wheel(tmp_path, "tokpkg-zq", "3.1"))], env=sandbox, check=False)
+    assert refused.returncode != 0 and "403" in output(refused)
+
+    python = tools("pip").python
+    host = iserver.url.split("://", 1)[1]
+
+    def pip(secret: str, target: Path, check: bool = True):
+        url = f"http://__token__:{secret}@{host}/{owner}/secret/+simple/"
+        return run([python, "-m", "pip", "install", "--no-input", "--target", target, "--index-url", url,
+                    "tokpkg-zq"], env=sandbox, check=check)
+
+    pip(read_token, tmp_path / "ok")
+    assert installed(tmp_path / "ok") == ["tokpkg_zq-3.0.dist-info"]
+    proc = pip(upload_token, tmp_path / "no", check=False)
+    assert proc.returncode != 0 and installed(tmp_path / "no") == []

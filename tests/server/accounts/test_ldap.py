@@ -113,6 +113,29 @@ def test_a_group_grants_upload_with_twine(ldap_server, tmp_path):
     assert "1.1" not in s.api("GET", f"/{index}/ldap-pkg").json()["result"]
 
 
+def test_a_group_grants_read_and_losing_it_takes_read_away(ldap_server, slapd, tmp_path):
+    """acl_read=:team-a: alice (team-a) reads the index with Basic auth, bob (team-b) gets 403,
+    anonymous 401; removing alice from team-a takes read away within the cache lifetime."""
+    s = ldap_server
+    index = owner_index(s, acl_read=[":team-a"])
+    owner = ("owner", "owner-pw")  # the local user owning the index (acl_upload's default)
+    assert s.upload(index, write_sdist(tmp_path, "grp-secret-pkg", "1.0"), owner).status_code == 200
+    page = f"{s.url}/{index}/+simple/grp-secret-pkg/"
+    assert requests.get(page, headers=basic("alice", "alice-pw"), timeout=30).status_code == 200
+    refused = requests.get(page, headers=basic("bob", "bob-pw"), timeout=30)
+    assert refused.status_code == 403 and "grp-secret-pkg-1.0" not in refused.text
+    assert requests.get(page, timeout=30).status_code == 401
+    slapd.remove_member("team-a", "alice")
+    try:
+        deadline = time.monotonic() + CACHE_TTL + 5  # the lifetime, and slack for a loaded machine
+        while (r := requests.get(page, headers=basic("alice", "alice-pw"), timeout=30)).status_code == 200:
+            assert time.monotonic() < deadline, "the removed membership still granted read"
+            time.sleep(0.2)
+        assert r.status_code == 403 and "grp-secret-pkg-1.0" not in r.text
+    finally:
+        slapd.add_member("team-a", "alice")
+
+
 def test_a_group_in_restrict_modify(slapd, make_server, tmp_path):
     cfg = write_config(tmp_path / "ldap.yaml", slapd.config(cache_ttl=CACHE_TTL))
     s = make_server(args=("--ldap-config", str(cfg), "--restrict-modify", ":team-a", *THROTTLE_OFF))

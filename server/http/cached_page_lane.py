@@ -5,24 +5,31 @@ its bytes sit in the page cache, so a hit needs no SQL, no rendering and no
 framework: match the path, pick the format, look up the bytes. Anything else
 (a miss, a redirect, an error, another URL) goes to the full application,
 which renders and fills the cache.
+
+The matching (:class:`PageKeys`) is shared with the start-up lane
+(http/startup_lane.py), which answers from the pages kept across a restart.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from ..core import Core
+from ..repos.simple_formats import choose_format
 from ..repos.simple_page_cache import CachedPage, accepts_gzip, page_answer
-from ..repos.simple_render import choose_format
+
+if TYPE_CHECKING:
+    from ..core import Core
 
 _PAGE = re.compile(r"^/([^/+][^/]*)/([^/+][^/]*)/\+simple/(?:([^/]+)/)?$")
 _MAX_ACCEPTS = 256
 
 
-class FastLane:
-    def __init__(self, app: Callable, core: Core):
-        self.app = app
-        self.core = core
+class PageKeys:
+    """The page cache's key of a simple-page request: (user, index, project or "", format,
+    link prefix), and the content type to answer with; None for any other request."""
+
+    def __init__(self) -> None:
         self._formats: dict[tuple[str, str], tuple[str, str]] = {}
 
     def _format(self, accept: str, query: str) -> tuple[str, str] | None:
@@ -39,9 +46,7 @@ class FastLane:
                 self._formats[key] = got
         return got
 
-    def hit(self, environ: dict) -> tuple[CachedPage, str] | None:
-        """The cached page and content type this request asks for, if the cache holds it
-        (remembered in the environ: the server asks first, to answer it without a thread)."""
+    def __call__(self, environ: dict) -> tuple[tuple, str] | None:
         method = environ["REQUEST_METHOD"]
         if method == "GET" or method == "HEAD":
             path = environ.get("PATH_INFO", "")
@@ -51,27 +56,43 @@ class FastLane:
                 if chosen is not None:
                     user, index, project = m.group(1), m.group(2), m.group(3)
                     if project:
-                        key = (user, index, project, chosen[0], "../" * (path.count("/") - 1))
-                    else:
-                        key = (user, index, "", chosen[0], "")
-                    page = self.core.page_cache.get(key)
-                    # a compact page for a client without gzip is decompressed as it is sent:
-                    # a streamed answer, the threaded path's job
-                    if page is not None and (page.body is not None
-                                             or accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))):
-                        found = environ["devpi.cached_page"] = (page, chosen[1])
-                        return found
+                        return (user, index, project, chosen[0], "../" * (path.count("/") - 1)), chosen[1]
+                    return (user, index, "", chosen[0], ""), chosen[1]
+        return None
+
+
+def servable(page: CachedPage, environ: dict) -> bool:
+    """A compact page for a client without gzip is decompressed as it is sent: a streamed
+    answer, the threaded path's job."""
+    return page.body is not None or accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
+
+
+def serve(environ: dict, start_response: Callable, page: CachedPage, ctype: str) -> Iterable[bytes]:
+    status, headers, body = page_answer(page, ctype, environ.get("HTTP_ACCEPT_ENCODING"),
+                                        environ.get("HTTP_IF_NONE_MATCH"), environ["REQUEST_METHOD"] == "HEAD")
+    start_response(status, headers)
+    return [body] if isinstance(body, bytes) else body
+
+
+class FastLane:
+    def __init__(self, app: Callable, core: Core):
+        self.app = app
+        self.core = core
+        self.keys = PageKeys()
+
+    def hit(self, environ: dict) -> tuple[CachedPage, str] | None:
+        """The cached page and content type this request asks for, if the cache holds it
+        (remembered in the environ: the server asks first, to answer it without a thread)."""
+        asked = self.keys(environ)
+        if asked is not None:
+            page = self.core.page_cache.get(asked[0])
+            if page is not None and servable(page, environ):
+                found = environ["devpi.cached_page"] = (page, asked[1])
+                return found
         return None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         found = environ.get("devpi.cached_page") or self.hit(environ)
         if found is not None:
-            return self._serve(environ, start_response, found[0], found[1], environ["REQUEST_METHOD"])
+            return serve(environ, start_response, found[0], found[1])
         return self.app(environ, start_response)
-
-    def _serve(self, environ: dict, start_response: Callable, page: CachedPage, ctype: str,
-               method: str) -> Iterable[bytes]:
-        status, headers, body = page_answer(page, ctype, environ.get("HTTP_ACCEPT_ENCODING"),
-                                            environ.get("HTTP_IF_NONE_MATCH"), method == "HEAD")
-        start_response(status, headers)
-        return [body] if isinstance(body, bytes) else body

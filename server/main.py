@@ -286,9 +286,14 @@ def _startup_lane(config: ServerConfig, plugins: PluginManager) -> StartupLane |
     from .store.serial_peek import SerialPeek
 
     peek = SerialPeek(Path(storage[len("sqlite:///"):]))
-    if peek.read() != (snapshot.serial, snapshot.uuid):
+    stamp = peek.read()
+    if stamp != (snapshot.serial, snapshot.uuid):
         peek.close()
+        log.info("simple-page snapshot of serial %s not used: the database is at %s", snapshot.serial,
+                 stamp[0] if stamp else "an unknown serial")
         return None
+    log.info("answering %d simple pages of serial %s from the snapshot while the server starts",
+             len(snapshot.pages), snapshot.serial)
     return StartupLane(snapshot, peek)
 
 

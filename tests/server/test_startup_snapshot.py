@@ -1,0 +1,275 @@
+"""A restart answers the simple pages its last run kept (repos/page_snapshot.py) before the
+application is assembled, byte for byte as the application would, and never once the
+database has moved on: not after a commit, not after a kill -9, not for a private index.
+
+The servers here load tests/server/startup_gate.py, a plugin whose configure hook holds the
+assembly until a gate file exists: with the gate closed, whatever answers comes from the
+start-up lane (http/startup_lane.py), and whatever waits is waiting for the application.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import requests
+from devpi.server.repos import page_snapshot
+from devpi.server.repos.simple_page_cache import CachedPage
+from devpi.server.store.serial_peek import SerialPeek
+from srv_helpers import new_stage, serial, unique
+from support.dists import write_wheel
+from support.server import ServerProcess
+
+HERE = Path(__file__).parent
+HTML, JSON = "text/html", "application/vnd.pypi.simple.v1+json"
+SAME_HEADERS = ("ETag", "Content-Type", "Content-Length", "Cache-Control", "Vary", "X-Devpi-Serial", "X-Devpi-Uuid",
+                "X-Devpi-Server-Version", "X-Devpi-Api-Version", "X-Devpi-Primary-Uuid", "X-PyPI-Last-Serial")
+
+
+class Gate:
+    """The file the startup_gate plugin waits for; open at first."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.open()
+
+    def open(self) -> None:
+        self.path.touch()
+
+    def close(self) -> None:
+        self.path.unlink()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DEVPI_SERVER_PLUGINS": "startup_gate", "PYTHONPATH": str(HERE), "DEVPI_TEST_START_GATE": str(self.path)}
+
+
+class GatedStart:
+    """``s.start()`` in a thread: it returns once the server says it listens, which is after
+    its application was assembled, which is after the gate opens."""
+
+    def __init__(self, s: ServerProcess, gate: Gate):
+        self.s, self.gate = s, gate
+        gate.close()
+        self.thread = threading.Thread(target=s.start, daemon=True)
+        self.thread.start()
+
+    @property
+    def assembled(self) -> bool:
+        return not self.thread.is_alive()
+
+    def finish(self) -> None:
+        self.gate.open()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), self.s.log_text()[-3000:]
+
+
+def first_answer(url: str, **kw) -> requests.Response:
+    """The first answer of a server that is starting (connection refused until it listens)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return requests.get(url, timeout=30, **kw)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def pending(url: str, **kw) -> bool:
+    """Whether a request gets no answer within a second: it waits for the application (or the
+    server is not even listening, as when it has no snapshot to answer from)."""
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1, **kw)
+        except requests.Timeout:
+            return True
+        except requests.ConnectionError:
+            time.sleep(0.05)
+            continue
+        return False
+    return True
+
+
+def snapshot_head(s: ServerProcess) -> dict | None:
+    path = s.serverdir / page_snapshot.FILE_NAME
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    assert data.startswith(page_snapshot.MAGIC)
+    return json.loads(data[len(page_snapshot.MAGIC):data.index(b"\n", len(page_snapshot.MAGIC))])
+
+
+def wait_for_snapshot(s: ServerProcess, *keys: list[str]) -> dict:
+    """The snapshot once the running server has written it with ``keys`` at its current serial."""
+    deadline = time.monotonic() + 30
+    while True:
+        head = snapshot_head(s)
+        if head and head["serial"] == serial(s) and all(k in [p[0] for p in head["pages"]] for k in keys):
+            return head
+        assert time.monotonic() < deadline, f"no snapshot with {keys}: {head}"
+        time.sleep(0.1)
+
+
+def stage_with_release(s: ServerProcess, tmp_path: Path, project: str) -> tuple[tuple[str, str], str]:
+    auth, index = new_stage(s, "pw", bases=[])
+    r = s.upload(index, write_wheel(tmp_path, project, "1.0"), (auth[0], "pw"))
+    assert r.status_code == 200, r.text
+    return auth, index
+
+
+def test_a_restart_answers_kept_pages_before_its_application_is_ready(make_server, tmp_path):
+    gate = Gate(tmp_path / "gate")
+    s = make_server(env=gate.env)
+    project = unique("kept")
+    auth, index = stage_with_release(s, tmp_path, project)
+    asked = [(f"/{index}/+simple/", accept) for accept in (HTML, JSON)]
+    asked += [(f"/{index}/+simple/{project}/", accept) for accept in (HTML, JSON)]
+    before = {}
+    for path, accept in asked:
+        before[path, accept] = r = requests.get(s.url + path, headers={"Accept": accept}, timeout=30)
+        assert r.status_code == 200, r.text
+    assert s.stop() == 0  # a clean stop writes the snapshot
+    assert len(snapshot_head(s)["pages"]) == 4
+
+    start = GatedStart(s, gate)
+    try:
+        for (path, accept), want in before.items():
+            got = first_answer(s.url + path, headers={"Accept": accept})
+            assert got.status_code == 200, got.text
+            assert got.content == want.content
+            assert {h: got.headers.get(h) for h in SAME_HEADERS} == {h: want.headers.get(h) for h in SAME_HEADERS}
+        etag = before[asked[0]].headers["ETag"]
+        r = requests.get(s.url + asked[0][0], headers={"If-None-Match": etag}, timeout=30)
+        assert r.status_code == 304
+        assert not start.assembled  # all of that came from the start-up lane
+        # anything else waits for the application: another URL, a page not kept, any credentials
+        assert pending(s.url + "/+api")
+        assert pending(s.url + f"/{index}/+simple/other/")
+        assert pending(s.url + asked[0][0], auth=(auth[0], "wrong"))
+        assert not start.assembled
+    finally:
+        start.finish()
+    assert s.api("GET", "/+api").status_code == 200
+    for (path, accept), want in before.items():  # and now from the application, the same
+        assert requests.get(s.url + path, headers={"Accept": accept}, timeout=30).content == want.content
+    assert "answering 4 simple pages of serial" in s.log_text()
+
+
+def test_a_kill_keeps_the_snapshot_and_a_change_before_it_retires_it(make_server, tmp_path):
+    gate = Gate(tmp_path / "gate")
+    s = make_server(env=gate.env)
+    project = unique("killed")
+    auth, index = stage_with_release(s, tmp_path, project)
+    page = f"/{index}/+simple/{project}/"
+    want = requests.get(s.url + page, timeout=30)
+    assert want.status_code == 200 and "1.0" in want.text
+    wait_for_snapshot(s, [auth[0], "dev", project, "html", "../../../../"])
+
+    s.kill()  # no change since the snapshot: it still answers
+    start = GatedStart(s, gate)
+    try:
+        got = first_answer(s.url + page)
+        assert not start.assembled
+        assert (got.status_code, got.content) == (200, want.content)
+    finally:
+        start.finish()
+
+    r = s.upload(index, write_wheel(tmp_path, project, "2.0"), (auth[0], "pw"))  # a commit ...
+    assert r.status_code == 200, r.text
+    s.kill()  # ... and a crash before (or after) the snapshot was written again
+    start = GatedStart(s, gate)
+    try:
+        assert pending(s.url + page)  # never the kept page of the serial before
+        assert not start.assembled
+    finally:
+        start.finish()
+    r = requests.get(s.url + page, timeout=30)
+    assert r.status_code == 200 and "2.0" in r.text and "1.0" in r.text
+
+
+def test_only_public_pages_of_plain_stages_are_kept(make_server, tmp_path):
+    gate = Gate(tmp_path / "gate")
+    s = make_server(env=gate.env)
+    project = unique("which")
+    auth, public = stage_with_release(s, tmp_path, project)
+    s.create_index(auth, "private", bases=[], acl_read=[auth[0]])
+    s.create_index(auth, "listed", bases=[], acl_read=[":AUTHENTICATED:", ":ANONYMOUS:"])
+    s.create_index(auth, "mirrored", bases=["root/pypi"])
+    for name in ("private", "listed", "mirrored"):
+        r = s.upload(f"{auth[0]}/{name}", write_wheel(tmp_path, project, "1.0"), (auth[0], "pw"))
+        assert r.status_code == 200, r.text
+    for name in ("dev", "private", "listed", "mirrored"):
+        for path in (f"/{auth[0]}/{name}/+simple/", f"/{auth[0]}/{name}/+simple/{project}/"):
+            r = requests.get(s.url + path, auth=(auth[0], "pw"), timeout=30)
+            assert r.status_code == 200, r.text
+    assert s.stop() == 0
+    kept = {tuple(p[0][:2]) for p in snapshot_head(s)["pages"]}
+    assert kept == {(auth[0], "dev"), (auth[0], "listed")}
+
+    start = GatedStart(s, gate)
+    try:
+        assert first_answer(s.url + f"/{auth[0]}/dev/+simple/").status_code == 200
+        assert pending(s.url + f"/{auth[0]}/private/+simple/")
+        assert pending(s.url + f"/{auth[0]}/mirrored/+simple/{project}/")
+        assert not start.assembled
+    finally:
+        start.finish()
+
+
+def test_snapshots_are_kept_on_sqlite_only_and_restarts_answer_alike(any_server, tmp_path):
+    s = any_server
+    project = unique("engines")
+    auth, index = stage_with_release(s, tmp_path, project)
+    want = requests.get(f"{s.url}/{index}/+simple/{project}/", timeout=30)
+    assert want.status_code == 200
+    assert s.stop() == 0
+    assert (snapshot_head(s) is not None) == (s.storage is None)  # None: the embedded SQLite
+    s.start()
+    assert requests.get(f"{s.url}/{index}/+simple/{project}/", timeout=30).content == want.content
+
+
+def test_the_snapshot_file_is_read_only_when_whole_and_from_this_server(tmp_path):
+    path = tmp_path / page_snapshot.FILE_NAME
+    pages = [(("alice", "dev", "", "html", ""), CachedPage(b"<html>list</html>", '"e1"', {}, None)),
+             (("alice", "dev", "p", "json", "../../../"),
+              CachedPage(b'{"name":"p"}', '"e2"', {"X-PyPI-Last-Serial": "3"}, None))]
+    assert page_snapshot.dump(path, serial=7, uuid="u1", fingerprint="devpi server 1", headers={"X-Devpi-Serial": "7"},
+                              pages=pages) == 2
+    snap = page_snapshot.load(path, "devpi server 1")
+    assert (snap.serial, snap.uuid) == (7, "u1")
+    page = snap.get(("alice", "dev", "p", "json", "../../../"))
+    assert (page.body, page.etag, page.extra) == (b'{"name":"p"}', '"e2"', {"X-PyPI-Last-Serial": "3", "X-Devpi-Serial": "7"})
+    assert page_snapshot.load(path, "devpi server 2") is None  # another version or other plugins
+    data = path.read_bytes()
+    for broken in (data[:-1], data + b"x", data.replace(b"list", b"lost"), b"", data[:40], b"garbage\n" + data):
+        path.write_bytes(broken)
+        assert page_snapshot.load(path, "devpi server 1") is None
+    path.unlink()
+    assert page_snapshot.load(path, "devpi server 1") is None
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_the_serial_peek_reads_what_the_storage_has(server):
+    s = server
+    peek = SerialPeek(s.serverdir / "devpi.sqlite")
+    status = s.api("GET", "/+status").json()["result"]
+    assert peek.read() == (status["serial"], status["uuid"])
+    new_stage(s)
+    assert peek.read() == (serial(s), status["uuid"])
+    peek.close()
+    assert peek.read() is None
+    missing = SerialPeek(s.serverdir / "nothing.sqlite")
+    assert missing.read() is None
+    assert not (s.serverdir / "nothing.sqlite").exists()  # never created
+
+
+def test_the_snapshot_is_bounded(tmp_path):
+    body = b"x" * (page_snapshot.MAX_BODY_BYTES // 3)
+    pages = [(("a", "b", f"p{i}", "html", "../../../"), CachedPage(body, f'"{i}"', {}, None))
+             for i in range(10)]
+    kept = page_snapshot.dump(tmp_path / "s", serial=1, uuid="u", fingerprint="f", headers={}, pages=pages)
+    assert kept == 3
+    assert (tmp_path / "s").stat().st_size < page_snapshot.MAX_BODY_BYTES + page_snapshot.MAX_HEAD_BYTES

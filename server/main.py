@@ -218,6 +218,7 @@ def _refuse_open_root(core: Core, host: str) -> None:
 
 
 START_JOIN = 120.0  # seconds a stop waits for a start still under way
+EARLY_IDLE = 0.1  # seconds a start answering from its snapshot waits for a first request before assembling
 
 
 @dataclass
@@ -363,12 +364,14 @@ def main(argv: list[str] | None = None) -> int:
 
         app, core = StartingApp(), None
         app.fastlane, app.fast_wsgi = early, RequestLog(early)
+        go = threading.Event()  # the assembly waits for the first answer (or EARLY_IDLE)
+        app.fast_wsgi.after_first = go.set
     from .http.httpserver import connection_cap, listen, make_server
     from .http.wsgibridge import WsgiBridge
 
     bridge = WsgiBridge(app, core, threads=config.threads, upstream_threads=args.upstream_threads,
                         max_long_polls=args.max_long_polls, timeout=args.connection_timeout,
-                        max_body=config.max_upload_size + 1024 * 1024)
+                        max_body=config.max_upload_size + 1024 * 1024, prestart=early is None)
     try:
         sock = listen(config.host, config.port)
     except OSError as e:
@@ -381,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     done: list[Assembled] = []
 
     def assemble_behind() -> None:
-        """The rest of the start, while the event loop answers from the snapshot."""
+        """The rest of the start, while the event loop answers from the snapshot: from its first
+        answer on (begun earlier, the imports here would compete with that answer for the
+        interpreter), or once it has listened EARLY_IDLE seconds without a request."""
+        go.wait(EARLY_IDLE)
         try:
             got = assemble(config, args, plugins, pin)
         except BaseException as e:

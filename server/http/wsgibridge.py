@@ -81,7 +81,12 @@ class Lane:
         self._waiting = 0  # jobs submitted and not yet taken
         self._lock = threading.Lock()
         if prestart:
-            for _ in range(threads):
+            self.fill()
+
+    def fill(self) -> None:
+        """Start every thread the lane may have, now (rather than one per busy moment)."""
+        with self._lock:
+            while self._started < self.threads:
                 self._spawn()
 
     def _spawn(self) -> None:
@@ -289,12 +294,14 @@ class WsgiBridge:
     (cached pages) or a lane, and carries bodies both ways with bounded waits."""
 
     def __init__(self, app: Callable, core: Any, *, threads: int, upstream_threads: int,
-                 max_long_polls: int, timeout: float, max_body: int):
+                 max_long_polls: int, timeout: float, max_body: int, prestart: bool = True):
         self.app = app
         self.timeout = timeout
         self.max_body = max_body
         self.fast = _fast_parts(app)
-        self.main = Lane("worker", threads, prestart=True)
+        # threads started up front, unless the server is answering its first requests from the
+        # start-up lane (http/startup_lane.py): then once the application is attached
+        self.main = Lane("worker", threads, prestart=prestart)
         self.upstream = Lane("upstream", upstream_threads)
         self.long_polls = Lane("longpoll", max_long_polls, max_busy=max_long_polls)
         # None while the server is still being put together (http/startup_lane.py): all in the main lane
@@ -307,6 +314,7 @@ class WsgiBridge:
         self.upstream_indexes = UpstreamIndexes(core)
         self.fast = _fast_parts(app)
         self.app = app
+        self.main.fill()
 
     def lane_for(self, environ: dict) -> Lane:
         path = environ["PATH_INFO"]

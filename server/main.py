@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .accounts.modify_policy import parse_restrict_modify
-from .config import ServerConfig, parse_size, positive_int, positive_seconds
+from .config import ServerConfig, parse_size, positive_int, positive_seconds, storage_display
 from .plugins import SHUTDOWN_EVENT_WAIT, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:  # imported when the server is assembled, not before its first answer
@@ -218,7 +219,8 @@ def _refuse_open_root(core: Core, host: str) -> None:
 
 
 START_JOIN = 120.0  # seconds a stop waits for a start still under way
-EARLY_IDLE = 0.1  # seconds a start answering from its snapshot waits for a first request before assembling
+EARLY_IDLE = 1.0  # seconds a start answering from its snapshot waits for a first request before assembling
+ASSEMBLY_SWITCH_INTERVAL = 0.001  # seconds (sys.setswitchinterval) while assembling behind the snapshot
 
 
 @dataclass
@@ -281,8 +283,8 @@ def _startup_lane(config: ServerConfig, plugins: PluginManager) -> StartupLane |
     from .repos import page_snapshot
 
     snapshot = page_snapshot.load(config.serverdir / page_snapshot.FILE_NAME, _fingerprint(plugins))
-    if snapshot is None or not snapshot.pages:
-        return None
+    if snapshot is None or not snapshot.pages or (snapshot.open_root and config.host not in LOOPBACK):
+        return None  # (an open root on a wide address: the assembly refuses it before listening)
     from .http.startup_lane import StartupLane
     from .store.serial_peek import SerialPeek
 
@@ -298,13 +300,12 @@ def _startup_lane(config: ServerConfig, plugins: PluginManager) -> StartupLane |
     return StartupLane(snapshot, peek)
 
 
-def _announce(config: ServerConfig, built: Assembled) -> None:
-    """Say the server is up (tests and scripts wait for this line), and start the background
-    work within IDLE_START even if no request comes."""
+def _announce(config: ServerConfig) -> None:
+    """Say the server is up (tests and scripts wait for this line): every request is answered
+    from now on, by the application or, while it is being assembled, after it."""
     url_host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"devpi server {__version__} listening on http://{url_host}:{config.port} "
-          f"(serverdir {config.serverdir}, storage {built.core._storage_display()})", flush=True)
-    _later(IDLE_START, built.core.start_background)
+          f"(serverdir {config.serverdir}, storage {storage_display(config.storage)})", flush=True)
 
 
 def _shut_down(plugins: PluginManager, built: Assembled) -> None:
@@ -364,8 +365,10 @@ def main(argv: list[str] | None = None) -> int:
 
         app, core = StartingApp(), None
         app.fastlane, app.fast_wsgi = early, RequestLog(early)
-        go = threading.Event()  # the assembly waits for the first answer (or EARLY_IDLE)
-        app.fast_wsgi.after_first = go.set
+        # the assembly waits for the first answer, or the first request the lane cannot answer,
+        # or EARLY_IDLE seconds
+        go = threading.Event()
+        app.fast_wsgi.after_first = app.on_wait = go.set
     from .http.httpserver import connection_cap, listen, make_server
     from .http.wsgibridge import WsgiBridge
 
@@ -388,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         answer on (begun earlier, the imports here would compete with that answer for the
         interpreter), or once it has listened EARLY_IDLE seconds without a request."""
         go.wait(EARLY_IDLE)
+        # the event loop still answers from the snapshot meanwhile: it gets the interpreter back
+        # within a millisecond, not the default five, from the imports here
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(ASSEMBLY_SWITCH_INTERVAL)
         try:
             got = assemble(config, args, plugins, pin)
         except BaseException as e:
@@ -395,19 +402,22 @@ def main(argv: list[str] | None = None) -> int:
             app.failed(str(e) if isinstance(e, SystemExit) else type(e).__name__)
             server.should_exit = True
             return
+        finally:
+            sys.setswitchinterval(interval)
         bridge.attach(got.app, got.core)
         app.ready(got.app)
         early.close()
         done.append(got)
-        _announce(config, got)
+        _later(IDLE_START, got.core.start_background)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     try:  # from the handler's first moment on, a SIGTERM lands in the except below
         signal.signal(signal.SIGTERM, stop)
+        _announce(config)
         if built is not None:
-            _announce(config, built)
+            _later(IDLE_START, built.core.start_background)
         else:  # started while SIGUSR2 is blocked: the thread and all it starts inherit that
             builder = threading.Thread(target=assemble_behind, name="start-up", daemon=True)
             builder.start()

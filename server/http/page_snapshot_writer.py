@@ -11,6 +11,10 @@ next start is exactly what rendering them would give:
   only is never answered from the file);
 - the page is not a compact (gzip-only) one and does not expire.
 
+The file also says whether root's password was empty at that serial: a server refuses to
+listen on other addresses than loopback then (main.py), and must not answer from the file
+there either.
+
 The file is stamped with the serial the pages are true at, found so: read the serial this
 process has announced (every commit up to it has invalidated the page cache), take the
 pages, then read the database's serial; if it moved, a commit was in flight and the
@@ -30,7 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..accounts.auth import verify_password
 from ..repos import page_snapshot
+from ..store import catalog
 from ..store.indexconfig import DEFAULT_ACL_READ
 from ..store.storage import kv_get
 
@@ -55,6 +61,8 @@ class PageSnapshotWriter:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one write at a time (the thread, or the one at shutdown)
         self._thread: threading.Thread | None = None
+        self._root_hash: str | None = None
+        self._root_open = True
 
     def start(self) -> None:
         self.core.page_cache.on_keep = self._dirty.set
@@ -98,16 +106,26 @@ class PageSnapshotWriter:
                     if f"{key[0]}/{key[1]}" in public and page.expires is None and page.body is not None]
             with core.storage.read() as conn:
                 now = kv_get(conn, "serial")
+                root = catalog.get_user(conn, "root")
             if now is None or int(now) != serial:
                 return False
             signature = (serial, tuple((key, page.etag) for key, page in kept))
             if signature == self._written:
                 return True
             page_snapshot.dump(self.path, serial=serial, uuid=core.uuid, fingerprint=self.fingerprint,
-                               headers=self.headers(serial), pages=kept)
+                               headers=self.headers(serial), pages=kept,
+                               open_root=root is None or self._open_root(root.pwhash))
             self._written = signature
             self.writes += 1
             return True
+
+    def _open_root(self, pwhash: str) -> bool:
+        """Whether root's password is empty (a server holding such a database refuses to listen
+        on other addresses than loopback: the start-up lane must not either). Remembered per
+        hash: verifying one costs a key derivation."""
+        if self._root_hash != pwhash:
+            self._root_open, self._root_hash = verify_password("", pwhash), pwhash
+        return self._root_open
 
     def _snapshot_indexes(self) -> set[str]:
         """The indexes whose pages may go in the file (see the module's docstring)."""

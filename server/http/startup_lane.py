@@ -73,6 +73,7 @@ class StartingApp:
         self._ready = threading.Event()
         self._app: Callable | None = None
         self._failure = ""
+        self.on_wait: Callable[[], None] | None = None  # told when a request starts waiting
 
     def ready(self, app: Callable) -> None:
         self._app = app
@@ -83,6 +84,8 @@ class StartingApp:
         self._ready.set()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if self.on_wait is not None and not self._ready.is_set():
+            self.on_wait()
         if not self._ready.wait(self.timeout):
             return _unavailable(start_response, "the server is still starting; try again shortly")
         if self._app is None:

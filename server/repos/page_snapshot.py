@@ -37,17 +37,18 @@ PageKey = tuple[str, str, str, str, str]  # the page cache's: user, index, proje
 class PageSnapshot:
     """The pages of a snapshot file and the stamp they are true at."""
 
-    def __init__(self, serial: int, uuid: str, pages: dict[PageKey, CachedPage]):
+    def __init__(self, serial: int, uuid: str, pages: dict[PageKey, CachedPage], open_root: bool = True):
         self.serial = serial
         self.uuid = uuid
         self.pages = pages
+        self.open_root = open_root  # root's password was empty at that serial (or unknown)
 
     def get(self, key: tuple) -> CachedPage | None:
         return self.pages.get(key)
 
 
 def dump(path: Path, *, serial: int, uuid: str, fingerprint: str, headers: dict[str, str],
-         pages: Iterable[tuple[PageKey, CachedPage]]) -> int:
+         pages: Iterable[tuple[PageKey, CachedPage]], open_root: bool = True) -> int:
     """Replace the file at ``path`` with ``pages`` (bounded: see MAX_*), stamped; return
     how many were kept. ``headers`` are added to every page's own (the server's X-Devpi-*)."""
     index: list[list] = []
@@ -67,7 +68,7 @@ def dump(path: Path, *, serial: int, uuid: str, fingerprint: str, headers: dict[
         head_size += size
     blob = b"".join(bodies)
     head = json.dumps({"serial": serial, "uuid": uuid, "fingerprint": fingerprint, "headers": headers,
-                       "pages": index, "sha256": hashlib.sha256(blob).hexdigest()},
+                       "open_root": bool(open_root), "pages": index, "sha256": hashlib.sha256(blob).hexdigest()},
                       separators=(",", ":")).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -110,6 +111,6 @@ def load(path: Path, fingerprint: str) -> PageSnapshot | None:
             pages[tuple(str(k) for k in key)] = CachedPage(body, str(etag), {**extra, **headers}, None)
         if offset != len(blob):
             return None
-        return PageSnapshot(int(head["serial"]), str(head["uuid"]), pages)
+        return PageSnapshot(int(head["serial"]), str(head["uuid"]), pages, head["open_root"] is not False)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

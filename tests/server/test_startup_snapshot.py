@@ -9,6 +9,7 @@ start-up lane (http/startup_lane.py), and whatever waits is waiting for the appl
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -46,8 +47,8 @@ class Gate:
 
 
 class GatedStart:
-    """``s.start()`` in a thread: it returns once the server says it listens, which is after
-    its application was assembled, which is after the gate opens."""
+    """``s.start()`` with the gate closed, in a thread (it returns once the server listens: at
+    once when it answers from a snapshot, else after the assembly, so after the gate opens)."""
 
     def __init__(self, s: ServerProcess, gate: Gate):
         self.s, self.gate = s, gate
@@ -55,14 +56,12 @@ class GatedStart:
         self.thread = threading.Thread(target=s.start, daemon=True)
         self.thread.start()
 
-    @property
-    def assembled(self) -> bool:
-        return not self.thread.is_alive()
-
     def finish(self) -> None:
+        """Open the gate; return once the application answers."""
         self.gate.open()
         self.thread.join(60)
         assert not self.thread.is_alive(), self.s.log_text()[-3000:]
+        assert first_answer(self.s.url + "/+api").status_code == 200
 
 
 def first_answer(url: str, **kw) -> requests.Response:
@@ -144,12 +143,11 @@ def test_a_restart_answers_kept_pages_before_its_application_is_ready(make_serve
         etag = before[asked[0]].headers["ETag"]
         r = requests.get(s.url + asked[0][0], headers={"If-None-Match": etag}, timeout=30)
         assert r.status_code == 304
-        assert not start.assembled  # all of that came from the start-up lane
-        # anything else waits for the application: another URL, a page not kept, any credentials
+        # anything else waits for the application (so all of the above came from the start-up
+        # lane): another URL, a page not kept, any credentials
         assert pending(s.url + "/+api")
         assert pending(s.url + f"/{index}/+simple/other/")
         assert pending(s.url + asked[0][0], auth=(auth[0], "wrong"))
-        assert not start.assembled
     finally:
         start.finish()
     assert s.api("GET", "/+api").status_code == 200
@@ -172,8 +170,8 @@ def test_a_kill_keeps_the_snapshot_and_a_change_before_it_retires_it(make_server
     start = GatedStart(s, gate)
     try:
         got = first_answer(s.url + page)
-        assert not start.assembled
         assert (got.status_code, got.content) == (200, want.content)
+        assert pending(s.url + "/+api")  # the application is not ready: that came from the snapshot
     finally:
         start.finish()
 
@@ -183,7 +181,6 @@ def test_a_kill_keeps_the_snapshot_and_a_change_before_it_retires_it(make_server
     start = GatedStart(s, gate)
     try:
         assert pending(s.url + page)  # never the kept page of the serial before
-        assert not start.assembled
     finally:
         start.finish()
     r = requests.get(s.url + page, timeout=30)
@@ -214,7 +211,6 @@ def test_only_public_pages_of_plain_stages_are_kept(make_server, tmp_path):
         assert first_answer(s.url + f"/{auth[0]}/dev/+simple/").status_code == 200
         assert pending(s.url + f"/{auth[0]}/private/+simple/")
         assert pending(s.url + f"/{auth[0]}/mirrored/+simple/{project}/")
-        assert not start.assembled
     finally:
         start.finish()
 
@@ -239,7 +235,7 @@ def test_the_snapshot_file_is_read_only_when_whole_and_from_this_server(tmp_path
     assert page_snapshot.dump(path, serial=7, uuid="u1", fingerprint="devpi server 1", headers={"X-Devpi-Serial": "7"},
                               pages=pages) == 2
     snap = page_snapshot.load(path, "devpi server 1")
-    assert (snap.serial, snap.uuid) == (7, "u1")
+    assert (snap.serial, snap.uuid, snap.open_root) == (7, "u1", True)  # unless told otherwise
     page = snap.get(("alice", "dev", "p", "json", "../../../"))
     assert (page.body, page.etag, page.extra) == (b'{"name":"p"}', '"e2"', {"X-PyPI-Last-Serial": "3", "X-Devpi-Serial": "7"})
     assert page_snapshot.load(path, "devpi server 2") is None  # another version or other plugins
@@ -273,3 +269,23 @@ def test_the_snapshot_is_bounded(tmp_path):
     kept = page_snapshot.dump(tmp_path / "s", serial=1, uuid="u", fingerprint="f", headers={}, pages=pages)
     assert kept == 3
     assert (tmp_path / "s").stat().st_size < page_snapshot.MAX_BODY_BYTES + page_snapshot.MAX_HEAD_BYTES
+
+
+def test_an_open_root_is_refused_on_a_wide_address_before_any_snapshot_answer(make_server, tmp_path):
+    s = make_server(root_password="")
+    project = unique("open")
+    auth, index = stage_with_release(s, tmp_path, project)
+    assert requests.get(f"{s.url}/{index}/+simple/", timeout=30).status_code == 200
+    assert s.stop() == 0
+    head = snapshot_head(s)
+    assert head["open_root"] is True and len(head["pages"]) == 1
+    wide = subprocess.run([*s.command(), "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
+                          timeout=60)
+    assert wide.returncode != 0
+    assert "root has an empty password; refusing to listen on 0.0.0.0" in wide.stderr
+    assert "listening" not in wide.stdout and "Traceback" not in wide.stderr
+    s.start()  # on loopback it may, and then root gets a password: the next snapshot says so
+    assert s.api("PATCH", "/root", json={"password": "set"}, auth=s.login("root", "")).status_code == 200
+    assert requests.get(f"{s.url}/{index}/+simple/", timeout=30).status_code == 200
+    assert s.stop() == 0
+    assert snapshot_head(s)["open_root"] is False

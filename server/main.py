@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         finally:
             sys.setswitchinterval(interval)
+        early.hand_over(got.core.page_cache, got.core.storage.current_serial, got.core.uuid)
         bridge.attach(got.app, got.core)
         app.ready(got.app)
         early.close()

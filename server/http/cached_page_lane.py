@@ -67,9 +67,12 @@ def servable(page: CachedPage, environ: dict) -> bool:
     return page.body is not None or accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
 
 
-def serve(environ: dict, start_response: Callable, page: CachedPage, ctype: str) -> Iterable[bytes]:
+def serve(environ: dict, start_response: Callable, page: CachedPage, ctype: str,
+          more_headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
     status, headers, body = page_answer(page, ctype, environ.get("HTTP_ACCEPT_ENCODING"),
                                         environ.get("HTTP_IF_NONE_MATCH"), environ["REQUEST_METHOD"] == "HEAD")
+    if more_headers:
+        headers.extend(more_headers)
     start_response(status, headers)
     return [body] if isinstance(body, bytes) else body
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from ..api.errors import JSON_CT, json_body, reason_phrase
 from ..repos.page_snapshot import PageSnapshot
-from ..repos.simple_page_cache import CachedPage
+from ..repos.simple_page_cache import CachedPage, PageCache
 from ..store.serial_peek import SerialPeek
 from .cached_page_lane import PageKeys, servable, serve
 
@@ -58,7 +58,19 @@ class StartupLane:
         if found is None:  # not reached through the bridge, which asks hit() first
             return _unavailable(start_response, "the server is starting; try again shortly")
         self.answered += 1
-        return serve(environ, start_response, found[0], found[1])
+        return serve(environ, start_response, found[0], found[1], self.snapshot.headers)
+
+    def hand_over(self, page_cache: PageCache, serial: int, uuid: str) -> int:
+        """Put the snapshot's pages into the assembled application's page cache, if the
+        application is at the snapshot's serial (so they are answered warm, and the next
+        snapshot keeps them); return how many. The cache's generation check drops them all
+        should a commit land meanwhile."""
+        generation = page_cache.generation
+        if (serial, uuid) != (self.snapshot.serial, self.snapshot.uuid):
+            return 0
+        for key, page in self.snapshot.pages.items():
+            page_cache.put_page(key, key[2], page, generation)
+        return len(self.snapshot.pages)
 
     def close(self) -> None:
         self.closed = True

@@ -37,10 +37,12 @@ PageKey = tuple[str, str, str, str, str]  # the page cache's: user, index, proje
 class PageSnapshot:
     """The pages of a snapshot file and the stamp they are true at."""
 
-    def __init__(self, serial: int, uuid: str, pages: dict[PageKey, CachedPage], open_root: bool = True):
+    def __init__(self, serial: int, uuid: str, pages: dict[PageKey, CachedPage], headers: dict[str, str],
+                 open_root: bool = True):
         self.serial = serial
         self.uuid = uuid
-        self.pages = pages
+        self.pages = pages  # as the page cache holds them: a cache filled from here serves them alike
+        self.headers = list(headers.items())  # the server's own (X-Devpi-*), added to every answer
         self.open_root = open_root  # root's password was empty at that serial (or unknown)
 
     def get(self, key: tuple) -> CachedPage | None:
@@ -108,9 +110,9 @@ def load(path: Path, fingerprint: str) -> PageSnapshot | None:
             offset += length
             if len(key) != 5 or len(body) != length:
                 return None
-            pages[tuple(str(k) for k in key)] = CachedPage(body, str(etag), {**extra, **headers}, None)
+            pages[tuple(str(k) for k in key)] = CachedPage(body, str(etag), dict(extra), None)
         if offset != len(blob):
             return None
-        return PageSnapshot(int(head["serial"]), str(head["uuid"]), pages, head["open_root"] is not False)
+        return PageSnapshot(int(head["serial"]), str(head["uuid"]), pages, headers, head["open_root"] is not False)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

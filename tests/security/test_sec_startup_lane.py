@@ -46,7 +46,6 @@ def test_only_plain_anonymous_reads_of_kept_pages_are_answered_early(sec_servers
             ("GET", "/alice/dev/+simple/kept-proj", {}),
             ("GET", "/alice/secret/+simple/kept-proj/", {}),
             ("GET", "/alice/secret/+simple/", {}),
-            ("GET", "/alice/dev/+simple/kept-proj/?format=unknown&x=1", {}),
         ]
         for method, path, headers in tricks:
             assert pending(s.url + path, method=method, headers=headers), (method, path, headers)

@@ -383,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                          max_connections=connection_cap(args.max_connections))
     config.port = sock.getsockname()[1]
     builder: threading.Thread | None = None
+    stopping = threading.Event()
     failure: list[BaseException] = []
     done: list[Assembled] = []
 
@@ -391,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         answer on (begun earlier, the imports here would compete with that answer for the
         interpreter), or once it has listened EARLY_IDLE seconds without a request."""
         go.wait(EARLY_IDLE)
+        if stopping.is_set():  # stopped before anything needed the application: nothing to assemble
+            return
         # the event loop still answers from the snapshot meanwhile: it gets the interpreter back
         # within a millisecond, not the default five, from the imports here
         interval = sys.getswitchinterval()
@@ -430,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         pin.stop()
         sock.close()
         if builder is not None:
-            builder.join(START_JOIN)  # a stop during the start: let it finish before tearing down
+            stopping.set()
+            go.set()
+            builder.join(START_JOIN)  # a stop during the assembly: let it finish before tearing down
             built = done[0] if done else None
         if built is not None:
             _shut_down(plugins, built)

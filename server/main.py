@@ -12,6 +12,7 @@ import argparse
 import errno
 import faulthandler
 import fcntl
+import importlib.util
 import logging
 import os
 import signal
@@ -31,6 +32,14 @@ if TYPE_CHECKING:  # imported when the server is assembled, not before its first
     from .core import Core
     from .http.page_snapshot_writer import PageSnapshotWriter
     from .http.startup_lane import StartupLane
+
+# The server may answer before it imports its SQL layer and web framework (see above): without
+# the ``server`` extra it would then fail only later, with a traceback. So look them up now (a
+# path lookup, not an import) and fail as importing this module used to: ``devpi server`` and
+# ``python -m devpi.server`` turn that into one line saying what to install (extra_check.py).
+for _library in ("sqlalchemy", "bottle"):
+    if importlib.util.find_spec(_library) is None:
+        raise ModuleNotFoundError(f"No module named {_library!r}", name=_library)
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,9 +19,9 @@ from .core import Core
 from .http.audit_trail import AuditTrail
 from .http.diskfull import MESSAGE as DISK_FULL
 from .http.diskfull import is_disk_full
+from .http.request_log import RequestLog
 from .http.routing import new_app
 from .mirror.via import names_us
-from .runtime.batched_log import BatchedLines, shared_lines
 
 log = logging.getLogger("devpi.server.http")
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see http/request_body.py)
@@ -134,8 +133,16 @@ class LoopGuard:
         return self.app(environ, start_response)
 
 
+def devpi_headers(core: Core, serial: int) -> dict[str, str]:
+    """What :class:`DevpiHeaders` adds to an answer given at ``serial`` (the start-up
+    snapshot of simple pages stores them with each page: http/page_snapshot_writer.py)."""
+    return {"X-Devpi-Api-Version": "2", "X-Devpi-Server-Version": __version__, "X-Devpi-Serial": str(serial),
+            "X-Devpi-Uuid": core.uuid, "X-Devpi-Primary-Uuid": core.uuid, "X-Devpi-Master-Uuid": core.uuid}
+
+
 class DevpiHeaders:
-    """Adds devpi's protocol headers (API version, serial, uuids) to every response."""
+    """Adds devpi's protocol headers (API version, serial, uuids) to every response (the
+    same as :func:`devpi_headers`, appended one by one: this runs on every answer)."""
 
     def __init__(self, app: Callable, core: Core):
         self.app = app
@@ -154,39 +161,3 @@ class DevpiHeaders:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)
-
-
-class RequestLog:
-    """One line per request: method, path, status, milliseconds (timestamp cached per second)."""
-
-    def __init__(self, app: Callable, log: BatchedLines | None = None):
-        self.app = app
-        self.log = log or shared_lines()
-        self._second = 0
-        self._stamp = ""
-        self.after_first: Callable[[], None] | None = None  # called once, after the first request
-
-    def _timestamp(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        return self._stamp
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        t0 = time.perf_counter()
-        status_holder: list[str] = []
-
-        def start(status: str, headers: list, exc_info: Any = None) -> Callable:
-            status_holder.append(status)
-            return start_response(status, headers, exc_info)
-
-        try:
-            return self.app(environ, start)
-        finally:
-            self.log.add("{} {} {} {} {:.1f}ms\n".format(
-                self._timestamp(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
-                status_holder[0][:3] if status_holder else "-", (time.perf_counter() - t0) * 1000))
-            if self.after_first is not None:
-                hook, self.after_first = self.after_first, None
-                hook()

@@ -79,3 +79,11 @@ class ServerConfig:
     @property
     def storage(self) -> str:
         return self.storage_url or f"sqlite:///{self.serverdir / 'devpi.sqlite'}"
+
+
+def storage_display(url: str) -> str:
+    """A storage URL as the server shows it (log, /+status): without its credentials."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        url = f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -26,7 +26,7 @@ from .accounts.live_pwhash import LivePwhash
 from .accounts.login_throttle import LoginThrottle, Rate
 from .accounts.modify_policy import ModifyPolicy
 from .accounts.scope import DELETE, INDEX_ADMIN, PUSH, READ, TOXRESULT, UPLOAD
-from .config import ServerConfig
+from .config import ServerConfig, storage_display
 from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
@@ -498,8 +498,4 @@ class Core:
         return {"page_cache": self.page_cache.stats(), "mirrors": mirrors}
 
     def _storage_display(self) -> str:
-        url = self.storage.url
-        if "@" in url:  # hide credentials
-            scheme, rest = url.split("://", 1)
-            url = f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return url
+        return storage_display(self.storage.url)

@@ -1,7 +1,10 @@
 """`devpi server`: parse options, take the server dir, migrate, serve (server/http/httpserver.py).
 
 Start-up does no key derivation and imports nothing it does not need, so the
-first request is answered well under a second after the process starts.
+first request is answered well under a second after the process starts. With SQLite and
+a snapshot of simple pages from the last run that is still true (repos/page_snapshot.py),
+the server listens before it imports its SQL layer and views at all: it answers those
+pages at once and assembles the rest in a thread (http/startup_lane.py).
 """
 from __future__ import annotations
 
@@ -9,19 +12,34 @@ import argparse
 import errno
 import faulthandler
 import fcntl
+import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .accounts.modify_policy import parse_restrict_modify
-from .config import ServerConfig, parse_size, positive_int, positive_seconds
-from .core import Core
+from .config import ServerConfig, parse_size, positive_int, positive_seconds, storage_display
 from .plugins import SHUTDOWN_EVENT_WAIT, PluginManager, make_plugin_manager
+
+if TYPE_CHECKING:  # imported when the server is assembled, not before its first answer
+    from .core import Core
+    from .http.page_snapshot_writer import PageSnapshotWriter
+    from .http.startup_lane import StartupLane
+
+# The server may answer before it imports its SQL layer and web framework (see above): without
+# the ``server`` extra it would then fail only later, with a traceback. So look them up now (a
+# path lookup, not an import) and fail as importing this module used to: ``devpi server`` and
+# ``python -m devpi.server`` turn that into one line saying what to install (extra_check.py).
+for _library in ("sqlalchemy", "bottle"):
+    if importlib.util.find_spec(_library) is None:
+        raise ModuleNotFoundError(f"No module named {_library!r}", name=_library)
 
 log = logging.getLogger("devpi.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -212,6 +230,109 @@ def _refuse_open_root(core: Core, host: str) -> None:
                          "Set one with --root-passwd on first start or `devpi passwd root`.")
 
 
+START_JOIN = 120.0  # seconds a stop waits for a start still under way
+EARLY_IDLE = 1.0  # seconds a start answering from its snapshot waits for a first request before assembling
+ASSEMBLY_SWITCH_INTERVAL = 0.001  # seconds (sys.setswitchinterval) while assembling behind the snapshot
+
+
+@dataclass
+class Assembled:
+    """The server's parts once put together."""
+
+    core: Core
+    app: Callable
+    snapshots: PageSnapshotWriter | None
+
+
+def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginManager, pin: Any) -> Assembled:
+    """Open (and migrate) the storage, configure the plugins, build the application."""
+    from .core import Core
+
+    try:
+        core = Core(config)
+        if args.blob_storage:
+            core.blobs = plugins.blob_store(core, args.blob_storage)
+        core.setup()
+    except SystemExit:
+        raise
+    except Exception as e:
+        if args.debug:
+            raise
+        raise SystemExit(f"devpi server: cannot open storage {config.storage}: {e}") from None
+    _refuse_open_root(core, config.host)
+    core.after_start("blob-dirs", core.blobs.make_dirs)
+    core.after_start("cpu-pin", pin.start_watching)
+    plugins.configure(core, args)  # the mirror, test runs, web UI and third parties plug in
+    core.storage.start_poller()
+    from .app import build_app, devpi_headers
+
+    app = build_app(core)
+    # The background start-up work (core.after_start) begins just after the first answer has
+    # gone out, or when the server has listened a while without one: never before it.
+    app.after_first = app.fast_wsgi.after_first = lambda: _later(AFTER_FIRST_ANSWER, core.start_background)
+    snapshots = None
+    if core.storage.is_sqlite:
+        from .http.page_snapshot_writer import PageSnapshotWriter
+        from .repos.page_snapshot import FILE_NAME
+
+        snapshots = PageSnapshotWriter(core, config.serverdir / FILE_NAME, _fingerprint(plugins),
+                                       lambda serial: devpi_headers(core, serial))
+        snapshots.start()
+    return Assembled(core, app, snapshots)
+
+
+def _fingerprint(plugins: PluginManager) -> str:
+    """What a snapshot of pages must have been written by: this version, these plugins."""
+    return plugins.version_text(__version__)
+
+
+def _startup_lane(config: ServerConfig, plugins: PluginManager) -> StartupLane | None:
+    """The lane answering the last run's pages, if the server dir has a snapshot that is still
+    true of its SQLite database (the standard library reads both); None otherwise."""
+    storage = config.storage
+    if not storage.startswith("sqlite:///"):
+        return None
+    from .repos import page_snapshot
+
+    snapshot = page_snapshot.load(config.serverdir / page_snapshot.FILE_NAME, _fingerprint(plugins))
+    if snapshot is None or not snapshot.pages or (snapshot.open_root and config.host not in LOOPBACK):
+        return None  # (an open root on a wide address: the assembly refuses it before listening)
+    from .http.startup_lane import StartupLane
+    from .store.serial_peek import SerialPeek
+
+    peek = SerialPeek(Path(storage[len("sqlite:///"):]))
+    stamp = peek.read()
+    if stamp != (snapshot.serial, snapshot.uuid):
+        peek.close()
+        log.info("simple-page snapshot of serial %s not used: the database is at %s", snapshot.serial,
+                 stamp[0] if stamp else "an unknown serial")
+        return None
+    log.info("answering %d simple pages of serial %s from the snapshot while the server starts",
+             len(snapshot.pages), snapshot.serial)
+    return StartupLane(snapshot, peek)
+
+
+def _announce(config: ServerConfig) -> None:
+    """Say the server is up (tests and scripts wait for this line): every request is answered
+    from now on, by the application or, while it is being assembled, after it."""
+    url_host = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"devpi server {__version__} listening on http://{url_host}:{config.port} "
+          f"(serverdir {config.serverdir}, storage {storage_display(config.storage)})", flush=True)
+
+
+def _shut_down(plugins: PluginManager, built: Assembled) -> None:
+    plugins.events.wait_idle(SHUTDOWN_EVENT_WAIT)
+    try:
+        plugins.hook.devpiserver_shutdown(core=built.core)
+    except Exception:
+        log.exception("shutdown hook failed")
+    if built.snapshots is not None:
+        built.snapshots.stop()  # the pages as they are now, for the next start
+    if hasattr(built.app, "log"):
+        built.app.log.close()
+    built.core.storage.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     plugins = make_plugin_manager()  # before parsing: plugins add options
     args = make_parser(plugins).parse_args(argv)
@@ -245,51 +366,77 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"devpi server: cannot create server dir {config.serverdir}: {e.strerror}") from None
     if not (args.storage or "").startswith("postgresql"):
         ServerDirLock(config.serverdir).acquire()
-    try:
-        core = Core(config)
-        if args.blob_storage:
-            core.blobs = plugins.blob_store(core, args.blob_storage)
-        core.setup()
-    except SystemExit:
-        raise
-    except Exception as e:
-        if args.debug:
-            raise
-        raise SystemExit(f"devpi server: cannot open storage {config.storage}: {e}") from None
-    _refuse_open_root(core, config.host)
-    core.after_start("blob-dirs", core.blobs.make_dirs)
-    core.after_start("cpu-pin", pin.start_watching)
-    plugins.configure(core, args)  # the mirror, test runs, web UI and third parties plug in
-    core.storage.start_poller()
-    from .app import build_app
+    early = _startup_lane(config, plugins)
+    built: Assembled | None = None
+    if early is None:
+        built = assemble(config, args, plugins, pin)
+        app, core = built.app, built.core
+    else:
+        from .http.request_log import RequestLog
+        from .http.startup_lane import StartingApp
+
+        app, core = StartingApp(), None
+        app.fastlane, app.fast_wsgi = early, RequestLog(early)
+        # the assembly waits for the first answer, or the first request the lane cannot answer,
+        # or EARLY_IDLE seconds
+        go = threading.Event()
+        app.fast_wsgi.after_first = app.on_wait = go.set
     from .http.httpserver import connection_cap, listen, make_server
     from .http.wsgibridge import WsgiBridge
 
-    app = build_app(core)
-    # The background start-up work (core.after_start) begins just after the first answer has
-    # gone out, or when the server has listened a while without one: never before it.
-    app.after_first = app.fast_wsgi.after_first = lambda: _later(AFTER_FIRST_ANSWER, core.start_background)
     bridge = WsgiBridge(app, core, threads=config.threads, upstream_threads=args.upstream_threads,
                         max_long_polls=args.max_long_polls, timeout=args.connection_timeout,
-                        max_body=config.max_upload_size + 1024 * 1024)
+                        max_body=config.max_upload_size + 1024 * 1024, prestart=early is None)
     try:
         sock = listen(config.host, config.port)
     except OSError as e:
         raise SystemExit(f"devpi server: cannot listen on {config.host}:{config.port}: {e.strerror}") from None
     server = make_server(bridge, timeout=args.connection_timeout,
                          max_connections=connection_cap(args.max_connections))
-    port = sock.getsockname()[1]
-    config.port = port
-    url_host = f"[{config.host}]" if ":" in config.host else config.host
+    config.port = sock.getsockname()[1]
+    builder: threading.Thread | None = None
+    stopping = threading.Event()
+    failure: list[BaseException] = []
+    done: list[Assembled] = []
+
+    def assemble_behind() -> None:
+        """The rest of the start, while the event loop answers from the snapshot: from its first
+        answer on (begun earlier, the imports here would compete with that answer for the
+        interpreter), or once it has listened EARLY_IDLE seconds without a request."""
+        go.wait(EARLY_IDLE)
+        if stopping.is_set():  # stopped before anything needed the application: nothing to assemble
+            return
+        # the event loop still answers from the snapshot meanwhile: it gets the interpreter back
+        # within a millisecond, not the default five, from the imports here
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(ASSEMBLY_SWITCH_INTERVAL)
+        try:
+            got = assemble(config, args, plugins, pin)
+        except BaseException as e:
+            failure.append(e)
+            app.failed(str(e) if isinstance(e, SystemExit) else type(e).__name__)
+            server.should_exit = True
+            return
+        finally:
+            sys.setswitchinterval(interval)
+        early.hand_over(got.core.page_cache, got.core.storage.current_serial, got.core.uuid)
+        bridge.attach(got.app, got.core)
+        app.ready(got.app)
+        early.close()
+        done.append(got)
+        _later(IDLE_START, got.core.start_background)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     try:  # from the handler's first moment on, a SIGTERM lands in the except below
         signal.signal(signal.SIGTERM, stop)
-        print(f"devpi server {__version__} listening on http://{url_host}:{port} "
-              f"(serverdir {config.serverdir}, storage {core._storage_display()})", flush=True)
-        _later(IDLE_START, core.start_background)
+        _announce(config)
+        if built is not None:
+            _later(IDLE_START, built.core.start_background)
+        else:  # started while SIGUSR2 is blocked: the thread and all it starts inherit that
+            builder = threading.Thread(target=assemble_behind, name="start-up", daemon=True)
+            builder.start()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
         server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:
@@ -297,12 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pin.stop()
         sock.close()
-        plugins.events.wait_idle(SHUTDOWN_EVENT_WAIT)
-        try:
-            plugins.hook.devpiserver_shutdown(core=core)
-        except Exception:
-            log.exception("shutdown hook failed")
-        if hasattr(app, "log"):
-            app.log.close()
-        core.storage.close()
+        if builder is not None:
+            stopping.set()
+            go.set()
+            builder.join(START_JOIN)  # a stop during the assembly: let it finish before tearing down
+            built = done[0] if done else None
+        if built is not None:
+            _shut_down(plugins, built)
+    if failure:
+        raise failure[0]
     return 0

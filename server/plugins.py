@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hooks
-from .api.httpkit import APIError
+from .api.errors import APIError
 
 if TYPE_CHECKING:
     from .accounts.auth import Identity
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("devpi.server.plugins")
 ENTRY_POINT_GROUP = "devpi_server"
 # The server's own parts; a missing optional one (devpi.web in a trimmed install) is skipped.
-INTERNAL = ("devpi.server.mirror.extension", "devpi.server.testruns.api", "devpi.server.accounts.ldap_directory",
-            "devpi.web.hooks")
+INTERNAL = ("devpi.server.mirror.extension", "devpi.server.testruns.hooks",
+            "devpi.server.accounts.ldap_directory", "devpi.web.hooks")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SHUTDOWN_EVENT_WAIT = 5.0  # seconds a clean stop waits for pending events to reach plugins
 MAX_PENDING_EVENTS = 10_000  # events waiting for slow plugins; past it new ones are dropped, logged

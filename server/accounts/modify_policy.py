@@ -10,8 +10,10 @@ anonymous user creation is refused.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from .auth import Identity
+if TYPE_CHECKING:  # parsed at start-up, before anything authenticates
+    from .auth import Identity
 
 
 def parse_restrict_modify(text: str | None) -> tuple[str, ...] | None:

@@ -20,20 +20,12 @@ from ..accounts.api_tokens import looks_like_token as looks_like_api_token
 from ..accounts.auth import AuthUnavailable, Identity, parse_basic, parse_devpi_auth
 from ..http.trusted_proxies import valid_host
 from ..packaging.names import is_user_name
+from .errors import JSON_CT, APIError, json_body, reason_phrase  # their home, free of bottle
 
 # environ keys the authentication leaves for the audit trail (http/audit_trail.py)
 AUTH_FAILED = "devpi.auth_failed"  # the user name whose credentials failed
 AUTH_USER = "devpi.auth_user"  # the user whose credentials succeeded
 INSTALLER_UA = re.compile(r"([^ ]* )*(distribute|setuptools|pip|pex|uv)/.*")
-JSON_CT = "application/json"
-
-
-class APIError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def require_index(core, user: str, index: str):
@@ -42,17 +34,6 @@ def require_index(core, user: str, index: str):
     if ix is None:
         raise APIError(404, f"The stage {user}/{index} could not be found.")
     return ix
-
-
-def reason_phrase(message: str) -> str:
-    """The message as an HTTP reason phrase: one line of printable latin-1 (a control
-    character, say a NUL from a URL, would make the status line invalid)."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in message).split())[:300]
-    return text.encode("latin-1", "replace").decode("latin-1") or "error"
-
-
-def json_body(doc: dict[str, Any]) -> bytes:
-    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
 
 
 def json_reply(result: Any = None, type_: str | None = None, message: str | None = None,

@@ -14,9 +14,9 @@ import bottle
 from ..core import Core
 from ..packaging.names import normalize_name
 from ..repos.repository import ProjectView
+from ..repos.simple_formats import choose_format
 from ..repos.simple_page_cache import CachedPage, page_answer
 from ..repos.simple_render import (
-    choose_format,
     iter_list_html,
     iter_list_json,
     render_project_html,

@@ -30,7 +30,7 @@ import resource
 import socket
 from typing import Any
 
-from ..api.httpkit import json_body, reason_phrase
+from ..api.errors import json_body, reason_phrase
 from .uvicorn_parts import load
 
 httptools_impl, uvicorn_config, uvicorn_server = load()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.httpkit import APIError
+from ..api.errors import APIError
 
 
 class BodyReader:

@@ -39,7 +39,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..api.httpkit import JSON_CT, APIError, json_body, reason_phrase
+from ..api.errors import JSON_CT, APIError, json_body, reason_phrase
 from .request_body import is_form
 
 log = logging.getLogger("devpi.server.http")
@@ -81,7 +81,12 @@ class Lane:
         self._waiting = 0  # jobs submitted and not yet taken
         self._lock = threading.Lock()
         if prestart:
-            for _ in range(threads):
+            self.fill()
+
+    def fill(self) -> None:
+        """Start every thread the lane may have, now (rather than one per busy moment)."""
+        with self._lock:
+            while self._started < self.threads:
                 self._spawn()
 
     def _spawn(self) -> None:
@@ -277,21 +282,39 @@ class UpstreamIndexes:
         return fullname in self._names
 
 
+def _fast_parts(app: Callable) -> tuple[Any, Callable] | None:
+    """The application's cached-page lane (``hit``) and the stack that answers its hits
+    in the event loop, or None."""
+    lane, answer = getattr(app, "fastlane", None), getattr(app, "fast_wsgi", None)
+    return (lane, answer) if lane is not None and answer is not None else None
+
+
 class WsgiBridge:
     """The ASGI application uvicorn runs: routes each request to the event loop
     (cached pages) or a lane, and carries bodies both ways with bounded waits."""
 
     def __init__(self, app: Callable, core: Any, *, threads: int, upstream_threads: int,
-                 max_long_polls: int, timeout: float, max_body: int):
+                 max_long_polls: int, timeout: float, max_body: int, prestart: bool = True):
         self.app = app
         self.timeout = timeout
         self.max_body = max_body
-        self.fastlane = getattr(app, "fastlane", None)
-        self.fast_wsgi = getattr(app, "fast_wsgi", None)
-        self.main = Lane("worker", threads, prestart=True)
+        self.fast = _fast_parts(app)
+        # threads started up front, unless the server is answering its first requests from the
+        # start-up lane (http/startup_lane.py): then once the application is attached
+        self.main = Lane("worker", threads, prestart=prestart)
         self.upstream = Lane("upstream", upstream_threads)
         self.long_polls = Lane("longpoll", max_long_polls, max_busy=max_long_polls)
+        # None while the server is still being put together (http/startup_lane.py): all in the main lane
+        self.upstream_indexes = UpstreamIndexes(core) if core is not None else None
+
+    def attach(self, app: Callable, core: Any) -> None:
+        """Serve ``app`` from now on (the application, once a start that began without it
+        has put it together). Any mix of old and new parts seen by a request in between
+        answers correctly: the cached-page lane and its answering stack are swapped as one."""
         self.upstream_indexes = UpstreamIndexes(core)
+        self.fast = _fast_parts(app)
+        self.app = app
+        self.main.fill()
 
     def lane_for(self, environ: dict) -> Lane:
         path = environ["PATH_INFO"]
@@ -301,7 +324,8 @@ class WsgiBridge:
         reads = method in ("GET", "HEAD")
         if reads or method in ("POST", "PUSH"):
             m = _INDEX_PATH.match(path)
-            if m is None or f"{m.group(1)}/{m.group(2)}" not in self.upstream_indexes:
+            upstream = self.upstream_indexes
+            if m is None or upstream is None or f"{m.group(1)}/{m.group(2)}" not in upstream:
                 return self.main
             # a push (not a form upload) to the index itself downloads the release's files first
             if reads or (m.end() == len(path) and not is_form(environ.get("CONTENT_TYPE"))):
@@ -326,8 +350,9 @@ class WsgiBridge:
         # its lane, after its checks and at most to its limit (server/http/request_body.py)
         body = Body(loop, receive, self.timeout)
         environ = build_environ(scope, body)
-        if self.fastlane is not None and self.fastlane.hit(environ) is not None:
-            return await self._in_loop(environ, send)
+        fast = self.fast
+        if fast is not None and fast[0].hit(environ) is not None:
+            return await self._in_loop(environ, send, fast[1])
         lane = self.lane_for(environ)
         if lane.full:
             return await send_json(send, 429, f"too many waiting requests of this kind ({lane.max_busy}); "
@@ -350,13 +375,14 @@ class WsgiBridge:
             for message in result:
                 await send(message)
 
-    async def _in_loop(self, environ: dict, send: Callable) -> None:
+    @staticmethod
+    async def _in_loop(environ: dict, send: Callable, fast_wsgi: Callable) -> None:
         started: list = []
 
         def start_response(status: str, headers: list, exc_info: Any = None) -> None:
             started[:] = [status, headers]
 
-        chunks = self.fast_wsgi(environ, start_response)
+        chunks = fast_wsgi(environ, start_response)
         await send({"type": "http.response.start", "status": _status(started[0]),
                     "headers": _headers(started[1])})
         await send({"type": "http.response.body", "body": b"".join(chunks)})

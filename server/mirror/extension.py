@@ -14,14 +14,13 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-import bottle
-
-from ..api.httpkit import APIError, require_index
 from ..hooks import IndexType, hookimpl
 
 log = logging.getLogger("devpi.server.mirror")
 
 if TYPE_CHECKING:
+    import bottle
+
     from ..core import Core
     from ..repos.repository import Repository
     from ..store.catalog import IndexRow
@@ -35,6 +34,9 @@ def _make_mirror(core: Core, ix: IndexRow) -> Repository:
 
 def _routes(app: bottle.Bottle, core: Core) -> None:
     """Files whose upstream link has no hash live under +e/ (devpi's layout)."""
+    import bottle
+
+    from ..api.httpkit import APIError, require_index
     from ..api.meta import INDEX_SEG, USER_SEG
 
     def get_external(user: str, index: str, path: str) -> bottle.HTTPResponse:

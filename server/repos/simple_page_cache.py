@@ -143,6 +143,7 @@ class PageCache:
         self.bytes = 0  # what the kept pages weigh (``CachedPage.size``)
         self.not_kept = 0  # pages served but too large to keep
         self.renders = SingleFlight("render")  # concurrent misses of one page render it once
+        self.on_keep: Callable[[], None] | None = None  # told when a page is kept (the start-up snapshot)
 
     def get(self, key: tuple) -> CachedPage | None:
         page = self._pages.get(key)
@@ -175,7 +176,14 @@ class PageCache:
             self._by_project.setdefault(project, set()).add(key)
             self.bytes += page.size
             self._evict()
+        if self.on_keep is not None:
+            self.on_keep()
         return page
+
+    def items(self) -> list[tuple[tuple, CachedPage]]:
+        """The kept pages, oldest first (a copy: the cache goes on changing)."""
+        with self._lock:
+            return list(self._pages.items())
 
     def _grew(self, page: CachedPage, added: int) -> None:
         """A kept page's gzip copy was made: count it (and make room for it)."""

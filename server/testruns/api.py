@@ -24,7 +24,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import threading
 import time
 from typing import Any
@@ -44,15 +43,12 @@ from ..api.httpkit import (
 )
 from ..api.meta import INDEX_SEG, USER_SEG
 from ..core import Core
-from ..hooks import ConfigKey, hookimpl
-from ..store import catalog, indexconfig, schema
+from ..store import catalog, schema
 from ..store.catalog import FileRow, IndexRow
 from .gate import (
-    TRUST_KEY,
     describe,
     env_results,
     missing,
-    normalize_requirements,
     parse_report,
     trusts,
     uploader,
@@ -79,35 +75,7 @@ NO_PERMISSION = ("No permission to upload tox results. You can use the devpi tes
                  "skip the upload.")
 
 
-# -- hooks (an internal plugin, see server/plugins.py) -----------------------------------------
-@hookimpl
-def devpiserver_indexconfig_keys(index_type: str) -> list[ConfigKey] | None:
-    if index_type != "stage":
-        return None
-    return [ConfigKey("push_requires", normalize_requirements, default=[], is_list=True),
-            ConfigKey(TRUST_KEY, indexconfig._acl, is_list=True)]
-
-
-@hookimpl
-def devpiserver_configure(core: Core) -> None:
-    extra = core.config.extra
-    if "testrun_timeout" not in extra and os.environ.get("DEVPI_TESTRUN_TIMEOUT"):
-        extra["testrun_timeout"] = float(os.environ["DEVPI_TESTRUN_TIMEOUT"])
-
-
-@hookimpl
-def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
-    install(app, core)
-
-
-@hookimpl
-def devpiserver_check_push(core: Core, src: Any, target: str) -> None:
-    check_push_requires(core, src, target)
-
-
-@hookimpl
-def devpiserver_on_push_copy(tx: Any, src: Any, target: IndexRow, new_file_ids: dict[int, int]) -> None:
-    copy_on_push(tx, src, target, new_file_ids)
+# (its hook implementations, the internal plugin: testruns/hooks.py)
 
 
 def default_timeout(core: Core) -> float:

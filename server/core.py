@@ -35,7 +35,7 @@ from .store import catalog, schema
 from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
-from .store.indexconfig import DEFAULT_ACL_READ
+from .store.indexconfig import acl_read_of
 from .store.storage import Change, Storage, kv_get
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ class Core:
     # -- read access --------------------------------------------------------------------
     @staticmethod
     def readable_by_anyone(ix: IndexRow) -> bool:
-        return ":ANONYMOUS:" in (ix.config.get("acl_read") or DEFAULT_ACL_READ)
+        return ":ANONYMOUS:" in acl_read_of(ix.config)
 
     def chain_open(self, fullname: str, load: bool = True) -> bool | None:
         """Whether the index and every member of its resolution order are readable by anyone
@@ -455,7 +455,7 @@ class Core:
         ident = self.within_scope(ident, READ, ix.fullname)
         if ident is not None and ident.user in ("root", ix.user):
             return True
-        return self.in_acl(ident, ix.config.get("acl_read") or DEFAULT_ACL_READ)
+        return self.in_acl(ident, acl_read_of(ix.config))
 
     def may_upload(self, ident: Identity | None, ix: IndexRow) -> bool:
         """Release files and documentation (also the target of a push)."""

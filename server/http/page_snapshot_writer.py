@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from ..accounts.auth import verify_password
 from ..repos import page_snapshot
 from ..store import catalog
-from ..store.indexconfig import DEFAULT_ACL_READ
+from ..store.indexconfig import acl_read_of
 from ..store.storage import kv_get
 
 if TYPE_CHECKING:
@@ -141,5 +141,4 @@ class PageSnapshotWriter:
 
 def is_public(config: dict) -> bool:
     """Whether an index's ``acl_read`` lets anyone read it (unset: everyone)."""
-    acl = config.get("acl_read") or DEFAULT_ACL_READ
-    return ":ANONYMOUS:" in acl
+    return ":ANONYMOUS:" in acl_read_of(config)

@@ -116,6 +116,14 @@ COMMON_KEYS: dict[str, Normaliser] = {"title": _free, "description": _free, "cus
                                       "volatile": _bool, "acl_read": _acl}
 # Who may read an index when its config names nobody: everyone, as before acl_read existed.
 DEFAULT_ACL_READ = (":ANONYMOUS:",)
+
+
+def acl_read_of(config: dict[str, Any]) -> list[str] | tuple[str, ...]:
+    """An index's readers: the default only when the key is missing. An empty list (every
+    reader taken out, ``acl_read-=alice``) names none: the owner and root only, never
+    everyone (fail closed)."""
+    acl = config.get("acl_read")
+    return DEFAULT_ACL_READ if acl is None else acl
 STAGE_KEYS: dict[str, Normaliser] = {
     "bases": _bases, "acl_upload": _acl, "acl_toxresult_upload": _acl,
     "mirror_whitelist": _whitelist, "mirror_whitelist_inheritance": _inheritance,

@@ -236,7 +236,9 @@ def normalize(index_type: str, given: dict[str, Any], base: dict[str, Any]) -> d
                           + ", ".join(f"{k}={given[k]!r}" for k in unknown))
     config = dict(base)
     for key, value in given.items():
-        if key in COMMON_KEYS and key != "volatile" and value in (None, ""):
+        # an emptied text field goes away; an emptied acl_read names no reader (the owner and
+        # root only): it must never fall back to the default, which is everyone
+        if key in COMMON_KEYS and key not in ("volatile", "acl_read") and value in (None, ""):
             config.pop(key, None)
             continue
         config[key] = known[key](value)

@@ -21,17 +21,23 @@ def emptied(srv, tmp_path_factory):
     srv.create_user("bob", "bob-pw")
     srv.create_index(alice, "byitem", acl_read=["alice"])
     srv.create_index(alice, "bylist", acl_read=["alice"])
+    srv.create_index(alice, "bytext", acl_read=["alice"])
+    srv.create_index(alice, "bynull", acl_read=["alice"])
     tmp = tmp_path_factory.mktemp("emptied")
-    for name in ("byitem", "bylist"):
+    for name in ("byitem", "bylist", "bytext", "bynull"):
         assert srv.upload(f"alice/{name}", write_wheel(tmp, PROJECT, "1.0"), ("alice", "alice-pw")).status_code == 200
     r = requests.patch(f"{srv.url}/alice/byitem", json=["acl_read-=alice"], auth=("alice", "alice-pw"), timeout=60)
     assert r.status_code == 200 and r.json()["result"]["acl_read"] == [], r.text
-    r = requests.patch(f"{srv.url}/alice/bylist", json={"acl_read": []}, auth=("alice", "alice-pw"), timeout=60)
-    assert r.status_code == 200 and r.json()["result"]["acl_read"] == [], r.text
+    # an emptied text field is removed from the config; an emptied acl_read must not be, or
+    # the index would fall back to the default reader, everyone
+    for name, value in (("bylist", []), ("bytext", ""), ("bynull", None)):
+        r = requests.patch(f"{srv.url}/alice/{name}", json={"acl_read": value}, auth=("alice", "alice-pw"),
+                           timeout=60)
+        assert r.status_code == 200 and r.json()["result"]["acl_read"] == [], r.text
     return srv
 
 
-@pytest.mark.parametrize("index", ["byitem", "bylist"])
+@pytest.mark.parametrize("index", ["byitem", "bylist", "bytext", "bynull"])
 @pytest.mark.parametrize("path", ["/+simple/", f"/+simple/{PROJECT}/", f"/{PROJECT}", ""])
 def test_an_empty_acl_read_names_no_reader(emptied, index, path):
     url = f"{emptied.url}/alice/{index}{path}"
@@ -50,4 +56,4 @@ def test_an_empty_acl_read_is_left_out_of_listings(emptied):
     for auth in (None, ("bob", "bob-pw")):
         r = requests.get(f"{emptied.url}/alice", auth=auth, headers={"Accept": "application/json"}, timeout=60)
         assert r.status_code == 200
-        assert "byitem" not in r.text and "bylist" not in r.text
+        assert not any(name in r.text for name in ("byitem", "bylist", "bytext", "bynull"))

@@ -3,7 +3,7 @@
 A token does a few named things (upload, toxresult, push, delete, index-admin,
 read), optionally on named indexes only, until it expires; the server stores
 only its hash, so ``create`` prints it once. Use it as a password: twine's
-``-u __token__ -p TOKEN``, pip's ``https://__token__:TOKEN@host/...``, or
+``-u __token__ -p TOKEN``, pip's ``http://__token__:TOKEN@127.0.0.1:3141/...``, or
 ``devpi login --token TOKEN``. Managing tokens needs the password or a
 ``devpi login`` with it: a token cannot make or list tokens.
 """

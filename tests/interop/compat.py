@@ -50,7 +50,7 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("pip", "install with dependencies"): "`pip install` from a stage that merges root/pypi",
     ("pip", "install --require-hashes"): "`pip install --require-hashes -r requirements.txt`",
     ("pip", "download"): "`pip download` of a project and its dependencies",
-    ("pip", "install from a read-restricted index"): "`pip install` with `http://user:PW@host/user/index/+simple/` "
+    ("pip", "install from a read-restricted index"): "`pip install` with `http://user:PW@127.0.0.1:3141/user/index/+simple/` "
                                                       "from an index with `acl_read`",
     ("pip", "install behind a path prefix"): "`pip install` through a proxy at `/devpi` (`--outside-url`)",
     ("uv", "pip install with dependencies"): "`uv pip install` from a stage that merges root/pypi",

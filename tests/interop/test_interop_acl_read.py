@@ -1,7 +1,7 @@
 """pip and uv install from a read-restricted index (``acl_read``) with Basic auth in the URL.
 
 alice's index ``secret`` is readable by alice only. With her name and password
-in the index URL (``http://alice:PW@host/alice/secret/+simple/``) pip and uv
+in the index URL (``http://alice:PW@127.0.0.1:3141/alice/secret/+simple/``) pip and uv
 answer the server's ``401 WWW-Authenticate: Basic realm="devpi"`` and install;
 without credentials, or with bob's, they install nothing.
 """

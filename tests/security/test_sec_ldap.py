@@ -138,7 +138,7 @@ BAD_CONFIGS = {
     "unknown-key": "url: ldap://x\nuser_template: 'uid={username}'\ngroup_serach: {}\n",
     "both-user-ways": "url: ldap://x\nuser_template: 'uid={username}'\nuser_search: {base: b, filter: '(uid={username})'}\n",
     "no-user-way": "url: ldap://x\n",
-    "bad-scheme": "url: http://x\nuser_template: 'uid={username}'\n",
+    "bad-scheme": "url: http://127.0.0.1:389\nuser_template: 'uid={username}'\n",
     "no-base": "url: ldap://x\nuser_search: {filter: '(uid={username})'}\n",
     "bad-filter": "url: ldap://x\nuser_search: {base: b, filter: 'uid={username}'}\n",
     "empty-reader-password": "url: ldap://x\nuser_search: {base: b, filter: '(uid={username})', userdn: cn=r, password: ''}\n",

@@ -70,20 +70,10 @@ def _view(doc: dict[str, Any], page_prefix: str) -> RunView:
 
 def _release_runs(core: Any, members: list[Any], project: str, version: str) -> list[Any]:
     """Runs of every file of one version on ``members`` (the stages of the resolution order
-    the reader may read): ``release_runs`` of the server walks every base, readable or not."""
-    from devpi.server.store import catalog
-    from devpi.server.testruns.store import runs_for_files
+    the reader may read)."""
+    from devpi.server.testruns.api import runs_on
 
-    file_ids: list[int] = []
-    with core.storage.read() as conn:
-        for member in members:
-            if member.type == "mirror":
-                continue
-            p = catalog.get_project(conn, member.id, project)
-            rel = catalog.get_release(conn, p.id, version) if p else None
-            if rel is not None:
-                file_ids += [f.id for f in catalog.files_of_release(conn, rel.id) if f.rel == "releasefile"]
-        return runs_for_files(conn, file_ids)
+    return runs_on(core, members, project, version)
 
 
 def runs_for_version(core: Any, ix: Any, members: list[Any], project: str, version: str,

@@ -383,14 +383,22 @@ def release_runs(core: Core, ix: IndexRow, project: str, version: str) -> list[R
     """Runs of every file of one version, on this index and its (non-mirror) bases the
     reader may read."""
     from ..api.read_guard import reader_hides
+
+    hidden = reader_hides(core, bottle.request, ix)
+    members = [m for m in core.resolution_order(ix) if m.fullname not in hidden]
+    return runs_on(core, members, project, version)
+
+
+def runs_on(core: Core, members: list[IndexRow], project: str, version: str) -> list[Run]:
+    """Runs of every file of one version on ``members`` (mirrors skipped): the caller has
+    left out the indexes its reader may not read."""
     from ..packaging.names import normalize_name
 
     name = normalize_name(project)
     file_ids: list[int] = []
-    hidden = reader_hides(core, bottle.request, ix)
     with core.storage.read() as conn:
-        for member in core.resolution_order(ix):
-            if member.type == "mirror" or member.fullname in hidden:
+        for member in members:
+            if member.type == "mirror":
                 continue
             p = catalog.get_project(conn, member.id, name)
             rel = catalog.get_release(conn, p.id, version) if p else None

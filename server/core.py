@@ -401,13 +401,9 @@ class Core:
 
     def _plugin_groups(self, user: str) -> tuple[str, ...]:
         """The groups plugins give ``user`` (a token's identity is in them too)."""
-        hook = getattr(self.plugins.auth, "groups", None) if self.plugins and self.plugins.auth else None
-        if hook is None:
+        if self.plugins is None or self.plugins.auth is None:
             return ()
-        groups: list[str] = []
-        for more in hook(user=user):
-            groups.extend(str(g) for g in more or () if str(g) not in groups)
-        return tuple(groups)
+        return tuple(self.plugins.auth.groups_of(user))
 
     @staticmethod
     def is_scoped(ident: Identity | None) -> bool:

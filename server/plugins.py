@@ -232,10 +232,18 @@ class PluginAuth:
             groups = list(ident.groups)
         else:
             groups = [str(g) for g in decided] if isinstance(decided, list | tuple) else []
+        for group in self.groups_of(user):
+            if group not in groups:
+                groups.append(group)
+        return Identity(user, tuple(groups))
+
+    def groups_of(self, user: str) -> list[str]:
+        """The groups plugins give ``user`` (devpiserver_auth_groups), each once."""
+        groups: list[str] = []
         if self.groups is not None:
             for more in self.groups(user=user):
                 groups.extend(str(g) for g in more or () if str(g) not in groups)
-        return Identity(user, tuple(groups))
+        return groups
 
 
 def _rolled_back(fn: Callable, plugin_name: str, hook_name: str) -> Callable:

@@ -140,7 +140,6 @@ class FastLane:
         import bottle
 
         from ..api.httpkit import APIError, identity
-        from ..api.simple import page_key
 
         core = self.core
         ix = core.get_index(user, index)
@@ -150,9 +149,8 @@ class FastLane:
             ident = identity(core, bottle.BaseRequest(environ))
         except APIError:  # throttled: the application says so
             return None
-        if not core.may_read(ident, ix):
-            return None
-        return core.page_cache.get(page_key(*key, core.hidden_members(ident, ix)))
+        readable, hidden = core.read_view(ident, ix)
+        return core.page_cache.get(self._page_key(*key, hidden)) if readable else None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         found = environ.get("devpi.cached_page") or self.hit(environ, in_loop=False)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from support.tokens import expire_token
 
 
 def hdr(user: str, secret: str) -> dict[str, str]:
@@ -219,14 +219,7 @@ def test_revoke_and_expiry_on_one_process_hold_on_the_other_at_once(two_servers)
         assert authstatus(b, "__token__", other) == ["ok", "dave"]
     assert a.api("DELETE", f"/dave/+tokens/{token_id}", auth=dave).status_code == 200
     assert authstatus(b, "__token__", token) == ["noauth", ""]
-    url = a.storage.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE tokens SET expires = :t WHERE id = :id"),
-                         {"t": time.time() - 1, "id": other_id})
-    finally:
-        engine.dispose()
+    expire_token(a.storage, other_id)
     assert authstatus(b, "__token__", other) == ["noauth", ""]
     assert authstatus(a, "__token__", other) == ["noauth", ""]
 

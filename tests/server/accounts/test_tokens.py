@@ -10,9 +10,9 @@ import base64
 import time
 
 import requests
-from sqlalchemy import create_engine, text
 from srv_helpers import new_stage, raw_upload, twine_upload, unique
 from support.dists import wheel_bytes, write_wheel
+from support.tokens import expire_token
 
 
 def basic(user: str, secret: str) -> dict[str, str]:
@@ -43,17 +43,7 @@ def storage_url(s) -> str:
 
 
 def expire_in_database(s, token_id: str) -> None:
-    """Set a token's expiry into the past behind the server's back (no waiting for a clock)."""
-    url = storage_url(s)
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE tokens SET expires = :t WHERE id = :id"),
-                         {"t": time.time() - 1, "id": token_id})
-    finally:
-        engine.dispose()
+    expire_token(storage_url(s), token_id)
 
 
 def test_twine_upload_with_upload_token_on_its_index_only(engine_server, tmp_path):

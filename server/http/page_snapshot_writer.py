@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 from ..accounts.auth import verify_password
 from ..repos import page_snapshot
 from ..store import catalog
-from ..store.indexconfig import acl_read_of
 from ..store.storage import kv_get
 
 if TYPE_CHECKING:
@@ -133,12 +132,6 @@ class PageSnapshotWriter:
         core = self.core
         names = set()
         for ix in core.indexes().values():
-            order = core.resolution_order(ix)
-            if all(member.type == "stage" and is_public(member.config) for member in order):
+            if core.chain_open(ix.fullname) and all(m.type == "stage" for m in core.resolution_order(ix)):
                 names.add(ix.fullname)
         return names
-
-
-def is_public(config: dict) -> bool:
-    """Whether an index's ``acl_read`` lets anyone read it (unset: everyone)."""
-    return ":ANONYMOUS:" in acl_read_of(config)

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from devpi.client.server import run_server
 
         return run_server(argv[pos + 1:])
+    if pos is not None and argv[pos] in ("export", "import", "fsck", "gc", "gen-config"):
+        from devpi.client.server import run_admin
+
+        return run_admin(argv[pos:])
 
     parser = build_parser()
     if pos is None or argv[pos] not in parser.commands:  # type: ignore[attr-defined]

@@ -47,7 +47,34 @@ def _run(hub: Any, args: argparse.Namespace) -> int:
     return run_server(list(args.server_args))
 
 
+def run_admin(args: list[str]) -> int:
+    """Run ``devpi export|import|fsck|gc|gen-config`` (server/ops/cli.py) in this process."""
+    try:
+        from devpi.server.ops.cli import main as ops_main
+    except ModuleNotFoundError as e:
+        from devpi.server.extra_check import server_extra_error
+
+        print(server_extra_error(e), file=sys.stderr)
+        return 1
+    return ops_main(args)
+
+
+# admin commands that work on a server dir (the server's libraries do the work): word -> help
+ADMIN_COMMANDS = {
+    "export": "write a consistent copy of a server dir (see 'devpi export --help')",
+    "import": "fill a fresh server dir from an export, ours or devpi-server 6.x's",
+    "fsck": "check the server dir's blobs and rows; --repair quarantines bad blobs",
+    "gc": "delete unreferenced blobs and evict mirror files beyond a budget",
+    "gen-config": "write an nginx site, a systemd unit and a logrotate file",
+}
+
+
 def register(subparsers: Any) -> None:
+    for word, help_text in ADMIN_COMMANDS.items():
+        admin = add_command(subparsers, word, lambda hub, args: run_admin([args.admin_word, *args.admin_args]),
+                            help=help_text, add_help=False)
+        admin.add_argument("admin_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        admin.set_defaults(admin_word=word)
     p = add_command(
         subparsers, "server", _run,
         help="start the devpi server (same as 'python -m devpi.server'; see 'devpi server --help')",

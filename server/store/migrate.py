@@ -18,8 +18,17 @@ _REVISION = re.compile(r'^revision\s*=\s*["\']([^"\']+)["\']', re.M)
 _DOWN = re.compile(r'^down_revision\s*=\s*(.+)$', re.M)
 
 
+class SchemaTooNew(Exception):
+    """The database was written by a newer devpi: this one does not know its schema."""
+
+
 def known_heads() -> set[str]:
     """Revisions no other migration builds on, read from the files (no Alembic import)."""
+    revisions, downs = _read_revisions()
+    return revisions - downs
+
+
+def _read_revisions() -> tuple[set[str], set[str]]:
     revisions, downs = set(), set()
     for path in VERSIONS.glob("*.py"):
         src = path.read_text(encoding="utf-8")
@@ -30,7 +39,7 @@ def known_heads() -> set[str]:
         down = _DOWN.search(src)
         if down:
             downs.update(re.findall(r'["\']([^"\']+)["\']', down.group(1)))
-    return revisions - downs
+    return revisions, downs
 
 
 def stored_heads(storage: Storage) -> set[str]:
@@ -43,9 +52,19 @@ def stored_heads(storage: Storage) -> set[str]:
 
 
 def ensure_schema(storage: Storage) -> bool:
-    """Upgrade to all heads if needed; returns True when a migration ran."""
-    if stored_heads(storage) == known_heads():
+    """Upgrade to all heads if needed; returns True when a migration ran.
+
+    A database of a newer devpi is refused with a message saying so (there is no downgrade:
+    an older devpi reads a newer server's data through ``devpi export``/``import`` only if
+    the export format's version is one it knows)."""
+    stored = stored_heads(storage)
+    if stored == known_heads():
         return False
+    unknown = stored - _read_revisions()[0]
+    if unknown:
+        raise SchemaTooNew(f"the database has schema revision {', '.join(sorted(unknown))}, written by a "
+                           "newer devpi than this one; install that version again (devpi does not "
+                           "downgrade a database)")
     from alembic import command
     from alembic.config import Config
 

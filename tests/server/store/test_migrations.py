@@ -159,3 +159,27 @@ def test_releases_get_their_canonical_version_on_upgrade(any_server, tmp_path):
     ).json()["files"])
     assert server.api("DELETE", "/alice/dev/pkg/nightly-2024", auth=alice).status_code == 200
     assert server.api("DELETE", "/alice/dev/pkg/nightly-2024", auth=alice).status_code == 404
+
+
+def test_a_database_of_a_newer_devpi_is_refused_in_one_line(server):
+    """No downgrade: a server dir whose schema has a revision this devpi does not know (a newer
+    devpi wrote it) is refused with one line saying so, and left as it was."""
+    import subprocess
+    import sys
+
+    from support.server import DEAD_UPSTREAM
+
+    server.stop()
+    db = sqlite3.connect(server.serverdir / "devpi.sqlite")
+    with db:
+        db.execute("INSERT INTO alembic_version (version_num) VALUES ('9999_from_the_future')")
+    db.close()
+    p = subprocess.run([sys.executable, "-m", "devpi.server", "--serverdir", str(server.serverdir), "--port", "0",
+                        "--mirror-url", DEAD_UPSTREAM], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = [line for line in p.stderr.splitlines() if "9999_from_the_future" in line]
+    assert len(lines) == 1 and lines[0].startswith("devpi server: ") and "newer devpi" in lines[0], p.stderr
+    db = sqlite3.connect(server.serverdir / "devpi.sqlite")
+    assert "9999_from_the_future" in {r[0] for r in db.execute("SELECT version_num FROM alembic_version")}
+    db.close()

@@ -66,6 +66,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
     say = out or (lambda line: print(line, flush=True))
     target = args.directory.expanduser().absolute()
+    old_umask = os.umask(0o077)  # the export holds password hashes and the server's secret
     try:
         check_target(target)
         with claim_tmp(target) as tmp:
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> i
     except (ExportFailed, fmt.FormatError) as e:
         print(f"devpi export: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(old_umask)
     counts = manifest["counts"]
     say(f"exported serial {manifest['serial']} to {target}: {counts['users']} users, {counts['indexes']} indexes, "
         f"{counts['projects']} projects, {counts['releases']} releases, {counts['files']} files "
@@ -119,7 +122,7 @@ class claim_tmp:
                 self.tmp.unlink()
             else:
                 shutil.rmtree(self.tmp)  # a killed run's: never complete (see publish)
-        self.tmp.mkdir(mode=0o700)  # it holds password hashes and the server's secret
+        self.tmp.mkdir(mode=0o700)
         return self.tmp
 
     def __exit__(self, *exc) -> None:

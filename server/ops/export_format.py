@@ -14,6 +14,7 @@ nothing here: every value is checked against its column before any row is writte
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -44,6 +45,15 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_LINE_BYTES = 64 << 20  # one row: a release's metadata with a long description fits many times
 MAX_INT = (1 << 63) - 1  # BIGINT on both engines
 SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# Text columns holding JSON, with the type of their top-level value: the server parses them
+# when it reads the row, so one that does not parse would turn into an error on every page.
+JSON_COLUMNS: dict[tuple[str, str], type] = {
+    ("users", "config"): dict, ("indexes", "config"): dict, ("releases", "metadata"): dict,
+    ("files", "log"): list, ("changelog", "changes"): list, ("tokens", "actions"): list,
+    ("tokens", "indexes"): list, ("testruns", "envs"): dict, ("testruns", "info"): dict,
+    ("testrun_events", "data"): dict, ("mirror_pages", "links"): list,
+}
 
 
 class FormatError(Exception):
@@ -76,6 +86,8 @@ def open_regular(path: Path) -> IO[bytes]:
     except FileNotFoundError:
         raise FormatError(f"{path} is missing") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FormatError(f"{path} is a symlink, not a regular file") from None
         raise FormatError(f"cannot open {path}: {e.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -201,6 +213,9 @@ def _check_value(tbl: Table, col: str, value: Any, where: str) -> None:
             raise FormatError(f"{where}: {tbl.name}.{col} holds a NUL character")
     else:  # a column type this reader does not know how to check: refuse rather than guess
         raise FormatError(f"{where}: {tbl.name}.{col} has a type this devpi cannot import")
+    kind = JSON_COLUMNS.get((tbl.name, col))
+    if kind is not None and not isinstance(parse_json(value.encode(), f"{where}: {tbl.name}.{col}"), kind):
+        raise FormatError(f"{where}: {tbl.name}.{col} must hold a JSON {kind.__name__}")
     if col in ("sha256", "core_metadata_sha256"):
         check_sha256(value, f"{where}: {tbl.name}.{col}")
     elif col == "relpath":

@@ -9,6 +9,7 @@ the same as on the source at the exported serial.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ def import_into(core: Core, source: Path, out: Callable[[str], None]) -> ImportS
     summary = ImportSummary(source_format=f"devpi export (format {manifest['format_version']}, "
                                           f"serial {manifest['serial']})")
     summary.bytes = copy_blobs(core, source, plan)
+    # psycopg warns on stderr when a connection whose insert failed is closed: the error
+    # below says it in one line already
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     try:
         with core.storage.write() as tx:  # no tx.record: the changelog rows come from the export
             initialise_state(tx, node_uuid=plan.identity.get("uuid"), secret=plan.identity.get("secret"))

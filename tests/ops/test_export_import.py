@@ -314,3 +314,52 @@ def _no_users(serverdir: Path) -> bool:
 
     with sqlite3.connect(serverdir / "devpi.sqlite") as conn:
         return conn.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+
+
+def test_mirror_cache_travels_only_when_asked(make_server, tmp_path):
+    from support.upstream import Upstream
+
+    with Upstream() as up:
+        wheel = up.add_wheel("mirrored", "1.0")
+        src = make_server(mirror_url=up.url)
+        page = get(src, "/root/pypi/+simple/mirrored/", SIMPLE_JSON)
+        assert page.status_code == 200, page.text
+        [link] = page.json()["files"]
+        file_path = requests.compat.urljoin("/root/pypi/+simple/mirrored/", link["url"].split("#")[0])
+        r = get(src, file_path, "*/*")
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == wheel.sha256
+        src.stop()  # the mirror's cache writes are flushed; an export of a stopped server is fine too
+        with_cache = export(src, tmp_path / "with-cache", "--include-mirror-cache")
+        without = export(src, tmp_path / "without-cache")
+    assert with_cache["tables"]["mirror_files"] == 1 and with_cache["tables"]["mirror_pages"] >= 1
+    assert "mirror_files" not in without["tables"]
+    assert with_cache["counts"]["blobs"] > without["counts"]["blobs"]
+    # upstream is gone now: only the import that brought the cache along still has the file
+    for name, expected in (("with-cache", 200), ("without-cache", None)):
+        import_into(tmp_path / f"restored-{name}", tmp_path / name)
+        dst = make_server(serverdir=tmp_path / f"restored-{name}", mirror_url=up.url)
+        r = get(dst, file_path, "*/*")
+        if expected == 200:
+            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == wheel.sha256
+        else:
+            assert r.status_code != 200
+        dst.stop()
+
+
+@pytest.mark.parametrize("damage", ["missing", "rotten"])
+def test_export_fails_clearly_when_a_named_blob_is_gone_or_rotten(make_server, tmp_path, damage):
+    src = make_server()
+    auth = src.create_user("dave", "pw")
+    src.create_index(auth, "dev")
+    _, sha = upload_wheel(src, "dave/dev", "gone", "1.0", auth)
+    blob = src.serverdir / "blobs" / sha[:2] / sha
+    if damage == "missing":
+        blob.unlink()
+    else:
+        blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    dest = tmp_path / "backup"
+    r = devpi("export", "--serverdir", str(src.serverdir), str(dest))
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith("devpi export: error: blob " + sha) and len(r.stderr.splitlines()) == 1, r.stderr
+    assert ("missing" if damage == "missing" else "does not match its hash") in r.stderr
+    assert not dest.exists() and not (tmp_path / "backup.tmp-export").exists()

@@ -166,6 +166,8 @@ def test_import_gives_the_same_pages_etags_and_files(make_server, tmp_path, requ
     r = upload(dst, "alice/dev", fn, data, ("__token__", state["token"]), name="pkg-a", version="3.0")
     assert r.status_code == 200, r.text
     assert int(get(dst, "/+api").headers["X-Devpi-Serial"]) == manifest["serial"] + 1
+    r = dst.api("PUT", "/alice/after-restore", json={}, auth=state["auth"])  # a login made on the source
+    assert r.status_code == 200, r.text
 
     # pip installs from it with the hashes the source gave out
     filename, sha = state["wheel_10"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from .importing import ImportRefused, ImportSummary, initialise_state
 
 BATCH = 1000
 IDENTITY_KEYS = ("secret", "uuid")  # written by initialise_state, not copied as kv rows
+IDENTITY_SHAPES = {"secret": re.compile(r"(?:[0-9a-f]{2}){16,128}"), "uuid": re.compile(r"[0-9a-f]{32}")}
 
 
 @dataclass
@@ -108,6 +110,10 @@ def check(source: Path, manifest: dict[str, Any]) -> Plan:
     if serial != str(manifest["serial"]) and not (serial is None and manifest["serial"] == -1):
         raise fmt.FormatError(f"the exported serial ({str(serial)[:30]}) is not the manifest's ({manifest['serial']})")
     plan.identity.pop("serial", None)
+    for key, pattern in IDENTITY_SHAPES.items():  # the server reads them at start: bad ones would
+        value = plan.identity.get(key)  # fail it after the rows were in
+        if value is not None and not pattern.fullmatch(value):
+            raise fmt.FormatError(f"the exported {key} is not {pattern.pattern}")
     return plan
 
 

@@ -299,7 +299,8 @@ def test_killed_export_never_looks_complete_and_a_rerun_completes(make_server, t
     assert answers(src, list(before)) == before
     upload_wheel(src, "carol/dev", "bulk", "2.0", auth)
 
-    # a second run starts over and completes
+    # a second run starts over and completes (into an empty directory made meanwhile, which it replaces)
+    dest.mkdir()
     manifest = export(src, dest)
     assert not tmp.exists() and not Path(f"{tmp}.lock").exists()
     assert manifest["counts"]["files"] == 61

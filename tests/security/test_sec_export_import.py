@@ -129,6 +129,11 @@ def edit_user(change: Callable[[dict], None]) -> Callable[[Path], None]:
     return mutate
 
 
+def edit_kv(root: Path, key: str, value: str) -> None:
+    columns, values = rows(root, "kv")
+    write_rows(root, "kv", columns, [[k, value if k == key else v] for k, v in values])
+
+
 def raw_append(table: str, text: str) -> Callable[[Path], None]:
     def mutate(root: Path) -> None:
         with open(root / "tables" / f"{table}.jsonl", "a") as f:
@@ -181,6 +186,8 @@ HOSTILE: dict[str, tuple[Callable[[Path], None], str]] = {
     "nested-json-wrong-type": (edit_files(lambda r: r.update(log='{"not": "a list"}')), "must hold a JSON list"),
     "wrong-type": (edit_user(lambda r: r.update(pwhash=12345)), "must be a string"),
     "duplicate-row": (duplicate_user, "do not fit together"),
+    "secret-not-hex": (lambda root: edit_kv(root, "secret", "not-hex"), "the exported secret is not"),
+    "uuid-path": (lambda root: edit_kv(root, "uuid", "../../etc"), "the exported uuid is not"),
     "dangling-reference": (edit_files(lambda r: r.update(release_id=999999)), "do not fit together"),
 }
 

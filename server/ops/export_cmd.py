@@ -76,6 +76,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> i
                                      say=say if args.verbose else None)
             finally:
                 core.storage.close()
+                shutil.rmtree(core.blobs.tmpdir, ignore_errors=True)  # the source's blobs/tmp/p*: unused
             publish(tmp, target)
     except (ExportFailed, fmt.FormatError) as e:
         print(f"devpi export: error: {e}", file=sys.stderr)
@@ -111,7 +112,8 @@ class claim_tmp:
         self._lock: IO[str] | None = None
 
     def __enter__(self) -> Path:
-        self._lock = open(self.lock_path, "a")
+        # not following a symlink someone planted there (a shared backup directory)
+        self._lock = os.fdopen(os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

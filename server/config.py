@@ -73,6 +73,10 @@ class ServerConfig:
     mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
     page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
     mirror_memory: int = 64 << 20  # bytes of upstream pages each mirror keeps in memory
+    mirror_cache_size: int | None = None  # bytes of cached mirror files kept (None: no budget)
+    gc_interval: float = 3600.0  # seconds between collections of unreferenced blobs (0: none)
+    gc_grace: float = 6 * 3600.0  # seconds a blob stays unreferenced before it is deleted
+    disk_check_interval: float = 60.0  # seconds between budget checks and access-time flushes
     audit_keep: int = 100_000  # audit log entries kept (the oldest go first)
     extra: dict[str, Any] = field(default_factory=dict)
 

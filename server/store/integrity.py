@@ -48,9 +48,12 @@ class FsckReport:
     quarantined: list[str] = field(default_factory=list)
     refetch: int = 0  # mirror rows dropped so the files are downloaded again
 
+    corrupt_orphans: int = 0  # corrupt blobs no row names (disk rot all the same)
+
     @property
     def problems(self) -> int:
-        return len(self.corrupt) + len(self.odd) + len(self.private_bad) + len(self.mirror_bad) + len(
+        """Each bad row once, plus what no row explains (odd entries, corrupt orphans)."""
+        return self.corrupt_orphans + len(self.odd) + len(self.private_bad) + len(self.mirror_bad) + len(
             self.metadata_bad)
 
 
@@ -91,6 +94,7 @@ def check(storage: Storage, blobs: BlobStore, serverdir: Path, repair: bool = Fa
             report.corrupt.append(entry.sha256)
         if entry.sha256 not in named:
             report.orphans += 1
+            report.corrupt_orphans += not ok
         if progress is not None:
             progress(report.blobs)
 

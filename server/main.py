@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .accounts.modify_policy import parse_restrict_modify
 from .config import ServerConfig, parse_size, positive_int, positive_seconds, storage_display
+from .mirror.cache_budget import parse_budget
 from .plugins import SHUTDOWN_EVENT_WAIT, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:  # imported when the server is assembled, not before its first answer
@@ -172,7 +173,7 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
     p.add_argument("--mirror-memory", type=parse_size, default=parse_size("64M"),
                    help="memory each mirror index keeps upstream pages in; a larger page is served and "
                         "stored, but read back from the database when asked again (default: 64M)")
-    p.add_argument("--mirror-cache-size", metavar="SIZE", type=parse_size, default=None,
+    p.add_argument("--mirror-cache-size", metavar="SIZE", type=parse_budget, default=None,
                    help="bytes of cached mirror files kept on disk, e.g. 20G; past it the least recently "
                         "used are evicted and downloaded again when asked for (default: no limit)")
     p.add_argument("--gc-interval", metavar="SECONDS", type=_seconds_or_off, default=3600.0,

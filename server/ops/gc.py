@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import parse_size
+from ..mirror.cache_budget import parse_budget
 from ..store.reachability import DEFAULT_GRACE, collect
 from .offline import add_storage_options, open_core
 
@@ -30,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", metavar="SECONDS", type=_seconds, default=DEFAULT_GRACE,
                         help="delete a blob only once it has been unreferenced this long, and its file is "
                              f"as old: longer than any export takes (default: {int(DEFAULT_GRACE)})")
-    parser.add_argument("--mirror-cache-size", metavar="SIZE", type=parse_size, default=None,
+    parser.add_argument("--mirror-cache-size", metavar="SIZE", type=parse_budget, default=None,
                         help="evict cached mirror files, least recently used first, until they fit SIZE "
                              "(e.g. 20G); uploaded files are never evicted")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -12,7 +12,7 @@ import requests
 from mirror_helpers import installed, pip_install
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ops"))
-from ops_helpers import admin_json, backdate, blob_path, db, wait_until  # noqa: E402
+from ops_helpers import admin_json, backdate, blob_path, db, wait_until
 
 SIMPLE_JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 PAD = 200_000  # random bytes per wheel: sizes the budget is made of

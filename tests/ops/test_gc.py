@@ -149,3 +149,24 @@ def test_gc_refuses_a_missing_server_dir(tmp_path):
     assert "Traceback" not in done.stderr and "no server dir" in done.stderr
     done = devpi_admin("gc", "--serverdir", str(tmp_path), "--grace", "-5")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.postgresql
+def test_two_servers_on_postgresql_collect_in_turns(make_server, pg_cluster, tmp_path):
+    """Several processes on one database and server dir: each runs the background task; the
+    collection lock lets one work at a time, and together they delete exactly the orphans."""
+    url = pg_cluster.new_database()
+    shared = tmp_path / "shared"
+    args = ("--gc-interval", "1", "--gc-grace", "1", "--disk-check-interval", "0.2")
+    one = make_server(serverdir=shared, storage=url, args=args)
+    two = make_server(serverdir=shared, storage=url, args=args)
+    auth = one.login("root", "root")
+    one.create_index(auth, "dev", bases=[])
+    kept = {upload_wheel(srv, auth, "root/dev", tmp_path, f"pg-kept{i}", "1.0") for i, srv in enumerate((one, two))}
+    orphans = _many_orphans(shared, 300)
+    wait_until(lambda: not (blobs_on_disk(shared) & orphans), 60, "orphans collected")
+    assert kept <= blobs_on_disk(shared)
+    _files_still_served(one, "root/dev")
+    _files_still_served(two, "root/dev")
+    for srv in (one, two):
+        assert "blob collection failed" not in srv.log_text()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, tuple_
@@ -26,7 +28,7 @@ from ..store.storage import Storage
 
 log = logging.getLogger("devpi.server.mirror")
 BATCH = 500
-FRESH = 30.0  # seconds: a blob (re)written this recently is left to the garbage collector
+FRESH = 30.0  # seconds: a file whose blob was (re)written this recently is not evicted this round
 
 
 def parse_budget(text: str) -> int:
@@ -35,6 +37,13 @@ def parse_budget(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 20G)")
     return value
+
+
+def _written_within(blobs: BlobStore, sha256: str, seconds: float, now: float) -> bool:
+    try:
+        return now - os.stat(blobs.filename(sha256)).st_mtime < seconds
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
@@ -81,11 +90,14 @@ def evict(storage: Storage, blobs: BlobStore, budget: int, fresh: float = FRESH,
                 sizes[row.sha256] = row.size
         total = report.cache_bytes = sum(sizes.values())
         freed: list[str] = []
+        now = time.time()
         for row in rows:
             if total <= budget:
                 break
             if row.sha256 not in holders:
                 continue  # a private file's blob too: evicting the row frees nothing
+            if _written_within(blobs, row.sha256, fresh, now):
+                continue  # just downloaded (or about to be named again): not this round
             report.evicted.append((row.index_id, row.relpath))
             holders[row.sha256] -= 1
             if holders[row.sha256] == 0:

@@ -10,9 +10,9 @@ the mirror caches them), then runs, beside the running server:
 2. ``devpi gc --grace 0`` (a full collection: the scan of the blob store and one query),
 
 printing the blob store's size on disk before and after each, and each one's wall time.
-The cached blobs are back-dated an hour first: eviction leaves a blob written in the last
-30 seconds to the collector (mirror/cache_budget.FRESH), and the bench measures the
-eviction itself.
+The cached blobs are back-dated an hour first: eviction skips a file whose blob was
+written in the last 30 seconds (mirror/cache_budget.FRESH), and the bench measures the
+eviction itself, not a wait.
 """
 from __future__ import annotations
 

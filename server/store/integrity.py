@@ -13,6 +13,7 @@ A wheel's core metadata blob is re-derived from the wheel by the server when ask
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ class FsckReport:
 
 def hashes_to_name(path: str, sha256: str) -> bool:
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    # not through a link that replaced the file after the scan saw a regular file
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as f:
         while data := f.read(CHUNK):
             h.update(data)
     return h.hexdigest() == sha256

@@ -90,6 +90,9 @@ def check(storage: Storage, blobs: BlobStore, serverdir: Path, repair: bool = Fa
             ok = hashes_to_name(entry.path, entry.sha256)
         except FileNotFoundError:  # collected meanwhile
             continue
+        except OSError:  # replaced by a link since the scan (ELOOP), or unreadable
+            report.odd.append(entry.path)
+            continue
         on_disk[entry.sha256] = entry.size
         if not ok:
             bad.add(entry.sha256)

@@ -23,6 +23,14 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
 
 
+def parse_budget(text: str) -> int:
+    """A byte budget (``--mirror-cache-size``): a size as ``parse_size`` reads it, 0 included."""
+    value = parse_size(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 20G)")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A count of threads, waiters or connections: 0 would make a lane that never answers."""
     try:

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .accounts.modify_policy import parse_restrict_modify
-from .config import ServerConfig, parse_size, positive_int, positive_seconds, storage_display
-from .mirror.cache_budget import parse_budget
+from .config import ServerConfig, parse_budget, parse_size, positive_int, positive_seconds, storage_display
 from .plugins import SHUTDOWN_EVENT_WAIT, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:  # imported when the server is assembled, not before its first answer

@@ -12,7 +12,6 @@ are never evicted.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -20,7 +19,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, tuple_
 
-from ..config import parse_size
 from ..store import schema
 from ..store.blobstore import BlobStore
 from ..store.reachability import collection_lock, is_referenced
@@ -29,14 +27,6 @@ from ..store.storage import Storage
 log = logging.getLogger("devpi.server.mirror")
 BATCH = 500
 FRESH = 30.0  # seconds: a file whose blob was (re)written this recently is not evicted this round
-
-
-def parse_budget(text: str) -> int:
-    """``--mirror-cache-size``: a size (``20G``, ``500M``, bytes), 0 included (keep nothing)."""
-    value = parse_size(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 20G)")
-    return value
 
 
 def _written_within(blobs: BlobStore, sha256: str, seconds: float, now: float) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..mirror.cache_budget import parse_budget
+from ..config import parse_budget
 from ..store.reachability import DEFAULT_GRACE, collect
 from .offline import add_storage_options, open_core
 

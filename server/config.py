@@ -23,6 +23,14 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)") from None
 
 
+def parse_budget(text: str) -> int:
+    """A byte budget (``--mirror-cache-size``): a size as ``parse_size`` reads it, 0 included."""
+    value = parse_size(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 20G)")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A count of threads, waiters or connections: 0 would make a lane that never answers."""
     try:
@@ -73,6 +81,10 @@ class ServerConfig:
     mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
     page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
     mirror_memory: int = 64 << 20  # bytes of upstream pages each mirror keeps in memory
+    mirror_cache_size: int | None = None  # bytes of cached mirror files kept (None: no budget)
+    gc_interval: float = 3600.0  # seconds between collections of unreferenced blobs (0: none)
+    gc_grace: float = 6 * 3600.0  # seconds a blob stays unreferenced before it is deleted
+    disk_check_interval: float = 60.0  # seconds between budget checks and access-time flushes
     audit_keep: int = 100_000  # audit log entries kept (the oldest go first)
     extra: dict[str, Any] = field(default_factory=dict)
 

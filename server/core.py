@@ -35,6 +35,7 @@ from .store import catalog, schema
 from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
+from .store.disk_stats import DiskStats
 from .store.indexconfig import acl_read_of
 from .store.storage import Change, Storage, kv_get
 
@@ -55,6 +56,9 @@ class Core:
         self.storage = Storage(config.storage)
         self.blobs = BlobStore(config.serverdir / "blobs")
         self.page_cache = PageCache(config.page_cache_size)
+        # disk figures for /+status and the metrics, and the mirror's download recency
+        # (store/disk_stats.py; kept up by runtime/disk_keeper.py and ``devpi gc``)
+        self.disk = DiskStats(mirror_cache_budget=config.mirror_cache_size)
         self._indexes: dict[str, IndexRow] | None = None
         self._indexes_generation = 0  # bumped by every index change: a read older than that is not kept
         self._indexes_lock = threading.Lock()
@@ -254,6 +258,10 @@ class Core:
             for i in self.resolution_order(ix):
                 allowed.update(i.config.get("mirror_whitelist") or [])
         return lambda name: "*" in allowed or name in allowed
+
+    def loaded_repositories(self) -> list[Repository]:
+        """The repositories this process has made so far (no database read)."""
+        return list(self._repos.values())
 
     def single_repository(self, ix: IndexRow) -> Repository:
         """One object per index: a mirror's holds its in-memory cache and its single-flight

@@ -14,6 +14,7 @@ import faulthandler
 import fcntl
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .accounts.modify_policy import parse_restrict_modify
-from .config import ServerConfig, parse_size, positive_int, positive_seconds, storage_display
+from .config import ServerConfig, parse_budget, parse_size, positive_int, positive_seconds, storage_display
 from .plugins import SHUTDOWN_EVENT_WAIT, PluginManager, make_plugin_manager
 
 if TYPE_CHECKING:  # imported when the server is assembled, not before its first answer
@@ -89,6 +90,17 @@ def _policy_entries(text: str, option: str) -> tuple[str, ...]:
     except PolicyError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return entries
+
+
+def _seconds_or_off(text: str) -> float:
+    """Seconds, 0 included (off, or no wait); not negative, nan or inf."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
+    return value
 
 
 def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser:
@@ -160,6 +172,18 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
     p.add_argument("--mirror-memory", type=parse_size, default=parse_size("64M"),
                    help="memory each mirror index keeps upstream pages in; a larger page is served and "
                         "stored, but read back from the database when asked again (default: 64M)")
+    p.add_argument("--mirror-cache-size", metavar="SIZE", type=parse_budget, default=None,
+                   help="bytes of cached mirror files kept on disk, e.g. 20G; past it the least recently "
+                        "used are evicted and downloaded again when asked for (default: no limit)")
+    p.add_argument("--gc-interval", metavar="SECONDS", type=_seconds_or_off, default=3600.0,
+                   help="seconds between collections of blobs no file names any more; 0 turns the "
+                        "background collection off (`devpi gc` still works) (default: 3600)")
+    p.add_argument("--gc-grace", metavar="SECONDS", type=_seconds_or_off, default=6 * 3600.0,
+                   help="seconds a blob must have been unreferenced before it is deleted: longer than "
+                        "any export takes (default: 21600)")
+    p.add_argument("--disk-check-interval", metavar="SECONDS", type=positive_seconds, default=60.0,
+                   help="seconds between checks of --mirror-cache-size and writes of download times "
+                        "(default: 60)")
     p.add_argument("--blob-storage", metavar="URL", default=None,
                    help="where file contents are kept, when a plugin provides a store for the URL's "
                         "scheme (default: the blobs folder in the server dir)")
@@ -207,7 +231,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         mirror_creators=args.mirror_creators, mirror_allow_hosts=args.mirror_allow_hosts,
         mirror_file_hosts=args.mirror_file_hosts,
         mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
-        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep)
+        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep,
+        mirror_cache_size=args.mirror_cache_size, gc_interval=args.gc_interval, gc_grace=args.gc_grace,
+        disk_check_interval=args.disk_check_interval)
 
 
 def _later(seconds: float, fn: Callable[[], Any]) -> None:
@@ -262,6 +288,10 @@ def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginMana
     _refuse_open_root(core, config.host)
     core.after_start("blob-dirs", core.blobs.make_dirs)
     core.after_start("cpu-pin", pin.start_watching)
+    if not args.blob_storage:  # a plugin's blob store keeps its own house
+        from .runtime.disk_keeper import DiskKeeper
+
+        core.after_start("disk-keeper", DiskKeeper(core).start)
     plugins.configure(core, args)  # the mirror, test runs, web UI and third parties plug in
     core.storage.start_poller()
     from .app import build_app, devpi_headers
@@ -326,6 +356,10 @@ def _shut_down(plugins: PluginManager, built: Assembled) -> None:
         plugins.hook.devpiserver_shutdown(core=built.core)
     except Exception:
         log.exception("shutdown hook failed")
+    try:
+        built.core.disk.access.flush(built.core.storage)  # the download times noted since the last batch
+    except Exception:
+        log.exception("could not record the last download times")
     if built.snapshots is not None:
         built.snapshots.stop()  # the pages as they are now, for the next start
     if hasattr(built.app, "log"):

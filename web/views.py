@@ -209,7 +209,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         if ix.type == "mirror":
             mirror_url = public_url(str(ix.config.get("mirror_url") or ""))
             return show("mirror.html", title=ix.fullname, ix=ix, mirror_url=mirror_url,
-                        crumbs=index_crumbs(ix))
+                        crumbs=index_crumbs(ix), disk=core.disk.per_index(core.storage).get(ix.id))
         try:
             pageno = max(1, int(req.query.get("page", "1")))
         except ValueError:
@@ -232,7 +232,7 @@ def build_web_app(core: Any, search: SearchIndex) -> bottle.Bottle:
         uploads = model.latest_uploads(core, ix)
         body = render.render("index.html", root=root_path(site), site=site, q="", title=ix.fullname, ix=ix, bases=bases, order=order,
                              projects=shown, total=len(projects), pageno=pageno, pages=pages, uploads=uploads,
-                             crumbs=index_crumbs(ix))
+                             crumbs=index_crumbs(ix), disk=core.disk.per_index(core.storage).get(ix.id))
         memo.put(ix.fullname, key, generation, body)
         return html_response(body)
 

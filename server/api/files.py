@@ -96,13 +96,19 @@ def _guarded(core: Core, sha256: str, start: int, end: int | None) -> Iterator[b
         raise
 
 
+class BlobMissing(APIError):
+    """A row names a blob that is not in the store (a mirror then downloads it again)."""
+
+
 def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
     if sha256 in core.config.extra.get("corrupt_blobs", ()):
+        if not core.blobs.exists(sha256):  # quarantined since (devpi fsck --repair): a mirror fetches it again
+            raise BlobMissing(404, f"no such file: {filename} (blob missing)")
         raise APIError(500, f"stored file {filename} is corrupt and is not served")
     try:
         f, verified = core.blobs.open_blob(sha256)
     except FileNotFoundError:
-        raise APIError(404, f"no such file: {filename} (blob missing)") from None
+        raise BlobMissing(404, f"no such file: {filename} (blob missing)") from None
     if verified:  # hashed moments ago and unchanged since: send it as it is
         return serve_verified_file(f, sha256, filename, size, mtime)
     f.close()

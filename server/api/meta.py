@@ -12,6 +12,20 @@ from ..store import catalog
 from .httpkit import APIError, authenticate, base_url, identity, json_reply, read_json, require_index
 from .read_guard import readable_entry, visible_indexes
 
+
+def disk_status(core: Core, request: bottle.BaseRequest) -> dict:
+    """Disk used per index, for the indexes this reader may read (an index they may not read
+    is left out, as in ``GET /``), and, for root only, the server-wide figures (the blob
+    store's and the mirror cache's sizes would otherwise tell an anonymous reader how much a
+    restricted index holds, and how its size changes)."""
+    per_index = core.disk.per_index(core.storage)
+    readable = visible_indexes(core, request, list(core.indexes().values()))
+    result: dict = {"indexes": {ix.fullname: per_index.get(ix.id, {"bytes": 0, "files": 0}) for ix in readable}}
+    ident = identity(core, request)
+    if ident is not None and ident.user == "root":
+        result["server"] = core.disk.as_dict()
+    return result
+
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
 USER_SEG = "<user:re:[^+/][^/]*>"
 INDEX_SEG = "<index:re:[^+/][^/]*>"
@@ -94,7 +108,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
 
     @app.route("/+status", "GET")
     def status():
-        return json_reply(core.status(), "status")
+        return json_reply({**core.status(), "disk": disk_status(core, req)}, "status")
 
     @app.route("/+changelog/<serial:int>", "GET")
     def changelog(serial: int):

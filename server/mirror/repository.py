@@ -544,7 +544,7 @@ class MirrorRepository:
         return link["url"], link.get("sha256"), filename, project, link.get("md5"), size if size else None
 
     def serve_file(self, relpath: str, request: bottle.BaseRequest) -> bottle.HTTPResponse:
-        from ..api.files import serve_blob
+        from ..api.files import BlobMissing, serve_blob
 
         stored = self._files.get(relpath)
         target = None
@@ -565,7 +565,25 @@ class MirrorRepository:
             if isinstance(fetch_or_stored, tuple):
                 return self._stream_response(*fetch_or_stored, request)
             stored = fetch_or_stored
-        return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
+        self.core.disk.access.touch(self.index.id, relpath)  # a dict write (store/disk_stats.py)
+        try:
+            return serve_blob(self.core, stored.sha256, stored.filename, stored.size, stored.created)
+        except BlobMissing:
+            # evicted, collected or quarantined since this process remembered the file (by
+            # another process, ``devpi gc`` or ``devpi fsck --repair``): download it again
+            if self.offline or not self.forget_file(relpath, stored):
+                raise
+            return self.serve_file(relpath, request)
+
+    def forget_file(self, relpath: str, stored: StoredFile | None = None) -> bool:
+        """Forget the remembered file at ``relpath`` (only if it is ``stored``, when given):
+        its row or blob is gone, and the next request downloads it again."""
+        with self._lock:
+            known = self._files.get(relpath)
+            if known is None or (stored is not None and known != stored):
+                return stored is not None and known is None  # forgotten by another request already
+            self._files.pop(relpath, None)
+            return True
 
     def stored_file(self, relpath: str, timeout: float) -> StoredFile:
         """The file at ``relpath``, its blob stored and checked, downloaded now if need be and
@@ -630,6 +648,9 @@ class MirrorRepository:
             with self._lock:
                 stored = self._remember_file(relpath, f.sha256, filename, f.written)
             self._save_file(relpath, project, url, stored)
+            corrupt = self.core.config.extra.get("corrupt_blobs")
+            if corrupt:  # a bad copy was quarantined (devpi fsck --repair) and this one checked
+                corrupt.discard(f.sha256)
 
         def done(f: FileFetch) -> None:
             with self._lock:

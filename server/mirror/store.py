@@ -241,7 +241,7 @@ class MirrorStore:
     def save_file(self, relpath: str, project: str, filename: str, sha256: str, size: int, created: float,
                   url: str) -> None:
         values = dict(index_id=self.index_id, relpath=relpath, project=project, filename=filename,
-                      sha256=sha256, size=size, created=created, url=url)
+                      sha256=sha256, size=size, created=created, url=url, last_access=created)
         self._writer.put(self.index_id, _upsert(self.storage, files), values)
 
     def cached_relpaths(self, name: str) -> set[str]:

@@ -12,12 +12,13 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 CHUNK = 256 * 1024
 SPARES = 32  # empty temp files kept ready for downloads: a 25-package cold install takes 25
@@ -27,6 +28,16 @@ VERIFIED_FOR = 600.0  # seconds a blob hashed by this process is trusted while u
 VERIFIED_MAX = 10_000
 OWNER_FILE = ".owner"  # in a process's temp dir, locked while that process lives
 LAYOUT_FILE = "LAYOUT"  # present once blobs are at <aa>/<sha256> (see BlobStore._upgrade_layout)
+
+
+class BlobEntry(NamedTuple):
+    """One entry of a blob directory as ``BlobStore.scan`` found it."""
+
+    sha256: str | None  # None for an odd entry
+    path: str
+    size: int
+    mtime: float
+    odd: bool  # not a blob: a link, a directory, a stray or misplaced name
 
 
 class BlobCorrupt(Exception):
@@ -289,9 +300,15 @@ class BlobStore:
 
     def _install(self, tmp: Path, digest: str, durable: bool = True) -> None:
         target = self.path(digest)
-        if target.exists():
+        try:
+            # The blob is there already: mark it as just written, so the garbage collector
+            # (which re-checks the age of what it takes, see ``remove_unless_fresh``) leaves it
+            # to the row about to name it. Gone meanwhile: the rename below puts it back.
+            os.utime(target)
             tmp.unlink(missing_ok=True)
             return
+        except FileNotFoundError:
+            pass
         if target.parent not in self._dirs:  # 256 of them: remember, not stat, them
             self._make_dir(target.parent)
         try:
@@ -310,6 +327,62 @@ class BlobStore:
         except FileExistsError:
             pass
         self._dirs.add(path)
+
+    # -- what fsck and the garbage collector see --------------------------------------------
+    def scan(self) -> Iterator[BlobEntry]:
+        """Every entry of the 256 blob directories, without following links: blobs (a
+        regular file named by a sha256) and anything else found there (``odd``), which
+        the store neither serves nor deletes. Entries at the top (``tmp``, ``LAYOUT``)
+        are the store's own and not listed."""
+        for top in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if not _is_prefix(top.name) or not top.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(top.path):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                name = entry.name
+                blob = (stat.S_ISREG(st.st_mode) and len(name) == 64 and name.startswith(top.name)
+                        and all(c in "0123456789abcdef" for c in name))
+                yield BlobEntry(name if blob else None, entry.path, st.st_size, st.st_mtime, not blob)
+
+    def remove_unless_fresh(self, sha256: str, min_age: float, now: float | None = None) -> bool:
+        """Delete the blob unless it was written (or re-written, see ``_install``) less than
+        ``min_age`` seconds ago; True if deleted.
+
+        The blob is first renamed into this process's temp dir and its age read there, from
+        the very file taken: a writer landing the same bytes at the same moment either
+        refreshed the file before it was taken (then it is put back) or finds the name free
+        and renames its own copy in. A kill between the two steps leaves the blob in the temp
+        dir, which the next start of any process clears (it was unreferenced)."""
+        now = time.time() if now is None else now
+        taken = self.tmpdir / f"gc-{sha256}"
+        try:
+            os.rename(self.filename(sha256), taken)
+        except FileNotFoundError:
+            return False
+        if now - os.lstat(taken).st_mtime < min_age:
+            try:
+                os.link(taken, self.filename(sha256))
+            except FileExistsError:
+                pass  # a writer landed a fresh copy meanwhile
+            taken.unlink()
+            return False
+        taken.unlink()
+        return True
+
+    def quarantine(self, sha256: str, dest_dir: Path) -> Path | None:
+        """Move the blob out of the store into ``dest_dir`` (same file system): never served
+        again, kept for a human to look at. None if it was gone."""
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{sha256}.{int(time.time())}"
+        try:
+            os.rename(self.filename(sha256), dest)
+        except FileNotFoundError:
+            return None
+        self._verified.pop(sha256, None)
+        return dest
 
     def sync_dir(self, sha256: str) -> None:
         _fsync_dir(f"{self._root_str}/{sha256[:2]}")

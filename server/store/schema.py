@@ -153,6 +153,9 @@ mirror_files = Table(
     Column("size", BigInteger, nullable=False),
     Column("created", Float, nullable=False),
     Column("url", Text, nullable=False),
+    # when a download last asked for it (migration 0008), written coarsely in batches
+    # (mirror/cache_budget.py): the order in which --mirror-cache-size evicts; NULL: never recorded
+    Column("last_access", Float),
 )
 Index("ix_mirror_files_project", mirror_files.c.index_id, mirror_files.c.project)
 
@@ -245,3 +248,14 @@ audit = Table(
     Column("status", Integer, nullable=False),
 )
 __all__ += ["audit"]
+
+# ---------------------------------------------------------------------------------------------
+# Blobs the garbage collector found unreferenced, and since when (migration 0008, owned by
+# store/reachability.py). A blob is deleted once it has stayed unreferenced for the grace
+# period: exports and in-flight transactions rely on that (doc/operations.md, "Disk budget").
+blob_gc_candidates = Table(
+    "blob_gc_candidates", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("since", Float, nullable=False),
+)
+__all__ += ["blob_gc_candidates"]

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
 
 from ..accounts.auth import hash_password
 from ..core import Core
@@ -528,10 +529,14 @@ def import_into(core: Core, source: Path, out: Callable[[str], None],
     out(f"checking and copying {len(files)} files ...")
     for f in files:
         store_blob(core, f)  # fsynced, with its directory, before any row names it
-    with core.storage.write("root") as tx:
-        initialise_state(tx)
-        _write_users(tx, plan, summary)
-        for ix in plan.indexes.values():
-            _write_index(tx, ix, summary)
-        tx.record("import", source=SOURCE_FORMAT)
+    try:
+        with core.storage.write("root") as tx:
+            initialise_state(tx)
+            _write_users(tx, plan, summary)
+            for ix in plan.indexes.values():
+                _write_index(tx, ix, summary)
+            tx.record("import", source=SOURCE_FORMAT)
+    except (catalog.Conflict, IntegrityError) as e:  # two entries for one name (case aside)
+        first = str(getattr(e, "orig", None) or e).splitlines()[0][:300]
+        raise Malformed(f"dataindex.json names one thing twice: {first}") from None
     return summary

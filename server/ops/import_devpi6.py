@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..accounts.auth import hash_password
 from ..core import Core
-from ..mirror.page import relpath_for
+from ..mirror.page import LAST_RENDERABLE, relpath_for
 from ..packaging.distmeta import (
     METADATA_KEYS,
     BadDistribution,
@@ -161,12 +161,12 @@ def _user_config(name: str, raw: dict[str, Any], summary: ImportSummary) -> dict
     return config
 
 
-def _carried_pwhash(name: str, raw: dict[str, Any], root_passwd: str | None,
+def _new_pwhash(name: str, raw: dict[str, Any], root_passwd: str | None,
                     summary: ImportSummary) -> str:
-    """The hash this server verifies, or an unusable one with a note saying what to do."""
+    """root's new hash, or an unusable one with a note saying what to do. No form devpi-server
+    6 writes (argon2; a salted sha256 before) is one this server verifies, and a hash in our
+    own form is not taken either: its cost parameters would be the export's choice."""
     pwhash = raw.get("pwhash")
-    if isinstance(pwhash, str) and pwhash.startswith("scrypt$"):
-        return pwhash  # this server's own form (an export of an export): verifiable as it is
     form = "argon2" if isinstance(pwhash, str) and pwhash.startswith("$argon2") else (
         "salted sha256" if raw.get("pwsalt") else "unknown")
     if name == "root":
@@ -209,21 +209,21 @@ def _index_config(fullname: str, user: str, ix_type: str, raw: dict[str, Any],
 
 
 def _created(entry: dict[str, Any], log: list[dict[str, Any]]) -> float:
+    """When the file was uploaded: its Last-Modified, else its first log entry, else now (a time
+    pages can render: between 1970 and 9999)."""
     mapping = entry.get("entrymapping") if isinstance(entry.get("entrymapping"), dict) else {}
+    stamps: list[float] = []
     stamp = mapping.get("last_modified")
     if isinstance(stamp, str) and len(stamp) < 100:
         try:
-            return parsedate_to_datetime(stamp).timestamp()
+            stamps.append(parsedate_to_datetime(stamp).timestamp())
         except (TypeError, ValueError, IndexError, OverflowError):
             pass
     for item in log:
         when = item.get("when")
-        if isinstance(when, list) and len(when) == 6 and all(isinstance(x, int) for x in when):
-            try:
-                return float(calendar.timegm((*when, 0, 0, 0)))
-            except (ValueError, OverflowError):
-                pass
-    return time.time()
+        if isinstance(when, list) and len(when) == 6 and all(type(x) is int and 0 <= x < 10_000 for x in when):
+            stamps.append(float(calendar.timegm((*when, 0, 0, 0))))
+    return next((t for t in stamps if 0 <= t < LAST_RENDERABLE), time.time())
 
 
 def _log(value: Any, what: str) -> list[dict[str, Any]]:
@@ -238,25 +238,23 @@ def _log(value: Any, what: str) -> list[dict[str, Any]]:
 
 
 def _hashes(entry: dict[str, Any], what: str) -> dict[str, str]:
+    """The hashes the export recorded for a file, by name; two that disagree are refused."""
     mapping = entry.get("entrymapping")
     if mapping is None:
         return {}
     mapping = _dict(mapping, f"{what}: entrymapping")
-    found: dict[str, str] = {}
-    recorded = mapping.get("hashes") or {}
-    for name, value in _dict(recorded, f"{what}: hashes").items():
-        found[str(name)] = value
+    found: list[tuple[str, Any]] = list(_dict(mapping.get("hashes") or {}, f"{what}: hashes").items())
     spec = mapping.get("hash_spec")
     if isinstance(spec, str) and "=" in spec:
-        name, _, value = spec.partition("=")
-        found.setdefault(name, value)
+        found.append(tuple(spec.split("=", 1)))  # type: ignore[arg-type]
     if "md5" in mapping:  # devpi-server 2.1 recorded md5 by itself
-        found.setdefault("md5", mapping["md5"])
-    out = {}
-    for name, value in found.items():
+        found.append(("md5", mapping["md5"]))
+    out: dict[str, str] = {}
+    for name, value in found:
         if not isinstance(value, str) or len(value) > 200 or not all(c in "0123456789abcdefABCDEF" for c in value):
-            raise Malformed(f"dataindex.json: {what}: recorded {name[:20]!r} hash is not hexadecimal")
-        out[name] = value.lower()
+            raise Malformed(f"dataindex.json: {what}: recorded {str(name)[:20]!r} hash is not hexadecimal")
+        if out.setdefault(str(name), value.lower()) != value.lower():
+            raise Malformed(f"dataindex.json: {what}: two different {str(name)[:20]!r} hashes recorded")
     return out
 
 
@@ -288,7 +286,7 @@ def plan_import(data: dict[str, Any], source: Path, root_passwd: str | None, sum
         raw = _dict(raw, f"user {name!r}")
         created = raw.get("created") if isinstance(raw.get("created"), str) and len(raw["created"]) <= 32 else None
         modified = raw.get("modified") if isinstance(raw.get("modified"), str) and len(raw["modified"]) <= 32 else None
-        plan.users[name] = (_user_config(name, raw, summary), _carried_pwhash(name, raw, root_passwd, summary),
+        plan.users[name] = (_user_config(name, raw, summary), _new_pwhash(name, raw, root_passwd, summary),
                             created or catalog.utcnow_str(), modified or created or catalog.utcnow_str())
     if "root" not in plan.users:
         if root_passwd is None:
@@ -529,6 +527,10 @@ def import_into(core: Core, source: Path, out: Callable[[str], None],
     out(f"checking and copying {len(files)} files ...")
     for f in files:
         store_blob(core, f)  # fsynced, with its directory, before any row names it
+    unchecked = [f for f in files if not any(name in CHECKED_HASHES for name in f.hashes)]
+    if unchecked:
+        summary.notes.append(f"{len(unchecked)} files had no recorded hash to check them against "
+                             f"(e.g. {unchecked[0].index}/{unchecked[0].filename}); taken as they are")
     try:
         with core.storage.write("root") as tx:
             initialise_state(tx)

@@ -98,6 +98,10 @@ def _sha_in_spec_only(export: Path, data: dict) -> None:
     mapping["hash_spec"] = "sha256=" + "1" * 64
 
 
+def _spec_disagrees(export: Path, data: dict) -> None:
+    first_file(data)["entrymapping"]["hash_spec"] = "sha256=" + "1" * 64  # "hashes" keeps the true one
+
+
 def _huge_version(export: Path, data: dict) -> None:
     first_file(data)["version"] = "1." * 50_000
 
@@ -149,6 +153,7 @@ SPOILERS: dict[str, Callable[[Path, dict], None]] = {
     "changed-bytes": _changed_bytes,
     "md5-mismatch": _md5_mismatch,
     "spec-mismatch": _sha_in_spec_only,
+    "spec-disagrees": _spec_disagrees,
     "huge-version": _huge_version,
     "garbage-user": _garbage_user,
     "hash-not-hex": _not_hex,

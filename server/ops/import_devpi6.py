@@ -41,10 +41,12 @@ from ..packaging.distmeta import (
     clean_metadata,
     read_distribution,
 )
+from ..packaging.doc_zips import BadDocZip, check_doc_zip
 from ..packaging.names import (
     InvalidName,
     check_filename,
     check_user_or_index_name,
+    filename_matches,
     is_project_name,
     normalize_name,
     split_dist_filename,
@@ -91,6 +93,7 @@ class FileEntry:
     sha256: str = ""
     size: int = 0
     core_metadata_sha256: str | None = None
+    left_out: str | None = None  # why this file is not imported (a note says so)
 
 
 @dataclass
@@ -389,6 +392,23 @@ def _version_of(filename: str) -> str:
 
 
 # -- the blobs ---------------------------------------------------------------------------------
+def vet(f: FileEntry, mirrored: bool) -> None:
+    """Leave out (with ``f.left_out`` saying why) what this server would not have accepted as an
+    upload: a doc zip with path tricks, links or a bomb in it (docs are served from the zip as
+    checked at upload), a stage's release file whose name names another project or version (a
+    mirror keeps what its upstream named)."""
+    if f.kind == "doczip":
+        try:
+            check_doc_zip(f.path)
+        except BadDocZip as e:
+            f.left_out = f"doc zip {f.filename} refused: {str(e)[:200]}"
+    elif f.kind == "releasefile" and not mirrored:
+        try:
+            filename_matches(f.filename, f.project, f.version)
+        except InvalidName as e:
+            f.left_out = f"release file left out: {str(e)[:200]}"
+
+
 def store_blob(core: Core, f: FileEntry) -> None:
     """Copy the file into the blob store, hashing it on the way; refuse it when a recorded hash
     does not match (the blob is then never committed)."""
@@ -452,6 +472,8 @@ def _write_index(tx: WriteTx, ix: IndexPlan, summary: ImportSummary) -> None:
     by_entrypath: dict[str, catalog.FileRow] = {}
     by_filename: dict[tuple[str, str], catalog.FileRow] = {}
     for f in sorted(ix.files, key=lambda f: f.kind == "toxresult"):
+        if f.left_out:
+            continue
         release = release_of(f.project, f.version)
         project = projects[f.project]
         if f.kind == "releasefile":
@@ -492,7 +514,7 @@ def _write_mirror_cache(tx: WriteTx, row: catalog.IndexRow, ix: IndexPlan, summa
     mirror_url = ix.config["mirror_url"]
     links: dict[str, list[dict[str, Any]]] = {}
     for f in ix.files:
-        if f.kind != "releasefile":
+        if f.kind != "releasefile" or f.left_out:
             continue
         url = f.url or f"{mirror_url}{f.project}/{f.filename}"  # only the file name matters offline
         md = ix.releases.get(f.project, {}).get(f.version, {})
@@ -526,8 +548,12 @@ def import_into(core: Core, source: Path, out: Callable[[str], None],
     files = [f for ix in plan.indexes.values() for f in ix.files]
     out(f"checking and copying {len(files)} files ...")
     for f in files:
+        vet(f, plan.indexes[f.index].type == "mirror")
+        if f.left_out:
+            summary.notes.append(f"index {f.index}: {f.left_out}")
+            continue
         store_blob(core, f)  # fsynced, with its directory, before any row names it
-    unchecked = [f for f in files if not any(name in CHECKED_HASHES for name in f.hashes)]
+    unchecked = [f for f in files if not f.left_out and not any(name in CHECKED_HASHES for name in f.hashes)]
     if unchecked:
         summary.notes.append(f"{len(unchecked)} files had no recorded hash to check them against "
                              f"(e.g. {unchecked[0].index}/{unchecked[0].filename}); taken as they are")

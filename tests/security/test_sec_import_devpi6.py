@@ -10,11 +10,13 @@ the export is mended.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,30 @@ def test_refused_then_mended_export_imports_into_the_same_dir(tmp_path):
     r = devpi_import(serverdir, export)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 users, 2 indexes, 1 projects, 1 releases, 2 release files" in r.stdout
+
+
+def test_bad_doc_zip_and_misnamed_file_left_out_with_notes(tmp_path):
+    """What an upload here would have refused is left out, each with a note; the rest comes in."""
+    export = tmp_path / "export"
+    data = make_export(export)
+    docs = io.BytesIO()
+    with zipfile.ZipFile(docs, "w") as zf:
+        zf.writestr("../../escape.html", "<script>alert(1)</script>")
+    (export / "alice/dev/pkg-x-1.0.doc.zip").write_bytes(docs.getvalue())
+    files = data["indexes"]["alice/dev"]["files"]
+    sha = hashlib.sha256(docs.getvalue()).hexdigest()
+    files.append({"version": "1.0", "type": "doczip", "projectname": "pkg-x", "relpath": "alice/dev/pkg-x-1.0.doc.zip",
+                  "entrymapping": {"hashes": {"sha256": sha}}, "log": []})
+    other, content = wheel_bytes("other-thing", "1.0")
+    (export / "alice/dev/pkg-x/1.0" / other).write_bytes(content)
+    files.append({**files[0], "relpath": f"alice/dev/pkg-x/1.0/{other}",
+                  "entrymapping": {"hashes": {"sha256": hashlib.sha256(content).hexdigest()}}})
+    write_index(export, data)
+    r = devpi_import(tmp_path / "server", export)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 release files, 0 doc zips" in r.stdout
+    assert "note: index alice/dev: doc zip pkg-x-1.0.doc.zip refused: " in r.stdout
+    assert f"note: index alice/dev: release file left out: filename '{other}' does not belong" in r.stdout
 
 
 def test_oversized_dataindex_refused_without_reading_it(tmp_path, monkeypatch):

@@ -331,7 +331,7 @@ def _plan_index(plan: Plan, fullname: str, raw: dict[str, Any], source: Path, su
             raise Malformed(f"dataindex.json: index {fullname}: invalid project name {project[:100]!r}")
         norm = normalize_name(project)
         for version, md in _dict(versions, f"index {fullname}: project {project}").items():
-            _str(version, f"index {fullname}: project {project}: version")
+            _version(version, f"index {fullname}: project {project}")
             md = _dict(md, f"index {fullname}: {project} {version}")
             ix.display.setdefault(norm, md.get("name") if isinstance(md.get("name"), str)
                                   and normalize_name(md["name"]) == norm else project)
@@ -363,7 +363,7 @@ def _file_entry(ix: IndexPlan, entry: dict[str, Any], i: int, source: Path) -> F
     if not is_project_name(project):
         raise Malformed(f"dataindex.json: {what}: invalid project name {project[:100]!r}")
     path = _inside(source, entry.get("relpath"), what)
-    filename = path.name if kind != "toxresult" else PurePosixPath(entry["relpath"]).name
+    filename = PurePosixPath(entry["relpath"]).name  # as the export names it (not a link's target)
     try:
         check_filename(filename)
     except InvalidName as e:
@@ -371,7 +371,7 @@ def _file_entry(ix: IndexPlan, entry: dict[str, Any], i: int, source: Path) -> F
     version = entry.get("version")
     if version is None:  # dumpversion 1: the version is in the file name
         version = _version_of(filename)
-    version = _str(version, f"{what}: version")
+    version = _version(version, what)
     log = _log(entry.get("log"), what)
     mapping = entry.get("entrymapping") if isinstance(entry.get("entrymapping"), dict) else {}
     url = mapping.get("url") if ix.type == "mirror" else None
@@ -382,6 +382,15 @@ def _file_entry(ix: IndexPlan, entry: dict[str, Any], i: int, source: Path) -> F
         for_entrypath = _str(entry.get("for_entrypath"), f"{what}: for_entrypath", limit=4096)
     return FileEntry(ix.fullname, kind, normalize_name(project), version, path, filename, _hashes(entry, what),
                      _created(entry, log), log, for_entrypath, url)
+
+
+def _version(value: Any, what: str) -> str:
+    """A version as it becomes part of URLs: one path segment (devpi-server 6 also took versions
+    that are not PEP 440, so only that is required)."""
+    version = _str(value, f"{what}: version")
+    if "/" in version or "\\" in version or version.startswith("."):
+        raise Malformed(f"dataindex.json: {what}: version {version[:80]!r} is not one path segment")
+    return version
 
 
 def _version_of(filename: str) -> str:

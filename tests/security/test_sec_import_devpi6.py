@@ -108,6 +108,10 @@ def _huge_version(export: Path, data: dict) -> None:
     first_file(data)["version"] = "1." * 50_000
 
 
+def _version_path(export: Path, data: dict) -> None:
+    data["indexes"]["alice/dev"]["projects"]["pkg-x"]["../../x"] = {"name": "pkg-x"}
+
+
 def _garbage_user(export: Path, data: dict) -> None:
     data["users"]["../../etc"] = {"pwhash": "x"}
 
@@ -157,6 +161,7 @@ SPOILERS: dict[str, Callable[[Path, dict], None]] = {
     "spec-mismatch": _sha_in_spec_only,
     "spec-disagrees": _spec_disagrees,
     "huge-version": _huge_version,
+    "version-path": _version_path,
     "garbage-user": _garbage_user,
     "hash-not-hex": _not_hex,
     "huge-description": _huge_description,

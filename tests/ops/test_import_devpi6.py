@@ -255,3 +255,25 @@ def test_without_root_passwd_refused_and_target_left_fresh(world, tmp_path):
     assert not serverdir.exists() or not any(serverdir.iterdir())
     r = devpi_import(serverdir, world.exports[False], "--root-passwd", "pw")  # the same command, mended
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.postgresql
+def test_import_into_postgresql(world, tmp_path, pg_cluster):
+    """The same rows through PostgreSQL: the import writes with the store's own statements."""
+    url = pg_cluster.new_database()
+    serverdir = tmp_path / "server"
+    r = devpi_import(serverdir, world.exports[True], "--storage", url, "--root-passwd", NEW_ROOT_PW)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = ServerProcess(serverdir, root_password=NEW_ROOT_PW, storage=url, args=("--offline",)).start()
+    try:
+        s.login("root", NEW_ROOT_PW)
+        for filename, (index, data) in world.files.items():
+            r = s.api("GET", f"/{index}/+f/{_plus_f(world, filename)}", headers={"Accept": "*/*"})
+            assert r.status_code == 200 and r.content == data
+        target = tmp_path / "pip"
+        r = pip_install(f"{s.url}/alice/dev/+simple/", target, "up-thing")
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        s.stop()
+    r = devpi_import(tmp_path / "again", world.exports[True], "--storage", url, "--root-passwd", "x")
+    assert r.returncode == 1 and "already holds a server" in r.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import secrets
+import shutil
 import sys
 import uuid as uuidlib
 from collections.abc import Callable
@@ -100,26 +101,50 @@ def open_fresh_target(args: argparse.Namespace) -> Core:
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_storage_options(parser)
+    parser.add_argument("--root-passwd", metavar="PW", default=None,
+                        help="root's password on the new server, where the export's hash cannot be carried "
+                             "over (devpi-server 6.x hashes passwords with argon2)")
     parser.add_argument("directory", type=Path, help="the export to read")
+
+
+def _empty_dir(path: Path) -> bool:
+    return not path.exists() or not any(path.iterdir())
+
+
+def _clear(path: Path) -> None:
+    """Take out what a failed import wrote into a server dir that was empty before it, so the
+    same command can be run again once the export is mended."""
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     source = args.directory.expanduser()
+    serverdir = config_of(args).serverdir
+    was_empty = _empty_dir(serverdir)
     try:
         modname = detect(source)
         core = open_fresh_target(args)
+        core.config.root_passwd = getattr(args, "root_passwd", None)
     except ImportRefused as e:
         print(f"devpi import: error: {e}", file=sys.stderr)
         return 1
+    done = False
     try:
         module = importlib.import_module(f"devpi.server.ops.{modname}")
         summary: ImportSummary = module.import_into(core, source, out)
         core.setup()  # what a server start does next: it must find the imported state complete
+        done = True
     except ImportRefused as e:
         print(f"devpi import: error: {e}", file=sys.stderr)
         return 1
     finally:
         core.storage.close()
+        if not done and was_empty:
+            _clear(serverdir)
     for line in summary.lines():
         out(line)
     return 0

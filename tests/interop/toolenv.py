@@ -56,6 +56,8 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
     Tool("tox", "4.67.15", (TOX,)),
     Tool("tox-uv", "1.37.1", (TOX, "tox-uv==1.37.1", UV)),
     Tool("pypi-simple", "1.8.0", ("pypi-simple==1.8.0",)),
+    # the original server, whose devpi-export output `devpi import` reads (tests/ops)
+    Tool("devpi-server", "6.20.3", ("devpi-server==6.20.3", "setuptools==81.0.0")),  # pyramid needs pkg_resources
 ]}
 
 # Variables tests/conftest.py sets or removes to keep clients away from this machine's

@@ -26,6 +26,7 @@ SERVER_REQUIRES = [
     "readme_renderer[md]>=43",
     "ldap3>=2.9",  # --ldap-config: users and groups from a directory (server/accounts/ldap_directory.py)
     "PyYAML>=6",  # the --ldap-config file
+    "argon2-cffi>=21.3",  # verifies the argon2 password hashes users bring from devpi-server 6 (devpi import)
 ]
 
 setup(

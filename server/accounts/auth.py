@@ -1,6 +1,9 @@
 """Passwords, login tokens, and the per-process memory of verified credentials.
 
-Password hashes are scrypt (stdlib). Deriving a key is deliberately slow, so a
+Password hashes are scrypt (stdlib). Argon2 hashes, as the original devpi-server 6 wrote
+them, are verified too (argon2-cffi), so users moved in with ``devpi import`` keep their
+passwords; their cost parameters came from elsewhere and are bounded before any derivation
+(``argon2_within_bounds``). Deriving a key is deliberately slow, so a
 server that re-derives on every request (as twine's Basic auth would cause)
 spends most of an upload hashing. We verify a password once and then remember
 the success for a short while in a bounded, per-process cache. An entry is
@@ -36,7 +39,47 @@ def hash_password(password: str) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(salt).decode()}${base64.b64encode(dk).decode()}"
 
 
+# Bounds on a carried argon2 hash's cost: devpi-server 6 uses m=102400 KiB, t=2, p=8. A hash
+# demanding more is refused rather than derived (a crafted export must not make each login
+# allocate gigabytes).
+ARGON2_MAX_MEMORY_KIB = 256 * 1024
+ARGON2_MAX_TIME = 16
+ARGON2_MAX_PARALLELISM = 16
+
+
+def argon2_within_bounds(pwhash: str) -> bool:
+    """Is ``pwhash`` an argon2 hash (PHC string) this server verifies at a bounded cost?"""
+    if not pwhash.startswith("$argon2"):
+        return False
+    try:
+        from argon2 import extract_parameters
+        from argon2.exceptions import InvalidHashError
+
+        try:
+            params = extract_parameters(pwhash)
+        except (InvalidHashError, ValueError):
+            return False
+    except ImportError:
+        return False
+    return (params.memory_cost <= ARGON2_MAX_MEMORY_KIB and params.time_cost <= ARGON2_MAX_TIME
+            and params.parallelism <= ARGON2_MAX_PARALLELISM)
+
+
+def _verify_argon2(password: str, pwhash: str) -> bool:
+    if not argon2_within_bounds(pwhash):
+        return False
+    from argon2 import PasswordHasher
+    from argon2.exceptions import Argon2Error
+
+    try:
+        return PasswordHasher().verify(pwhash, password)
+    except (Argon2Error, ValueError):
+        return False
+
+
 def verify_password(password: str, pwhash: str) -> bool:
+    if pwhash.startswith("$argon2"):
+        return _verify_argon2(password, pwhash)
     try:
         scheme, n, r, p, salt, dk = pwhash.split("$")
         if scheme != "scrypt":

@@ -10,10 +10,12 @@ not match what the export recorded, and only then are all rows written in one tr
 an import that fails leaves no rows, and at most blobs that nothing names (``devpi gc``).
 
 What cannot be carried over is said, one note per thing (ImportSummary.notes): devpi-server
-6 hashes passwords with argon2, which this server does not verify, so users keep their
-accounts with login disabled until root sets a new password (root's own comes from
-``devpi import --root-passwd``); index config keys this server does not know and index
-types no plugin provides are dropped.
+6's argon2 password hashes are carried (this server verifies them, at a bounded cost), but
+a hash in another form (the salted sha256 of older versions) or with a cost beyond those
+bounds is not, and such a user keeps the account with login disabled until root sets a new
+password (root's own then comes from ``devpi import --root-passwd``, which also replaces a
+carried one); index config keys this server does not know and index types no plugin
+provides are dropped.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
-from ..accounts.auth import hash_password
+from ..accounts.auth import argon2_within_bounds, hash_password
 from ..core import Core
 from ..mirror.page import LAST_RENDERABLE, relpath_for
 from ..packaging.distmeta import (
@@ -165,20 +167,23 @@ def _user_config(name: str, raw: dict[str, Any], summary: ImportSummary) -> dict
 
 
 def _new_pwhash(name: str, raw: dict[str, Any], root_passwd: str | None,
-                    summary: ImportSummary) -> str:
-    """root's new hash, or an unusable one with a note saying what to do. No form devpi-server
-    6 writes (argon2; a salted sha256 before) is one this server verifies, and a hash in our
-    own form is not taken either: its cost parameters would be the export's choice."""
+                summary: ImportSummary) -> str:
+    """The user's hash on this server: devpi-server 6's argon2 hash as it is, where it is one
+    this server verifies at a bounded cost; root's from --root-passwd when given; otherwise an
+    unusable one with a note saying what to do. A hash in our own scrypt form is not taken:
+    devpi-server 6 never writes one, so the export was made up."""
     pwhash = raw.get("pwhash")
-    form = "argon2" if isinstance(pwhash, str) and pwhash.startswith("$argon2") else (
-        "salted sha256" if raw.get("pwsalt") else "unknown")
-    if name == "root":
-        if root_passwd is None:
-            raise ImportRefused(f"root's password hash ({form}, from devpi-server 6) cannot be checked by this "
-                                "server; give `devpi import --root-passwd PW` to set root's new password")
-        summary.notes.append("user 'root': password set from --root-passwd (devpi-server 6's "
-                             f"{form} hash cannot be checked by this server)")
+    carried = isinstance(pwhash, str) and len(pwhash) <= 400 and argon2_within_bounds(pwhash)
+    if name == "root" and root_passwd is not None:
+        summary.notes.append("user 'root': password set from --root-passwd")
         return hash_password(root_passwd)
+    if carried:
+        return pwhash
+    form = ("argon2 beyond this server's cost bounds" if isinstance(pwhash, str) and pwhash.startswith("$argon2")
+            else "salted sha256" if raw.get("pwsalt") else "unknown")
+    if name == "root":
+        raise ImportRefused(f"root's password hash ({form}, from devpi-server 6) cannot be checked by this "
+                            "server; give `devpi import --root-passwd PW` to set root's new password")
     summary.notes.append(f"user {name!r}: password not carried over ({form} hash from devpi-server 6, which this "
                          f"server cannot check); login is disabled until root sets a new one: "
                          f"devpi user -m {name} password=NEW")

@@ -264,3 +264,32 @@ def test_target_outside_the_export_is_untouched(tmp_path):
     assert_refused(devpi_import(tmp_path / "server", export), tmp_path / "server")
     assert (export.parent / "outside.whl").read_bytes() == b"secret"
     shutil.rmtree(export)
+
+
+@pytest.mark.parametrize("pwhash, form", [
+    # what a crafted export may demand of every login: 4 GiB of memory, or a thousand passes
+    ("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "argon2 beyond this server's cost bounds"),
+    ("$argon2id$v=19$m=65536,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "argon2 beyond this server's cost bounds"),
+    ("not-a-hash", "unknown"),
+])
+def test_password_hash_beyond_bounds_is_not_carried(tmp_path, pwhash, form):
+    """A carried argon2 hash is derived at every login with the cost it names: one the server
+    would not choose is replaced by an unusable one, with the note saying how to set a new
+    password, and the rest of the export comes in."""
+    from support.server import ServerProcess
+
+    export = tmp_path / "export"
+    data = make_export(export)
+    data["users"]["alice"]["pwhash"] = pwhash
+    write_index(export, data)
+    r = devpi_import(tmp_path / "server", export)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"note: user 'alice': password not carried over ({form} hash" in r.stdout
+    s = ServerProcess(tmp_path / "server", root_password="pw").start()
+    try:
+        assert s.api("POST", "/+login", json={"user": "alice", "password": "anything"}).status_code == 401
+        root = s.login("root", "pw")
+        assert s.api("PATCH", "/alice", json={"password": "alice-new"}, auth=root).status_code == 200
+        s.login("alice", "alice-new")
+    finally:
+        s.stop()

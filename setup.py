@@ -26,6 +26,7 @@ SERVER_REQUIRES = [
     "readme_renderer[md]>=43",
     "ldap3>=2.9",  # --ldap-config: users and groups from a directory (server/accounts/ldap_directory.py)
     "PyYAML>=6",  # the --ldap-config file
+    "prometheus_client>=0.20",  # GET /+metrics (server/runtime/metrics.py)
 ]
 
 setup(

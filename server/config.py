@@ -74,6 +74,8 @@ class ServerConfig:
     page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
     mirror_memory: int = 64 << 20  # bytes of upstream pages each mirror keeps in memory
     audit_keep: int = 100_000  # audit log entries kept (the oldest go first)
+    metrics_allow: str = "loopback"  # client addresses that may read /+metrics (root may, from anywhere)
+    min_free_space: int = 1 << 30  # bytes free on the server dir's disk below which /+health says 503
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,16 @@ def _rate(text: str) -> str:
 
     try:
         Rate.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _metrics_allow(text: str) -> str:
+    from .http.trusted_proxies import parse_allow
+
+    try:
+        parse_allow(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
@@ -166,6 +177,12 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
     p.add_argument("--audit-keep", metavar="COUNT", type=positive_int, default=100_000,
                    help="audit log entries kept (writes and failed logins, GET /+audit for root); the "
                         "oldest go first (default: 100000)")
+    p.add_argument("--metrics-allow", metavar="loopback|any|none|ADDR[,CIDR...]", type=_metrics_allow,
+                   default="loopback",
+                   help="clients that may read GET /+metrics, by address (behind a trusted proxy: the "
+                        "client's); root may from anywhere (default: loopback)")
+    p.add_argument("--min-free-space", metavar="SIZE", type=parse_size, default=parse_size("1G"),
+                   help="free disk space below which GET /+health answers 503 (default: 1G)")
     p.add_argument("--debug", action="store_true", help="log more")
     version = plugins.version_text(__version__) if plugins else f"devpi server {__version__}"
     p.add_argument("--version", action="version", version=version,
@@ -207,7 +224,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         mirror_creators=args.mirror_creators, mirror_allow_hosts=args.mirror_allow_hosts,
         mirror_file_hosts=args.mirror_file_hosts,
         mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
-        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep)
+        page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep,
+        metrics_allow=args.metrics_allow, min_free_space=args.min_free_space)
 
 
 def _later(seconds: float, fn: Callable[[], Any]) -> None:
@@ -231,6 +249,8 @@ def _refuse_open_root(core: Core, host: str) -> None:
 
 
 START_JOIN = 120.0  # seconds a stop waits for a start still under way
+STOP_BUDGET = 4.5  # seconds from SIGTERM/SIGINT to exit: requests in flight get GRACE of it (httpserver.py)
+MIN_EVENT_WAIT = 0.5  # seconds pending plugin events get at least, however long the requests took
 EARLY_IDLE = 1.0  # seconds a start answering from its snapshot waits for a first request before assembling
 ASSEMBLY_SWITCH_INTERVAL = 0.001  # seconds (sys.setswitchinterval) while assembling behind the snapshot
 
@@ -320,8 +340,12 @@ def _announce(config: ServerConfig) -> None:
           f"(serverdir {config.serverdir}, storage {storage_display(config.storage)})", flush=True)
 
 
-def _shut_down(plugins: PluginManager, built: Assembled) -> None:
-    plugins.events.wait_idle(SHUTDOWN_EVENT_WAIT)
+def _shut_down(plugins: PluginManager, built: Assembled, deadline: float | None = None) -> None:
+    """Tear down after the server loop ended; ``deadline`` (monotonic): a signal asked to stop,
+    and the process should be gone by then (pending plugin events wait at most until it)."""
+    wait = SHUTDOWN_EVENT_WAIT if deadline is None else \
+        min(SHUTDOWN_EVENT_WAIT, max(MIN_EVENT_WAIT, deadline - time.monotonic()))
+    plugins.events.wait_idle(wait)
     try:
         plugins.hook.devpiserver_shutdown(core=built.core)
     except Exception:
@@ -429,8 +453,19 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    try:  # from the handler's first moment on, a SIGTERM lands in the except below
+    signals: list[tuple[int, float]] = []  # (signal, monotonic time) that asked the server to stop
+    uvicorn_exit = server.handle_exit
+
+    def handle_exit(signum, frame):  # the server loop's handler while it runs (uvicorn's, and this)
+        signals.append((signum, time.monotonic()))
+        uvicorn_exit(signum, frame)
+
+    server.handle_exit = handle_exit
+    try:  # from the handlers' first moment on, a SIGTERM or SIGINT lands in the except below
         signal.signal(signal.SIGTERM, stop)
+        # also when started in the background by a shell (``devpi server &``), which starts it
+        # with SIGINT ignored: Ctrl-C's signal stops it the same way wherever it comes from
+        signal.signal(signal.SIGINT, stop)
         _announce(config)
         if built is not None:
             _later(IDLE_START, built.core.start_background)
@@ -440,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
         server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:
+        if not signals:  # a signal before the server loop ran
+            signals.append((0, time.monotonic()))
         log.info("shutting down")
     finally:
         pin.stop()
@@ -450,7 +487,10 @@ def main(argv: list[str] | None = None) -> int:
             builder.join(START_JOIN)  # a stop during the assembly: let it finish before tearing down
             built = done[0] if done else None
         if built is not None:
-            _shut_down(plugins, built)
+            _shut_down(plugins, built, signals[0][1] + STOP_BUDGET if signals else None)
+    if signals:
+        name = signal.Signals(signals[0][0]).name if signals[0][0] else "a signal"
+        log.info("devpi server stopped (%s, %.1f s after it)", name, time.monotonic() - signals[0][1])
     if failure:
         raise failure[0]
     return 0

@@ -29,6 +29,8 @@ from ..runtime.metrics import REGISTRY
 from .errors import reason_phrase
 from .httpkit import APIError, identity, json_body
 
+# the classic text format, which every Prometheus reads (newer clients label theirs 1.0.0)
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 STORAGE_PROBE_TIMEOUT = 2.0  # seconds /+health waits for its trivial query before saying "unready"
 
 
@@ -185,8 +187,6 @@ def _json(status: int, doc: dict[str, Any], headers: dict[str, str] | None = Non
 
 def install(app: bottle.Bottle, core: Core) -> None:
     from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
     req = bottle.request
     gate = MetricsGate(core, core.config.metrics_allow)
     per_server = CollectorRegistry(auto_describe=False)  # this server's gauges; the counters are the process's
@@ -200,7 +200,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if refused is not None:
             raise refused
         body = generate_latest(REGISTRY) + generate_latest(per_server)
-        return bottle.HTTPResponse(body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+        return bottle.HTTPResponse(body, headers={"Content-Type": TEXT_FORMAT, "Cache-Control": "no-store"})
 
     @app.route("/+health", ["GET", "HEAD"])
     def health_view():

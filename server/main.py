@@ -78,6 +78,13 @@ def _metrics_allow(text: str) -> str:
     return text
 
 
+def _free_space(text: str) -> int:
+    size = parse_size(text)
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)")
+    return size
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -181,7 +188,7 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
                    default="loopback",
                    help="clients that may read GET /+metrics, by address (behind a trusted proxy: the "
                         "client's); root may from anywhere (default: loopback)")
-    p.add_argument("--min-free-space", metavar="SIZE", type=parse_size, default=parse_size("1G"),
+    p.add_argument("--min-free-space", metavar="SIZE", type=_free_space, default=parse_size("1G"),
                    help="free disk space below which GET /+health answers 503 (default: 1G)")
     p.add_argument("--debug", action="store_true", help="log more")
     version = plugins.version_text(__version__) if plugins else f"devpi server {__version__}"
@@ -450,10 +457,13 @@ def main(argv: list[str] | None = None) -> int:
         done.append(got)
         _later(IDLE_START, got.core.start_background)
 
+    signals: list[tuple[int, float]] = []  # (signal, monotonic time) that asked the server to stop
+
     def stop(signum, frame):
+        if not signals:  # (the server loop's handler below took it first, if it was running)
+            signals.append((signum, time.monotonic()))
         raise KeyboardInterrupt
 
-    signals: list[tuple[int, float]] = []  # (signal, monotonic time) that asked the server to stop
     uvicorn_exit = server.handle_exit
 
     def handle_exit(signum, frame):  # the server loop's handler while it runs (uvicorn's, and this)
@@ -475,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
         server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:
-        if not signals:  # a signal before the server loop ran
+        if not signals:
             signals.append((0, time.monotonic()))
         log.info("shutting down")
     finally:

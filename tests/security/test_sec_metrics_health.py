@@ -13,6 +13,8 @@ import base64
 import random
 import socket
 import string
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -149,3 +151,15 @@ def test_health_and_metrics_refuse_writes_and_bodies(srv):
             conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 40}\r\n\r\n".encode())
             head = conn.recv(65536)
         assert head.startswith(b"HTTP/1.1 413"), head[:100]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--metrics-allow", "everyone"), ("--metrics-allow", "10.0.0.0/33"), ("--metrics-allow", "1.2.3.4;rm"),
+    ("--metrics-allow", "::1/200"), ("--min-free-space", "-1G"), ("--min-free-space", "lots"),
+])
+def test_bad_option_values_stop_the_start_in_one_line(tmp_path, option, value):
+    p = subprocess.run([sys.executable, "-m", "devpi.server", "--serverdir", str(tmp_path / "s"), "--port", "0",
+                        option, value], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("devpi server: error: argument " + option)
+    assert not (tmp_path / "s").exists()

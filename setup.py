@@ -27,6 +27,7 @@ SERVER_REQUIRES = [
     "ldap3>=2.9",  # --ldap-config: users and groups from a directory (server/accounts/ldap_directory.py)
     "PyYAML>=6",  # the --ldap-config file
     "argon2-cffi>=21.3",  # verifies the argon2 password hashes users bring from devpi-server 6 (devpi import)
+    "prometheus_client>=0.20",  # GET /+metrics (server/runtime/metrics.py)
 ]
 
 setup(

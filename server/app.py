@@ -58,7 +58,7 @@ def _default_error(err: bottle.HTTPError) -> bytes:
 
 
 def build_app(core: Core) -> Callable:
-    from .api import audit, files, indexes, meta, projects, simple, tokens, users
+    from .api import audit, files, indexes, meta, ops_status, projects, simple, tokens, users
 
     app = new_app(catchall=True, autojson=False)
     app.install(_error_plugin)
@@ -67,17 +67,18 @@ def build_app(core: Core) -> Callable:
     app.install(ReadGuard(core))  # inside the error plugin: its refusals leave as JSON
     app.default_error_handler = _default_error
     # Order matters: bottle tries dynamic routes in registration order, most specific first.
-    for module in (meta, audit, simple, files, indexes, users, tokens, projects):
+    for module in (meta, ops_status, audit, simple, files, indexes, users, tokens, projects):
         module.install(app, core)
     if core.plugins is not None:  # after the API: plugins (last registered first), test runs, the mirror
         core.plugins.add_routes(app, core)
     from .http.cached_page_lane import FastLane
+    from .http.request_metrics import observe, observe_cached
 
     fastlane = FastLane(LoopGuard(_load_web(app, core), core), core)  # cached pages need no guard
-    full = RequestLog(DevpiHeaders(Utf8Paths(AuditTrail(fastlane, core)), core))
+    full = RequestLog(DevpiHeaders(Utf8Paths(AuditTrail(fastlane, core)), core), observe=observe)
     # the server answers cache hits in its event loop through this shorter stack
     full.fastlane = fastlane
-    full.fast_wsgi = RequestLog(DevpiHeaders(fastlane, core), full.log)
+    full.fast_wsgi = RequestLog(DevpiHeaders(fastlane, core), full.log, observe=observe_cached)
     return full
 
 

@@ -86,6 +86,8 @@ class ServerConfig:
     gc_grace: float = 6 * 3600.0  # seconds a blob stays unreferenced before it is deleted
     disk_check_interval: float = 60.0  # seconds between budget checks and access-time flushes
     audit_keep: int = 100_000  # audit log entries kept (the oldest go first)
+    metrics_allow: str = "loopback"  # client addresses that may read /+metrics (root may, from anywhere)
+    min_free_space: int = 1 << 30  # bytes free on the server dir's disk below which /+health says 503
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

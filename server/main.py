@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,23 @@ def _rate(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
+
+
+def _metrics_allow(text: str) -> str:
+    from .http.trusted_proxies import parse_allow
+
+    try:
+        parse_allow(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _free_space(text: str) -> int:
+    size = parse_size(text)
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 500M or 2G)")
+    return size
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -190,6 +208,12 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
     p.add_argument("--audit-keep", metavar="COUNT", type=positive_int, default=100_000,
                    help="audit log entries kept (writes and failed logins, GET /+audit for root); the "
                         "oldest go first (default: 100000)")
+    p.add_argument("--metrics-allow", metavar="loopback|any|none|ADDR[,CIDR...]", type=_metrics_allow,
+                   default="loopback",
+                   help="clients that may read GET /+metrics, by address (behind a trusted proxy: the "
+                        "client's); root may from anywhere (default: loopback)")
+    p.add_argument("--min-free-space", metavar="SIZE", type=_free_space, default=parse_size("1G"),
+                   help="free disk space below which GET /+health answers 503 (default: 1G)")
     p.add_argument("--debug", action="store_true", help="log more")
     version = plugins.version_text(__version__) if plugins else f"devpi server {__version__}"
     p.add_argument("--version", action="version", version=version,
@@ -233,7 +257,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
         page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep,
         mirror_cache_size=args.mirror_cache_size, gc_interval=args.gc_interval, gc_grace=args.gc_grace,
-        disk_check_interval=args.disk_check_interval)
+        disk_check_interval=args.disk_check_interval,
+        metrics_allow=args.metrics_allow, min_free_space=args.min_free_space)
 
 
 def _later(seconds: float, fn: Callable[[], Any]) -> None:
@@ -257,6 +282,8 @@ def _refuse_open_root(core: Core, host: str) -> None:
 
 
 START_JOIN = 120.0  # seconds a stop waits for a start still under way
+STOP_BUDGET = 4.5  # seconds from SIGTERM/SIGINT to exit: requests in flight get GRACE of it (httpserver.py)
+MIN_EVENT_WAIT = 0.5  # seconds pending plugin events get at least, however long the requests took
 EARLY_IDLE = 1.0  # seconds a start answering from its snapshot waits for a first request before assembling
 ASSEMBLY_SWITCH_INTERVAL = 0.001  # seconds (sys.setswitchinterval) while assembling behind the snapshot
 
@@ -350,8 +377,12 @@ def _announce(config: ServerConfig) -> None:
           f"(serverdir {config.serverdir}, storage {storage_display(config.storage)})", flush=True)
 
 
-def _shut_down(plugins: PluginManager, built: Assembled) -> None:
-    plugins.events.wait_idle(SHUTDOWN_EVENT_WAIT)
+def _shut_down(plugins: PluginManager, built: Assembled, deadline: float | None = None) -> None:
+    """Tear down after the server loop ended; ``deadline`` (monotonic): a signal asked to stop,
+    and the process should be gone by then (pending plugin events wait at most until it)."""
+    wait = SHUTDOWN_EVENT_WAIT if deadline is None else \
+        min(SHUTDOWN_EVENT_WAIT, max(MIN_EVENT_WAIT, deadline - time.monotonic()))
+    plugins.events.wait_idle(wait)
     try:
         plugins.hook.devpiserver_shutdown(core=built.core)
     except Exception:
@@ -460,11 +491,25 @@ def main(argv: list[str] | None = None) -> int:
         done.append(got)
         _later(IDLE_START, got.core.start_background)
 
+    signals: list[tuple[int, float]] = []  # (signal, monotonic time) that asked the server to stop
+
     def stop(signum, frame):
+        if not signals:  # (the server loop's handler below took it first, if it was running)
+            signals.append((signum, time.monotonic()))
         raise KeyboardInterrupt
 
-    try:  # from the handler's first moment on, a SIGTERM lands in the except below
+    uvicorn_exit = server.handle_exit
+
+    def handle_exit(signum, frame):  # the server loop's handler while it runs (uvicorn's, and this)
+        signals.append((signum, time.monotonic()))
+        uvicorn_exit(signum, frame)
+
+    server.handle_exit = handle_exit
+    try:  # from the handlers' first moment on, a SIGTERM or SIGINT lands in the except below
         signal.signal(signal.SIGTERM, stop)
+        # also when started in the background by a shell (``devpi server &``), which starts it
+        # with SIGINT ignored: Ctrl-C's signal stops it the same way wherever it comes from
+        signal.signal(signal.SIGINT, stop)
         _announce(config)
         if built is not None:
             _later(IDLE_START, built.core.start_background)
@@ -474,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})  # this thread alone takes it
         server.run(sockets=[sock])  # on SIGINT/SIGTERM it finishes, then re-raises the signal
     except KeyboardInterrupt:
+        if not signals:
+            signals.append((0, time.monotonic()))
         log.info("shutting down")
     finally:
         pin.stop()
@@ -484,7 +531,10 @@ def main(argv: list[str] | None = None) -> int:
             builder.join(START_JOIN)  # a stop during the assembly: let it finish before tearing down
             built = done[0] if done else None
         if built is not None:
-            _shut_down(plugins, built)
+            _shut_down(plugins, built, signals[0][1] + STOP_BUDGET if signals else None)
+    if signals:
+        name = signal.Signals(signals[0][0]).name if signals[0][0] else "a signal"
+        log.info("devpi server stopped (%s, %.1f s after it)", name, time.monotonic() - signals[0][1])
     if failure:
         raise failure[0]
     return 0

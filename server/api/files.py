@@ -21,6 +21,7 @@ import bottle
 from ..accounts.scope import TOXRESULT
 from ..core import Core
 from ..repos import nonvolatile
+from ..runtime.metrics import UPLOADS
 from ..store import catalog
 from ..store.blobstore import BlobCorrupt
 from .httpkit import (
@@ -252,6 +253,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         sha256 = core.blobs.put_bytes(raw)
         ident = core.within_scope(identity(core, req), TOXRESULT, ix.fullname)
         stored = store_toxresult(core, ix, relpath, sha256, len(raw), ident.user if ident else None)
+        UPLOADS.labels("toxresult").inc()
         return json_reply(f"{ix.fullname}/{stored.relpath}#sha256={sha256}", "toxresultpath")
 
     base = f"/{USER_SEG}/{INDEX_SEG}/+f/<path:path>"

@@ -20,6 +20,7 @@ from ..accounts.api_tokens import looks_like_token as looks_like_api_token
 from ..accounts.auth import AuthUnavailable, Identity, parse_basic, parse_devpi_auth
 from ..http.trusted_proxies import valid_host
 from ..packaging.names import is_user_name
+from ..runtime.metrics import AUTH_FAILURES
 from .errors import JSON_CT, APIError, json_body, reason_phrase  # their home, free of bottle
 
 # environ keys the authentication leaves for the audit trail (http/audit_trail.py)
@@ -208,6 +209,7 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
     env = request.environ
     if key is None:
         core.throttle.failed(None, addr)
+        AUTH_FAILURES.inc()
         env[AUTH_FAILED] = "(invalid name)"
         return None
     try:
@@ -217,6 +219,7 @@ def authenticate(core, request: bottle.BaseRequest, user: str, secret: str) -> I
         raise APIError(503, str(e), {"Retry-After": "30"}) from None
     if ident is None:
         core.throttle.failed(user, addr)
+        AUTH_FAILURES.inc()
         env[AUTH_FAILED] = user  # the audit trail records it (http/audit_trail.py)
     else:
         core.throttle.succeeded(user, addr)
@@ -232,6 +235,7 @@ def _authenticate_token(core, env: dict, addr: str, secret: str) -> Identity | N
     ident = core.authenticate(TOKEN_USER, secret) if looks_like_api_token(secret) else None
     if ident is None:
         core.throttle.failed(None, addr)
+        AUTH_FAILURES.inc()
         env[AUTH_FAILED] = TOKEN_USER  # the audit trail records it (http/audit_trail.py)
     else:
         env[AUTH_USER] = ident.user

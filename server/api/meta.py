@@ -8,6 +8,7 @@ import bottle
 from ..accounts.auth import Identity
 from ..core import Core
 from ..packaging.names import is_user_name
+from ..runtime.metrics import LOGINS
 from ..store import catalog
 from .httpkit import APIError, authenticate, base_url, identity, json_reply, read_json, require_index
 from .read_guard import readable_entry, visible_indexes
@@ -89,7 +90,12 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if not isinstance(body, dict) or not body.get("user") or "password" not in body:
             raise APIError(400, "Bad request: no user/password specified")
         user, password = str(body["user"]), str(body["password"])
-        ident = authenticate(core, req, user, password)
+        try:
+            ident = authenticate(core, req, user, password)
+        except APIError as e:
+            LOGINS.labels("throttled" if e.status == 429 else "failed").inc()
+            raise
+        LOGINS.labels("failed" if ident is None else "ok").inc()
         if ident is None:
             # an impossible name (megabytes, control characters) is not echoed back
             shown = repr(user) if is_user_name(user) else "with an invalid name"

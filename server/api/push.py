@@ -20,6 +20,7 @@ import bottle
 from ..core import Core
 from ..packaging.names import normalize_name
 from ..repos import nonvolatile
+from ..runtime.metrics import UPLOADS
 from ..store import catalog
 from ..store.catalog import FileRow, IndexRow, Release
 from .httpkit import APIError, identity, json_reply, read_json, require_identity
@@ -142,7 +143,9 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
         check_posturl(core, str(body["posturl"]))  # a user's URL: first the destination policy
         src = _source(core, ix, str(name), str(version), body)
         _check(core, src, str(body["posturl"]))  # test gates hold for external targets too
-        return push_external(core, src, body, _flag)
+        reply = push_external(core, src, body, _flag)
+        UPLOADS.labels("push").inc()
+        return reply
     target_name = body.get("targetindex") or ""
     parts = str(target_name).split("/")
     if len(parts) != 2 or not all(parts):
@@ -158,6 +161,7 @@ def handle_push(core: Core, ix: IndexRow) -> bottle.HTTPResponse:
         raise APIError(400, f"{name} {version} is on {target.fullname} already: push it to another index")
     _check(core, src, target.fullname)
     actions = _copy(core, ident.user, src, target, _flag(body.get("no_docs")), _flag(body.get("only_docs")))
+    UPLOADS.labels("push").inc()
     return json_reply(actions, "actionlog")
 
 

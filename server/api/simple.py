@@ -23,10 +23,13 @@ from ..repos.simple_render import (
     render_project_json,
 )
 from ..runtime.malloc_tuning import trim
+from ..runtime.metrics import PAGE_CACHE
 from ..store.catalog import IndexRow
 from .httpkit import APIError, base_url, require_index
 from .meta import INDEX_SEG, USER_SEG
 from .read_guard import reader_hides
+
+_HIT, _MISS = PAGE_CACHE.labels("hit"), PAGE_CACHE.labels("miss")
 
 STALE_HEADERS = {"Cache-Control": "max-age=0, must-revalidate, no-cache, no-store", "Pragma": "no-cache",
                  "Expires": "0", "X-Devpi-Stale": "upstream unreachable, serving the last good copy"}
@@ -62,6 +65,7 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
     hidden = reader_hides(core, req, ix)
     key = page_key(user, index, project, fmt, _link_prefix(req.path), hidden)
     cached = core.page_cache.get(key)
+    (_HIT if cached is not None else _MISS).inc()
     if cached is None:
         try:
             project.encode("ascii")
@@ -98,6 +102,7 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
     hidden = reader_hides(core, req, ix)
     key = page_key(user, index, "", fmt, "", hidden)
     cached = core.page_cache.get(key)
+    (_HIT if cached is not None else _MISS).inc()
     if cached is None:
         cached = core.page_cache.get_or_render(key, lambda: _render_project_list(core, ix, key, fmt, hidden))
     return _respond(cached, ctype)

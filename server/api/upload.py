@@ -35,6 +35,7 @@ from ..packaging.names import (
     normalize_name,
 )
 from ..repos import nonvolatile
+from ..runtime.metrics import UPLOAD_BYTES, UPLOADS
 from ..store import catalog
 from ..store.blobstore import BlobWriter
 from .httpkit import APIError, identity, require_index
@@ -83,10 +84,17 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
     form, content = read_form(req.environ, limit, lambda _name, sent: core.blobs.writer(md5=_wants_md5(sent)),
                               _check_upload_name)
     try:
-        return _dispatch(core, who, ix, form, content)
+        reply = _dispatch(core, who, ix, form, content)
+        UPLOADS.labels(_UPLOAD_KINDS.get(form.get(":action"), "other")).inc()
+        if content is not None:
+            UPLOAD_BYTES.inc(content.writer.size)
+        return reply
     finally:
         if content is not None:
             content.writer.discard()  # unless committed: then this does nothing
+
+
+_UPLOAD_KINDS = {"submit": "register", "file_upload": "file", "doc_upload": "doc"}
 
 
 def _check_upload_name(filename: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..repos.simple_formats import choose_format
 from ..repos.simple_page_cache import CachedPage, accepts_gzip, page_answer
+from ..runtime.metrics import PAGE_CACHE
 
 if TYPE_CHECKING:
     from ..core import Core
@@ -89,6 +90,7 @@ class FastLane:
 
         self._credentials_of = credentials_of
         self._page_key = page_key
+        self._count_hit = PAGE_CACHE.labels("hit").inc  # misses: the view that renders counts them
 
     def hit(self, environ: dict, in_loop: bool = True) -> tuple[CachedPage, str] | None:
         """The cached page and content type this request asks for, if the cache holds it
@@ -155,5 +157,6 @@ class FastLane:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         found = environ.get("devpi.cached_page") or self.hit(environ, in_loop=False)
         if found is not None:
+            self._count_hit()
             return serve(environ, start_response, found[0], found[1])
         return self.app(environ, start_response)

@@ -40,6 +40,7 @@ log = logging.getLogger("devpi.server.http")
 
 MAX_HEAD_BYTES = 64 * 1024  # request line plus headers
 FD_RESERVE = 128  # descriptors kept for the database, blobs and upstream connections
+GRACE = 3.0  # seconds requests in flight may take to finish after SIGTERM/SIGINT (main.STOP_BUDGET)
 
 
 class _StatusLines(dict):
@@ -251,6 +252,6 @@ def make_server(app: Any, *, timeout: float, max_connections: int) -> Any:
     config = uvicorn_config.Config(
         app, http=protocol_class(timeout=timeout, max_connections=max_connections), loop="asyncio",
         lifespan="off", log_config=None, access_log=False, timeout_keep_alive=int(max(1, timeout)),
-        timeout_graceful_shutdown=3, server_header=False, date_header=True, backlog=2048,
+        timeout_graceful_shutdown=GRACE, server_header=False, date_header=True, backlog=2048,
         proxy_headers=False, ws="none")
     return uvicorn_server.Server(config)

@@ -13,11 +13,16 @@ from ..runtime.batched_log import BatchedLines, shared_lines
 
 
 class RequestLog:
-    """One line per request: method, path, status, milliseconds (timestamp cached per second)."""
+    """One line per request: method, path, status, milliseconds (timestamp cached per second).
 
-    def __init__(self, app: Callable, log: BatchedLines | None = None):
+    ``observe(environ, status, seconds)``, when set, is told the same (the request metrics,
+    http/request_metrics.py: measured here once rather than by another layer)."""
+
+    def __init__(self, app: Callable, log: BatchedLines | None = None,
+                 observe: Callable[[dict, str, float], None] | None = None):
         self.app = app
         self.log = log or shared_lines()
+        self.observe = observe
         self._second = 0
         self._stamp = ""
         self.after_first: Callable[[], None] | None = None  # called once, after the first request
@@ -40,9 +45,12 @@ class RequestLog:
         try:
             return self.app(environ, start)
         finally:
+            seconds = time.perf_counter() - t0
+            status = status_holder[0][:3] if status_holder else "-"
             self.log.add("{} {} {} {} {:.1f}ms\n".format(
-                self._timestamp(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
-                status_holder[0][:3] if status_holder else "-", (time.perf_counter() - t0) * 1000))
+                self._timestamp(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), status, seconds * 1000))
+            if self.observe is not None:
+                self.observe(environ, status, seconds)
             if self.after_first is not None:
                 hook, self.after_first = self.after_first, None
                 hook()

@@ -38,6 +38,13 @@ def parse(spec: str | None) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def parse_allow(spec: str) -> tuple[Network, ...]:
+    """An allow list of clients (``--metrics-allow``): what :func:`parse` reads, or ``any``."""
+    if "any" in (item.strip().lower() for item in spec.split(",")):
+        return (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+    return parse(spec)
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(text.strip().strip("[]"))

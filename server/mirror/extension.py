@@ -51,8 +51,13 @@ def _routes(app: bottle.Bottle, core: Core) -> None:
 
 
 def _loaded(module: str) -> Any:
-    """A mirror module if something imported it (no mirror was used otherwise: nothing to do)."""
-    return sys.modules.get(f"{__package__}.{module}")
+    """A mirror module if something imported it (no mirror was used otherwise: nothing to do).
+    One a stop interrupted while it was being imported (a SIGTERM just after the start) has
+    not run yet either: nothing to do for it."""
+    found = sys.modules.get(f"{__package__}.{module}")
+    if found is None or getattr(getattr(found, "__spec__", None), "_initializing", False):
+        return None
+    return found
 
 
 def _finish_downloads() -> None:

@@ -213,6 +213,11 @@ class MirrorRepository:
         page.weight = 1024 + 760 * len(raw) + 4 * text
         return page
 
+    def upstream_state(self) -> str | None:
+        """"slow" or "down" while requests do not wait for upstream (upstream_health.py), else
+        None: for GET /+health, which reports it without failing on it."""
+        return self._health.unwell()
+
     def page_url(self, name: str) -> str:
         return f"{self.url}{name}/"
 

@@ -12,10 +12,14 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any
 
+from ..runtime.metrics import SINGLEFLIGHT_WAITS
+
 
 class SingleFlight:
     def __init__(self, name: str = "fetch"):
         self._name = name
+        # counted by kind ("render", "mirror"), never by the name (it may name an index)
+        self._waits = SINGLEFLIGHT_WAITS.labels(name.partition(":")[0])
         self._lock = threading.Lock()
         self._calls: dict[Hashable, Future] = {}
 
@@ -24,6 +28,7 @@ class SingleFlight:
         with self._lock:
             fut = self._calls.get(key)
             if fut is not None:
+                self._waits.inc()
                 return fut
             fut = Future()
             fut.set_running_or_notify_cancel()
@@ -59,6 +64,7 @@ class SingleFlight:
                 fut.set_running_or_notify_cancel()
                 self._calls[key] = fut
         if not leader:
+            self._waits.inc()
             return fut.result()
         try:
             result = fn()

@@ -69,6 +69,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from ..runtime.metrics import UPSTREAM_BYTES, UPSTREAM_ERRORS, UPSTREAM_REQUESTS
+
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -152,6 +154,7 @@ class Response:
                 data = self._raw.read1(size) if partial and hasattr(self._raw, "read1") else self._raw.read(size)
                 if not data and partial:
                     data = self._raw.read()  # read1 leaves a finished answer open; read closes it
+                UPSTREAM_BYTES.inc(len(data))
                 if not data:
                     missing = getattr(self._raw, "length", None)
                     if missing:  # the connection ended before Content-Length said it would
@@ -169,8 +172,10 @@ class Response:
                 yield self._decoder.decompress(data, size)
                 while self._decoder.unconsumed_tail:
                     yield self._decoder.decompress(self._decoder.unconsumed_tail, size)
-        except BaseException:
+        except BaseException as e:
             self._done(False)
+            if not isinstance(e, GeneratorExit):  # (the reader stopped, not upstream)
+                UPSTREAM_ERRORS.inc()
             raise
 
     def _ack_promptly(self) -> None:
@@ -257,6 +262,18 @@ class UpstreamClient:
     # -- one request ------------------------------------------------------------------------
     def _request(self, method: str, url: str, headers: dict[str, str], timeout: tuple[float, float],
                  body: bytes | None = None) -> Response:
+        UPSTREAM_REQUESTS.inc()
+        try:
+            resp = self._send(method, url, headers, timeout, body)
+        except BaseException:
+            UPSTREAM_ERRORS.inc()
+            raise
+        if resp.status_code >= 500:
+            UPSTREAM_ERRORS.inc()
+        return resp
+
+    def _send(self, method: str, url: str, headers: dict[str, str], timeout: tuple[float, float],
+              body: bytes | None) -> Response:
         parts = urlsplit(url)
         origin = self._origin(parts)
         target = parts.path or "/"

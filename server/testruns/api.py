@@ -43,6 +43,7 @@ from ..api.httpkit import (
 )
 from ..api.meta import INDEX_SEG, USER_SEG
 from ..core import Core
+from ..runtime.metrics import TEST_RUNS
 from ..store import catalog, schema
 from ..store.catalog import FileRow, IndexRow
 from .gate import (
@@ -328,6 +329,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
             finish_run(tx, run, status=status, exitcode=exitcode, envs=envs, toxresult_file_id=toxresult_id,
                        info=info)
             tx.record("testrun", index=ix.fullname, run=run.id, op="finish", status=status)
+        TEST_RUNS.labels(status).inc()
         return reply_one(ix, run_id)
 
     def reply_one(ix: IndexRow, run_id: int, with_events: bool = False, since: int = 0):

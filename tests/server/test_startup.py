@@ -1,13 +1,17 @@
 """Start-up: one server per server dir, root's password, loopback-only without one, clean shutdown."""
 from __future__ import annotations
 
+import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import requests
+from support.dists import wheel_bytes
 from support.server import DEAD_UPSTREAM, ServerProcess
 
 
@@ -87,9 +91,76 @@ def test_sigterm_and_ctrl_c_shut_down_cleanly(make_server):
     s.proc.send_signal(signal.SIGINT)
     assert s.wait_exit(30) == 0
     assert "Traceback" not in s.log_text()
+    assert "devpi server stopped (SIGTERM" in s.log_text() and "devpi server stopped (SIGINT" in s.log_text()
     # and the dir is free again: a new server starts on it
     s.start()
     assert s.api("GET", "/+api").status_code == 200
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_stops_within_the_bound(make_server):
+    """An upload whose body is still arriving when SIGTERM comes is answered (200, stored);
+    the server then exits within 5 s of the signal and its log says it stopped."""
+    s = make_server()
+    auth = s.login("root", "root")
+    assert s.api("PUT", "/root/flight", json={"type": "stage", "bases": []}, auth=auth).status_code == 200
+    filename, data = wheel_bytes("inflight", "1.0")
+    prepared = requests.Request("POST", f"{s.url}/root/flight/", auth=auth, files={"content": (filename, data)},
+                                data={":action": "file_upload", "name": "inflight", "version": "1.0"}).prepare()
+    head = "POST /root/flight/ HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in prepared.headers.items()) + "\r\n"
+    body = prepared.body
+    conn = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+    conn.sendall(head.encode() + body[:len(body) // 2])
+    time.sleep(0.3)  # the view runs and waits for the rest of the body
+    signalled = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)  # a second into the stop, the rest arrives (GRACE is 3 s)
+    conn.sendall(body[len(body) // 2:])
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    conn.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert s.wait_exit(10) == 0
+    assert time.monotonic() - signalled < 5.0
+    log = s.log_text()
+    assert "devpi server stopped (SIGTERM" in log and "Traceback" not in log
+    s.start()  # the upload was stored
+    r = requests.get(f"{s.url}/root/flight/+simple/inflight/", timeout=30)
+    assert filename in r.text
+
+
+def test_sigint_stops_a_server_a_shell_started_in_the_background(make_server, tmp_path):
+    """``devpi server &`` in a script: the shell starts it with SIGINT ignored (POSIX, for
+    background jobs without job control). SIGINT stops it all the same, cleanly."""
+    premise = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    sleeper = int(premise.stdout.readline())
+    ignored = int(next(line for line in open(f"/proc/{sleeper}/status") if line.startswith("SigIgn:")).split()[1], 16)
+    os.kill(sleeper, signal.SIGKILL)
+    premise.wait()
+    assert ignored & (1 << (signal.SIGINT - 1)), "the shell did not start its background job with SIGINT ignored"
+    s = make_server()
+    s.stop()
+    out, err = tmp_path / "bg.out", tmp_path / "bg.err"
+    out.touch()
+    script = f"{shlex.join(s.command())} >{out} 2>{err} & echo $!; wait"
+    shell = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    pid = int(shell.stdout.readline())
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert requests.get(f"{s.url}/+api", timeout=30).status_code == 200
+        os.kill(pid, signal.SIGINT)
+        assert shell.wait(10) == 0  # `wait` returns once the server exited (0: cleanly)
+    finally:
+        if shell.poll() is None:
+            os.kill(pid, signal.SIGKILL)
+            shell.wait()
+    log = err.read_text()
+    assert "devpi server stopped (SIGINT" in log and "Traceback" not in log, log[-3000:]
 
 
 def test_sigusr2_writes_every_threads_stack_to_the_log_and_the_server_goes_on(server):

@@ -90,6 +90,7 @@ class CoreGauges:
                                 value=stats["max_bytes"])
         yield GaugeMetricFamily("devpi_simple_page_cache_pages", "Rendered simple pages kept",
                                 value=stats["pages"])
+        yield from disk_metrics(core)
         states = upstream_states(core)
         mirrors = GaugeMetricFamily("devpi_mirrors_upstream", "Mirrors in use, by their upstream's state "
                                     "(ok, slow: requests stop waiting for it, down: unreachable)",
@@ -97,6 +98,33 @@ class CoreGauges:
         for state in ("ok", "slow", "down"):
             mirrors.add_metric([state], states[state])
         yield mirrors
+
+
+def disk_metrics(core: Core) -> Any:
+    """The blob store and mirror cache figures the disk keeper (runtime/disk_keeper.py) and
+    this process's collections keep on ``core.disk``: read, not computed, at scrape time."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    disk = core.disk
+    yield GaugeMetricFamily("devpi_blob_store_bytes", "Bytes of all blobs, as of the last disk check",
+                            value=disk.blob_store_bytes)
+    yield GaugeMetricFamily("devpi_blob_store_blobs", "Blobs in the store, as of the last disk check",
+                            value=disk.blob_count)
+    yield GaugeMetricFamily("devpi_mirror_cache_bytes", "Bytes of blobs only mirror files name (what "
+                            "eviction can free), as of the last disk check", value=disk.mirror_cache_bytes)
+    yield GaugeMetricFamily("devpi_mirror_cache_budget_bytes", "--mirror-cache-size (0: no budget)",
+                            value=disk.mirror_cache_budget or 0)
+    yield CounterMetricFamily("devpi_mirror_evictions", "Mirror files evicted by this process",
+                              value=disk.evictions_total)
+    yield CounterMetricFamily("devpi_mirror_evicted_bytes", "Bytes of mirror files evicted by this process",
+                              value=disk.evicted_bytes_total)
+    yield CounterMetricFamily("devpi_gc_runs", "Blob collections run by this process", value=disk.gc_runs_total)
+    yield CounterMetricFamily("devpi_gc_deleted_blobs", "Unreferenced blobs deleted by this process",
+                              value=disk.gc_deleted_total)
+    yield CounterMetricFamily("devpi_gc_deleted_bytes", "Bytes of unreferenced blobs deleted by this process",
+                              value=disk.gc_deleted_bytes_total)
+    yield GaugeMetricFamily("devpi_gc_last_run_timestamp_seconds", "When this process last collected "
+                            "(unix time; 0: not yet)", value=disk.last_gc or 0)
 
 
 def upstream_states(core: Core) -> dict[str, int]:

@@ -67,6 +67,12 @@ def test_eviction_keeps_the_recently_used_and_refetches_on_demand(make_server, u
     status = requests.get(f"{server.url}/+status", auth=auth, timeout=30).json()["result"]["disk"]["server"]
     assert status["evictions_total"] == 1 and status["evicted_bytes_total"] == b.size
     assert status["mirror_cache_budget"] == budget
+    # the same figures for a monitoring system (root may read /+metrics from anywhere)
+    metrics = requests.get(f"{server.url}/+metrics", auth=auth, timeout=30).text
+    assert f"devpi_mirror_evictions_total {1.0}" in metrics.splitlines(), metrics
+    assert f"devpi_mirror_evicted_bytes_total {float(b.size)}" in metrics.splitlines()
+    assert f"devpi_mirror_cache_budget_bytes {float(budget)}" in metrics.splitlines()
+    assert any(line.startswith("devpi_blob_store_bytes ") for line in metrics.splitlines())
 
     before = upstream.downloads(b.filename)
     r = pip_install(f"{server.url}/root/pypi/+simple/", tmp_path / "target", names[1])

@@ -32,9 +32,17 @@ def gen_config(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([DEVPI, "gen-config", *args], capture_output=True, text=True, timeout=60)
 
 
+def missing(what: str) -> None:
+    """A tool this machine lacks: a skip on a developer's machine, a failure on CI (where
+    .ci/run installs it, so its absence means the check silently stopped running)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing on CI (.ci/run installs it)")
+    pytest.skip(f"no {what} on this machine (apt-get install it; .ci/run does)")
+
+
 def need_nginx() -> str:
     if NGINX is None:
-        pytest.skip("no nginx on this machine (apt-get install nginx; .ci/run does)")
+        missing("nginx")
     return NGINX
 
 
@@ -128,7 +136,7 @@ def test_nginx_site_proxies_installs_uploads_and_static_files_with_the_outside_u
 def test_https_site_passes_nginx_t_with_a_certificate(tmp_path):
     need_nginx()
     if shutil.which("openssl") is None:
-        pytest.skip("no openssl to make a certificate")
+        missing("openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=devpi.example.org", "-keyout", str(key), "-out", str(cert)], check=True,
@@ -197,7 +205,7 @@ def test_logrotate_file(tmp_path):
     assert f"StandardError=append:{tmp_path / 'log' / 'devpi.log'}" in (out / "devpi.service").read_text()
     logrotate = shutil.which("logrotate") or ("/usr/sbin/logrotate" if os.path.exists("/usr/sbin/logrotate") else None)
     if logrotate is None:
-        pytest.skip("no logrotate on this machine (apt-get install logrotate; .ci/run does)")
+        missing("logrotate")
     (tmp_path / "log").mkdir()
     (tmp_path / "log" / "devpi.log").write_text("a line\n" * 100)
     os.chmod(out / "devpi.logrotate", 0o644)

@@ -137,6 +137,11 @@ def test_sigint_stops_a_server_a_shell_started_in_the_background(make_server, tm
     background jobs without job control). SIGINT stops it all the same, cleanly."""
     premise = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
     sleeper = int(premise.stdout.readline())
+    # `echo $!` may run before the forked child has set its signals and exec'd `sleep`: read
+    # the dispositions of `sleep` itself (under load the fork was seen still on its way)
+    deadline = time.monotonic() + 10
+    while not open(f"/proc/{sleeper}/cmdline", "rb").read().startswith(b"sleep") and time.monotonic() < deadline:
+        time.sleep(0.01)
     ignored = int(next(line for line in open(f"/proc/{sleeper}/status") if line.startswith("SigIgn:")).split()[1], 16)
     os.kill(sleeper, signal.SIGKILL)
     premise.wait()

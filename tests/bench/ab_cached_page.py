@@ -75,7 +75,7 @@ def prepare(server: ServerProcess, workdir: Path) -> None:
 
 
 def wrk(url: str, seconds: float) -> float:
-    out = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", url], capture_output=True, text=True,
+    out = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds:g}s", url], capture_output=True, text=True,
                          check=True).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert m and "Non-2xx" not in out, out
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="the older commit (any git revision)")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--seconds", type=int, default=4)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ab-page-") as tmp:

@@ -40,5 +40,13 @@ def main(argv: list[str]) -> int:
     except Exception as e:  # one readable line, never a traceback (unless --debug)
         if getattr(args, "debug", False):
             raise
-        print(f"devpi {word}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"devpi {word}: error: {one_line(e)}", file=sys.stderr)
         return 1
+
+
+def one_line(error: BaseException) -> str:
+    """The error as one line: a database driver's own message (SQLAlchemy wraps it in
+    several lines and a link), its first line only."""
+    inner = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return f"{type(inner).__name__}: {lines[0] if lines else ''}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -36,6 +37,7 @@ from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
 from .store.disk_stats import DiskStats
+from .store.flight_locks import FlightLocks
 from .store.indexconfig import acl_read_of
 from .store.storage import Change, Storage, kv_get
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from .plugins import PluginManager
 
 log = logging.getLogger("devpi.server")
+WORKER_POLL = 0.1  # seconds between changelog polls when several workers share a database
 
 
 MirrorFactory = Callable[["Core", IndexRow], Repository]
@@ -53,8 +56,11 @@ class Core:
         self.config = config
         self.started = time.time()
         config.serverdir.mkdir(parents=True, exist_ok=True)
-        self.storage = Storage(config.storage)
+        # workers of one server see each other's commits within a tenth of a second
+        self.storage = Storage(config.storage, poll_interval=WORKER_POLL if config.workers > 1 else 0.5)
         self.blobs = BlobStore(config.serverdir / "blobs")
+        # one upstream fetch per mirror page or file across processes (store/flight_locks.py)
+        self.flight_locks = FlightLocks(self.storage, config.serverdir)
         self.page_cache = PageCache(config.page_cache_size)
         # disk figures for /+status and the metrics, and the mirror's download recency
         # (store/disk_stats.py; kept up by runtime/disk_keeper.py and ``devpi gc``)
@@ -483,6 +489,7 @@ class Core:
     def status(self) -> dict[str, Any]:
         return {
             "serverdir": str(self.config.serverdir), "uuid": self.uuid,
+            "pid": os.getpid(), "worker": self.config.worker,
             "versioninfo": {"devpi-server": __version__, "devpi": __version__},
             "server-code": str(Path(__file__).parent), "host": self.config.host, "port": self.config.port,
             "outside-url": self.config.outside_url, "serial": self.storage.current_serial,

@@ -88,7 +88,9 @@ class Core:
         self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see mirror/via.py)
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0
-        self._live_pwhash = None if self.storage.is_sqlite else LivePwhash(self.storage.engine)
+        # several processes on one database: every credential check reads the row (live_pwhash.py)
+        self._shared_db = not self.storage.is_sqlite or config.workers > 1
+        self._live_pwhash = LivePwhash(self.storage.engine) if self._shared_db else None
         self.auth: Authenticator | None = None
         self.api_tokens = ApiTokens(self.storage, self._live_pwhash)
         self.proxies = TrustedProxies(config.trusted_proxy)
@@ -231,7 +233,7 @@ class Core:
     def get_index(self, user: str, name: str) -> IndexRow | None:
         key = f"{user}/{name}"
         ix = self.indexes().get(key)
-        if ix is None and not self.storage.is_sqlite:
+        if ix is None and self._shared_db:
             # Another process may have just created it and our poller not seen that yet:
             # catch up on the changelog (one small query) before answering "no such index".
             self.storage.poll_once()

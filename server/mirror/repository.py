@@ -305,7 +305,8 @@ class MirrorRepository:
         lock, a copy that another process stored while this one waited is used instead of
         asking upstream again. The row is committed before the lock is let go."""
         started = time.time()
-        held = self.core.flight_locks.acquire(self._flight_key("page", name), self.timeout[1])
+        # a page is waited for as long as a request waits for upstream; then fetched here too
+        held = self.core.flight_locks.acquire(self._flight_key("page", name), self.core.config.request_timeout)
         try:
             if held is not None and held.waited:
                 row = self.store.load_page(name)

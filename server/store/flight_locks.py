@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("devpi.server.flight_locks")
-SLOTS = 256  # lock files in <serverdir>/locks (SQLite)
+SLOTS = 1024  # lock files in <serverdir>/locks (SQLite): empty files, two unrelated keys rarely share one
 POLL = 0.05  # seconds between tries while another process holds the lock
 PG_POOL = 8  # connections kept for held locks (PostgreSQL) ...
 PG_OVERFLOW = 56  # ... and at most this many more while many fetches run at once
@@ -91,7 +91,7 @@ class FlightLocks:
         slot = int.from_bytes(_digest(key)[:4], "big") % SLOTS
         self._dir.mkdir(exist_ok=True)
         # an open file description of its own: flock then also excludes other threads here
-        fd = os.open(self._dir / f"fetch-{slot:03d}", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._dir / f"fetch-{slot:04d}", os.O_RDWR | os.O_CREAT, 0o600)
         waited = False
         deadline = time.monotonic() + timeout
         try:

@@ -1,8 +1,4 @@
-"""`devpi server --workers N`: several processes on one socket, one server dir, one database.
-
-A keep-alive connection stays with the worker that accepted it, so a ``requests.Session``
-whose ``/+status`` names a worker's pid talks to that worker until it is closed.
-"""
+"""`devpi server --workers N`: several processes on one socket, one server dir, one database."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -18,6 +13,7 @@ import requests
 from support.dists import write_wheel
 from support.server import DEAD_UPSTREAM
 from support.upstream import Upstream
+from support.workers import pinned_sessions, race, status, worker_pids
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
@@ -32,38 +28,6 @@ def _wait_for(fn, timeout=15.0):
     raise AssertionError("condition not reached in time")
 
 
-def _status(session: requests.Session, url: str) -> dict:
-    r = session.get(f"{url}/+status", timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()["result"]
-
-
-def pinned_sessions(url: str, count: int = 2, rounds: int = 20) -> list[requests.Session]:
-    """``count`` sessions, each on a connection to a different worker. Connections are made
-    in bursts: an idle worker takes whatever comes, so one at a time may all land on one."""
-    found: dict[int, requests.Session] = {}
-    for _ in range(rounds):
-        burst = [requests.Session() for _ in range(8)]
-        for session, st in zip(burst, _race([lambda s=s: _status(s, url) for s in burst])):
-            if st["pid"] in found or len(found) == count:
-                session.close()
-            else:
-                found[st["pid"]] = session
-        if len(found) == count:
-            return list(found.values())
-    raise AssertionError(f"requests reached only the workers {sorted(found)}")
-
-
-def worker_pids(url: str, count: int = 2) -> dict[int, int]:
-    """worker number -> pid, from sessions landing on every worker."""
-    pids = {}
-    for s in pinned_sessions(url, count):
-        st = _status(s, url)
-        pids[st["worker"]] = st["pid"]
-        s.close()
-    return pids
-
-
 @pytest.fixture
 def workers_server(make_server, storage_url):
     return make_server(storage=storage_url, args=("--workers", "2"))
@@ -72,7 +36,7 @@ def workers_server(make_server, storage_url):
 def test_requests_land_on_every_worker_and_an_upload_is_seen_by_the_other(workers_server, tmp_path):
     s = workers_server
     a, b = pinned_sessions(s.url)
-    sa, sb = _status(a, s.url), _status(b, s.url)
+    sa, sb = status(a, s.url), status(b, s.url)
     assert {sa["worker"], sb["worker"]} == {0, 1}
     assert sa["uuid"] == sb["uuid"]
     assert s.proc.pid not in (sa["pid"], sb["pid"])  # the parent serves nothing itself
@@ -110,7 +74,7 @@ def test_a_killed_worker_is_restarted(workers_server):
 
     after = _wait_for(replaced, timeout=30)
     assert after[0] == before[0]
-    assert "worker 1 (pid %d) exited with -9: restarting it" % before[1] in s.log_text()
+    assert f"worker 1 (pid {before[1]}) exited with -9: restarting it" in s.log_text()
 
 
 def test_sigterm_stops_the_parent_and_every_worker_within_5_seconds(workers_server):
@@ -136,35 +100,18 @@ def test_a_second_server_on_the_same_sqlite_dir_is_refused(make_server):
     assert len(worker_pids(s.url)) == 2  # unharmed
 
 
-def _race(fns):
-    """Run the callables at once; their results in order."""
-    results: list = [None] * len(fns)
-    barrier = threading.Barrier(len(fns))
-
-    def run(i):
-        barrier.wait()
-        results[i] = fns[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
-
-
 def _assert_one_fetch_each(up: Upstream, clients: list[tuple[requests.Session, str]]):
     """Two processes ask at once for a cold page, then for a cold file: upstream sees one of each."""
     f = up.add_wheel("race-pkg", "1.0", extra_files={"race_pkg/data.bin": os.urandom(400_000)})
     up.delays["race-pkg"] = 1.5  # the page: both requests arrive while the first fetch runs
-    pages = _race([lambda c=c: c[0].get(f"{c[1]}/root/pypi/+simple/race-pkg/", headers=JSON, timeout=60)
+    pages = race([lambda c=c: c[0].get(f"{c[1]}/root/pypi/+simple/race-pkg/", headers=JSON, timeout=60)
                    for c in clients])
     assert [r.status_code for r in pages] == [200, 200], [r.text for r in pages]
     assert up.count("/simple/race-pkg/") == 1
     up.delays.clear()
     up.chunk_delay = 0.25  # the file: seven chunks, about two seconds
     [link] = pages[0].json()["files"]
-    files = _race([lambda c=c: c[0].get(f"{c[1]}/root/pypi/+simple/race-pkg/{link['url']}", timeout=60)
+    files = race([lambda c=c: c[0].get(f"{c[1]}/root/pypi/+simple/race-pkg/{link['url']}", timeout=60)
                    for c in clients])
     up.chunk_delay = 0.0
     for r in files:

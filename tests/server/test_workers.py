@@ -58,6 +58,8 @@ def test_requests_land_on_every_worker_and_an_upload_is_seen_by_the_other(worker
     (entry,) = page["files"]
     data = b.get(f"{s.url}/alice/dev/+simple/pkg/{entry['url']}", timeout=10).content
     assert hashlib.sha256(data).hexdigest() == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    time.sleep(1.0)  # every worker's derived tables (search) have taken the upload in
+    assert " ERROR " not in s.log_text() and "Traceback" not in s.log_text(), s.log_text()
 
 
 def test_a_killed_worker_is_restarted(workers_server):
@@ -75,6 +77,32 @@ def test_a_killed_worker_is_restarted(workers_server):
     after = _wait_for(replaced, timeout=30)
     assert after[0] == before[0]
     assert f"worker 1 (pid {before[1]}) exited with -9: restarting it" in s.log_text()
+
+
+def test_sighup_replaces_every_worker_one_at_a_time(workers_server):
+    """Each replacement is up before its predecessor stops: the server answers throughout."""
+    s = workers_server
+    before = worker_pids(s.url)
+    s.proc.send_signal(signal.SIGHUP)
+    failures = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{s.url}/+api", timeout=10).status_code != 200:
+                failures.append("status")
+        except requests.RequestException as e:
+            failures.append(repr(e))
+        try:
+            after = worker_pids(s.url)
+        except AssertionError:
+            continue
+        if not set(after.values()) & set(before.values()):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"workers not replaced: {before}")
+    assert not failures
+    assert sorted(after) == [0, 1]
 
 
 def test_sigterm_stops_the_parent_and_every_worker_within_5_seconds(workers_server):

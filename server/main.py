@@ -430,6 +430,7 @@ def _shut_down(plugins: PluginManager, built: Assembled, deadline: float | None 
         built.snapshots.stop()  # the pages as they are now, for the next start
     if hasattr(built.app, "log"):
         built.app.log.close()
+    built.core.flight_locks.close()
     built.core.storage.close()
 
 

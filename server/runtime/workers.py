@@ -143,11 +143,6 @@ class Supervisor:
             os.close(read_fd)
         return False
 
-    def _start(self, index: int) -> bool:
-        worker, read_fd = self._spawn(index)
-        self.workers[index] = worker
-        return self._wait_ready(worker, read_fd)
-
     @staticmethod
     def _end(worker: Worker, timeout: float) -> None:
         if worker.proc.poll() is None:
@@ -165,16 +160,26 @@ class Supervisor:
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         try:
-            # worker 0 first: it migrates the database; the others start on the migrated one
-            for index in range(self.count):
-                if not self._start(index):
-                    if self.stop_signal is None:
-                        worker = self.workers[index]
-                        code = worker.proc.wait() if worker and worker.proc.poll() is not None else None
-                        log.error("worker %d did not start (exit %s)", index, code)
-                        self.stop_signal = 0
-                        return 1
+            # worker 0 first: it migrates the database; the others start together on the migrated one
+            pending = [self._spawn(0)]
+            self.workers[0] = pending[0][0]
+            if self._wait_ready(*pending[0]):
+                pending = [self._spawn(index) for index in range(1, self.count)]
+                for worker, _ in pending:
+                    self.workers[worker.index] = worker
+                pending = [p for p in pending if not self._wait_ready(*p)]
+            if pending:
+                if self.stop_signal is not None:
                     return 0
+                worker = pending[0][0]
+                try:
+                    code = worker.proc.wait(STOP_BUDGET)  # its ready pipe closed: it is exiting
+                except subprocess.TimeoutExpired:
+                    code = None
+                if code is None:  # an exit has said why already (one line on stderr)
+                    log.error("worker %d did not start in %.0f s", worker.index, READY_TIMEOUT)
+                self.stop_signal = 0
+                return code or 1
             self.announce()
             self._supervise()
             return 0

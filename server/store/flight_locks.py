@@ -8,8 +8,9 @@ for it reads what the winner stored (the row is committed before the lock is let
 instead of asking upstream again.
 
 - PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a 64-bit hash of the
-  key, held on a connection of a small pool of its own, so held locks never take the
-  connections requests need. Works across hosts.
+  key, held on a connection of a small pool of its own (at most 32), so held locks never
+  take the connections requests need; a fetch finding none free goes on without the lock.
+  Works across hosts.
 - SQLite (one host): ``flock`` on one of ``SLOTS`` files in ``<serverdir>/locks``, chosen
   by a hash of the key. The number of files is fixed whatever the keys (many distinct
   project names cannot fill the disk or the file table); two keys sharing a slot only wait
@@ -35,8 +36,9 @@ from typing import Any
 log = logging.getLogger("devpi.server.flight_locks")
 SLOTS = 1024  # lock files in <serverdir>/locks (SQLite): empty files, two unrelated keys rarely share one
 POLL = 0.05  # seconds between tries while another process holds the lock
-PG_POOL = 8  # connections kept for held locks (PostgreSQL) ...
-PG_OVERFLOW = 56  # ... and at most this many more while many fetches run at once
+PG_POOL = 4  # connections kept for held locks (PostgreSQL) ...
+PG_OVERFLOW = 28  # ... and at most this many more while many fetches run at once; past that
+PG_POOL_WAIT = 0.2  # seconds a fetch waits for one before going on without the lock
 
 
 def _digest(key: str) -> bytes:
@@ -118,7 +120,7 @@ class FlightLocks:
                     from sqlalchemy import create_engine
 
                     self._engine = create_engine(self._storage.engine.url, pool_size=PG_POOL,
-                                                 max_overflow=PG_OVERFLOW, pool_timeout=1.0,
+                                                 max_overflow=PG_OVERFLOW, pool_timeout=PG_POOL_WAIT,
                                                  pool_pre_ping=True)
         return self._engine
 

@@ -142,3 +142,16 @@ def test_the_worker_environment_does_not_bypass_the_server_dir_lock(make_server)
     p = run_server("--serverdir", str(s.serverdir), env={"DEVPI_WORKER_FD": "0"})
     assert_one_line(p, "is not a listening socket")
     assert s.api("GET", "/+api").status_code == 200  # the running server is unharmed
+
+
+def test_a_worker_that_cannot_start_stops_the_server_in_one_line(tmp_path):
+    """An unusable storage: worker 0 says why in one line, and the parent exits with it."""
+    t0 = time.monotonic()
+    p = run_server("--serverdir", str(tmp_path / "srv"), "--workers", "2",
+                   "--storage", "postgresql://nobody@127.0.0.1:9/nothing")
+    assert time.monotonic() - t0 < 30
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr, p.stderr
+    [line] = [line for line in p.stderr.splitlines() if "devpi server" in line]
+    assert line.startswith("devpi server: cannot open storage"), p.stderr
+    assert "listening on" not in p.stdout

@@ -18,6 +18,14 @@ def status(session: requests.Session, url: str) -> dict:
     return r.json()["result"]
 
 
+def _status_or_none(session: requests.Session, url: str) -> dict | None:
+    """None for a connection closed by a worker stopping just then (SIGHUP, a restart)."""
+    try:
+        return status(session, url)
+    except requests.ConnectionError:
+        return None
+
+
 def race(fns: list[Callable[[], Any]]) -> list[Any]:
     """Run the callables at once (each in a thread, released together); their results."""
     results: list = [None] * len(fns)
@@ -41,9 +49,9 @@ def pinned_sessions(url: str, count: int = 2, rounds: int = 20) -> list[requests
     found: dict[int, requests.Session] = {}
     for _ in range(rounds):
         burst = [requests.Session() for _ in range(8)]
-        answers = race([lambda s=s: status(s, url) for s in burst])
+        answers = race([lambda s=s: _status_or_none(s, url) for s in burst])
         for session, st in zip(burst, answers, strict=True):
-            if st["pid"] in found or len(found) == count:
+            if st is None or st["pid"] in found or len(found) == count:
                 session.close()
             else:
                 found[st["pid"]] = session

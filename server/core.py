@@ -59,8 +59,10 @@ class Core:
         # workers of one server see each other's commits within a tenth of a second
         self.storage = Storage(config.storage, poll_interval=WORKER_POLL if config.workers > 1 else 0.5)
         self.blobs = BlobStore(config.serverdir / "blobs")
-        # one upstream fetch per mirror page or file across processes (store/flight_locks.py)
-        self.flight_locks = FlightLocks(self.storage, config.serverdir)
+        # one upstream fetch per mirror page or file across processes (store/flight_locks.py);
+        # a lone SQLite server (its dir's lock keeps others out) needs none
+        self.flight_locks = FlightLocks(self.storage, config.serverdir,
+                                        enabled=not self.storage.is_sqlite or config.workers > 1)
         self.page_cache = PageCache(config.page_cache_size)
         # disk figures for /+status and the metrics, and the mirror's download recency
         # (store/disk_stats.py; kept up by runtime/disk_keeper.py and ``devpi gc``)

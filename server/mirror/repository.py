@@ -317,14 +317,17 @@ class MirrorRepository:
                     if page is not None:
                         self._missing.pop(name, None)
                         self.core.page_cache.drop_project(name)
+                        held.release()
                         return page
-            result = self._fetch_page(name)
-            if held is not None:
-                self.store.flush()  # what waiters read next
-            return result
-        finally:
+        except BaseException:
             if held is not None:
                 held.release()
+            raise
+        try:
+            return self._fetch_page(name)
+        finally:
+            if held is not None:  # once the row waiters read next is committed; not waited for here
+                self.store.after_commit(held.release)
 
     def _fetch_page(self, name: str) -> Page | None:
         """One upstream round trip for a page (run single-flight); updates memory and SQL."""
@@ -713,11 +716,8 @@ class MirrorRepository:
             with self._lock:
                 if self._downloads.get(relpath) is f:
                     del self._downloads[relpath]
-            if held is not None:
-                try:
-                    self.store.flush()  # the row other processes look for once they have the lock
-                finally:
-                    held.release()
+            if held is not None:  # once the row other processes look for is committed
+                self.store.after_commit(held.release)
 
         return FileFetch(self.core.blobs, url, filename, expected,
                          lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),

@@ -88,6 +88,8 @@ class ServerConfig:
     audit_keep: int = 100_000  # audit log entries kept (the oldest go first)
     metrics_allow: str = "loopback"  # client addresses that may read /+metrics (root may, from anywhere)
     min_free_space: int = 1 << 30  # bytes free on the server dir's disk below which /+health says 503
+    workers: int = 1  # server processes sharing the listening socket (runtime/workers.py)
+    worker: int | None = None  # this process's number among them (0 runs the once-per-dir work)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -36,6 +37,7 @@ from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
 from .store.catalog import IndexRow
 from .store.disk_stats import DiskStats
+from .store.flight_locks import FlightLocks
 from .store.indexconfig import acl_read_of
 from .store.storage import Change, Storage, kv_get
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from .plugins import PluginManager
 
 log = logging.getLogger("devpi.server")
+WORKER_POLL = 0.1  # seconds between changelog polls when several workers share a database
 
 
 MirrorFactory = Callable[["Core", IndexRow], Repository]
@@ -53,8 +56,13 @@ class Core:
         self.config = config
         self.started = time.time()
         config.serverdir.mkdir(parents=True, exist_ok=True)
-        self.storage = Storage(config.storage)
+        # workers of one server see each other's commits within a tenth of a second
+        self.storage = Storage(config.storage, poll_interval=WORKER_POLL if config.workers > 1 else 0.5)
         self.blobs = BlobStore(config.serverdir / "blobs")
+        # one upstream fetch per mirror page or file across processes (store/flight_locks.py);
+        # a lone SQLite server (its dir's lock keeps others out) needs none
+        self.flight_locks = FlightLocks(self.storage, config.serverdir,
+                                        enabled=not self.storage.is_sqlite or config.workers > 1)
         self.page_cache = PageCache(config.page_cache_size)
         # disk figures for /+status and the metrics, and the mirror's download recency
         # (store/disk_stats.py; kept up by runtime/disk_keeper.py and ``devpi gc``)
@@ -82,7 +90,9 @@ class Core:
         self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see mirror/via.py)
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0
-        self._live_pwhash = None if self.storage.is_sqlite else LivePwhash(self.storage.engine)
+        # several processes on one database: every credential check reads the row (live_pwhash.py)
+        self._shared_db = not self.storage.is_sqlite or config.workers > 1
+        self._live_pwhash = LivePwhash(self.storage.engine) if self._shared_db else None
         self.auth: Authenticator | None = None
         self.api_tokens = ApiTokens(self.storage, self._live_pwhash)
         self.proxies = TrustedProxies(config.trusted_proxy)
@@ -225,7 +235,7 @@ class Core:
     def get_index(self, user: str, name: str) -> IndexRow | None:
         key = f"{user}/{name}"
         ix = self.indexes().get(key)
-        if ix is None and not self.storage.is_sqlite:
+        if ix is None and self._shared_db:
             # Another process may have just created it and our poller not seen that yet:
             # catch up on the changelog (one small query) before answering "no such index".
             self.storage.poll_once()
@@ -483,6 +493,7 @@ class Core:
     def status(self) -> dict[str, Any]:
         return {
             "serverdir": str(self.config.serverdir), "uuid": self.uuid,
+            "pid": os.getpid(), "worker": self.config.worker,
             "versioninfo": {"devpi-server": __version__, "devpi": __version__},
             "server-code": str(Path(__file__).parent), "host": self.config.host, "port": self.config.port,
             "outside-url": self.config.outside_url, "serial": self.storage.current_serial,

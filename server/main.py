@@ -86,6 +86,19 @@ def _free_space(text: str) -> int:
     return size
 
 
+MAX_WORKERS = 64  # server processes one --workers may start (each holds its threads and pools)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_WORKERS}, not {text!r}")
+    return value
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -147,6 +160,9 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
                         "'off' disables (default: 20/60)")
     p.add_argument("--max-upload-size", type=parse_size, default=parse_size("512M"),
                    help="largest accepted upload body (default: 512M)")
+    p.add_argument("--workers", metavar="N", type=_worker_count, default=1,
+                   help="server processes sharing the listening socket, each serving every request; "
+                        "a parent process supervises them (default: 1, no parent)")
     p.add_argument("--threads", type=positive_int, default=32,
                    help="worker threads for the API, uploads and private indexes (default: 32)")
     p.add_argument("--upstream-threads", type=positive_int, default=32,
@@ -243,6 +259,25 @@ class ServerDirLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
 
+    def check_held_by(self, pid: int) -> None:
+        """A worker of ``devpi server --workers N`` runs on its parent's lock: refuse to
+        serve unless that parent (``pid``) holds it."""
+        holder = None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # had: nobody holds it
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
+        if holder != str(pid):
+            raise SystemExit(f"devpi server: started as a worker, but its parent (pid {pid}) does not hold "
+                             f"the lock of {self.path.parent}")
+
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
@@ -257,7 +292,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
         page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep,
         mirror_cache_size=args.mirror_cache_size, gc_interval=args.gc_interval, gc_grace=args.gc_grace,
-        disk_check_interval=args.disk_check_interval,
+        disk_check_interval=args.disk_check_interval, workers=args.workers,
         metrics_allow=args.metrics_allow, min_free_space=args.min_free_space)
 
 
@@ -328,7 +363,7 @@ def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginMana
     # gone out, or when the server has listened a while without one: never before it.
     app.after_first = app.fast_wsgi.after_first = lambda: _later(AFTER_FIRST_ANSWER, core.start_background)
     snapshots = None
-    if core.storage.is_sqlite:
+    if core.storage.is_sqlite and not config.worker:  # one writer per server dir: worker 0
         from .http.page_snapshot_writer import PageSnapshotWriter
         from .repos.page_snapshot import FILE_NAME
 
@@ -395,7 +430,26 @@ def _shut_down(plugins: PluginManager, built: Assembled, deadline: float | None 
         built.snapshots.stop()  # the pages as they are now, for the next start
     if hasattr(built.app, "log"):
         built.app.log.close()
+    built.core.flight_locks.close()
     built.core.storage.close()
+
+
+def _listen(config: ServerConfig) -> Any:
+    from .http.httpserver import listen
+
+    try:
+        return listen(config.host, config.port)
+    except OSError as e:
+        raise SystemExit(f"devpi server: cannot listen on {config.host}:{config.port}: {e.strerror}") from None
+
+
+def _supervise(config: ServerConfig, args: argparse.Namespace, argv: list[str]) -> int:
+    """The parent of ``--workers N`` (runtime/workers.py): bind, start and watch the workers."""
+    from .runtime.workers import Supervisor
+
+    sock = _listen(config)
+    config.port = sock.getsockname()[1]
+    return Supervisor(argv, sock, args.workers, lambda: _announce(config)).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime.malloc_tuning import tune
 
     tune()  # before any thread: big transient buffers are given back (see malloc_tuning)
+    if args.workers > 1 and args.pin_cpu != "off":
+        raise SystemExit("devpi server: --pin-cpu keeps one process on one CPU; it cannot be combined "
+                         "with --workers")
     pin = CpuPin(args.pin_cpu)
     try:
         pin.apply()  # before the server starts its threads: they inherit the placement
@@ -429,8 +486,19 @@ def main(argv: list[str] | None = None) -> int:
         config.serverdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SystemExit(f"devpi server: cannot create server dir {config.serverdir}: {e.strerror}") from None
+    from .runtime.workers import WorkerEnv
+
+    worker = WorkerEnv.from_environ()  # this process is one of --workers N, started by its parent
+    if worker is not None:
+        config.worker = worker.index
+        worker.watch_parent()
     if not (args.storage or "").startswith("postgresql"):
-        ServerDirLock(config.serverdir).acquire()
+        if worker is None:
+            ServerDirLock(config.serverdir).acquire()
+        else:
+            ServerDirLock(config.serverdir).check_held_by(os.getppid())
+    if args.workers > 1 and worker is None:
+        return _supervise(config, args, sys.argv[1:] if argv is None else list(argv))
     early = _startup_lane(config, plugins)
     built: Assembled | None = None
     if early is None:
@@ -446,16 +514,13 @@ def main(argv: list[str] | None = None) -> int:
         # or EARLY_IDLE seconds
         go = threading.Event()
         app.fast_wsgi.after_first = app.on_wait = go.set
-    from .http.httpserver import connection_cap, listen, make_server
+    from .http.httpserver import connection_cap, make_server
     from .http.wsgibridge import WsgiBridge
 
     bridge = WsgiBridge(app, core, threads=config.threads, upstream_threads=args.upstream_threads,
                         max_long_polls=args.max_long_polls, timeout=args.connection_timeout,
                         max_body=config.max_upload_size + 1024 * 1024, prestart=early is None)
-    try:
-        sock = listen(config.host, config.port)
-    except OSError as e:
-        raise SystemExit(f"devpi server: cannot listen on {config.host}:{config.port}: {e.strerror}") from None
+    sock = worker.sock if worker is not None else _listen(config)
     server = make_server(bridge, timeout=args.connection_timeout,
                          max_connections=connection_cap(args.max_connections))
     config.port = sock.getsockname()[1]
@@ -510,7 +575,11 @@ def main(argv: list[str] | None = None) -> int:
         # also when started in the background by a shell (``devpi server &``), which starts it
         # with SIGINT ignored: Ctrl-C's signal stops it the same way wherever it comes from
         signal.signal(signal.SIGINT, stop)
-        _announce(config)
+        if worker is None:
+            _announce(config)
+        else:
+            log.info("worker %d (pid %d) serving", worker.index, os.getpid())
+            worker.ready()
         if built is not None:
             _later(IDLE_START, built.core.start_background)
         else:  # started while SIGUSR2 is blocked: the thread and all it starts inherit that

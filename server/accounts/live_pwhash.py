@@ -1,4 +1,5 @@
-"""The stored password hash as the database has it now (several processes on PostgreSQL).
+"""The stored password hash as the database has it now (several processes on PostgreSQL, or
+the workers of ``devpi server --workers N`` on SQLite).
 
 A process learns of another process's commits from its changelog poller, up to
 half a second late; an old password or token must not work meanwhile. So on
@@ -20,8 +21,15 @@ QUERY = "SELECT pwhash FROM users WHERE name = %s"
 
 class LivePwhash:
     def __init__(self, engine: Any):
-        self._engine = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=28,
-                                     pool_pre_ping=False)
+        # SQLite (the workers of one ``--workers N`` server): its driver's parameters are ``?``,
+        # and a plain SELECT outside a transaction reads the last commit of any process
+        self._qmark = engine.dialect.name == "sqlite"
+        if self._qmark:
+            self._engine = create_engine(engine.url, pool_size=4, max_overflow=28,
+                                         connect_args={"check_same_thread": False, "timeout": 60})
+        else:
+            self._engine = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=28,
+                                         pool_pre_ping=False)
 
     def __call__(self, user: str) -> str | None:
         row = self.fetchone(QUERY, (user,))
@@ -29,6 +37,8 @@ class LivePwhash:
 
     def fetchone(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of a query read now (also the scoped tokens' rows: accounts/api_tokens.py)."""
+        if self._qmark:
+            query = query.replace("%s", "?")
         for attempt in (1, 2):  # a pooled connection the database closed fails once
             conn = self._engine.raw_connection()
             try:

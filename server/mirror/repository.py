@@ -42,6 +42,7 @@ from ..repos.repository import Link, ProjectView
 from ..runtime.bounded_dict import BoundedDict
 from ..runtime.malloc_tuning import trim
 from ..store.catalog import IndexRow
+from ..store.flight_locks import HeldLock
 from .fetch import FetchFailed, FileFetch, LeaderBody
 from .page import (
     ACCEPT,
@@ -278,7 +279,7 @@ class MirrorRepository:
         unwell = self._health.unwell() if page is not None else None
         if unwell is not None:  # another request just learned that upstream hangs or fails
             return self._view(page, stale=unwell == "down", max_age=0.0)  # type: ignore[arg-type]
-        key, fetch = ("page", name), lambda: self._fetch_page(name)
+        key, fetch = ("page", name), lambda: self._fetch_page_across(name)
         try:
             if page is None:  # nothing to answer with meanwhile: this request fetches itself
                 result = self._flights.do(key, fetch)
@@ -295,6 +296,38 @@ class MirrorRepository:
                 return self._view(page, stale=True)
             raise APIError(502, f"{self.fullname}: {e}") from None
         return None if result is None else self._view(result)
+
+    def _flight_key(self, kind: str, name: str) -> str:
+        return f"{kind}:{self.index.id}:{name}"
+
+    def _fetch_page_across(self, name: str) -> Page | None:
+        """``_fetch_page`` once across processes (store/flight_locks.py): under the page's
+        lock, a copy that another process stored while this one waited is used instead of
+        asking upstream again. The row is committed before the lock is let go."""
+        started = time.time()
+        # a page is waited for as long as a request waits for upstream; then fetched here too
+        held = self.core.flight_locks.acquire(self._flight_key("page", name), self.core.config.request_timeout)
+        try:
+            if held is not None and held.waited:
+                row = self.store.load_page(name)
+                if row is not None and row.url == self.page_url(name) and (
+                        row.fetched >= started or time.time() < row.fetched + self.expiry):
+                    self._pages.pop(name, None)
+                    page = self._load_page(name)
+                    if page is not None:
+                        self._missing.pop(name, None)
+                        self.core.page_cache.drop_project(name)
+                        held.release()
+                        return page
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        try:
+            return self._fetch_page(name)
+        finally:
+            if held is not None:  # once the row waiters read next is committed; not waited for here
+                self.store.after_commit(held.release)
 
     def _fetch_page(self, name: str) -> Page | None:
         """One upstream round trip for a page (run single-flight); updates memory and SQL."""
@@ -566,7 +599,7 @@ class MirrorRepository:
             if target is None:
                 raise APIError(404, f"no such file: {self.fullname}/{relpath}")
             lead = request.method == "GET" and not request.get_header("Range")
-            fetch_or_stored = self._download(relpath, *target, lead=lead)
+            fetch_or_stored = self._download_across(relpath, target, lead)
             if isinstance(fetch_or_stored, tuple):
                 return self._stream_response(*fetch_or_stored, request)
             stored = fetch_or_stored
@@ -613,8 +646,26 @@ class MirrorRepository:
         self.core.blobs.sync_dir(fetch.sha256)  # the rename is durable before rows name the blob
         return StoredFile(fetch.sha256, fetch.filename, fetch.written, time.time())
 
+    def _download_across(self, relpath: str, target: Target,
+                         lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+        """``_download`` once across processes (store/flight_locks.py): a download under
+        way here is joined as before; else this process takes the file's lock (for as long
+        as its download runs) and, if another process held it first, serves the file that
+        one stored instead of downloading it again."""
+        if relpath in self._downloads:
+            return self._download(relpath, *target, lead=lead)
+        held = self.core.flight_locks.acquire(self._flight_key("file", relpath), self.timeout[1],
+                                              abandon=lambda: relpath in self._downloads)
+        if held is not None and held.waited:
+            stored = self._stored(relpath)
+            if stored is not None:
+                held.release()
+                return stored
+        return self._download(relpath, *target, lead=lead, held=held)
+
     def _download(self, relpath: str, url: str, expected: str | None, filename: str, project: str,
-                  md5: str | None, size: int | None, lead: bool) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
+                  md5: str | None, size: int | None, lead: bool,
+                  held: HeldLock | None = None) -> tuple[FileFetch, LeaderBody | None] | StoredFile:
         """The stored file, or the download in progress (started here if there is none) and,
         with ``lead`` when this call started it, the body through which the caller (a GET
         request for the whole file) drives it.
@@ -628,26 +679,30 @@ class MirrorRepository:
         A mirror serves only bytes its own upstream sent it and that it recorded in its own
         row; the verified download then lands on the same blob (storage is shared, access
         is per index)."""
+        created = False
         stored, fetch = self._files.get(relpath), self._downloads.get(relpath)  # the usual answers
+        if stored is None and fetch is None:
+            with self._lock:  # again, now for certain
+                stored = self._files.get(relpath)
+                fetch = None if stored is not None else self._downloads.get(relpath)
+                if stored is None and fetch is None:
+                    fetch = self._new_fetch(relpath, url, expected, filename, project, md5, size, held)
+                    self._downloads[relpath] = fetch
+                    created = True  # the download lets go of ``held`` when it ends
+        if held is not None and not created:  # not this call's download after all
+            held.release()
         if stored is not None:
             return stored
-        if fetch is not None:
+        assert fetch is not None
+        if not created:
             return fetch, None
-        with self._lock:  # again, now for certain
-            stored = self._files.get(relpath)
-            if stored is not None:
-                return stored
-            fetch = self._downloads.get(relpath)
-            if fetch is not None:
-                return fetch, None
-            fetch = self._new_fetch(relpath, url, expected, filename, project, md5, size)
-            self._downloads[relpath] = fetch
         if lead:
             return fetch, fetch.lead()
         return fetch.start(), None
 
     def _new_fetch(self, relpath: str, url: str, expected: str | None, filename: str,
-                   project: str, md5: str | None = None, size: int | None = None) -> FileFetch:
+                   project: str, md5: str | None = None, size: int | None = None,
+                   held: HeldLock | None = None) -> FileFetch:
         def verified(f: FileFetch) -> None:
             assert f.sha256 is not None
             with self._lock:
@@ -661,6 +716,8 @@ class MirrorRepository:
             with self._lock:
                 if self._downloads.get(relpath) is f:
                     del self._downloads[relpath]
+            if held is not None:  # once the row other processes look for is committed
+                self.store.after_commit(held.release)
 
         return FileFetch(self.core.blobs, url, filename, expected,
                          lambda u, **kw: self.client().get(u, {"Accept-Encoding": "identity"}, **kw),

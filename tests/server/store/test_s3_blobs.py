@@ -13,11 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 import requests
-from srv_helpers import new_stage, raw_upload, sha256_file, simple_json, twine_upload, unique
+from srv_helpers import new_stage, sha256_file, simple_json, twine_upload, unique
 from support.dists import write_wheel
 from support.seaweed import Seaweed
 from support.server import ServerProcess, server_factory
@@ -107,7 +108,7 @@ def test_fsck_finds_a_changed_object_and_quarantines_it(s3_server, seaweed, tmp_
     s, bucket = s3_server
     auth, index = new_stage(s)
     wheel = write_wheel(tmp_path, unique("fsckpkg"), "1.0")
-    assert raw_upload(s, index, wheel.name, wheel.read_bytes(), (auth[0], "pw")).status_code == 200
+    assert s.upload(index, wheel, (auth[0], "pw")).status_code == 200
     sha = sha256_file(wheel)
     p = admin(seaweed, "fsck", "--serverdir", str(s.serverdir), "--json")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -125,7 +126,7 @@ def test_changed_object_is_never_served(s3_server, seaweed, tmp_path):
     auth, index = new_stage(s)
     name = unique("rotpkg")
     wheel = write_wheel(tmp_path, name, "1.0")
-    assert raw_upload(s, index, wheel.name, wheel.read_bytes(), (auth[0], "pw")).status_code == 200
+    assert s.upload(index, wheel, (auth[0], "pw")).status_code == 200
     sha = sha256_file(wheel)
     [link] = simple_json(s, index, name)["files"]
     url = file_url(s, index, name, link)
@@ -145,38 +146,69 @@ def test_changed_object_is_never_served(s3_server, seaweed, tmp_path):
 
 
 def test_sigkill_during_upload_leaves_no_row_without_object(s3_servers, seaweed, tmp_path):
-    """Kill the server at several moments of a 20 MB upload (bytes still arriving, the
+    """Kill the server at several moments of a 12 MB upload (bytes still arriving, the
     spool complete and the PUT under way, later): after each restart, every file the index
     lists has its object."""
     s, bucket = s3_servers()
     auth, index = new_stage(s)
     name = unique("killpkg")
-    wheel = write_wheel(tmp_path, name, "1.0", module_body="DATA = " + repr(os.urandom(14 * 1024 * 1024)))
+    wheel = write_wheel(tmp_path, name, "1.0", module_body="DATA = " + repr(os.urandom(4 * 1024 * 1024)))
     data = wheel.read_bytes()
-    for delay in (0.05, 0.3, 0.6, 1.0, 2.0):
-        t = threading.Thread(target=_try_upload, args=(s, index, wheel.name, data, auth), daemon=True)
+    listed: list[float | None] = []  # kills after which the file was there (committed first)
+    for after_spool in (0.0, 0.05, 0.15, 0.4, 3.0, None):
+        t = threading.Thread(target=_try_upload, args=(s, index, wheel, auth), daemon=True)
         t.start()
-        time.sleep(delay)
+        if after_spool is None:
+            time.sleep(0.05)  # the bytes still arriving
+        else:
+            _wait_spooled(s, len(data))  # all bytes in the spool file: the PUT starts now
+            time.sleep(after_spool)
         s.proc.send_signal(signal.SIGKILL)
         s.proc.wait(10)
         t.join(60)
         s.restart()
         auth = s.login(auth[0], "pw")
-        files = s.api("GET", f"/{index}/{name}").json().get("result", {}) if s.api(
-            "GET", f"/{index}/{name}").status_code == 200 else {}
         stored = objects(seaweed, bucket)
-        for version in files.values():
-            for link in version.get("+links", ()):
-                if link.get("rel") == "releasefile":
-                    sha = link["hash_spec"].split("=", 1)[1]
-                    assert stored.get(sha) == len(data), (delay, link)
-        if files:
+        shas = listed_shas(s, index, name)
+        for sha in shas:
+            assert stored.get(sha) == len(data), (after_spool, sha)
+        listed += [after_spool] if shas else []
+        if shas:
             s.api("DELETE", f"/{index}/{name}/1.0", auth=auth)
+    print("kills after which the file was listed:", listed)
+    # the store still takes the file whole after all this
+    r = s.upload(index, wheel, (auth[0], "pw"))
+    assert r.status_code == 200, r.text
+    assert objects(seaweed, bucket)[sha256_file(wheel)] == len(data)
+    assert listed_shas(s, index, name) == [sha256_file(wheel)]
 
 
-def _try_upload(s: ServerProcess, index: str, filename: str, data: bytes, auth) -> None:
+def listed_shas(s: ServerProcess, index: str, project: str) -> list[str]:
+    """The sha256 of every release file the index lists for ``project``."""
+    r = s.api("GET", f"/{index}/{project}")
+    if r.status_code == 404:
+        return []
+    assert r.status_code == 200, r.text
+    return [link["hash_spec"].split("=", 1)[1] for version in r.json()["result"].values()
+            for link in version.get("+links", ()) if link.get("rel") == "releasefile"]
+
+
+def _wait_spooled(s: ServerProcess, size: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in (s.serverdir / "s3-spool" / "tmp").glob("p*/upload-*"):
+            try:
+                if f.stat().st_size >= size:
+                    return
+            except FileNotFoundError:
+                pass
+        time.sleep(0.005)
+    raise AssertionError("the upload never reached the spool file")
+
+
+def _try_upload(s: ServerProcess, index: str, wheel: Path, auth) -> None:
     try:
-        raw_upload(s, index, filename, data, (auth[0], "pw"))
+        s.upload(index, wheel, (auth[0], "pw"))
     except requests.exceptions.RequestException:
         pass
 
@@ -186,7 +218,7 @@ def test_redirect_to_presigned_url_and_pip_follows(s3_servers, seaweed, tmp_path
     auth, index = new_stage(s)
     name = unique("redirpkg")
     wheel = write_wheel(tmp_path, name, "1.0")
-    assert raw_upload(s, index, wheel.name, wheel.read_bytes(), (auth[0], "pw")).status_code == 200
+    assert s.upload(index, wheel, (auth[0], "pw")).status_code == 200
     [link] = simple_json(s, index, name)["files"]
     url = file_url(s, index, name, link)
     r = requests.get(url, allow_redirects=False, timeout=30)

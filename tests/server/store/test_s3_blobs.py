@@ -247,3 +247,38 @@ def test_mirror_cache_budget_refused_on_s3(s3_server, seaweed):
     s, _ = s3_server
     p = admin(seaweed, "gc", "--serverdir", str(s.serverdir), "--mirror-cache-size", "1G")
     assert p.returncode != 0 and "local blob store only" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_mirror_file_in_the_bucket_a_changed_one_refused_then_fetched_again_after_fsck(tmp_path_factory, seaweed, upstream):
+    f = upstream.add_wheel(unique("mirrored"), "1.0")
+    bucket = seaweed.make_bucket(unique("m").lower())
+    with server_factory(tmp_path_factory.mktemp("s3mirror")) as make:
+        s = make(env=seaweed.env(), mirror_url=upstream.url, args=("--blob-storage", f"s3://{bucket}/{PREFIX}"))
+        project = f.filename.split("-")[0]
+        [link] = simple_json(s, "root/pypi", project)["files"]
+        url = file_url(s, "root/pypi", project, link)
+        assert requests.get(url, timeout=60).content == f.content
+        deadline = time.monotonic() + 30  # stored once the client has its bytes
+        while f.sha256 not in objects(seaweed, bucket) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert objects(seaweed, bucket)[f.sha256] == len(f.content)
+        seaweed.client().put_object(Bucket=bucket, Key=f"{PREFIX}/{f.sha256}", Body=b"\0" * len(f.content))
+        for _ in range(2):  # as for a local blob: cut off, then refused, never served whole
+            try:
+                r = requests.get(url, timeout=60)
+            except requests.exceptions.RequestException:
+                continue
+            assert r.content != b"\0" * len(f.content)
+            assert r.status_code >= 400 and r.json()["message"] or len(r.content) < len(f.content)
+        p = admin(seaweed, "fsck", "--serverdir", str(s.serverdir), "--repair")
+        assert p.returncode == 1 and "1 blobs quarantined, 1 mirror files to download again" in p.stdout, p.stderr
+        assert f.sha256 not in objects(seaweed, bucket)
+        r = requests.get(url, timeout=60)
+        assert r.status_code == 200 and r.content == f.content
+        assert upstream.downloads(f.filename) == 2
+        deadline = time.monotonic() + 30
+        while f.sha256 not in objects(seaweed, bucket) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert objects(seaweed, bucket)[f.sha256] == len(f.content)
+        body = seaweed.client().get_object(Bucket=bucket, Key=f"{PREFIX}/{f.sha256}")["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == f.sha256

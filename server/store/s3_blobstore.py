@@ -21,7 +21,6 @@ and ``~/.aws/{config,credentials}``, an instance role. None of it is ever logged
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -32,13 +31,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from ..hooks import hookimpl
 from .blobstore import CHUNK, BlobCorrupt, BlobEntry, BlobStore, BlobStoreUnavailable
-
-if TYPE_CHECKING:
-    from ..core import Core
 
 log = logging.getLogger("devpi.server.s3")
 
@@ -384,16 +379,6 @@ class S3BlobStore(BlobStore):
         return dest
 
 
-def _redirect_seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_REDIRECT:
-        raise argparse.ArgumentTypeError(f"must be whole seconds from 0 to {MAX_REDIRECT}, not {text!r}")
-    return value
-
-
 def open_store(url: str, serverdir: Path) -> S3BlobStore:
     """The store for an ``s3://`` URL, its bucket checked; SystemExit in one line if not."""
     try:
@@ -404,29 +389,3 @@ def open_store(url: str, serverdir: Path) -> S3BlobStore:
         raise SystemExit("devpi: --blob-storage s3:// needs boto3: pip install 'devpi[s3]'") from None
     store.check()
     return store
-
-
-# -- the internal plugin (server/plugins.py registers this module by name) ----------------------
-@hookimpl
-def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--blob-redirect", metavar="SECONDS", type=_redirect_seconds, default=0,
-                        help="with an s3:// --blob-storage: answer file downloads with a redirect to a "
-                             "presigned URL valid this long, so the bytes come from the object store "
-                             "(the client checks their sha256; default: 0, the server streams them)")
-
-
-@hookimpl
-def devpiserver_blob_store(core: Core, url: str) -> S3BlobStore | None:
-    if not url.startswith(SCHEME):
-        return None
-    return open_store(url, core.config.serverdir)
-
-
-@hookimpl
-def devpiserver_configure(core: Core, args: argparse.Namespace) -> None:
-    seconds = getattr(args, "blob_redirect", 0)
-    if isinstance(core.blobs, S3BlobStore):
-        core.blobs.redirect_seconds = seconds
-    elif seconds:
-        raise SystemExit("devpi server: --blob-redirect needs an s3:// --blob-storage")
-

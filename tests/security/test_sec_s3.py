@@ -103,3 +103,15 @@ def test_credentials_never_shown(tmp_path_factory, seaweed, tmp_path):
     for text in [*bodies, log]:
         _clean(text)
         assert ACCESS_KEY not in text
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--blob-redirect", "-1"), "--blob-redirect"),
+    (("--blob-redirect", "1e9"), "--blob-redirect"),
+    (("--blob-redirect", str(7 * 24 * 3600 + 1)), "--blob-redirect"),
+    (("--blob-redirect", "60"), "--blob-redirect needs an s3:// --blob-storage"),
+])
+def test_blob_redirect_refuses_bad_values_in_one_line(tmp_path, args, says):
+    done = _start(tmp_path, {}, *args)
+    assert done.returncode != 0
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr

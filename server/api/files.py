@@ -106,13 +106,14 @@ def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) 
         if not core.blobs.exists(sha256):  # quarantined since (devpi fsck --repair): a mirror fetches it again
             raise BlobMissing(404, f"no such file: {filename} (blob missing)")
         raise APIError(500, f"stored file {filename} is corrupt and is not served")
-    redirect = getattr(core.blobs, "redirect_url", None)  # an object store's presigned URL (--blob-redirect)
-    if redirect is not None and (url := redirect(sha256, filename)):
-        return bottle.HTTPResponse(status=302, headers={"Location": url, "Cache-Control": "no-store"})
     try:
         f, verified = core.blobs.open_blob(sha256)
     except FileNotFoundError:
         raise BlobMissing(404, f"no such file: {filename} (blob missing)") from None
+    redirect = getattr(core.blobs, "redirect_url", None)  # an object store's presigned URL (--blob-redirect)
+    if redirect is not None and (url := redirect(sha256, filename)):  # the blob is there: checked just now
+        f.close()
+        return bottle.HTTPResponse(status=302, headers={"Location": url, "Cache-Control": "no-store"})
     if verified:  # hashed moments ago and unchanged since: send it as it is
         return serve_verified_file(f, sha256, filename, size, mtime)
     f.close()

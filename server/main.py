@@ -335,11 +335,14 @@ class Assembled:
 def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginManager, pin: Any) -> Assembled:
     """Open (and migrate) the storage, configure the plugins, build the application."""
     from .core import Core
+    from .store.blob_marker import check_blob_storage, record_blob_storage
 
     try:
         core = Core(config)
+        check_blob_storage(config.serverdir, args.blob_storage)
         if args.blob_storage:
             core.blobs = plugins.blob_store(core, args.blob_storage)
+            record_blob_storage(config.serverdir, args.blob_storage)
         core.setup()
     except SystemExit:
         raise

@@ -3,7 +3,8 @@
 Who is registered, in this order:
 
 - the server's own parts, as internal plugins (``INTERNAL``): the mirror, test runs, the
-  LDAP directory (which registers its auth hooks only with ``--ldap-config``) and the web UI, each a module with hook implementations (server/hooks.py). An error in
+  LDAP directory (which registers its auth hooks only with ``--ldap-config``), the S3 blob
+  store (``--blob-storage s3://...``) and the web UI, each a module with hook implementations (server/hooks.py). An error in
   one of them propagates as it always did: they are the server.
 - every entry point of the group ``devpi_server`` in the installed distributions (a
   third party's plugin). Its hook implementations are wrapped: an exception is logged
@@ -50,7 +51,7 @@ log = logging.getLogger("devpi.server.plugins")
 ENTRY_POINT_GROUP = "devpi_server"
 # The server's own parts; a missing optional one (devpi.web in a trimmed install) is skipped.
 INTERNAL = ("devpi.server.mirror.extension", "devpi.server.testruns.hooks",
-            "devpi.server.accounts.ldap_directory", "devpi.web.hooks")
+            "devpi.server.accounts.ldap_directory", "devpi.server.runtime.s3_plugin", "devpi.web.hooks")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SHUTDOWN_EVENT_WAIT = 5.0  # seconds a clean stop waits for pending events to reach plugins
 MAX_PENDING_EVENTS = 10_000  # events waiting for slow plugins; past it new ones are dropped, logged

@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support import pg
+from support.seaweed import seaweed  # noqa: F401  (the session's S3 store, a fixture)
 from support.server import ServerProcess
 from support.slapd import slapd  # noqa: F401  (the session's LDAP directory, a fixture)
 

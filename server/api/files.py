@@ -110,6 +110,10 @@ def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) 
         f, verified = core.blobs.open_blob(sha256)
     except FileNotFoundError:
         raise BlobMissing(404, f"no such file: {filename} (blob missing)") from None
+    redirect = getattr(core.blobs, "redirect_url", None)  # an object store's presigned URL (--blob-redirect)
+    if redirect is not None and (url := redirect(sha256, filename)):  # the blob is there: checked just now
+        f.close()
+        return bottle.HTTPResponse(status=302, headers={"Location": url, "Cache-Control": "no-store"})
     if verified:  # hashed moments ago and unchanged since: send it as it is
         return serve_verified_file(f, sha256, filename, size, mtime)
     f.close()

@@ -11,6 +11,7 @@ import argparse
 import json
 
 from ..config import parse_budget
+from ..store.blobstore import BlobStore
 from ..store.reachability import DEFAULT_GRACE, collect
 from .offline import add_storage_options, open_core
 
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     result: dict = {}
     try:
         if args.mirror_cache_size is not None:
+            if core.blobs.__class__ is not BlobStore:
+                raise SystemExit("devpi gc: --mirror-cache-size works on the local blob store only")
             from ..mirror.cache_budget import evict
 
             result["eviction"] = evict(core.storage, core.blobs, args.mirror_cache_size, wait=True).as_dict()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ..config import ServerConfig
 from ..core import Core
+from ..store.blob_marker import check_blob_storage, recorded_blob_storage
+from ..store.s3_blobstore import SCHEME, open_store
 
 
 def add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +21,9 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
                         help="server state directory (default: ~/.devpi/server, or $DEVPI_SERVERDIR)")
     parser.add_argument("--storage", metavar="URL", default=None,
                         help="database URL: sqlite:///PATH (default: inside the server dir) or postgresql://...")
+    parser.add_argument("--blob-storage", metavar="URL", default=None,
+                        help="where the server keeps file contents, when not in its server dir (s3://BUCKET/PREFIX); "
+                             "default: what the server dir's last server recorded")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -33,5 +38,12 @@ def open_core(args: argparse.Namespace) -> Core:
     if config.storage_url is None and not (config.serverdir / "devpi.sqlite").exists():
         raise SystemExit(f"devpi: error: no server dir at {config.serverdir} (no devpi.sqlite)")
     core = Core(config)
+    url = getattr(args, "blob_storage", None) or recorded_blob_storage(config.serverdir)
+    check_blob_storage(config.serverdir, url)
+    if url:
+        if not url.startswith(SCHEME):
+            raise SystemExit(f"devpi: error: admin commands work on the local and s3:// blob stores only, "
+                             f"not {url.split(':', 1)[0]!r}")
+        core.blobs = open_store(url, config.serverdir)
     core.setup()
     return core

@@ -44,6 +44,11 @@ class BlobCorrupt(Exception):
     """The bytes on disk no longer hash to their name."""
 
 
+class BlobStoreUnavailable(OSError):
+    """A remote blob store (S3) did not answer or refused: the request is answered 503
+    and may be retried; the message names no credentials."""
+
+
 class BlobWriter:
     """Receives bytes, hashes them, and lands them atomically in the store."""
 
@@ -383,6 +388,16 @@ class BlobStore:
             return None
         self._verified.pop(sha256, None)
         return dest
+
+    def matches(self, entry: BlobEntry) -> bool:
+        """Whether a blob ``scan`` found still hashes to its name (fsck); FileNotFoundError
+        if it went meanwhile, another OSError if it became something else (a link)."""
+        h = hashlib.sha256()
+        # not through a link that replaced the file after the scan saw a regular file
+        with open(os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as f:
+            while data := f.read(CHUNK):
+                h.update(data)
+        return h.hexdigest() == entry.sha256
 
     def sync_dir(self, sha256: str) -> None:
         _fsync_dir(f"{self._root_str}/{sha256[:2]}")

@@ -12,8 +12,6 @@ A wheel's core metadata blob is re-derived from the wheel by the server when ask
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from . import schema
-from .blobstore import CHUNK, BlobStore
+from .blobstore import BlobStore
 from .reachability import referenced
 from .storage import Storage
 
@@ -58,15 +56,6 @@ class FsckReport:
             self.metadata_bad)
 
 
-def hashes_to_name(path: str, sha256: str) -> bool:
-    h = hashlib.sha256()
-    # not through a link that replaced the file after the scan saw a regular file
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as f:
-        while data := f.read(CHUNK):
-            h.update(data)
-    return h.hexdigest() == sha256
-
-
 def check(storage: Storage, blobs: BlobStore, serverdir: Path, repair: bool = False,
           progress: Callable[[int], None] | None = None) -> FsckReport:
     report = FsckReport()
@@ -87,7 +76,7 @@ def check(storage: Storage, blobs: BlobStore, serverdir: Path, repair: bool = Fa
         report.blobs += 1
         report.bytes += entry.size
         try:
-            ok = hashes_to_name(entry.path, entry.sha256)
+            ok = blobs.matches(entry)
         except FileNotFoundError:  # collected meanwhile
             continue
         except OSError:  # replaced by a link since the scan (ELOOP), or unreadable

@@ -156,9 +156,9 @@ def test_blob_storage_no_plugin_owns_refuses_start(tmp_path):
     import sys
 
     done = subprocess.run([sys.executable, "-m", "devpi.server", "--serverdir", str(tmp_path / "s"), "--port", "0",
-                           "--blob-storage", "s3://bucket/x"], capture_output=True, text=True, timeout=120)
+                           "--blob-storage", "gcs://bucket/x"], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
-    assert "devpi server: no plugin provides blob storage for 's3' URLs (--blob-storage s3://bucket/x)" \
+    assert "devpi server: no plugin provides blob storage for 'gcs' URLs (--blob-storage gcs://bucket/x)" \
         in done.stderr.splitlines()
     assert "Traceback" not in done.stderr
 

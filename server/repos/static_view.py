@@ -98,7 +98,7 @@ class StaticView:
     def put_file(self, user: str, index: str, relpath: str, blob: Path, generation: int) -> bool:
         """A release file at its ``+f/...`` path: a hard link to ``blob`` (or a copy)."""
         segments = relpath.split("/")
-        if len(segments) < 2 or segments[0] != "+f":
+        if len(segments) != 4 or segments[0] != "+f":  # +f/<hash dirs>/<filename>, as stages name them
             raise UnsafeName(f"not a file path: {relpath!r}")
         return self._put([user, index, *segments[:-1]], segments[-1], generation, blob=blob)
 

@@ -85,9 +85,6 @@ class StaticView:
                                 f"or new directory")
         marker.touch()
         os.chmod(self.root, 0o755)
-        self.lock = threading.Lock()
-        self.generation = 0
-        self.written = 0  # pages and files put in place (for tests and /+status)
 
     # -- writing ----------------------------------------------------------------------
     def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, generation: int) -> bool:

@@ -80,6 +80,7 @@ class ServerConfig:
     mirror_max_file_size: int = 4 << 30  # a mirrored file whose size neither upstream nor its page states
     mirror_download_timeout: float = 3600.0  # seconds one upstream file download may take in all
     page_cache_size: int = 64 << 20  # bytes of rendered simple pages kept in memory
+    static_dir: Path | None = None  # --static-dir: public pages and files for nginx (repos/static_view.py)
     mirror_memory: int = 64 << 20  # bytes of upstream pages each mirror keeps in memory
     mirror_cache_size: int | None = None  # bytes of cached mirror files kept (None: no budget)
     gc_interval: float = 3600.0  # seconds between collections of unreferenced blobs (0: none)

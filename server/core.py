@@ -32,6 +32,7 @@ from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
+from .repos.static_view import StaticView
 from .store import catalog, schema
 from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
@@ -64,6 +65,10 @@ class Core:
         self.flight_locks = FlightLocks(self.storage, config.serverdir,
                                         enabled=not self.storage.is_sqlite or config.workers > 1)
         self.page_cache = PageCache(config.page_cache_size)
+        # --static-dir: public pages and files as plain files for nginx (repos/static_view.py)
+        self.static = StaticView(config.static_dir) if config.static_dir is not None else None
+        if self.static is not None:
+            self.static.claim(config.serverdir)
         # disk figures for /+status and the metrics, and the mirror's download recency
         # (store/disk_stats.py; kept up by runtime/disk_keeper.py and ``devpi gc``)
         self.disk = DiskStats(mirror_cache_budget=config.mirror_cache_size)
@@ -123,6 +128,8 @@ class Core:
         self.auth = Authenticator(bytes.fromhex(secret))
         self.via_mark = via_mark(bytes.fromhex(secret))
         self.storage.init_serial()
+        if self.static is not None:
+            self.static.clear()  # it may hold what commits made while this server was down changed
 
     def after_start(self, name: str, task: Callable[[], None]) -> None:
         """Run ``task`` in the background once the server answers (see ``start_background``).
@@ -207,6 +214,8 @@ class Core:
                 self._repos = {key: repo for key, repo in self._repos.items()
                                if key.startswith("1:") and key[2:] not in changed}
             self.page_cache.clear()
+        if self.static is not None:
+            self._update_static(serial, changes, index_changed)
         if any(c.get("kind") == "user" for c in changes):
             self._pwhash_generation += 1
             self._pwhashes = {}
@@ -216,6 +225,41 @@ class Core:
                     self.auth.cache.forget_user(c["user"])
         for fn in self.change_listeners:
             fn(serial, changes)
+
+    def _update_static(self, serial: int, changes: list[Change], index_changed: bool) -> None:
+        """Remove from the static view what the commit at ``serial`` changed, in the same
+        moment as the page cache (before the write's answer; for another process's commit,
+        when the poller brings it)."""
+        static = self.static
+        assert static is not None
+        deletes = any(c.get("op") in ("delete", "replace") for c in changes)
+        gone: list[tuple[str, str, str]] = []
+        if deletes:
+            with self.storage.read() as conn:
+                gone = catalog.deleted_at(conn, serial)
+        with static.lock:
+            static.bump()
+            if index_changed:
+                static.drop_pages()
+                static.keep_only({name for name in self.indexes() if self.chain_open(name)})
+            for change in changes:
+                if "project" in change and not index_changed:
+                    static.drop_project(change["project"])
+                if change.get("kind") == "file" and change.get("relpath") and change.get("index"):
+                    user, _, index = change["index"].partition("/")
+                    static.drop_file(user, index, change["relpath"])
+            for user, index, relpath in gone:
+                static.drop_file(user, index, relpath)
+
+    def static_pages_of(self, ix: IndexRow) -> bool:
+        """Whether the static view keeps ``ix``'s pages: anyone may read its whole resolution
+        order and no mirror is in it (upstream's data goes stale without a commit)."""
+        return self.static is not None and bool(self.chain_open(ix.fullname)) and all(
+            m.type == "stage" for m in self.resolution_order(ix))
+
+    def static_files_of(self, ix: IndexRow) -> bool:
+        """Whether the static view keeps ``ix``'s files (immutable: mirrors' too)."""
+        return self.static is not None and bool(self.chain_open(ix.fullname))
 
     # -- indexes ------------------------------------------------------------------
     def indexes(self) -> dict[str, IndexRow]:

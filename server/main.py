@@ -203,6 +203,10 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
                    help="seconds one mirrored file's download may take in all (default: 3600)")
     p.add_argument("--page-cache-size", type=parse_size, default=parse_size("64M"),
                    help="memory for rendered simple pages; a larger page is served but not kept (default: 64M)")
+    p.add_argument("--static-dir", metavar="DIR", type=Path, default=None,
+                   help="keep the simple pages and files of public indexes as plain files under DIR for "
+                        "nginx to serve (`devpi gen-config --static-dir DIR` writes the site; "
+                        "doc/deployment.md) (default: off)")
     p.add_argument("--mirror-memory", type=parse_size, default=parse_size("64M"),
                    help="memory each mirror index keeps upstream pages in; a larger page is served and "
                         "stored, but read back from the database when asked again (default: 64M)")
@@ -291,6 +295,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         mirror_file_hosts=args.mirror_file_hosts,
         mirror_max_file_size=args.mirror_max_file_size, mirror_download_timeout=args.mirror_download_timeout,
         page_cache_size=args.page_cache_size, mirror_memory=args.mirror_memory, audit_keep=args.audit_keep,
+        static_dir=args.static_dir.expanduser().resolve() if args.static_dir else None,
         mirror_cache_size=args.mirror_cache_size, gc_interval=args.gc_interval, gc_grace=args.gc_grace,
         disk_check_interval=args.disk_check_interval, workers=args.workers,
         metrics_allow=args.metrics_allow, min_free_space=args.min_free_space)
@@ -335,6 +340,7 @@ class Assembled:
 def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginManager, pin: Any) -> Assembled:
     """Open (and migrate) the storage, configure the plugins, build the application."""
     from .core import Core
+    from .repos.static_view import NotAStaticDir
     from .store.blob_marker import check_blob_storage, record_blob_storage
 
     try:
@@ -346,6 +352,8 @@ def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginMana
         core.setup()
     except SystemExit:
         raise
+    except NotAStaticDir as e:
+        raise SystemExit(f"devpi server: --static-dir: {e}") from None
     except Exception as e:
         if args.debug:
             raise
@@ -479,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1 and args.pin_cpu != "off":
         raise SystemExit("devpi server: --pin-cpu keeps one process on one CPU; it cannot be combined "
                          "with --workers")
+    if args.workers > 1 and args.static_dir:
+        # each worker would empty and rebuild the static view at its start, under the others'
+        # feet; one writer per static dir until the workers share one (issue 28)
+        raise SystemExit("devpi server: --static-dir is kept by one process; it cannot be combined "
+                         "with --workers yet")
     pin = CpuPin(args.pin_cpu)
     try:
         pin.apply()  # before the server starts its threads: they inherit the placement

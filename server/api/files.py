@@ -21,9 +21,10 @@ import bottle
 from ..accounts.scope import TOXRESULT
 from ..core import Core
 from ..repos import nonvolatile
+from ..repos.static_view import UnsafeName
 from ..runtime.metrics import UPLOADS
 from ..store import catalog
-from ..store.blobstore import BlobCorrupt
+from ..store.blobstore import BlobCorrupt, BlobStore
 from .httpkit import (
     MAX_TOX_REPORT_BYTES,
     APIError,
@@ -206,6 +207,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         metadata_of = None
         if relpath.endswith(".metadata"):
             metadata_of = relpath[: -len(".metadata")]
+        static_generation = core.static.generation if core.static is not None else None
         with core.storage.read() as conn:
             f = catalog.get_file(conn, ix.id, metadata_of or relpath)
             if f is None:
@@ -224,8 +226,13 @@ def install(app: bottle.Bottle, core: Core) -> None:
             data_sha = f.core_metadata_sha256
             _ensure_core_metadata(core, f)
             size = core.blobs.size(data_sha) or 0
-            return serve_blob(core, data_sha, f.filename + ".metadata", size, f.created)
-        return serve_blob(core, f.sha256, f.filename, f.size, f.created)
+            reply = serve_blob(core, data_sha, f.filename + ".metadata", size, f.created)
+        else:
+            data_sha = f.sha256
+            reply = serve_blob(core, f.sha256, f.filename, f.size, f.created)
+        if static_generation is not None and core.static_files_of(ix):
+            _materialise(core, ix, relpath, data_sha, static_generation)
+        return reply
 
     def delete_file(user: str, index: str, path: str):
         ident = require_identity(core, req)
@@ -265,6 +272,17 @@ def install(app: bottle.Bottle, core: Core) -> None:
     app.route(base, "HEAD", get_file)
     app.route(base, "DELETE", delete_file)
     app.route(base, "POST", post_toxresult)
+
+
+def _materialise(core: Core, ix: catalog.IndexRow, relpath: str, sha256: str, generation: int) -> None:
+    """Put a public file served just now into the static view (a local blob store's only:
+    the view links to the blob), unless a commit came since it was looked up."""
+    if not isinstance(core.blobs, BlobStore) or sha256 in core.config.extra.get("corrupt_blobs", ()):
+        return
+    try:
+        core.static.put_file(ix.user, ix.name, relpath, core.blobs.path(sha256), generation)
+    except UnsafeName as e:
+        log.info("static view: %s", e)
 
 
 def _ensure_core_metadata(core: Core, f: catalog.FileRow) -> None:

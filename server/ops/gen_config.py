@@ -46,6 +46,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="certificate chain for an https outside URL (default: a placeholder path)")
     parser.add_argument("--tls-key", metavar="PATH", default="/etc/ssl/devpi/privkey.pem",
                         help="its private key (default: a placeholder path)")
+    parser.add_argument("--static-dir", metavar="DIR", type=Path, default=None,
+                        help="the server's --static-dir: nginx answers public pages and files from it "
+                             "and asks the server for the rest (default: none, nginx proxies everything)")
     parser.add_argument("--output", metavar="DIR", type=Path, default=None,
                         help="where to write the files (default: SERVERDIR/gen-config)")
 
@@ -122,6 +125,7 @@ def nginx_site(args: argparse.Namespace) -> str:
         "# Put it in /etc/nginx/sites-enabled/ (or conf.d/), then `nginx -t && systemctl reload nginx`.",
         "# It goes inside nginx's http { } block: server blocks only, nothing global.",
         "",
+        *(_FORMAT_MAP if args.static_dir is not None else []),
         "# The devpi server: it listens on loopback and believes X-Outside-Url and X-Forwarded-*",
         "# only from its --trusted-proxy addresses (default: loopback, i.e. this nginx).",
         "upstream devpi_server {",
@@ -178,12 +182,31 @@ def nginx_site(args: argparse.Namespace) -> str:
         ]
     if prefix:
         lines += [f"    location = {prefix} {{", f"        return 301 {prefix}/;", "    }", ""]
+    if args.static_dir is not None:
+        lines += static_locations(args, prefix)
+    if args.static_dir is None:
+        lines += [
+            "    # Release files (+f/) are NOT served from the blob directory by nginx: devpi checks",
+            "    # every read against the index's acl_read, fetches mirror files on first use and",
+            "    # checks their hashes. So everything else goes to devpi, which streams files itself.",
+        ]
+    else:
+        lines += ["    # Everything else (uploads, the API, restricted and mirror-backed indexes) goes to devpi."]
     lines += [
-        "    # Release files (+f/) are NOT served from the blob directory by nginx: devpi checks",
-        "    # every read against the index's acl_read, fetches mirror files on first use and",
-        "    # checks their hashes. So everything else goes to devpi, which streams files itself.",
         f"    location {prefix}/ {{",
         f"        proxy_pass http://devpi_server/;  # ({backend}, the prefix {prefix or '/'} taken off)",
+        *_proxy_settings(args),
+        "    }",
+        "",
+        "    # /+metrics: devpi answers only clients from --metrics-allow (default loopback)",
+        "    # and root. /+health is open: point the load balancer's health check at it.",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _proxy_settings(args: argparse.Namespace) -> list[str]:
+    return [
         "        proxy_http_version 1.1;",
         '        proxy_set_header Connection "";  # keep-alive to the upstream block',
         "        proxy_set_header Host $http_host;",
@@ -198,13 +221,76 @@ def nginx_site(args: argparse.Namespace) -> str:
         "        # /+changelog long-polls wait up to 30 s; big uploads and downloads take longer",
         "        proxy_read_timeout 300s;",
         "        proxy_send_timeout 300s;",
+    ]
+
+
+# PEP 691 negotiation as the server does it (repos/simple_formats.py), for the Accept headers
+# that decide it by their first entry: with no q= that entry has q=1, and a later one never
+# beats it (ties go to the first). Anything else (q= on the first, ?format=, other methods)
+# is "none": no static file has that name, so the server answers.
+_FORMAT_MAP = [
+    "map \"$request_method $args|$http_accept\" $devpi_page_format {",
+    "    default none;",
+    "    \"~^(GET|HEAD) \\|\\s*$\" html;",
+    "    \"~*^(GET|HEAD) \\|\\s*application/vnd\\.pypi\\.simple\\.(v1|latest)\\+json\\s*(,|$)\" json;",
+    "    \"~*^(GET|HEAD) \\|\\s*(text/html|text/\\*|\\*/\\*)\\s*(,|$)\" html;",
+    "}",
+    "# A file's JSON metadata (Accept: application/json) and every method but GET and HEAD",
+    "# go to the server: the prefix names no directory of the static view.",
+    "map \"$request_method|$http_accept\" $devpi_file_prefix {",
+    "    \"~*^(GET|HEAD)\\|\\s*application/json\" /+server;",
+    "    \"~^(GET|HEAD)\\|\" \"\";",
+    "    default /+server;",
+    "}",
+    "",
+]
+
+
+def static_locations(args: argparse.Namespace, prefix: str) -> list[str]:
+    """The locations answering from the server's --static-dir (server/repos/static_view.py)."""
+    static = _safe_value("--static-dir", str(args.static_dir))
+    if not args.static_dir.is_absolute():
+        raise SystemExit("devpi gen-config: error: --static-dir must be an absolute path")
+    quoted = prefix.replace(".", "\\.")
+    return [
+        f"    # The static view: devpi keeps public indexes' pages and files in {static}",
+        "    # (devpi server --static-dir), removing what a write changes before the write is",
+        "    # answered. A file that is not there (yet) is asked of devpi, which answers and",
+        "    # puts it there. No open_file_cache: it would serve a removed page for its validity.",
+        f"    root {static};",
+        "    disable_symlinks on;  # devpi never makes symlinks there: one planted is not served",
+        "",
+        "    # /<user>/<index>/+simple/[<project>/]: index.html or index.json by the Accept header",
+        f"    location ~ ^{quoted}(?<devpi_path>/[^/]+/[^/]+/\\+simple/(?:[^/]+/)?)$ {{",
+        "        types { text/html html; application/vnd.pypi.simple.v1+json json; }",
+        "        add_header Vary \"Accept, Accept-Encoding\";",
+        "        add_header Cache-Control \"max-age=0, must-revalidate\";",
+        "        gzip on;",
+        "        gzip_min_length 1400;",
+        "        gzip_types application/vnd.pypi.simple.v1+json;",
+        "        # (a named capture: the maps' regular expressions overwrite $1)",
+        "        try_files ${devpi_path}index.$devpi_page_format @devpi;",
         "    }",
         "",
-        "    # /+metrics: devpi answers only clients from --metrics-allow (default loopback)",
-        "    # and root. /+health is open: point the load balancer's health check at it.",
-        "}",
+        "    # /<user>/<index>/+f/...: release files (immutable, named by their hash)",
+        f"    location ~ ^{quoted}(?<devpi_path>/[^/]+/[^/]+/\\+f/.+)$ {{",
+        "        types { application/zip zip egg; application/gzip gz tgz; application/x-bzip2 bz2;",
+        "                application/x-xz xz; application/x-tar tar; }",
+        "        default_type application/octet-stream;",
+        "        add_header Cache-Control \"max-age=365000000, immutable, public\";",
+        "        add_header X-Content-Type-Options nosniff;",
+        "        add_header Content-Security-Policy \"default-src 'none'; sandbox\";",
+        "        add_header Content-Disposition attachment;",
+        "        try_files $devpi_file_prefix$devpi_path @devpi;",
+        "    }",
+        "",
+        "    location @devpi {",
+        *([f"        rewrite ^{quoted}(/.*)$ $1 break;  # the prefix taken off"] if prefix else []),
+        "        proxy_pass http://devpi_server;",
+        *_proxy_settings(args),
+        "    }",
+        "",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def systemd_unit(args: argparse.Namespace, serverdir: Path) -> str:
@@ -213,6 +299,8 @@ def systemd_unit(args: argparse.Namespace, serverdir: Path) -> str:
            "--outside-url", args.outside_url]
     if args.storage:
         cmd += ["--storage", args.storage]
+    if args.static_dir is not None:
+        cmd += ["--static-dir", str(args.static_dir)]
     if args.max_upload_size != parse_size("512M"):
         cmd += ["--max-upload-size", str(args.max_upload_size)]
     exec_start = " ".join(shlex.quote(_safe_value("a path or option", c)) for c in cmd)
@@ -254,7 +342,7 @@ def systemd_unit(args: argparse.Namespace, serverdir: Path) -> str:
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         f"ProtectHome={'read-only' if under_home else 'yes'}",
-        f"ReadWritePaths={serverdir}",
+        f"ReadWritePaths={serverdir}" + (f" {args.static_dir}" if args.static_dir is not None else ""),
         "PrivateTmp=yes",
         "PrivateDevices=yes",
         "ProtectKernelTunables=yes",

@@ -480,6 +480,15 @@ def remove_project(tx: WriteTx, ix: IndexRow, project: Project) -> None:
     tx.record("project", index=ix.fullname, project=project.name, op="delete")
 
 
+def deleted_at(conn: Connection, serial: int) -> list[tuple[str, str, str]]:
+    """(user, index, relpath) of the files deleted by the commit at ``serial`` (the static
+    view removes them: a release or project deletion names no file in its change record)."""
+    d, ix = schema.deleted_files, schema.indexes
+    rows = conn.execute(select(ix.c.user, ix.c.name, d.c.relpath).join(ix, ix.c.id == d.c.index_id)
+                        .where(d.c.serial == serial))
+    return [(r.user, r.name, r.relpath) for r in rows]
+
+
 def was_deleted(conn: Connection, index_id: int, relpath: str) -> bool:
     return conn.execute(select(schema.deleted_files.c.serial).where(
         schema.deleted_files.c.index_id == index_id, schema.deleted_files.c.relpath == relpath)).first() is not None

@@ -1,0 +1,256 @@
+"""The static view (``--static-dir DIR``): public simple pages and files as plain files.
+
+nginx (``devpi gen-config --static-dir``) answers a request from DIR when the file is
+there and hands it to the server otherwise; the server then renders or reads, answers,
+and puts the result here. The layout is the URL path itself::
+
+    DIR/<user>/<index>/+simple/index.html|index.json            the project list
+    DIR/<user>/<index>/+simple/<project>/index.html|index.json  a project page
+    DIR/<user>/<index>/+f/<relpath>                             a release file
+
+Only indexes whose whole resolution order anyone may read are materialised (one
+whose acl_read changes is removed at once), and pages only where no mirror is in the
+resolution order (upstream's data goes stale without any commit: such pages stay with
+the server's page cache, which expires them).
+
+Freshness: every commit bumps ``generation`` and removes what it touches, under
+``lock``; a writer takes the generation *before* it reads the database and renames its
+file into place under the lock only if no commit came since. So a page or file read
+before a commit never lands after it, whichever thread or process committed.
+
+Safety: names are checked one path segment at a time, every directory is opened
+with ``O_NOFOLLOW`` relative to its parent (a symlink planted in DIR is never followed),
+files are written under a temporary name and renamed (nginx never sees half a page),
+directories are 0755 and files 0644 (the nginx user reads them).
+
+Files are hard links to the blob (no second copy of a big wheel; the blob is made
+0644: it holds public bytes), or copies where a link is impossible (DIR on another file
+system). A blob is immutable and content-addressed, so the link never changes under nginx.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import shutil
+import stat
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger("devpi.server.static")
+
+PAGE_FILES = {"html": "index.html", "json": "index.json"}
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_SEGMENT = 255
+
+
+class UnsafeName(ValueError):
+    """A path segment that could leave its directory or confuse nginx."""
+
+
+def check_segment(name: str) -> str:
+    if (not name or name in (".", "..") or "/" in name or "\0" in name or "\\" in name
+            or len(name.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT or name.startswith(".")
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise UnsafeName(f"not a static path segment: {name!r}")
+    return name
+
+
+MARKER = ".devpi-static-view"  # says DIR is ours to empty at start
+
+
+class NotAStaticDir(Exception):
+    """DIR holds something the server did not put there: it will not empty it."""
+
+
+class StaticView:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.written = 0  # pages and files put in place (for tests and /+status)
+
+    def claim(self, serverdir: Path) -> None:
+        """Make DIR (0755) and mark it ours; refuse a directory that holds anything else
+        (``--static-dir ~`` must not empty a home directory) or the server's own state."""
+        serverdir = serverdir.resolve()
+        if self.root == serverdir or self.root in serverdir.parents or serverdir in self.root.parents:
+            raise NotAStaticDir(f"{self.root} must be outside the server dir {serverdir} (and not hold it)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker = self.root / MARKER
+        if not marker.exists() and any(self.root.iterdir()):
+            raise NotAStaticDir(f"{self.root} is not empty and not a static dir devpi made: give an empty "
+                                f"or new directory")
+        marker.touch()
+        os.chmod(self.root, 0o755)
+
+    # -- writing ----------------------------------------------------------------------
+    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, generation: int) -> bool:
+        """A rendered page ("" project: the project list), if no commit came since ``generation``."""
+        parts = [user, index, "+simple"] + ([project] if project else [])
+        return self._put(parts, PAGE_FILES[fmt], generation, data=body)
+
+    def put_file(self, user: str, index: str, relpath: str, blob: Path, generation: int) -> bool:
+        """A release file at its ``+f/...`` path: a hard link to ``blob`` (or a copy)."""
+        segments = relpath.split("/")
+        if len(segments) != 4 or segments[0] != "+f":  # +f/<hash dirs>/<filename>, as stages name them
+            raise UnsafeName(f"not a file path: {relpath!r}")
+        return self._put([user, index, *segments[:-1]], segments[-1], generation, blob=blob)
+
+    def _put(self, parts: list[str], name: str, generation: int, data: bytes | None = None,
+             blob: Path | None = None) -> bool:
+        for part in (*parts, name):
+            check_segment(part)
+        if generation != self.generation:
+            return False
+        try:
+            dfd = self._open_dirs(parts, create=True)
+        except OSError as e:  # a symlink or a file where a directory belongs: not ours to follow
+            log.warning("static view: not writing %s/%s: %s", "/".join(parts), name, e)
+            return False
+        tmp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+        try:
+            self._write_temp(dfd, tmp, data, blob)
+            with self.lock:
+                if generation != self.generation:
+                    os.unlink(tmp, dir_fd=dfd)
+                    return False
+                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a planted link, never follows it
+                self.written += 1
+            return True
+        except OSError as e:
+            log.warning("static view: could not write %s/%s: %s", "/".join(parts), name, e)
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+            return False
+        finally:
+            os.close(dfd)
+
+    @staticmethod
+    def _write_temp(dfd: int, tmp: str, data: bytes | None, blob: Path | None) -> None:
+        if blob is not None:
+            try:
+                os.link(blob, tmp, dst_dir_fd=dfd, follow_symlinks=False)
+                os.chmod(blob, 0o644)  # the link's inode is the blob's: nginx's user must read it
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+            with open(blob, "rb") as src:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=dfd)
+                with os.fdopen(fd, "wb") as dst:
+                    os.fchmod(fd, 0o644)
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            return
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o644)  # whatever the umask
+            f.write(data or b"")
+
+    def _open_dirs(self, parts: Iterable[str], create: bool) -> int:
+        """A descriptor of DIR/parts..., each step opened without following a symlink."""
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for part in parts:
+                made = False
+                if create:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                        made = True
+                    except FileExistsError:
+                        pass
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                if made:
+                    os.fchmod(fd, 0o755)  # whatever the umask: the nginx user walks it
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # -- removing -----------------------------------------------------------------------
+    def bump(self) -> None:
+        """With ``lock`` held: a commit arrived; what was read before it may not land."""
+        self.generation += 1
+
+    def _remove(self, parts: list[str], listed: bool = False) -> None:
+        """Remove DIR/parts (a file, a symlink or a whole tree), never following a symlink.
+        ``listed``: the last name comes from listing its directory (a temp name may start
+        with a dot), the others are checked as usual."""
+        try:
+            for part in parts[:-1] if listed else parts:
+                check_segment(part)
+            dfd = self._open_dirs(parts[:-1], create=False)
+        except (OSError, UnsafeName):
+            return  # not there (or not ours to walk into): nothing to remove
+        try:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(parts[-1], dir_fd=dfd)  # fd-based on Linux: symlinks are removed, not followed
+            else:
+                os.unlink(parts[-1], dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("static view: could not remove %s: %s", "/".join(parts), e)
+        finally:
+            os.close(dfd)
+
+    def _index_dirs(self) -> list[tuple[str, str]]:
+        found = []
+        try:
+            users = os.listdir(self.root)
+        except OSError:
+            return found
+        for user in users:
+            upath = self.root / user
+            if upath.is_symlink() or not upath.is_dir():
+                continue
+            try:
+                found.extend((user, index) for index in os.listdir(upath))
+            except OSError:
+                pass
+        return found
+
+    def drop_project(self, project: str) -> None:
+        """With ``lock`` held: project's pages on every index (inheritance shows a project
+        on indexes that do not hold it) and every project list."""
+        for user, index in self._index_dirs():
+            self._remove([user, index, "+simple", "index.html"])
+            self._remove([user, index, "+simple", "index.json"])
+            if project:
+                self._remove([user, index, "+simple", project])
+
+    def drop_pages(self) -> None:
+        """With ``lock`` held: every page (an index or user changed: any page may have)."""
+        for user, index in self._index_dirs():
+            self._remove([user, index, "+simple"])
+
+    def drop_file(self, user: str, index: str, relpath: str) -> None:
+        """With ``lock`` held."""
+        self._remove([user, index, *relpath.split("/")])
+
+    def keep_only(self, indexes: set[str]) -> None:
+        """With ``lock`` held: remove every index (and user) directory not in ``indexes``
+        (deleted, or no longer readable by anyone)."""
+        users = {name.split("/", 1)[0] for name in indexes}
+        for user, index in self._index_dirs():
+            if f"{user}/{index}" not in indexes:
+                self._remove([user, index], listed=True)
+        for name in os.listdir(self.root):
+            if name not in users and name != MARKER:
+                self._remove([name], listed=True)
+
+    def clear(self) -> None:
+        """Empty DIR (at start: whatever it holds may predate commits this server never saw)."""
+        with self.lock:
+            self.bump()
+            for name in os.listdir(self.root):
+                if name != MARKER:
+                    self._remove([name], listed=True)

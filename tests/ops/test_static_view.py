@@ -1,0 +1,238 @@
+"""The static view (``--static-dir``) behind the nginx site ``devpi gen-config`` writes.
+
+A real server with ``--static-dir`` and a real nginx with the generated site: writes go
+through nginx, and after each one returns the static files are checked (the pages it
+changed are gone or new, a deleted file is gone from DIR) and nginx answers the new
+state. Pages nginx serves itself (no ``X-Devpi-Serial``, which only the server sends)
+are byte for byte what the server answers, for every Accept header the site decides.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+import requests
+from support.dists import wheel_bytes
+from support.nginx import gen_config, need_nginx, nginx_conf, running_nginx
+from support.ports import free_port
+
+PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+              "text/html; q=0.01")
+UV_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+class Site:
+    """A server with --static-dir and nginx in front of it, at ``url`` (path prefix /pkgs)."""
+
+    def __init__(self, server, url: str, static: Path, access_log: Path):
+        self.s, self.url, self.static, self.access_log = server, url, static, access_log
+        self.auth = server.login("root", "root")
+
+    def index(self, name: str, **config) -> None:
+        r = requests.put(f"{self.url}/root/{name}", json={"type": "stage", "bases": [], **config},
+                         headers={"Accept": "application/json"}, auth=self.auth, timeout=30)
+        assert r.status_code == 200, r.text
+
+    def upload(self, index: str, name: str, version: str, body: str = "") -> str:
+        filename, data = wheel_bytes(name, version, module_body=f"X = {body!r}\n")
+        r = requests.post(f"{self.url}/root/{index}/", auth=self.auth, timeout=60,
+                          data={":action": "file_upload", "name": name, "version": version},
+                          files={"content": (filename, data)})
+        assert r.status_code == 200, r.text
+        return hashlib.sha256(data).hexdigest()
+
+    def page(self, index: str, project: str, accept: str | None = None, via_nginx: bool = True) -> requests.Response:
+        base = self.url if via_nginx else self.s.url
+        headers = {"Accept": accept} if accept is not None else {}
+        suffix = f"{project}/" if project else ""
+        return requests.get(f"{base}/root/{index}/+simple/{suffix}", headers=headers, timeout=30)
+
+    def static_page(self, index: str, project: str, fmt: str) -> Path:
+        return self.static / "root" / index / "+simple" / (f"{project}/" if project else "") / f"index.{fmt}"
+
+
+@pytest.fixture
+def site(make_server, tmp_path) -> Site:
+    need_nginx()
+    static = tmp_path / "static"
+    s = make_server(args=("--static-dir", str(static)))
+    nport = free_port()
+    url = f"http://127.0.0.1:{nport}/pkgs"
+    out = tmp_path / "conf"
+    p = gen_config("--serverdir", str(s.serverdir), "--port", str(s.port), "--outside-url", url,
+                   "--static-dir", str(static), "--output", str(out), "--nginx-logdir", str(tmp_path / "nlog"))
+    assert p.returncode == 0, p.stderr
+    assert f"--static-dir {static}" in (out / "devpi.service").read_text()
+    (tmp_path / "nlog").mkdir()
+    (tmp_path / "nginx").mkdir()
+    with running_nginx(nginx_conf(tmp_path / "nginx", out / "nginx-devpi.conf"), nport):
+        yield Site(s, url, static, tmp_path / "nlog" / "devpi.access.log")
+
+
+def served_by_nginx(r: requests.Response) -> bool:
+    """The server marks every answer with its serial; nginx's own answers have none."""
+    return "X-Devpi-Serial" not in r.headers
+
+
+def fill(site: Site, index: str, project: str) -> None:
+    """Ask for the pages once (a miss: the server answers and fills the static view)."""
+    for accept in (None, PIP_ACCEPT):
+        assert site.page(index, project, accept).status_code == 200
+
+
+def file_links(page: requests.Response, base: str) -> dict[str, str]:
+    """filename -> absolute URL (without the hash fragment) of a JSON page's files."""
+    return {f["filename"]: urljoin(base, f["url"]).split("#")[0] for f in page.json()["files"]}
+
+
+def test_writes_through_nginx_update_the_static_view_before_they_return(site, tmp_path):
+    site.index("dev")
+    site.index("prod")
+    sha10 = site.upload("dev", "static-pkg", "1.0", "one")
+    fill(site, "dev", "static-pkg")
+    fill(site, "dev", "")
+    for fmt in ("html", "json"):
+        assert site.static_page("dev", "static-pkg", fmt).exists()
+        assert site.static_page("dev", "", fmt).exists()
+    # hits come from nginx now, the same bytes the server answers
+    hit = site.page("dev", "static-pkg", PIP_ACCEPT)
+    assert served_by_nginx(hit) and hit.headers["Content-Type"] == JSON
+    assert hit.content == site.page("dev", "static-pkg", PIP_ACCEPT, via_nginx=False).content
+    page_url = f"{site.url}/root/dev/+simple/static-pkg/"
+    [(wheel, wheel_url)] = file_links(hit, page_url).items()
+    assert wheel_url.startswith(f"{site.url}/root/dev/+f/")
+    first = requests.get(wheel_url, timeout=30)  # a miss: the server answers and links the blob in
+    assert first.status_code == 200 and not served_by_nginx(first)
+    relpath = wheel_url[len(f"{site.url}/root/dev/"):]
+    static_file = site.static / "root" / "dev" / relpath
+    assert static_file.is_file() and static_file.stat().st_mode & 0o444 == 0o444
+    again = requests.get(wheel_url, timeout=30)
+    assert served_by_nginx(again) and again.content == first.content
+    assert hashlib.sha256(again.content).hexdigest() == sha10
+    assert again.headers["X-Content-Type-Options"] == "nosniff"
+    # a file's JSON metadata is the server's, whatever is in DIR
+    meta = requests.get(wheel_url, headers={"Accept": "application/json"}, timeout=30)
+    assert not served_by_nginx(meta) and meta.json()["result"]["hashes"]["sha256"] == sha10
+
+    # upload: the project's pages and every project list go before the upload returns
+    site.upload("dev", "static-pkg", "1.1", "two")
+    for fmt in ("html", "json"):
+        assert not site.static_page("dev", "static-pkg", fmt).exists()
+        assert not site.static_page("dev", "", fmt).exists()
+    assert set(file_links(site.page("dev", "static-pkg", PIP_ACCEPT), page_url)) == {
+        wheel, wheel.replace("1.0", "1.1")}
+    fill(site, "dev", "static-pkg")
+
+    # yank: the page is rendered again, with the yank
+    r = requests.post(f"{site.url}/root/dev/static-pkg/1.0/+yank", json={"reason": "bad"}, auth=site.auth,
+                      headers={"Accept": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert not site.static_page("dev", "static-pkg", "json").exists()
+    yanked = {f["filename"]: f.get("yanked") for f in site.page("dev", "static-pkg", PIP_ACCEPT).json()["files"]}
+    assert yanked[wheel] == "bad"
+    fill(site, "dev", "static-pkg")
+    assert served_by_nginx(site.page("dev", "static-pkg", PIP_ACCEPT))
+
+    # push 1.0 to prod: prod's pages appear with it
+    r = requests.request("PUSH", f"{site.url}/root/dev", json={"name": "static-pkg", "version": "1.0",
+                                                                 "targetindex": "root/prod"},
+                         auth=site.auth, headers={"Accept": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text
+    prod = site.page("prod", "static-pkg", PIP_ACCEPT)
+    assert prod.status_code == 200 and [f["filename"] for f in prod.json()["files"]] == [wheel]
+    assert site.static_page("prod", "static-pkg", "json").exists()
+
+    # delete 1.0 on dev: its file leaves DIR, nginx asks the server, which says it is gone
+    r = requests.delete(f"{site.url}/root/dev/static-pkg/1.0", auth=site.auth,
+                        headers={"Accept": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert not static_file.exists()
+    assert not site.static_page("dev", "static-pkg", "json").exists()
+    gone = requests.get(wheel_url, timeout=30)
+    assert gone.status_code == 410 and not served_by_nginx(gone)
+    assert set(file_links(site.page("dev", "static-pkg", PIP_ACCEPT), page_url)) == {wheel.replace("1.0", "1.1")}
+    assert site.static_page("prod", "static-pkg", "json").exists() is False  # a project's pages go everywhere
+
+    # deleting the index takes its whole directory
+    fill(site, "prod", "static-pkg")
+    assert (site.static / "root" / "prod").is_dir()
+    r = requests.delete(f"{site.url}/root/prod", auth=site.auth, headers={"Accept": "application/json"},
+                        timeout=30)
+    assert r.status_code in (200, 201), r.text
+    assert not (site.static / "root" / "prod").exists()
+    assert site.page("prod", "static-pkg", PIP_ACCEPT).status_code == 404
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "text/html", BROWSER_ACCEPT, PIP_ACCEPT, UV_ACCEPT, JSON,
+                                    "application/vnd.pypi.simple.latest+json",
+                                    "application/vnd.pypi.simple.v1+html",  # the server says which type
+                                    "application/vnd.pypi.simple.v1+json;q=0.5, text/html",
+                                    "text/html;q=0.1, application/vnd.pypi.simple.v1+json",
+                                    "image/png"])
+def test_nginx_negotiates_html_and_json_as_the_server_does(site, accept):
+    site.index("neg")
+    site.upload("neg", "neg-pkg", "1.0")
+    for project in ("neg-pkg", ""):
+        fill(site, "neg", project)
+        direct = site.page("neg", project, accept, via_nginx=False)
+        for _ in range(2):  # the second from DIR where nginx may decide
+            proxied = site.page("neg", project, accept)
+            assert proxied.status_code == direct.status_code == 200
+            assert proxied.content == direct.content
+            assert proxied.headers["Content-Type"] == direct.headers["Content-Type"]
+            assert "Accept" in proxied.headers["Vary"]
+    # the Accept headers the site decides itself (the first entry wins); the rest are the server's
+    decided = accept in (None, "*/*", "text/html", BROWSER_ACCEPT, PIP_ACCEPT, UV_ACCEPT, JSON,
+                         "application/vnd.pypi.simple.latest+json")
+    assert served_by_nginx(site.page("neg", "neg-pkg", accept)) is decided
+    # ?format= is the server's to decide
+    q = requests.get(f"{site.url}/root/neg/+simple/neg-pkg/?format=json", timeout=30)
+    assert not served_by_nginx(q) and q.headers["Content-Type"] == JSON
+
+
+def _tool(name: str) -> Path:
+    from interop.toolenv import tool_env
+
+    return tool_env(name).bin / name
+
+
+@pytest.mark.parametrize("client", ["pip", "uv"])
+def test_pip_and_uv_install_through_the_static_view_with_matching_hashes(site, tmp_path, client):
+    site.index("inst")
+    sha = site.upload("inst", "inst-pkg", "2.0", "payload")
+    req = tmp_path / "req.txt"
+    req.write_text(f"inst-pkg==2.0 --hash=sha256:{sha}\n")
+    index = f"{site.url}/root/inst/+simple/"
+    for round_ in range(2):  # the first fills DIR through the server, the second is nginx's alone
+        target = tmp_path / f"t{round_}"
+        if client == "pip":
+            cmd = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--no-deps", "--require-hashes",
+                   "--target", str(target), "--index-url", index, "-r", str(req)]
+        else:
+            cmd = [str(_tool("uv")), "pip", "install", "--no-cache", "--no-deps", "--require-hashes",
+                   "--target", str(target), "--index-url", index, "-r", str(req)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "payload" in (target / "inst_pkg" / "__init__.py").read_text()
+    wheels = list((site.static / "root" / "inst" / "+f").rglob("*.whl"))
+    assert len(wheels) == 1 and hashlib.sha256(wheels[0].read_bytes()).hexdigest() == sha
+    log = site.access_log.read_text()
+    assert "/pkgs/root/inst/+simple/inst-pkg/" in log
+
+
+def test_mirror_backed_pages_are_not_materialised(site, upstream):
+    """A mirror's pages go stale without a commit: they stay with the server's page cache."""
+    r = requests.put(f"{site.url}/root/up", json={"type": "mirror", "mirror_url": upstream.url},
+                     headers={"Accept": "application/json"}, auth=site.auth, timeout=30)
+    assert r.status_code == 200, r.text
+    site.index("onmirror", bases=["root/up"])
+    upstream.add_wheel("upstream-pkg", "1.0")
+    for index in ("up", "onmirror"):
+        assert site.page(index, "upstream-pkg", PIP_ACCEPT).status_code == 200
+        assert not site.static_page(index, "upstream-pkg", "json").exists()

@@ -166,7 +166,7 @@ def test_logrotate_file(tmp_path):
     (("--outside-url", "ftp://x.example.org"), "not an outside URL"),
     (("--outside-url", "https://x.example.org/a;b"), "not an outside URL"),
     (("--outside-url", "https://x.example.org/$host"), "not an outside URL"),
-    (("--outside-url", "https://user:pw@x.example.org"), "not an outside URL"),
+    (("--outside-url", "https://user:pw@127.0.0.1"), "not an outside URL"),
     (("--outside-url", "https://x.example.org:99999"), "not an outside URL"),
     (("--outside-url", "https://x.example.org", "--port", "0"), "not a port"),
     (("--outside-url", "https://x.example.org", "--user", "a b"), "--user must not contain"),

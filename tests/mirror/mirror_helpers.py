@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import requests
+from support.pipinstall import installed, pip_install  # noqa: F401  (re-exported for the mirror tests)
 from support.server import ServerProcess
 from support.upstream import JSON_TYPE
 
@@ -72,20 +70,3 @@ def wait_for_rows(server: ServerProcess, table: str, n: int, filename: str | Non
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def pip_install(index_url: str, target: Path, *reqs: str) -> subprocess.CompletedProcess:
-    """A real pip install into target, from index_url only, no cache."""
-    return subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-         "--no-input", "--target", str(target), "--index-url", index_url, *reqs],
-        capture_output=True, text=True, timeout=300)
-
-
-def installed(target: Path) -> dict[str, str]:
-    """{normalized name: version} of the dist-infos in a --target dir."""
-    out = {}
-    for d in target.glob("*.dist-info"):
-        name, version = d.name[: -len(".dist-info")].rsplit("-", 1)
-        out[name.lower().replace("_", "-")] = version
-    return out

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from devpi6_helpers import Devpi6
 from support.dists import sdist_bytes, wheel_bytes
+from support.pipinstall import installed, pip_install
 from support.server import ServerProcess
 
 pytestmark = pytest.mark.interop  # drives the original devpi-server from its own venv
@@ -96,21 +97,6 @@ def world(tmp_path_factory, upstream) -> World:
     for mirrored in (False, True):
         world.exports[mirrored] = d6.export(base / f"export-{'mirrored' if mirrored else 'plain'}", mirrored=mirrored)
     return world
-
-
-def pip_install(index_url: str, target: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-                           "--no-input", "--target", str(target), "--index-url", index_url, *args],
-                          capture_output=True, text=True, timeout=300)
-
-
-def installed(target: Path) -> dict[str, str]:
-    """{normalized name: version} of the dist-infos in a --target dir."""
-    out = {}
-    for d in target.glob("*.dist-info"):
-        name, version = d.name[: -len(".dist-info")].rsplit("-", 1)
-        out[name.lower().replace("_", "-")] = version
-    return out
 
 
 def _plus_f(world: World, filename: str) -> str:

@@ -29,6 +29,9 @@ from sqlalchemy import func, select, text
 
 log = logging.getLogger("devpi.web.search")
 FORMAT = "4"  # bump to force a rebuild when what is stored changes
+# PostgreSQL advisory lock key for the derived tables' writers (``--workers N`` or several
+# servers share one database, and each process follows every commit): arbitrary, fixed.
+WRITER_LOCK = 0x64657670_69776562  # "devpiweb"
 MAX_DESCRIPTION = 100_000  # characters indexed per description (PostgreSQL caps a tsvector at 1 MB)
 REPLAY_LIMIT = 5000  # changelog entries to replay before a full rebuild is cheaper
 
@@ -211,6 +214,22 @@ class SearchIndex:
                 if raw is not None and before is not None:
                     raw.execute(f"PRAGMA synchronous={before}")
 
+    def _lock_writers(self, conn: Any) -> None:
+        """Serialise this transaction with the other processes' writers of the derived tables.
+
+        Every process follows every commit, so with several processes on one PostgreSQL
+        database two of them would apply the same change at once (both delete, both insert:
+        a unique violation). The lock is transaction-scoped: the commit lets it go. On
+        SQLite the write transaction (``BEGIN IMMEDIATE``) already serialises them.
+        """
+        if not self.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK})
+
+    def _applied_serial(self, conn: Any) -> int | None:
+        """The serial the stored derived data reflects, read inside the writer's transaction."""
+        row = conn.execute(text("SELECT value FROM web_state WHERE key = 'serial'")).first()
+        return int(row[0]) if row else None
+
     def _stored_state(self) -> dict[str, str]:
         with self.storage.engine.connect() as conn:
             try:
@@ -225,6 +244,7 @@ class SearchIndex:
         state = self._stored_state()
         if state and state.get("format") != FORMAT:  # stored in an older shape: start over
             with self._write() as conn, conn.begin():
+                self._lock_writers(conn)
                 for table in ("web_fts", "web_docs", "web_deps", "web_state"):
                     if table != "web_fts" or self.is_sqlite:
                         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
@@ -283,6 +303,7 @@ class SearchIndex:
                     if doc:
                         docs.append(doc)
         with self._write() as conn, conn.begin():
+            self._lock_writers(conn)
             conn.exec_driver_sql("DELETE FROM web_deps")
             conn.exec_driver_sql("DELETE FROM web_docs")
             if self.is_sqlite:
@@ -315,6 +336,11 @@ class SearchIndex:
                         touched.setdefault(key, set()).add(c["version"])
         serial = max(s for s, _ in batch)
         with self._write() as conn, conn.begin():
+            self._lock_writers(conn)
+            applied = self._applied_serial(conn)
+            if applied is not None and applied >= serial:  # another process got there first
+                self._set_serial(serial)
+                return
             for ixname in dropped:
                 self._delete_index(conn, ixname)
             indexes = {ix.fullname: ix for ix in catalog.list_indexes(conn)}

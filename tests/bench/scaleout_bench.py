@@ -244,8 +244,17 @@ class Backends:
         self.pg.start()
         (workdir / "weed").mkdir()
         self.weed = seaweed.start(workdir / "weed")
-        cleanup.push("SeaweedFS", lambda: (killpg(self.weed.proc.pid, signal.SIGTERM), seaweed.stop(self.weed),
-                                           killpg(self.weed.proc.pid)))
+        cleanup.push("SeaweedFS", self._stop_weed)
+
+    def _stop_weed(self) -> None:
+        """Its whole process group: SIGTERM, then SIGKILL after 5 s (it may take 15 s to stop)."""
+        killpg(self.weed.proc.pid, signal.SIGTERM)
+        try:
+            self.weed.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        killpg(self.weed.proc.pid)
+        self.weed.proc.wait(10)
 
     def fresh(self, scaled) -> None:
         """A new database and bucket for the next fresh instance of ``scaled``."""
@@ -803,7 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few, short repetitions (pages 2 × 3 s, 1 stampede rep)")
     ap.add_argument("--smoke", action="store_true",
-                    help="the shortest run that exercises every part: 1 rep, 1 s of wrk, 2 + 2 clients")
+                    help="the shortest run that exercises every part (1 rep, 1 s of wrk, 2 + 2 clients); exits 1 "
+                         "if a part did not run or this checkout failed a client or a wrk request")
     ap.add_argument("--reps", type=int, help="repetitions of both parts (default: pages 5, stampede 3)")
     ap.add_argument("--duration", type=float, help="seconds of wrk per run (default 10)")
     ap.add_argument("--clients", type=int, default=None, help="uv and pip clients each in a stampede (default 16)")
@@ -899,7 +909,33 @@ def main(argv: list[str] | None = None) -> int:
     if a.write_doc:
         write_doc(section)
         print(f"wrote {DOC}")
+    if a.smoke and status == 0:
+        broken = smoke_problems(results)
+        for b in broken:
+            print(f"scaleout_bench: smoke: {b}", file=sys.stderr)
+        status = 1 if broken else 0
     return status
+
+
+def smoke_problems(results: dict) -> list[str]:
+    """What --smoke treats as broken (it checks the plumbing, not the targets): a part that did
+    not run, a wrk error or a failed client against this checkout, a page set it answered wrongly."""
+    ours = (OURS, OURS_NGINX, SCALED)
+    out = [f"{part}: {why}" for part, why in (results.get("errors") or {}).items() if part != "peers"]
+    pages = results.get("pages") or {}
+    for n, w in (pages.get("warmup") or {}).items():
+        if n in ours and w.get("problems"):
+            out.append(f"pages warm-up {n}: {w['problems'][:3]}")
+    for ps, by_target in (pages.get("runs") or {}).items():
+        for n, runs in by_target.items():
+            if n in ours and any(r.get("errors") for r in runs):
+                out.append(f"pages {ps} {n}: wrk saw errors")
+    for n, runs in ((results.get("stampede") or {}).get("runs") or {}).items():
+        if n in ours:
+            for r in runs:
+                if r.get("error") or r.get("failures"):
+                    out.append(f"stampede {n}: {r.get('error') or str(r['failures']) + ' failed clients'}")
+    return out
 
 
 if __name__ == "__main__":

@@ -338,11 +338,18 @@ def upstream_paths(lines: list[str]) -> Counter:
 
 # --------------------------------------------------------------------------- 1. warm pages
 
-def run_pages(a, upstream, ads: dict, cleanup: Cleanup, names: list[str]) -> dict:
+PAGE_FIELDS = ["rps", "p50_ms", "p99_ms", "errors", "bytes_per_req", "upstream_requests", "devpi_share"]
+STAMPEDE_FIELDS = ["wall_s", "failures", "uv_p50_s", "pip_p50_s", "upstream_requests", "upstream_distinct",
+                   "refetched_paths", "devpi_requests", "nginx_log_requests", "static_files", "startup_s",
+                   "rss_after_kib"]
+
+
+def run_pages(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], sink: dict) -> None:
+    """Fills ``sink`` as it goes (an interrupted run keeps the repetitions it finished)."""
     from harness import DATA
     from harness.logcount import LogMark
     from harness.wrk import run_wrk, wrk_command_text
-    from scenarios.common import now, rotated, summarise_runs
+    from scenarios.common import now, rotated
     from scenarios.s1_simple_pages import warm_up
 
     projects = [p.strip() for p in (DATA / "projects40.txt").read_text().split() if p.strip()]
@@ -372,6 +379,10 @@ def run_pages(a, upstream, ads: dict, cleanup: Cleanup, names: list[str]) -> dic
         static = static_dir_of(ours.instance.serverdir) if ours else None
         kept = sorted(str(p.relative_to(static)) for p in static.rglob("index.*")) if static and static.exists() else []
         runs: dict[str, dict[str, list[dict]]] = {ps: {n: [] for n in urls} for ps in pagesets}
+        sink.update({
+            "targets": urls, "pagesets": pagesets, "warmup": warm, "static_pages_kept": kept,
+            "params": {"reps": a.page_reps, "duration_s": a.duration, "threads": 2, "connections": 16},
+            "command": wrk_command_text(a.duration, 2, 16), "runs": runs})
         for rep in range(a.page_reps):
             for ps, projects_ in pagesets.items():
                 for n in rotated(list(urls), rep):
@@ -395,15 +406,6 @@ def run_pages(a, upstream, ads: dict, cleanup: Cleanup, names: list[str]) -> dic
                     print(f"[{now()}] pages rep{rep} {ps:9s} {n:14s} {r['rps']:9.1f} req/s p50 {r['p50_ms']:6.2f} ms "
                           f"p99 {r['p99_ms']:6.2f} ms errors {r['errors']} upstream+{r['upstream_requests']}{via}",
                           flush=True)
-        fields = ["rps", "p50_ms", "p99_ms", "errors", "bytes_per_req", "upstream_requests", "devpi_share"]
-        refs = [NGINX] if NGINX in urls else []
-        return {
-            "targets": urls, "pagesets": pagesets, "warmup": warm, "static_pages_kept": kept,
-            "params": {"reps": a.page_reps, "duration_s": a.duration, "threads": 2, "connections": 16},
-            "command": wrk_command_text(a.duration, 2, 16),
-            "summary": {ps: summarise_runs(runs[ps], fields, refs, ["rps", "p99_ms"]) for ps in pagesets},
-            "runs": runs,
-        }
     finally:
         for t in started.values():
             cleanup.run(t.cleanup)
@@ -493,10 +495,11 @@ def _median(xs: list) -> float | None:
     return summary(xs)["median"]
 
 
-def run_stampede(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], work: Path) -> dict:
+def run_stampede(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], work: Path, sink: dict) -> None:
+    """Fills ``sink`` as it goes (an interrupted run keeps the repetitions it finished)."""
     from harness.clients import command_text
     from harness.logcount import LogMark
-    from scenarios.common import now, rotated, summarise_runs
+    from scenarios.common import now, rotated
 
     backends = None
     skipped: dict[str, str] = {}
@@ -508,6 +511,10 @@ def run_stampede(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], wor
             print(f"scaleout_bench: skipping {SCALED}: {skipped[SCALED]}", file=sys.stderr, flush=True)
             names = [n for n in names if n != SCALED]
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    sink.update({
+        "targets": list(runs), "skipped": skipped,
+        "params": {"reps": a.stampede_reps, "clients_per_kind": a.clients, "client_timeout_s": a.client_timeout},
+        "commands": {"uv": command_text("uv"), "pip": command_text("pip")}, "runs": runs})
     for rep in range(a.stampede_reps):
         for n in rotated(names, rep):
             rec: dict = {"rep": rep}
@@ -553,16 +560,26 @@ def run_stampede(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], wor
                   + (f" devpi saw {rec['devpi_requests']}" if rec.get("devpi_requests") is not None else "")
                   + (f" nginx log {rec['nginx_log_requests']}" if rec.get("nginx_log_requests") is not None else "")
                   + (f"; more than once: {_fmt_dups(dup)}" if dup else ""), flush=True)
-    fields = ["wall_s", "failures", "uv_p50_s", "pip_p50_s", "upstream_requests", "upstream_distinct",
-              "refetched_paths", "devpi_requests", "nginx_log_requests", "static_files", "startup_s",
-              "rss_after_kib"]
-    return {
-        "targets": list(runs), "skipped": skipped,
-        "params": {"reps": a.stampede_reps, "clients_per_kind": a.clients, "client_timeout_s": a.client_timeout},
-        "commands": {"uv": command_text("uv"), "pip": command_text("pip")},
-        "summary": summarise_runs(runs, fields, [NGINX] if NGINX in runs else [], ["wall_s"]),
-        "runs": runs,
-    }
+
+
+def summarise(results: dict) -> None:
+    """Medians and paired ratios (the harness's summarise_runs) of what ran; a part with no
+    finished repetition is dropped."""
+    from scenarios.common import summarise_runs
+
+    pages = results.get("pages")
+    if pages and any(r for by in (pages.get("runs") or {}).values() for r in by.values()):
+        refs = [NGINX] if NGINX in pages["targets"] else []
+        pages["summary"] = {ps: summarise_runs(runs, PAGE_FIELDS, refs, ["rps", "p99_ms"])
+                            for ps, runs in pages["runs"].items()}
+    else:
+        results.pop("pages", None)
+    st = results.get("stampede")
+    if st and any((st.get("runs") or {}).values()):
+        runs = st["runs"]
+        st["summary"] = summarise_runs(runs, STAMPEDE_FIELDS, [NGINX] if NGINX in runs else [], ["wall_s"])
+    else:
+        results.pop("stampede", None)
 
 
 def _is_file(path: str) -> bool:
@@ -598,7 +615,7 @@ def pages_section(p: dict) -> tuple[list[str], list[str]]:
         s = p["summary"].get(ps) or {}
         for n in PAGE_TARGETS:
             t = s.get(n)
-            if not t:
+            if not t or not t["rps"]["n"]:  # not run (an interrupted run)
                 continue
             x = (t.get(f"ratio_vs_{NGINX}") or {}).get("rps")
             share = _m(t.get("devpi_share"))
@@ -649,7 +666,7 @@ def stampede_section(s: dict) -> tuple[list[str], list[str]]:
     pr = s["params"]
     for n in STAMPEDE_TARGETS:
         t = s["summary"].get(n)
-        if not t:
+        if not t or not s["runs"].get(n):  # not run (an interrupted run)
             continue
         x = (t.get(f"ratio_vs_{NGINX}") or {}).get("wall_s")
         fails = sum((r.get("failures") or 0) for r in s["runs"][n])
@@ -880,15 +897,17 @@ def main(argv: list[str] | None = None) -> int:
         upstream.start()
         if "pages" in parts:
             try:
-                results["pages"] = run_pages(a, upstream, ads, cleanup, [n for n in PAGE_TARGETS if n in chosen])
+                results["pages"] = {}
+                run_pages(a, upstream, ads, cleanup, [n for n in PAGE_TARGETS if n in chosen], results["pages"])
             except Exception as e:
                 results["errors"]["pages"] = f"{type(e).__name__}: {e}"
                 print(f"scaleout_bench: pages failed: {e}", file=sys.stderr, flush=True)
                 status = 1
         if "stampede" in parts:
             try:
-                results["stampede"] = run_stampede(a, upstream, ads, cleanup,
-                                                   [n for n in STAMPEDE_TARGETS if n in chosen], work)
+                results["stampede"] = {}
+                run_stampede(a, upstream, ads, cleanup, [n for n in STAMPEDE_TARGETS if n in chosen], work,
+                             results["stampede"])
             except Exception as e:
                 results["errors"]["stampede"] = f"{type(e).__name__}: {e}"
                 print(f"scaleout_bench: stampede failed: {e}", file=sys.stderr, flush=True)
@@ -902,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
         results["wall_s"] = time.perf_counter() - t_all
         results["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
+        summarise(results)
         (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     section, _ = render(results)
     print(section)

@@ -23,9 +23,9 @@ counting, medians and per-repetition paired ratios) and its adapters (devpi-serv
 Within a repetition every target runs once, back to back, in an order rotated each repetition;
 figures are medians over repetitions with min-max, ratios are per-repetition paired ratios.
 
-    python tests/bench/scaleout_bench.py --quick              # ~8 min on a loaded 2-CPU machine
-    python tests/bench/scaleout_bench.py                      # full run (~25 min)
-    python tests/bench/scaleout_bench.py --smoke              # ~2 min: 1 s of wrk, 2+2 clients
+    python tests/bench/scaleout_bench.py --quick              # ~5 min on a loaded 2-CPU machine
+    python tests/bench/scaleout_bench.py                      # full run (~20 min)
+    python tests/bench/scaleout_bench.py --smoke              # ~2 min: 1 s of wrk, 2+2 clients; exit 1 if broken
     python tests/bench/scaleout_bench.py --results DIR/results.json [--write-doc]   # re-render
     python tests/bench/scaleout_bench.py --targets ours,ours+nginx --only stampede
 
@@ -798,9 +798,16 @@ def environment() -> dict:
                                      capture_output=True, text=True).stdout.strip()),
         "nginx": run(["nginx", "-v"]),
         "wrk": run(["wrk", "--version"]),
-        "devpi_server": get(REF).version(), "proxpi": get(PROXPI).version(),
+        "devpi_server": _version(get(REF)), "proxpi": _version(get(PROXPI)),
         "python": sys.version.split()[0],
     }
+
+
+def _version(adapter) -> str:
+    try:
+        return adapter.version()
+    except OSError:  # no venv (skipped peer)
+        return "?"
 
 
 def ensure_venvs(names: list[str], install: bool) -> dict[str, str]:
@@ -823,6 +830,19 @@ def ensure_venvs(names: list[str], install: bool) -> dict[str, str]:
         raise SystemExit(f"scaleout_bench: error: no pip/uv in {BENCH_VENV}: run the shared bench's setup.sh "
                          "or `python3 ../shared/bench/run.py --install --only S4 --servers devpi-server`")
     return skipped
+
+
+def check_checkout() -> None:
+    """The server measured is the one this interpreter imports: it must be this checkout's."""
+    try:
+        import devpi.server
+        where = Path(devpi.server.__file__).resolve()
+    except ImportError:
+        where = None
+    if where is None or REPO not in where.parents or not (Path(sys.prefix) / "bin" / "devpi").exists():
+        raise SystemExit(f"scaleout_bench: error: this python ({sys.executable}) runs the devpi server from "
+                         f"{where.parent if where else 'nowhere'}, not from {REPO}: run the script with the python "
+                         "of the venv this checkout is installed in (pip install -e '.[server,test]')")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -866,6 +886,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"scaleout_bench: error: unknown targets {sorted(unknown)}; "
                          f"known: {', '.join(STAMPEDE_TARGETS)}")
     chosen = [NGINX] + [n for n in chosen if n != NGINX]
+    check_checkout()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"scaleout_bench: error: no {tool} on PATH (apt-get install -y nginx wrk)")

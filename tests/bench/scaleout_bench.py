@@ -100,7 +100,7 @@ class Cleanup:
     def run(self, fn: Callable[[], None]) -> None:
         """Run one registered clean-up now (and forget it)."""
         for i, (_, f) in enumerate(self._stack):
-            if f is fn:
+            if f == fn:  # bound methods of one object compare equal
                 del self._stack[i]
                 break
         fn()
@@ -185,6 +185,7 @@ class StaticNginx:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
         if workdir.exists():
             shutil.rmtree(workdir)
         conf_dir, log_dir = workdir / "conf", workdir / "log"
@@ -281,6 +282,8 @@ class Target:
             serverdir = self.instance.serverdir
             self.instance.remove()
             shutil.rmtree(static_dir_of(serverdir), ignore_errors=True)
+            if self.nginx:
+                shutil.rmtree(self.nginx.workdir, ignore_errors=True)
 
 
 def start_target(name: str, upstream, ads: dict, backends: Backends | None, cleanup: Cleanup) -> Target:
@@ -295,7 +298,7 @@ def start_target(name: str, upstream, ads: dict, backends: Backends | None, clea
         backends.fresh(adapter)
     inst = Instance(adapter, upstream.simple_url)
     target = Target(name, "", inst)
-    stop = cleanup.push(f"{name} server", target.stop)
+    cleanup.push(f"{name} server", target.stop)
     try:
         inst.fresh().start()
         kind = "mirror"
@@ -305,9 +308,8 @@ def start_target(name: str, upstream, ads: dict, backends: Backends | None, clea
                                        f"{inst.serverdir.name}-nginx")
             target.url = target.nginx.url + inst.urls[kind][len(inst.base):]
     except Exception:
-        cleanup.run(stop)
+        cleanup.run(target.stop)
         raise
-    target.cleanup = stop  # type: ignore[attr-defined]
     return target
 
 
@@ -408,7 +410,7 @@ def run_pages(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], sink: 
                           flush=True)
     finally:
         for t in started.values():
-            cleanup.run(t.cleanup)
+            cleanup.run(t.stop)
 
 
 def count_requests_nginx(log: Path | None, offset: int) -> int | None:
@@ -552,7 +554,7 @@ def run_stampede(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], wor
                                               not f.name.startswith("."))
             finally:
                 if t.instance is not None:
-                    cleanup.run(t.cleanup)
+                    cleanup.run(t.stop)
             runs[n].append(rec)
             dup = rec.get("fetched_more_than_once") or {}
             print(f"[{now()}] stampede rep{rep} {n:20s} {rec['wall_s']:7.2f} s failures {rec['failures']} "

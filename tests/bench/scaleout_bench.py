@@ -281,6 +281,9 @@ class Target:
         if self.instance is not None:
             serverdir = self.instance.serverdir
             self.instance.remove()
+            if serverdir.exists():  # a worker's last write raced the removal
+                time.sleep(0.5)
+                shutil.rmtree(serverdir, ignore_errors=True)
             shutil.rmtree(static_dir_of(serverdir), ignore_errors=True)
             if self.nginx:
                 shutil.rmtree(self.nginx.workdir, ignore_errors=True)

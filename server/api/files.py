@@ -111,6 +111,10 @@ def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) 
         f, verified = core.blobs.open_blob(sha256)
     except FileNotFoundError:
         raise BlobMissing(404, f"no such file: {filename} (blob missing)") from None
+    except BlobCorrupt:  # an object store's object changed under its name (a local blob is hashed as it is sent)
+        log.error("blob %s does not match its hash: not serving it", sha256)
+        core.config.extra.setdefault("corrupt_blobs", set()).add(sha256)
+        raise APIError(500, f"stored file {filename} is corrupt and is not served") from None
     redirect = getattr(core.blobs, "redirect_url", None)  # an object store's presigned URL (--blob-redirect)
     if redirect is not None and (url := redirect(sha256, filename)):  # the blob is there: checked just now
         f.close()

@@ -61,6 +61,11 @@ NGINX, OURS, OURS_NGINX, REF, PROXPI, SCALED = (
     "nginx", "ours", "ours+nginx", "devpi-server", "proxpi", "ours-workers2-pg-s3")
 PAGE_TARGETS = (NGINX, OURS_NGINX, OURS, REF)
 STAMPEDE_TARGETS = (NGINX, OURS, OURS_NGINX, REF, PROXPI, SCALED)
+# Opt-in (--targets) stampede targets that take SCALED apart, to see which part costs what:
+# each changes one thing from OURS.
+WORKERS2, OURS_PG, OURS_S3 = "ours-workers2", "ours-pg", "ours-s3"
+DIAGNOSTIC_TARGETS = (WORKERS2, OURS_PG, OURS_S3)
+BACKED = (SCALED, OURS_PG, OURS_S3)  # targets that need PostgreSQL and/or SeaweedFS
 PAGESETS = {"pages40": "40 common projects", "manyfiles": "one project with 2,000 files"}
 PAGES_MIN_RATIO, PAGES_MAX_P99_MS = 0.8, 10.0   # ours+nginx vs nginx, issue 28
 STAMPEDE_MAX_RATIO = 1.3                        # wall time vs the same clients against nginx
@@ -159,12 +164,26 @@ def adapters():
 
     class OursScaled(Ours):
         notes = "--workers 2 --storage postgresql://... --blob-storage s3://... (SeaweedFS)"
+        workers, use_pg, use_s3 = 2, True, True
         storage = blobs = ""
 
         def args_for(self, serverdir: Path) -> list[str]:
-            return ["--workers", "2", "--storage", self.storage, "--blob-storage", self.blobs]
+            args = ["--workers", str(self.workers)] if self.workers > 1 else []
+            if self.use_pg:
+                args += ["--storage", self.storage]
+            if self.use_s3:
+                args += ["--blob-storage", self.blobs]
+            return args
 
-    return Ours(), OursStatic(), OursScaled()
+    def variant(notes: str, workers: int, use_pg: bool, use_s3: bool):
+        v = OursScaled()
+        v.notes, v.workers, v.use_pg, v.use_s3 = notes, workers, use_pg, use_s3
+        return v
+
+    diagnostic = {WORKERS2: variant("--workers 2 (SQLite, local blobs)", 2, False, False),
+                  OURS_PG: variant("--storage postgresql://... (one process, local blobs)", 1, True, False),
+                  OURS_S3: variant("--blob-storage s3://... (one process, SQLite)", 1, False, True)}
+    return Ours(), OursStatic(), OursScaled(), diagnostic
 
 
 def static_dir_of(serverdir: Path) -> Path:
@@ -259,9 +278,11 @@ class Backends:
 
     def fresh(self, scaled) -> None:
         """A new database and bucket for the next fresh instance of ``scaled``."""
-        scaled.storage = self.pg.new_database()
-        scaled.blobs = f"s3://{self.weed.make_bucket('scaleout-' + uuid.uuid4().hex[:12])}/devpi"
-        scaled.extra_env = self.weed.env()
+        if scaled.use_pg:
+            scaled.storage = self.pg.new_database()
+        if scaled.use_s3:
+            scaled.blobs = f"s3://{self.weed.make_bucket('scaleout-' + uuid.uuid4().hex[:12])}/devpi"
+            scaled.extra_env = self.weed.env()
 
 
 class Target:
@@ -296,7 +317,7 @@ def start_target(name: str, upstream, ads: dict, backends: Backends | None, clea
     if name == NGINX:
         return Target(name, upstream.direct_simple_url)
     adapter = ads[name]
-    if name == SCALED:
+    if name in BACKED:
         assert backends is not None
         backends.fresh(adapter)
     inst = Instance(adapter, upstream.simple_url)
@@ -508,13 +529,15 @@ def run_stampede(a, upstream, ads: dict, cleanup: Cleanup, names: list[str], wor
 
     backends = None
     skipped: dict[str, str] = {}
-    if SCALED in names:
+    if any(n in BACKED for n in names):
         try:
             backends = Backends(work / "backends", cleanup)
         except Exception as e:
-            skipped[SCALED] = f"PostgreSQL/SeaweedFS could not start: {e}"
-            print(f"scaleout_bench: skipping {SCALED}: {skipped[SCALED]}", file=sys.stderr, flush=True)
-            names = [n for n in names if n != SCALED]
+            for n in names:
+                if n in BACKED:
+                    skipped[n] = f"PostgreSQL/SeaweedFS could not start: {e}"
+                    print(f"scaleout_bench: skipping {n}: {skipped[n]}", file=sys.stderr, flush=True)
+            names = [n for n in names if n not in BACKED]
     runs: dict[str, list[dict]] = {n: [] for n in names}
     sink.update({
         "targets": list(runs), "skipped": skipped,
@@ -669,7 +692,7 @@ def pages_section(p: dict) -> tuple[list[str], list[str]]:
 def stampede_section(s: dict) -> tuple[list[str], list[str]]:
     rows, missed, dups = [], [], []
     pr = s["params"]
-    for n in STAMPEDE_TARGETS:
+    for n in STAMPEDE_TARGETS + DIAGNOSTIC_TARGETS:
         t = s["summary"].get(n)
         if not t or not s["runs"].get(n):  # not run (an interrupted run)
             continue
@@ -696,7 +719,7 @@ def stampede_section(s: dict) -> tuple[list[str], list[str]]:
             dups.append(f"- {n}: {_fmt_dups(dict(sorted(refetched.items())), 20)}")
         if errors:
             dups.append(f"- {n}: {errors[0]}")
-        if n == NGINX:
+        if n == NGINX or n in DIAGNOSTIC_TARGETS:  # the targets are the issue's; the others explain
             continue
         if _m(x) is None or _m(x) > STAMPEDE_MAX_RATIO:
             missed.append(f"stampede {n}: ×{_fmt(_m(x), digits=2)} the wall time against nginx "
@@ -861,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=None, help="uv and pip clients each in a stampede (default 16)")
     ap.add_argument("--client-timeout", type=float, default=900, help="seconds a stampede may take (default 900)")
     ap.add_argument("--only", default="pages,stampede", help="parts to run: pages,stampede")
-    ap.add_argument("--targets", help=f"comma-separated subset of {','.join(STAMPEDE_TARGETS)} (nginx is always in)")
+    ap.add_argument("--targets", help=f"comma-separated subset of {','.join(STAMPEDE_TARGETS)}  (nginx is always in); diagnostic, opt-in: {','.join(DIAGNOSTIC_TARGETS)}")
     ap.add_argument("--out", type=Path, help="results dir (default: a new dir under the system temp dir)")
     ap.add_argument("--results", type=Path, help="re-render from an existing results.json; run nothing")
     ap.add_argument("--write-doc", action="store_true", help="replace the scaleout-bench block in doc/performance.md")
@@ -886,10 +909,10 @@ def main(argv: list[str] | None = None) -> int:
     if parts - {"pages", "stampede"} or not parts:
         raise SystemExit(f"scaleout_bench: error: --only takes pages,stampede, not {a.only!r}")
     chosen = [n.strip() for n in a.targets.split(",")] if a.targets else list(STAMPEDE_TARGETS)
-    unknown = set(chosen) - set(STAMPEDE_TARGETS)
+    unknown = set(chosen) - set(STAMPEDE_TARGETS) - set(DIAGNOSTIC_TARGETS)
     if unknown:
         raise SystemExit(f"scaleout_bench: error: unknown targets {sorted(unknown)}; "
-                         f"known: {', '.join(STAMPEDE_TARGETS)}")
+                         f"known: {', '.join(STAMPEDE_TARGETS + DIAGNOSTIC_TARGETS)}")
     chosen = [NGINX] + [n for n in chosen if n != NGINX]
     check_checkout()
     for tool in ("nginx", "wrk"):
@@ -903,8 +926,8 @@ def main(argv: list[str] | None = None) -> int:
 
     skipped = ensure_venvs(chosen, install=not a.no_install)
     chosen = [n for n in chosen if n not in skipped]
-    ours, ours_static, scaled = adapters()
-    ads = {OURS: ours, OURS_NGINX: ours_static, SCALED: scaled, REF: get(REF), PROXPI: get(PROXPI)}
+    ours, ours_static, scaled, diagnostic = adapters()
+    ads = {OURS: ours, OURS_NGINX: ours_static, SCALED: scaled, REF: get(REF), PROXPI: get(PROXPI), **diagnostic}
     out = a.out or Path(tempfile.gettempdir()) / f"devpi-scaleout-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     work = BENCH_ROOT / f"scaleout-{os.getpid()}"
@@ -932,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         if "stampede" in parts:
             try:
                 results["stampede"] = {}
-                run_stampede(a, upstream, ads, cleanup, [n for n in STAMPEDE_TARGETS if n in chosen], work,
+                run_stampede(a, upstream, ads, cleanup, [n for n in STAMPEDE_TARGETS + DIAGNOSTIC_TARGETS if n in chosen], work,
                              results["stampede"])
             except Exception as e:
                 results["errors"]["stampede"] = f"{type(e).__name__}: {e}"
@@ -966,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
 def smoke_problems(results: dict) -> list[str]:
     """What --smoke treats as broken (it checks the plumbing, not the targets): a part that did
     not run, a wrk error or a failed client against this checkout, a page set it answered wrongly."""
-    ours = (OURS, OURS_NGINX, SCALED)
+    ours = (OURS, OURS_NGINX, SCALED, *DIAGNOSTIC_TARGETS)
     out = [f"{part}: {why}" for part, why in (results.get("errors") or {}).items() if part != "peers"]
     pages = results.get("pages") or {}
     for n, w in (pages.get("warmup") or {}).items():

@@ -122,6 +122,35 @@ def test_fsck_finds_a_changed_object_and_quarantines_it(s3_server, seaweed, tmp_
     assert kept.read_bytes() == b"x" * wheel.stat().st_size  # the changed bytes, kept for a human
 
 
+def drop_local_copies(s) -> None:
+    """Empty the server's local cache of blobs, so the next download reads the bucket."""
+    cache = s.serverdir / "s3-spool" / "cache"
+    assert cache.is_dir()
+    for p in cache.iterdir():
+        p.unlink()
+
+
+def test_a_local_copy_that_rotted_is_fetched_again(s3_server, seaweed, tmp_path):
+    s, bucket = s3_server
+    auth, index = new_stage(s)
+    name = unique("copypkg")
+    wheel = write_wheel(tmp_path, name, "1.0")
+    assert s.upload(index, wheel, (auth[0], "pw")).status_code == 200
+    sha = sha256_file(wheel)
+    [link] = simple_json(s, index, name)["files"]
+    url = file_url(s, index, name, link)
+    drop_local_copies(s)
+    assert requests.get(url, timeout=30).content == wheel.read_bytes()  # fetched into the cache
+    copy = s.serverdir / "s3-spool" / "cache" / sha
+    assert copy.read_bytes() == wheel.read_bytes()
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 1
+    copy.write_bytes(bytes(data))  # changes its ctime too: hashed again before it is sent
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 200 and r.content == wheel.read_bytes()
+    assert copy.read_bytes() == wheel.read_bytes()  # replaced by a good one from the bucket
+
+
 def test_changed_object_is_never_served(s3_server, seaweed, tmp_path):
     s, bucket = s3_server
     auth, index = new_stage(s)
@@ -134,6 +163,10 @@ def test_changed_object_is_never_served(s3_server, seaweed, tmp_path):
     assert requests.get(url, timeout=30).content == wheel.read_bytes()
     bad = bytes(b ^ 1 for b in wheel.read_bytes())
     seaweed.client().put_object(Bucket=bucket, Key=f"{PREFIX}/{sha}", Body=bad)
+    # the local copy made at upload (hashed then) still answers, with the uploaded bytes
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 200 and r.content == wheel.read_bytes()
+    drop_local_copies(s)  # gone (trimmed, another worker's): the bucket's object is read
     for _ in range(2):
         try:
             r = requests.get(url, timeout=30)
@@ -264,6 +297,7 @@ def test_mirror_file_in_the_bucket_a_changed_one_refused_then_fetched_again_afte
             time.sleep(0.1)
         assert objects(seaweed, bucket)[f.sha256] == len(f.content)
         seaweed.client().put_object(Bucket=bucket, Key=f"{PREFIX}/{f.sha256}", Body=b"\0" * len(f.content))
+        drop_local_copies(s)
         for _ in range(2):  # as for a local blob: cut off, then refused, never served whole
             try:
                 r = requests.get(url, timeout=60)

@@ -32,7 +32,7 @@ from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
-from .repos.static_view import StaticView
+from .repos.static_view import StaticView, Ticket
 from .store import catalog, schema
 from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
@@ -129,7 +129,15 @@ class Core:
         self.via_mark = via_mark(bytes.fromhex(secret))
         self.storage.init_serial()
         if self.static is not None:
-            self.static.clear()  # it may hold what commits made while this server was down changed
+            # kept if every commit up to now was removed from it (another worker serving it, or a
+            # clean restart); emptied if a commit may have been missed (repos/static_view.py)
+            kept = self.static.start(node, self._db_serial)
+            log.info("static view %s: %s", self.static.root, "kept" if kept else "emptied")
+
+    def _db_serial(self) -> int:
+        with self.storage.read() as conn:
+            serial = kv_get(conn, "serial")
+        return int(serial) if serial is not None else -1
 
     def after_start(self, name: str, task: Callable[[], None]) -> None:
         """Run ``task`` in the background once the server answers (see ``start_background``).
@@ -237,8 +245,7 @@ class Core:
         if deletes:
             with self.storage.read() as conn:
                 gone = catalog.deleted_at(conn, serial)
-        with static.lock:
-            static.bump()
+        with static.commit(serial):
             if index_changed:
                 static.drop_pages()
                 static.keep_only({name for name in self.indexes() if self.chain_open(name)})
@@ -250,6 +257,14 @@ class Core:
                     static.drop_file(user, index, change["relpath"])
             for user, index, relpath in gone:
                 static.drop_file(user, index, relpath)
+
+    def static_ticket(self) -> Ticket | None:
+        """Taken before a page or file is read for the static view (None: no static view):
+        a put with it lands only if no commit came since (repos/static_view.py)."""
+        if self.static is None:
+            return None
+        generation = self.static.generation
+        return Ticket(generation, self.storage.dispatched_serial)
 
     def static_pages_of(self, ix: IndexRow) -> bool:
         """Whether the static view keeps ``ix``'s pages: anyone may read its whole resolution

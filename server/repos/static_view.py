@@ -13,10 +13,21 @@ whose acl_read changes is removed at once), and pages only where no mirror is in
 resolution order (upstream's data goes stale without any commit: such pages stay with
 the server's page cache, which expires them).
 
-Freshness: every commit bumps ``generation`` and removes what it touches, under
-``lock``; a writer takes the generation *before* it reads the database and renames its
-file into place under the lock only if no commit came since. So a page or file read
-before a commit never lands after it, whichever thread or process committed.
+Freshness, across every process sharing DIR (``--workers N``, or several servers on one
+database on one host): whoever handles a commit (the committing process before its
+write is answered, every other one when its changelog poller brings the commit) removes
+what the commit touched and records the commit's serial as "removed through" in
+``STATE_DIR/state``, both under one ``fcntl.flock`` of ``STATE_DIR/lock``. A writer takes a
+``Ticket`` *before* it reads anything: this process's ``generation`` (bumped by each
+commit it handles) and the last serial its caches have absorbed. Under the same flock it
+renames its file into place only if the generation is unchanged and the recorded serial
+is not beyond the ticket's: a process that has not absorbed a commit yet (its caches may
+still hold what came before) cannot land a page after another process removed it.
+
+At start, DIR is kept when ``state`` names this database (its uuid) at its current serial:
+every commit was removed by someone, so a worker (re)starting does not wipe what the
+others serve. Anything else (no state, another database, a commit whose removal a crash
+cut off, a database restored to an older serial) empties DIR.
 
 Safety: names are checked one path segment at a time, every directory is opened
 with ``O_NOFOLLOW`` relative to its parent (a symlink planted in DIR is never followed),
@@ -30,13 +41,17 @@ system). A blob is immutable and content-addressed, so the link never changes un
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import logging
 import os
 import secrets
 import shutil
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("devpi.server.static")
@@ -59,6 +74,19 @@ def check_segment(name: str) -> str:
 
 
 MARKER = ".devpi-static-view"  # says DIR is ours to empty at start
+# what the processes sharing DIR agree on (0700: nginx has no business there, and no
+# location of the generated site maps to it; no index or user name starts with a dot)
+STATE_DIR = ".devpi-static-state"
+_OURS = (MARKER, STATE_DIR)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Taken before a page or file is read: what this process knew then (see the module
+    docstring). ``serial``: the last commit its caches had absorbed."""
+
+    generation: int
+    serial: int
 
 
 class NotAStaticDir(Exception):
@@ -68,9 +96,11 @@ class NotAStaticDir(Exception):
 class StaticView:
     def __init__(self, root: Path):
         self.root = root.resolve()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # this process's threads; ``_shared`` adds the other processes
         self.generation = 0
         self.written = 0  # pages and files put in place (for tests and /+status)
+        self._lock_fd: int | None = None
+        self._uuid = ""  # the database's (``start``)
 
     def claim(self, serverdir: Path) -> None:
         """Make DIR (0755) and mark it ours; refuse a directory that holds anything else
@@ -85,25 +115,119 @@ class StaticView:
                                 f"or new directory")
         marker.touch()
         os.chmod(self.root, 0o755)
+        state = self.root / STATE_DIR
+        try:
+            state.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(state)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotAStaticDir(f"{state} is not a directory")
+        try:
+            self._lock_fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as e:  # a symlink planted there, say
+            raise NotAStaticDir(f"{state / 'lock'}: {e.strerror}") from None
+
+    # -- the state every process sharing DIR agrees on ---------------------------------
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """This process's lock, then the flock the other processes take too."""
+        with self.lock:
+            fd = self._lock_fd
+            if fd is None:  # not claimed (a view made for a test): this process alone
+                yield
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _state_path(self) -> Path:
+        return self.root / STATE_DIR / "state"
+
+    def _read_state(self) -> tuple[str, int] | None:
+        """With ``_shared`` held: (database uuid, removed-through serial), or None."""
+        try:
+            fd = os.open(self._state_path(), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        try:
+            data = json.loads(raw)
+            return str(data["uuid"]), int(data["serial"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _write_state(self, uuid: str, serial: int) -> None:
+        """With ``_shared`` held: written aside and renamed (a crash leaves the old or the new)."""
+        path = self._state_path()
+        tmp = path.with_name(f"state.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps({"uuid": uuid, "serial": serial}).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def start(self, uuid: str, db_serial: Callable[[], int]) -> bool:
+        """At start: keep DIR if the state says every commit of this database (``uuid``)
+        up to its serial now (``db_serial()``, read under the flock) was removed; else empty
+        it. True if it was kept."""
+        with self._shared():
+            self.bump()
+            serial = db_serial()
+            kept = self._read_state() == (uuid, serial)
+            if not kept:
+                self._clear()
+            self._write_state(uuid, serial)
+            self._uuid = uuid
+            return kept
+
+    @contextmanager
+    def commit(self, serial: int) -> Iterator[None]:
+        """Remove what the commit at ``serial`` changed inside this block; then it is recorded
+        as removed (no process whose caches predate it lands a page from then on)."""
+        with self._shared():
+            self.bump()
+            yield
+            state = self._read_state()
+            if self._lock_fd is None:
+                return
+            state = self._read_state()
+            if state is None or serial > state[1]:  # another process may have recorded a later one
+                self._write_state(self._uuid, serial)
+
+    def _may_land(self, ticket: Ticket) -> bool:
+        """With ``_shared`` held: no commit since the ticket (here or in another process)."""
+        if ticket.generation != self.generation:
+            return False
+        if self._lock_fd is None:
+            return True
+        state = self._read_state()
+        return state is not None and state[1] <= ticket.serial
 
     # -- writing ----------------------------------------------------------------------
-    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, generation: int) -> bool:
-        """A rendered page ("" project: the project list), if no commit came since ``generation``."""
+    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, ticket: Ticket) -> bool:
+        """A rendered page ("" project: the project list), if no commit came since ``ticket``."""
         parts = [user, index, "+simple"] + ([project] if project else [])
-        return self._put(parts, PAGE_FILES[fmt], generation, data=body)
+        return self._put(parts, PAGE_FILES[fmt], ticket, data=body)
 
-    def put_file(self, user: str, index: str, relpath: str, blob: Path, generation: int) -> bool:
+    def put_file(self, user: str, index: str, relpath: str, blob: Path, ticket: Ticket) -> bool:
         """A release file at its ``+f/...`` path: a hard link to ``blob`` (or a copy)."""
         segments = relpath.split("/")
         if len(segments) != 4 or segments[0] != "+f":  # +f/<hash dirs>/<filename>, as stages name them
             raise UnsafeName(f"not a file path: {relpath!r}")
-        return self._put([user, index, *segments[:-1]], segments[-1], generation, blob=blob)
+        return self._put([user, index, *segments[:-1]], segments[-1], ticket, blob=blob)
 
-    def _put(self, parts: list[str], name: str, generation: int, data: bytes | None = None,
+    def _put(self, parts: list[str], name: str, ticket: Ticket, data: bytes | None = None,
              blob: Path | None = None) -> bool:
         for part in (*parts, name):
             check_segment(part)
-        if generation != self.generation:
+        if ticket.generation != self.generation:
             return False
         try:
             dfd = self._open_dirs(parts, create=True)
@@ -113,8 +237,8 @@ class StaticView:
         tmp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
         try:
             self._write_temp(dfd, tmp, data, blob)
-            with self.lock:
-                if generation != self.generation:
+            with self._shared():
+                if not self._may_land(ticket):
                     os.unlink(tmp, dir_fd=dfd)
                     return False
                 os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a planted link, never follows it
@@ -176,7 +300,7 @@ class StaticView:
 
     # -- removing -----------------------------------------------------------------------
     def bump(self) -> None:
-        """With ``lock`` held: a commit arrived; what was read before it may not land."""
+        """With ``lock`` held: a commit arrived; what this process read before it may not land."""
         self.generation += 1
 
     def _remove(self, parts: list[str], listed: bool = False) -> None:
@@ -219,7 +343,7 @@ class StaticView:
         return found
 
     def drop_project(self, project: str) -> None:
-        """With ``lock`` held: project's pages on every index (inheritance shows a project
+        """Inside ``commit``: project's pages on every index (inheritance shows a project
         on indexes that do not hold it) and every project list."""
         for user, index in self._index_dirs():
             self._remove([user, index, "+simple", "index.html"])
@@ -228,29 +352,27 @@ class StaticView:
                 self._remove([user, index, "+simple", project])
 
     def drop_pages(self) -> None:
-        """With ``lock`` held: every page (an index or user changed: any page may have)."""
+        """Inside ``commit``: every page (an index or user changed: any page may have)."""
         for user, index in self._index_dirs():
             self._remove([user, index, "+simple"])
 
     def drop_file(self, user: str, index: str, relpath: str) -> None:
-        """With ``lock`` held."""
+        """Inside ``commit``."""
         self._remove([user, index, *relpath.split("/")])
 
     def keep_only(self, indexes: set[str]) -> None:
-        """With ``lock`` held: remove every index (and user) directory not in ``indexes``
+        """Inside ``commit``: remove every index (and user) directory not in ``indexes``
         (deleted, or no longer readable by anyone)."""
         users = {name.split("/", 1)[0] for name in indexes}
         for user, index in self._index_dirs():
             if f"{user}/{index}" not in indexes:
                 self._remove([user, index], listed=True)
         for name in os.listdir(self.root):
-            if name not in users and name != MARKER:
+            if name not in users and name not in _OURS:
                 self._remove([name], listed=True)
 
-    def clear(self) -> None:
-        """Empty DIR (at start: whatever it holds may predate commits this server never saw)."""
-        with self.lock:
-            self.bump()
-            for name in os.listdir(self.root):
-                if name != MARKER:
-                    self._remove([name], listed=True)
+    def _clear(self) -> None:
+        """With ``_shared`` held: empty DIR but for what says it is ours."""
+        for name in os.listdir(self.root):
+            if name not in _OURS:
+                self._remove([name], listed=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from devpi.server.repos.static_view import StaticView, UnsafeName
+from devpi.server.repos.static_view import StaticView, Ticket, UnsafeName
 from support.dists import wheel_bytes
 from support.ports import free_port
 
@@ -122,17 +122,19 @@ def test_segments_that_could_leave_a_directory_are_refused(tmp_path):
     """The check every name from a request or an upload goes through before a write."""
     view = StaticView(tmp_path / "static")
     view.claim(tmp_path / "srv")
+    ticket = Ticket(view.generation, 0)
     for bad in ("..", ".", "", "a/b", "a\\b", "a\0b", ".hidden", "x\ny", "a" * 256):
         with pytest.raises(UnsafeName):
-            view.put_page(bad, "dev", "pkg", "html", b"x", view.generation)
+            view.put_page(bad, "dev", "pkg", "html", b"x", ticket)
         if bad:  # "" is the project list
             with pytest.raises(UnsafeName):
-                view.put_page("root", "dev", bad, "html", b"x", view.generation)
+                view.put_page("root", "dev", bad, "html", b"x", ticket)
         with pytest.raises(UnsafeName):
-            view.put_file("root", "dev", f"+f/ab/cd/{bad}", tmp_path / "blob", view.generation)
+            view.put_file("root", "dev", f"+f/ab/cd/{bad}", tmp_path / "blob", ticket)
     with pytest.raises(UnsafeName):
-        view.put_file("root", "dev", "../../etc/passwd", tmp_path / "blob", view.generation)
-    assert everything_under(tmp_path / "static") == [".devpi-static-view"]
+        view.put_file("root", "dev", "../../etc/passwd", tmp_path / "blob", ticket)
+    assert everything_under(tmp_path / "static") == [".devpi-static-state", ".devpi-static-state/lock",
+                                                     ".devpi-static-view"]
 
 
 def test_symlinks_planted_in_dir_are_not_followed(static_server, tmp_path):

@@ -245,7 +245,9 @@ class Core:
         if deletes:
             with self.storage.read() as conn:
                 gone = catalog.deleted_at(conn, serial)
-        with static.commit(serial):
+        with static.commit(serial) as due:
+            if not due:
+                return  # another process removed it already
             if index_changed:
                 static.drop_pages()
                 static.keep_only({name for name in self.indexes() if self.chain_open(name)})

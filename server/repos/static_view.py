@@ -188,17 +188,24 @@ class StaticView:
             return kept
 
     @contextmanager
-    def commit(self, serial: int) -> Iterator[None]:
-        """Remove what the commit at ``serial`` changed inside this block; then it is recorded
-        as removed (no process whose caches predate it lands a page from then on)."""
+    def commit(self, serial: int) -> Iterator[bool]:
+        """Handle the commit at ``serial``: the block removes what it changed if told True,
+        then the serial is recorded as removed (no process whose caches predate it lands a
+        page from then on).
+
+        False: another process recorded this serial (or a later one) already. It removed
+        what this one would, and whatever landed since was read after the commit, by a
+        process that had taken it in: removing again would only take fresh pages away
+        (the committing worker's, rendered at once, which its page cache then answers
+        while nginx asks it for every request)."""
         with self._shared():
             self.bump()
-            yield
-            state = self._read_state()
-            if self._lock_fd is None:
+            state = self._read_state() if self._lock_fd is not None else None
+            if state is not None and state[1] >= serial:
+                yield False
                 return
-            state = self._read_state()
-            if state is None or serial > state[1]:  # another process may have recorded a later one
+            yield True
+            if self._lock_fd is not None:
                 self._write_state(self._uuid, serial)
 
     def _may_land(self, ticket: Ticket) -> bool:

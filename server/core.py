@@ -133,6 +133,7 @@ class Core:
             # clean restart); emptied if a commit may have been missed (repos/static_view.py)
             kept = self.static.start(node, self._db_serial)
             log.info("static view %s: %s", self.static.root, "kept" if kept else "emptied")
+            self.static.run_sweeper()  # mirror-backed pages leave by their deadline
 
     def _db_serial(self) -> int:
         with self.storage.read() as conn:
@@ -266,13 +267,16 @@ class Core:
         if self.static is None:
             return None
         generation = self.static.generation
-        return Ticket(generation, self.storage.dispatched_serial)
+        return Ticket(generation, self.storage.dispatched_serial, time.time())
 
     def static_pages_of(self, ix: IndexRow) -> bool:
         """Whether the static view keeps ``ix``'s pages: anyone may read its whole resolution
-        order and no mirror is in it (upstream's data goes stale without a commit)."""
-        return self.static is not None and bool(self.chain_open(ix.fullname)) and all(
-            m.type == "stage" for m in self.resolution_order(ix))
+        order. Where a mirror is in it (``mirror_backed``), project pages only, each until
+        its deadline (upstream's data goes stale without a commit)."""
+        return self.static is not None and bool(self.chain_open(ix.fullname))
+
+    def mirror_backed(self, ix: IndexRow) -> bool:
+        return any(m.type != "stage" for m in self.resolution_order(ix))
 
     def static_files_of(self, ix: IndexRow) -> bool:
         """Whether the static view keeps ``ix``'s files (immutable: mirrors' too)."""

@@ -442,6 +442,8 @@ def _shut_down(plugins: PluginManager, built: Assembled, deadline: float | None 
     if hasattr(built.app, "log"):
         built.app.log.close()
     built.core.flight_locks.close()
+    if built.core.static is not None:
+        built.core.static.close()  # its sweeper; a page it had yet to sweep is in its bucket
     built.core.storage.close()
 
 

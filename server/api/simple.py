@@ -93,9 +93,11 @@ def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
     if view.stale:  # answered, never cached: the next request asks upstream again
         extra.update(STALE_HEADERS)
         return CachedPage(body, etag, extra, None)
-    if static_ticket is not None and not hidden and prefix == STATIC_PROJECT_PREFIX and view.max_age is None \
-            and core.static_pages_of(ix):
-        core.static.put_page(ix.user, ix.name, project, fmt, body, static_ticket)
+    if static_ticket is not None and not hidden and prefix == STATIC_PROJECT_PREFIX and core.static_pages_of(ix):
+        # a mirror-backed page goes with a deadline (its cache life), one without an
+        # expiry where a mirror is involved (should not happen) not at all
+        if view.max_age is not None or not core.mirror_backed(ix):
+            core.static.put_page(ix.user, ix.name, project, fmt, body, static_ticket, view.max_age)
     return core.page_cache.put(key, project, body, etag, extra, generation, view.max_age)
 
 
@@ -131,7 +133,8 @@ def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
         page = CachedPage.from_pieces(pieces, dict(INCOMPLETE_HEADERS))
     else:
         page = core.page_cache.put_page(key, "", CachedPage.from_pieces(pieces, {}), generation)
-        if static_ticket is not None and not hidden and key[4] == "" and core.static_pages_of(ix):
+        if static_ticket is not None and not hidden and key[4] == "" and core.static_pages_of(ix) \
+                and not core.mirror_backed(ix):  # a mirror's list is replaced when it is, no deadline
             core.static.put_page(ix.user, ix.name, "", fmt, b"".join(page.identity()), static_ticket)
     if page.body is None:  # a big list: give its transient buffers back (see malloc_tuning)
         trim()

@@ -9,9 +9,17 @@ and puts the result here. The layout is the URL path itself::
     DIR/<user>/<index>/+f/<relpath>                             a release file
 
 Only indexes whose whole resolution order anyone may read are materialised (one
-whose acl_read changes is removed at once), and pages only where no mirror is in the
-resolution order (upstream's data goes stale without any commit: such pages stay with
-the server's page cache, which expires them).
+whose acl_read changes is removed at once).
+
+Mirror-backed project pages (a mirror's own, or a stage's with a mirror in its resolution
+order) go stale without any commit: each is put with a deadline, its own remaining cache
+life (what the page cache keeps it for) minus ``EXPIRY_MARGIN``, and its path is appended
+to the bucket of that second (``STATE_DIR/expiry/<unix second>``) before the page lands.
+Every process sweeps the buckets that are due (``sweep``, twice a second), removing the
+pages they list: the cost is the pages expiring, never a scan of DIR, and the buckets of
+a process that died are swept by the others or at the next start. A page served stale
+(upstream down) is never put; a project list of a mirror-backed index neither (it is
+replaced when the mirror's list is, not by a deadline). Commits still remove at once.
 
 Freshness, across every process sharing DIR (``--workers N``, or several servers on one
 database on one host): whoever handles a commit (the committing process before its
@@ -49,6 +57,7 @@ import secrets
 import shutil
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +87,14 @@ MARKER = ".devpi-static-view"  # says DIR is ours to empty at start
 # location of the generated site maps to it; no index or user name starts with a dot)
 STATE_DIR = ".devpi-static-state"
 _OURS = (MARKER, STATE_DIR)
+EXPIRY_DIR = "expiry"
+# seconds a mirror-backed page leaves DIR before its cache life ends: the sweeper runs every
+# SWEEP_INTERVAL and removes a bucket once its second has begun
+EXPIRY_MARGIN = 3.0
+MIN_STATIC_LIFE = 2.0  # a page with less life left than this after the margin is not put
+SWEEP_INTERVAL = 0.5
+_MAX_LINE = 4 * (_MAX_SEGMENT + 1) + 16  # bytes: <user>/<index>/+simple/<project>/index.json at most
+_SWEEP_GAP = 3600  # seconds of buckets tried by name; a longer gap (suspended) lists the directory
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,26 @@ class Ticket:
 
     generation: int
     serial: int
+    taken: float = 0.0  # wall time: a mirror-backed page's deadline counts from here
+
+
+def _lines(fd: int) -> Iterator[bytes]:
+    """The lines of a bucket, read a piece at a time (a huge bucket is not held whole); a
+    line longer than any path ``put_page`` writes is skipped."""
+    pending = b""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        *complete, pending = (pending + chunk).split(b"\n")
+        yield from (line for line in complete if line)
+        if len(pending) > _MAX_LINE:
+            pending = b""
+            while (chunk := os.read(fd, 1 << 16)) and b"\n" not in chunk:
+                pass
+            pending = chunk.split(b"\n", 1)[1] if chunk else b""
+    if pending and len(pending) <= _MAX_LINE:
+        yield pending
 
 
 class NotAStaticDir(Exception):
@@ -101,6 +138,9 @@ class StaticView:
         self.written = 0  # pages and files put in place (for tests and /+status)
         self._lock_fd: int | None = None
         self._uuid = ""  # the database's (``start``)
+        self._swept_through: int | None = None  # the last second swept (None: list the buckets)
+        self._stopping = threading.Event()
+        self.swept = 0  # mirror-backed pages removed by their deadline (for tests and /+status)
 
     def claim(self, serverdir: Path) -> None:
         """Make DIR (0755) and mark it ours; refuse a directory that holds anything else
@@ -120,9 +160,13 @@ class StaticView:
             state.mkdir(mode=0o700)
         except FileExistsError:
             pass
-        st = os.lstat(state)
-        if not stat.S_ISDIR(st.st_mode):
-            raise NotAStaticDir(f"{state} is not a directory")
+        try:
+            (state / EXPIRY_DIR).mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        for path in (state, state / EXPIRY_DIR):
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise NotAStaticDir(f"{path} is not a directory")
         try:
             self._lock_fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as e:  # a symlink planted there, say
@@ -218,10 +262,21 @@ class StaticView:
         return state is not None and state[1] <= ticket.serial
 
     # -- writing ----------------------------------------------------------------------
-    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, ticket: Ticket) -> bool:
-        """A rendered page ("" project: the project list), if no commit came since ``ticket``."""
+    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, ticket: Ticket,
+                 max_age: float | None = None) -> bool:
+        """A rendered page ("" project: the project list), if no commit came since ``ticket``.
+
+        ``max_age``: a mirror-backed project page's remaining cache life when the ticket was
+        taken; it leaves DIR ``EXPIRY_MARGIN`` seconds before that (not put if too short)."""
         parts = [user, index, "+simple"] + ([project] if project else [])
-        return self._put(parts, PAGE_FILES[fmt], ticket, data=body)
+        expires = None
+        if max_age is not None:
+            if not project:
+                raise UnsafeName("a project list has no deadline")
+            expires = ticket.taken + max_age - EXPIRY_MARGIN
+            if expires - time.time() < MIN_STATIC_LIFE:
+                return False
+        return self._put(parts, PAGE_FILES[fmt], ticket, data=body, expires=expires)
 
     def put_file(self, user: str, index: str, relpath: str, blob: Path, ticket: Ticket) -> bool:
         """A release file at its ``+f/...`` path: a hard link to ``blob`` (or a copy)."""
@@ -231,7 +286,7 @@ class StaticView:
         return self._put([user, index, *segments[:-1]], segments[-1], ticket, blob=blob)
 
     def _put(self, parts: list[str], name: str, ticket: Ticket, data: bytes | None = None,
-             blob: Path | None = None) -> bool:
+             blob: Path | None = None, expires: float | None = None) -> bool:
         for part in (*parts, name):
             check_segment(part)
         if ticket.generation != self.generation:
@@ -248,6 +303,8 @@ class StaticView:
                 if not self._may_land(ticket):
                     os.unlink(tmp, dir_fd=dfd)
                     return False
+                if expires is not None:  # listed before it lands: a crash leaves it swept
+                    self._add_to_bucket(int(expires), "/".join((*parts, name)))
                 os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a planted link, never follows it
                 self.written += 1
             return True
@@ -304,6 +361,107 @@ class StaticView:
         except BaseException:
             os.close(fd)
             raise
+
+    # -- mirror-backed pages' deadlines --------------------------------------------------
+    def _expiry_fd(self) -> int:
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            sfd = os.open(STATE_DIR, _DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        try:
+            return os.open(EXPIRY_DIR, _DIR_FLAGS, dir_fd=sfd)
+        finally:
+            os.close(sfd)
+
+    def _add_to_bucket(self, second: int, path: str) -> None:
+        """With ``_shared`` held: ``path`` (relative to DIR) is to go at ``second``."""
+        efd = self._expiry_fd()
+        try:
+            fd = os.open(str(second), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=efd)
+        finally:
+            os.close(efd)
+        try:
+            os.write(fd, path.encode("utf-8", "surrogateescape") + b"\n")
+        finally:
+            os.close(fd)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove the mirror-backed pages whose deadline has come; how many were listed.
+        Buckets are tried by name from the last second swept (the first sweep of a process,
+        or one after a long gap, lists them: a dead process's are among them)."""
+        if self._lock_fd is None:
+            return 0
+        through = int(time.time() if now is None else now)
+        removed = 0
+        with self._shared():
+            efd = self._expiry_fd()
+            try:
+                last = self._swept_through
+                if last is None or through - last > _SWEEP_GAP:
+                    due = sorted(int(n) for n in os.listdir(efd) if n.isdigit() and len(n) < 16 and int(n) <= through)
+                else:
+                    due = list(range(last + 1, through + 1))
+                for second in due:
+                    removed += self._sweep_bucket(efd, str(second))
+            finally:
+                os.close(efd)
+            self._swept_through = through
+            self.swept += removed
+        return removed
+
+    def _sweep_bucket(self, efd: int, name: str) -> int:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=efd)
+        except FileNotFoundError:
+            return 0
+        except OSError:  # a symlink or a fifo planted there: not read, taken away
+            self._unlink_bucket(efd, name)
+            return 0
+        count = 0
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                for line in _lines(fd):
+                    count += self._sweep_line(line, name)
+        finally:
+            os.close(fd)
+        self._unlink_bucket(efd, name)
+        return count
+
+    def _sweep_line(self, line: bytes, bucket: str) -> int:
+        parts = line.decode("utf-8", "surrogateescape").split("/")
+        # only what ``put_page`` lists: <user>/<index>/+simple/<project>/index.<fmt>
+        if len(parts) != 5 or parts[2] != "+simple" or parts[4] not in PAGE_FILES.values():
+            log.warning("static view: ignoring %r in expiry bucket %s", line[:200], bucket)
+            return 0
+        self._remove(parts)  # checks every segment, follows no symlink
+        return 1
+
+    @staticmethod
+    def _unlink_bucket(efd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=efd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a directory planted there: not ours to empty
+            log.warning("static view: cannot remove expiry bucket %r: %s", name[:200], e)
+
+    def run_sweeper(self) -> threading.Thread:
+        """Sweep every ``SWEEP_INTERVAL`` in a daemon thread until ``close``."""
+        def loop() -> None:
+            while not self._stopping.wait(SWEEP_INTERVAL):
+                try:
+                    self.sweep()
+                except Exception:  # a bad bucket must not stop the sweeping
+                    log.exception("static view: sweep failed")
+
+        thread = threading.Thread(target=loop, name="static-sweeper", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self._stopping.set()
 
     # -- removing -----------------------------------------------------------------------
     def bump(self) -> None:
@@ -379,7 +537,15 @@ class StaticView:
                 self._remove([name], listed=True)
 
     def _clear(self) -> None:
-        """With ``_shared`` held: empty DIR but for what says it is ours."""
+        """With ``_shared`` held: empty DIR but for what says it is ours (the expiry buckets
+        go too: what they list is gone)."""
         for name in os.listdir(self.root):
             if name not in _OURS:
                 self._remove([name], listed=True)
+        if self._lock_fd is not None:
+            efd = self._expiry_fd()
+            try:
+                for name in os.listdir(efd):
+                    self._unlink_bucket(efd, name)
+            finally:
+                os.close(efd)

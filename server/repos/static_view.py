@@ -111,18 +111,17 @@ def _lines(fd: int) -> Iterator[bytes]:
     """The lines of a bucket, read a piece at a time (a huge bucket is not held whole); a
     line longer than any path ``put_page`` writes is skipped."""
     pending = b""
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            break
+    skipping = False  # in the middle of a line too long to be one of ours
+    while chunk := os.read(fd, 1 << 16):
         *complete, pending = (pending + chunk).split(b"\n")
-        yield from (line for line in complete if line)
+        for line in complete:
+            if skipping:
+                skipping = False  # the long line's tail
+            elif line:
+                yield line
         if len(pending) > _MAX_LINE:
-            pending = b""
-            while (chunk := os.read(fd, 1 << 16)) and b"\n" not in chunk:
-                pass
-            pending = chunk.split(b"\n", 1)[1] if chunk else b""
-    if pending and len(pending) <= _MAX_LINE:
+            pending, skipping = b"", True
+    if pending and not skipping:
         yield pending
 
 
@@ -388,7 +387,7 @@ class StaticView:
             os.close(fd)
 
     def sweep(self, now: float | None = None) -> int:
-        """Remove the mirror-backed pages whose deadline has come; how many were listed.
+        """Remove the mirror-backed pages whose deadline has come; how many were there.
         Buckets are tried by name from the last second swept (the first sweep of a process,
         or one after a long gap, lists them: a dead process's are among them)."""
         if self._lock_fd is None:
@@ -435,8 +434,7 @@ class StaticView:
         if len(parts) != 5 or parts[2] != "+simple" or parts[4] not in PAGE_FILES.values():
             log.warning("static view: ignoring %r in expiry bucket %s", line[:200], bucket)
             return 0
-        self._remove(parts)  # checks every segment, follows no symlink
-        return 1
+        return int(self._remove(parts))  # checks every segment, follows no symlink
 
     @staticmethod
     def _unlink_bucket(efd: int, name: str) -> None:
@@ -468,26 +466,28 @@ class StaticView:
         """With ``lock`` held: a commit arrived; what this process read before it may not land."""
         self.generation += 1
 
-    def _remove(self, parts: list[str], listed: bool = False) -> None:
+    def _remove(self, parts: list[str], listed: bool = False) -> bool:
         """Remove DIR/parts (a file, a symlink or a whole tree), never following a symlink.
         ``listed``: the last name comes from listing its directory (a temp name may start
-        with a dot), the others are checked as usual."""
+        with a dot), the others are checked as usual. True if something was removed."""
         try:
             for part in parts[:-1] if listed else parts:
                 check_segment(part)
             dfd = self._open_dirs(parts[:-1], create=False)
         except (OSError, UnsafeName):
-            return  # not there (or not ours to walk into): nothing to remove
+            return False  # not there (or not ours to walk into): nothing to remove
         try:
             st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 shutil.rmtree(parts[-1], dir_fd=dfd)  # fd-based on Linux: symlinks are removed, not followed
             else:
                 os.unlink(parts[-1], dir_fd=dfd)
+            return True
         except FileNotFoundError:
-            pass
+            return False
         except OSError as e:
             log.warning("static view: could not remove %s: %s", "/".join(parts), e)
+            return False
         finally:
             os.close(dfd)
 

@@ -32,7 +32,7 @@ from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
-from .repos.static_view import StaticView, Ticket
+from .repos.static_view import RESET_REQUEST, StaticView, Ticket
 from .store import catalog, schema
 from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
@@ -131,7 +131,9 @@ class Core:
         if self.static is not None:
             # kept if every commit up to now was removed from it (another worker serving it, or a
             # clean restart); emptied if a commit may have been missed (repos/static_view.py)
-            kept = self.static.start(node, self._db_serial)
+            reset = self.config.serverdir / RESET_REQUEST  # fsck --repair quarantined a blob
+            kept = self.static.start(node, self._db_serial, reset=reset.exists())
+            reset.unlink(missing_ok=True)
             log.info("static view %s: %s", self.static.root, "kept" if kept else "emptied")
             self.static.run_sweeper()  # mirror-backed pages leave by their deadline
 

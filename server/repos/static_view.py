@@ -88,6 +88,9 @@ MARKER = ".devpi-static-view"  # says DIR is ours to empty at start
 STATE_DIR = ".devpi-static-state"
 _OURS = (MARKER, STATE_DIR)
 EXPIRY_DIR = "expiry"
+# a file in the server dir: the next start empties DIR whatever the state says. ``devpi fsck
+# --repair`` leaves it after quarantining blobs: DIR's hard links still reach their bytes.
+RESET_REQUEST = "static-view.reset"
 # seconds a mirror-backed page leaves DIR before its cache life ends: the sweeper runs every
 # SWEEP_INTERVAL and removes a bucket once its second has begun
 EXPIRY_MARGIN = 3.0
@@ -216,14 +219,14 @@ class StaticView:
             os.close(fd)
         os.replace(tmp, path)
 
-    def start(self, uuid: str, db_serial: Callable[[], int]) -> bool:
+    def start(self, uuid: str, db_serial: Callable[[], int], reset: bool = False) -> bool:
         """At start: keep DIR if the state says every commit of this database (``uuid``)
-        up to its serial now (``db_serial()``, read under the flock) was removed; else empty
-        it. True if it was kept."""
+        up to its serial now (``db_serial()``, read under the flock) was removed, and no
+        ``reset`` is asked for; else empty it. True if it was kept."""
         with self._shared():
             self.bump()
             serial = db_serial()
-            kept = self._read_state() == (uuid, serial)
+            kept = not reset and self._read_state() == (uuid, serial)
             if not kept:
                 self._clear()
             self._write_state(uuid, serial)

@@ -342,8 +342,43 @@ def test_buckets_left_by_a_killed_process_are_swept_at_the_next_start(make_serve
     (second,) = [sec for sec, paths in buckets(static).items() if "root/killed/+simple/killed-pkg/index.json" in paths]
     assert page.is_file()
     s.start()  # every commit was removed: DIR is kept, and with it the bucket
+    assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200
     deadline = time.monotonic() + 60
     while page.exists() or second in buckets(static):
         assert time.monotonic() < deadline, "the dead process's bucket was never swept"
         time.sleep(0.2)
     assert time.time() >= second  # by its deadline, not before
+
+
+def test_a_repair_that_quarantines_a_blob_empties_dir_at_the_next_start(make_server, tmp_path):
+    """A restart keeps DIR (every commit was removed), but a file in DIR is a hard link to
+    its blob: after ``devpi fsck --repair`` moved a rotten blob away, the next start empties
+    DIR so nginx stops serving the rotten bytes."""
+    from ops_helpers import admin_json, blob_path
+
+    static = tmp_path / "static"
+    s = make_server(args=("--static-dir", str(static)))
+    auth = s.login("root", "root")
+    s.create_index(auth, "rot")
+    filename, data = wheel_bytes("rot-pkg", "1.0")
+    r = requests.post(f"{s.url}/root/rot/", auth=auth, timeout=60, files={"content": (filename, data)},
+                      data={":action": "file_upload", "name": "rot-pkg", "version": "1.0"})
+    assert r.status_code == 200, r.text
+    page = requests.get(f"{s.url}/root/rot/+simple/rot-pkg/", headers={"Accept": JSON}, timeout=30)
+    (url,) = [urljoin(page.url, f["url"]).split("#")[0] for f in page.json()["files"]]
+    assert requests.get(url, timeout=30).status_code == 200
+    in_dir = static / url[len(f"{s.url}/"):]
+    assert in_dir.is_file()
+    s.restart()
+    assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200
+    assert in_dir.is_file()  # kept across a clean restart
+    s.stop()
+    sha = hashlib.sha256(data).hexdigest()
+    with open(blob_path(s.serverdir, sha), "r+b") as f:  # the link's bytes rot with the blob's
+        f.write(b"rotten")
+    report = admin_json("fsck", "--serverdir", str(s.serverdir), "--repair", expect=1)
+    assert report["quarantined"] == [sha]
+    s.start()
+    assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200  # set up (DIR opened)
+    assert not in_dir.exists()
+    assert not (s.serverdir / "static-view.reset").exists()

@@ -137,12 +137,12 @@ class StaticView:
         self.root = root.resolve()
         self.lock = threading.Lock()  # this process's threads; ``_shared`` adds the other processes
         self.generation = 0
-        self.written = 0  # pages and files put in place (for tests and /+status)
+        self.written = 0  # pages and files put in place (a counter to look at in a debugger)
         self._lock_fd: int | None = None
         self._uuid = ""  # the database's (``start``)
         self._swept_through: int | None = None  # the last second swept (None: list the buckets)
         self._stopping = threading.Event()
-        self.swept = 0  # mirror-backed pages removed by their deadline (for tests and /+status)
+        self.swept = 0  # mirror-backed pages removed by their deadline (likewise)
 
     def claim(self, serverdir: Path) -> None:
         """Make DIR (0755) and mark it ours; refuse a directory that holds anything else

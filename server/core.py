@@ -278,6 +278,8 @@ class Core:
         return self.static is not None and bool(self.chain_open(ix.fullname))
 
     def mirror_backed(self, ix: IndexRow) -> bool:
+        """Whether anything but a stage is in ``ix``'s resolution order: its pages may change
+        without a commit here, so the static view keeps them only until a deadline."""
         return any(m.type != "stage" for m in self.resolution_order(ix))
 
     def static_files_of(self, ix: IndexRow) -> bool:

@@ -94,8 +94,9 @@ def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
         extra.update(STALE_HEADERS)
         return CachedPage(body, etag, extra, None)
     if static_ticket is not None and not hidden and prefix == STATIC_PROJECT_PREFIX and core.static_pages_of(ix):
-        # a mirror-backed page goes with a deadline (its cache life), one without an
-        # expiry where a mirror is involved (should not happen) not at all
+        # a mirror-backed page goes with a deadline (its cache life); where a mirror is in
+        # the resolution order but the page has no cache life (a project held privately that
+        # hides the mirror's, a plugin's index type) it is not kept: no deadline to trust
         if view.max_age is not None or not core.mirror_backed(ix):
             core.static.put_page(ix.user, ix.name, project, fmt, body, static_ticket, view.max_age)
     return core.page_cache.put(key, project, body, etag, extra, generation, view.max_age)

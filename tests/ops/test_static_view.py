@@ -382,3 +382,17 @@ def test_a_repair_that_quarantines_a_blob_empties_dir_at_the_next_start(make_ser
     assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200  # set up (DIR opened)
     assert not in_dir.exists()
     assert not (s.serverdir / "static-view.reset").exists()
+
+
+def test_nginx_never_serves_the_state_or_the_expiry_buckets(site, upstream):
+    mirror(site, "up3", upstream.url, expiry=600)
+    upstream.add_wheel("state-pkg", "1.0")
+    fill(site, "up3", "state-pkg")
+    state = (site.static / ".devpi-static-state" / "state").read_text()
+    second = min(buckets(site.static))  # (html and json: one or two seconds)
+    for path in ("/.devpi-static-state/state", "/.devpi-static-state/lock", f"/.devpi-static-state/expiry/{second}",
+                 "/.devpi-static-state/expiry/+simple/", f"/.devpi-static-state/expiry/+f/{second}",
+                 "/.devpi-static-view"):
+        r = requests.get(f"{site.url}{path}", timeout=30)
+        assert r.status_code == 404 and not served_by_nginx(r), (path, r.status_code)
+        assert state not in r.text and "state-pkg" not in r.text

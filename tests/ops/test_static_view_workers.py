@@ -82,7 +82,7 @@ def _versions(page: Path) -> set[str] | None:
 
 
 def _fill(site: Site, session: requests.Session, versions: set[str]) -> str:
-    """Ask ``session``'s worker for the page and its newest file until both are in DIR (a
+    """Ask ``session``'s worker for the page, the list and the newest file until all are in DIR (a
     render that worker started before its poller brought the last upload is not kept);
     the file's path under DIR."""
     newest = max(versions)
@@ -91,7 +91,7 @@ def _fill(site: Site, session: requests.Session, versions: set[str]) -> str:
         r = session.get(f"{site.s.url}/root/dev/+simple/wpkg/", headers={"Accept": JSON}, timeout=30)
         assert r.status_code in (200, 404), r.text
         session.get(f"{site.s.url}/root/dev/+simple/", headers={"Accept": JSON}, timeout=30)
-        if r.status_code != 200 or _versions(site.page_path("wpkg")) != versions:
+        if r.status_code != 200 or _versions(site.page_path("wpkg")) != versions or not site.page_path("").is_file():
             return None
         (url,) = [urljoin(r.url, f["url"]).split("#")[0] for f in r.json()["files"] if f"-{newest}-" in f["filename"]]
         assert session.get(url, timeout=30).status_code == 200

@@ -32,7 +32,7 @@ from .http.trusted_proxies import TrustedProxies
 from .mirror.via import via_mark
 from .repos.repository import EmptyRepository, MergedRepository, Repository, StageRepository
 from .repos.simple_page_cache import PageCache
-from .repos.static_view import StaticView
+from .repos.static_view import RESET_REQUEST, StaticView, Ticket
 from .store import catalog, schema
 from .store.audit_log import AuditLog
 from .store.blobstore import BlobStore
@@ -129,7 +129,18 @@ class Core:
         self.via_mark = via_mark(bytes.fromhex(secret))
         self.storage.init_serial()
         if self.static is not None:
-            self.static.clear()  # it may hold what commits made while this server was down changed
+            # kept if every commit up to now was removed from it (another worker serving it, or a
+            # clean restart); emptied if a commit may have been missed (repos/static_view.py)
+            reset = self.config.serverdir / RESET_REQUEST  # fsck --repair quarantined a blob
+            kept = self.static.start(node, self._db_serial, reset=reset.exists())
+            reset.unlink(missing_ok=True)
+            log.info("static view %s: %s", self.static.root, "kept" if kept else "emptied")
+            self.static.run_sweeper()  # mirror-backed pages leave by their deadline
+
+    def _db_serial(self) -> int:
+        with self.storage.read() as conn:
+            serial = kv_get(conn, "serial")
+        return int(serial) if serial is not None else -1
 
     def after_start(self, name: str, task: Callable[[], None]) -> None:
         """Run ``task`` in the background once the server answers (see ``start_background``).
@@ -237,8 +248,9 @@ class Core:
         if deletes:
             with self.storage.read() as conn:
                 gone = catalog.deleted_at(conn, serial)
-        with static.lock:
-            static.bump()
+        with static.commit(serial) as due:
+            if not due:
+                return  # another process removed it already
             if index_changed:
                 static.drop_pages()
                 static.keep_only({name for name in self.indexes() if self.chain_open(name)})
@@ -251,11 +263,24 @@ class Core:
             for user, index, relpath in gone:
                 static.drop_file(user, index, relpath)
 
+    def static_ticket(self) -> Ticket | None:
+        """Taken before a page or file is read for the static view (None: no static view):
+        a put with it lands only if no commit came since (repos/static_view.py)."""
+        if self.static is None:
+            return None
+        generation = self.static.generation
+        return Ticket(generation, self.storage.dispatched_serial, time.time())
+
     def static_pages_of(self, ix: IndexRow) -> bool:
         """Whether the static view keeps ``ix``'s pages: anyone may read its whole resolution
-        order and no mirror is in it (upstream's data goes stale without a commit)."""
-        return self.static is not None and bool(self.chain_open(ix.fullname)) and all(
-            m.type == "stage" for m in self.resolution_order(ix))
+        order. Where a mirror is in it (``mirror_backed``), project pages only, each until
+        its deadline (upstream's data goes stale without a commit)."""
+        return self.static is not None and bool(self.chain_open(ix.fullname))
+
+    def mirror_backed(self, ix: IndexRow) -> bool:
+        """Whether anything but a stage is in ``ix``'s resolution order: its pages may change
+        without a commit here, so the static view keeps them only until a deadline."""
+        return any(m.type != "stage" for m in self.resolution_order(ix))
 
     def static_files_of(self, ix: IndexRow) -> bool:
         """Whether the static view keeps ``ix``'s files (immutable: mirrors' too)."""

@@ -442,6 +442,8 @@ def _shut_down(plugins: PluginManager, built: Assembled, deadline: float | None 
     if hasattr(built.app, "log"):
         built.app.log.close()
     built.core.flight_locks.close()
+    if built.core.static is not None:
+        built.core.static.close()  # its sweeper; a page it had yet to sweep is in its bucket
     built.core.storage.close()
 
 
@@ -487,11 +489,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1 and args.pin_cpu != "off":
         raise SystemExit("devpi server: --pin-cpu keeps one process on one CPU; it cannot be combined "
                          "with --workers")
-    if args.workers > 1 and args.static_dir:
-        # each worker would empty and rebuild the static view at its start, under the others'
-        # feet; one writer per static dir until the workers share one (issue 28)
-        raise SystemExit("devpi server: --static-dir is kept by one process; it cannot be combined "
-                         "with --workers yet")
     pin = CpuPin(args.pin_cpu)
     try:
         pin.apply()  # before the server starts its threads: they inherit the placement

@@ -21,7 +21,7 @@ import bottle
 from ..accounts.scope import TOXRESULT
 from ..core import Core
 from ..repos import nonvolatile
-from ..repos.static_view import UnsafeName
+from ..repos.static_view import Ticket, UnsafeName
 from ..runtime.metrics import UPLOADS
 from ..store import catalog
 from ..store.blobstore import BlobCorrupt, BlobStore
@@ -211,7 +211,7 @@ def install(app: bottle.Bottle, core: Core) -> None:
         metadata_of = None
         if relpath.endswith(".metadata"):
             metadata_of = relpath[: -len(".metadata")]
-        static_generation = core.static.generation if core.static is not None else None
+        static_ticket = core.static_ticket()
         with core.storage.read() as conn:
             f = catalog.get_file(conn, ix.id, metadata_of or relpath)
             if f is None:
@@ -234,8 +234,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
         else:
             data_sha = f.sha256
             reply = serve_blob(core, f.sha256, f.filename, f.size, f.created)
-        if static_generation is not None and core.static_files_of(ix):
-            _materialise(core, ix, relpath, data_sha, static_generation)
+        if static_ticket is not None and core.static_files_of(ix):
+            _materialise(core, ix, relpath, data_sha, static_ticket)
         return reply
 
     def delete_file(user: str, index: str, path: str):
@@ -278,13 +278,13 @@ def install(app: bottle.Bottle, core: Core) -> None:
     app.route(base, "POST", post_toxresult)
 
 
-def _materialise(core: Core, ix: catalog.IndexRow, relpath: str, sha256: str, generation: int) -> None:
+def _materialise(core: Core, ix: catalog.IndexRow, relpath: str, sha256: str, ticket: Ticket) -> None:
     """Put a public file served just now into the static view (a local blob store's only:
     the view links to the blob), unless a commit came since it was looked up."""
     if not isinstance(core.blobs, BlobStore) or sha256 in core.config.extra.get("corrupt_blobs", ()):
         return
     try:
-        core.static.put_file(ix.user, ix.name, relpath, core.blobs.path(sha256), generation)
+        core.static.put_file(ix.user, ix.name, relpath, core.blobs.path(sha256), ticket)
     except UnsafeName as e:
         log.info("static view: %s", e)
 

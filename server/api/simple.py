@@ -78,7 +78,7 @@ def serve_project_page(core: Core, user: str, index: str, project: str) -> bottl
 def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden: tuple[str, ...]) -> CachedPage:
     project, prefix = key[2], key[4]
     generation = core.page_cache.generation
-    static_generation = core.static.generation if core.static is not None else None
+    static_ticket = core.static_ticket()
     view: ProjectView | None = core.repository(ix, hidden).get_project(project)
     if view is None:
         raise APIError(404, f"no project {project!r} on {ix.fullname}")
@@ -93,9 +93,12 @@ def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
     if view.stale:  # answered, never cached: the next request asks upstream again
         extra.update(STALE_HEADERS)
         return CachedPage(body, etag, extra, None)
-    if static_generation is not None and not hidden and prefix == STATIC_PROJECT_PREFIX and view.max_age is None \
-            and core.static_pages_of(ix):
-        core.static.put_page(ix.user, ix.name, project, fmt, body, static_generation)
+    if static_ticket is not None and not hidden and prefix == STATIC_PROJECT_PREFIX and core.static_pages_of(ix):
+        # a mirror-backed page goes with a deadline (its cache life); where a mirror is in
+        # the resolution order but the page has no cache life (a project held privately that
+        # hides the mirror's, a plugin's index type) it is not kept: no deadline to trust
+        if view.max_age is not None or not core.mirror_backed(ix):
+            core.static.put_page(ix.user, ix.name, project, fmt, body, static_ticket, view.max_age)
     return core.page_cache.put(key, project, body, etag, extra, generation, view.max_age)
 
 
@@ -119,7 +122,7 @@ def serve_project_list(core: Core, user: str, index: str) -> bottle.HTTPResponse
 
 def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden: tuple[str, ...]) -> CachedPage:
     generation = core.page_cache.generation
-    static_generation = core.static.generation if core.static is not None else None
+    static_ticket = core.static_ticket()
     repo = core.repository(ix, hidden)
     chunks = repo.project_name_chunks()
     if core.page_cache.generation != generation:  # the list just arrived (it drops the cached
@@ -131,8 +134,9 @@ def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
         page = CachedPage.from_pieces(pieces, dict(INCOMPLETE_HEADERS))
     else:
         page = core.page_cache.put_page(key, "", CachedPage.from_pieces(pieces, {}), generation)
-        if static_generation is not None and not hidden and key[4] == "" and core.static_pages_of(ix):
-            core.static.put_page(ix.user, ix.name, "", fmt, b"".join(page.identity()), static_generation)
+        if static_ticket is not None and not hidden and key[4] == "" and core.static_pages_of(ix) \
+                and not core.mirror_backed(ix):  # a mirror's list is replaced when it is, no deadline
+            core.static.put_page(ix.user, ix.name, "", fmt, b"".join(page.identity()), static_ticket)
     if page.body is None:  # a big list: give its transient buffers back (see malloc_tuning)
         trim()
     return page

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..repos.static_view import RESET_REQUEST
 from ..store.integrity import QUARANTINE, FsckReport, check
 from .offline import add_storage_options, open_core
 
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         report = check(core.storage, core.blobs, core.config.serverdir, repair=args.repair)
     finally:
         core.storage.close()
+    if report.quarantined:  # a --static-dir holds hard links to them: emptied at the next start
+        (core.config.serverdir / RESET_REQUEST).touch()
     if args.json:
         print(json.dumps(as_dict(report), indent=1))
     else:

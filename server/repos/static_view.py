@@ -9,14 +9,33 @@ and puts the result here. The layout is the URL path itself::
     DIR/<user>/<index>/+f/<relpath>                             a release file
 
 Only indexes whose whole resolution order anyone may read are materialised (one
-whose acl_read changes is removed at once), and pages only where no mirror is in the
-resolution order (upstream's data goes stale without any commit: such pages stay with
-the server's page cache, which expires them).
+whose acl_read changes is removed at once).
 
-Freshness: every commit bumps ``generation`` and removes what it touches, under
-``lock``; a writer takes the generation *before* it reads the database and renames its
-file into place under the lock only if no commit came since. So a page or file read
-before a commit never lands after it, whichever thread or process committed.
+Mirror-backed project pages (a mirror's own, or a stage's with a mirror in its resolution
+order) go stale without any commit: each is put with a deadline, its own remaining cache
+life (what the page cache keeps it for) minus ``EXPIRY_MARGIN``, and its path is appended
+to the bucket of that second (``STATE_DIR/expiry/<unix second>``) before the page lands.
+Every process sweeps the buckets that are due (``sweep``, twice a second), removing the
+pages they list: the cost is the pages expiring, never a scan of DIR, and the buckets of
+a process that died are swept by the others or at the next start. A page served stale
+(upstream down) is never put; a project list of a mirror-backed index neither (it is
+replaced when the mirror's list is, not by a deadline). Commits still remove at once.
+
+Freshness, across every process sharing DIR (``--workers N``, or several servers on one
+database on one host): whoever handles a commit (the committing process before its
+write is answered, every other one when its changelog poller brings the commit) removes
+what the commit touched and records the commit's serial as "removed through" in
+``STATE_DIR/state``, both under one ``fcntl.flock`` of ``STATE_DIR/lock``. A writer takes a
+``Ticket`` *before* it reads anything: this process's ``generation`` (bumped by each
+commit it handles) and the last serial its caches have absorbed. Under the same flock it
+renames its file into place only if the generation is unchanged and the recorded serial
+is not beyond the ticket's: a process that has not absorbed a commit yet (its caches may
+still hold what came before) cannot land a page after another process removed it.
+
+At start, DIR is kept when ``state`` names this database (its uuid) at its current serial:
+every commit was removed by someone, so a worker (re)starting does not wipe what the
+others serve. Anything else (no state, another database, a commit whose removal a crash
+cut off, a database restored to an older serial) empties DIR.
 
 Safety: names are checked one path segment at a time, every directory is opened
 with ``O_NOFOLLOW`` relative to its parent (a symlink planted in DIR is never followed),
@@ -30,13 +49,18 @@ system). A blob is immutable and content-addressed, so the link never changes un
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import logging
 import os
 import secrets
 import shutil
 import stat
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("devpi.server.static")
@@ -59,6 +83,49 @@ def check_segment(name: str) -> str:
 
 
 MARKER = ".devpi-static-view"  # says DIR is ours to empty at start
+# what the processes sharing DIR agree on (0700: nginx has no business there, and no
+# location of the generated site maps to it; no index or user name starts with a dot)
+STATE_DIR = ".devpi-static-state"
+_OURS = (MARKER, STATE_DIR)
+EXPIRY_DIR = "expiry"
+# a file in the server dir: the next start empties DIR whatever the state says. ``devpi fsck
+# --repair`` leaves it after quarantining blobs: DIR's hard links still reach their bytes.
+RESET_REQUEST = "static-view.reset"
+# seconds a mirror-backed page leaves DIR before its cache life ends: the sweeper runs every
+# SWEEP_INTERVAL and removes a bucket once its second has begun
+EXPIRY_MARGIN = 3.0
+MIN_STATIC_LIFE = 2.0  # a page with less life left than this after the margin is not put
+SWEEP_INTERVAL = 0.5
+_MAX_LINE = 4 * (_MAX_SEGMENT + 1) + 16  # bytes: <user>/<index>/+simple/<project>/index.json at most
+_SWEEP_GAP = 3600  # seconds of buckets tried by name; a longer gap (suspended) lists the directory
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Taken before a page or file is read: what this process knew then (see the module
+    docstring). ``serial``: the last commit its caches had absorbed."""
+
+    generation: int
+    serial: int
+    taken: float = 0.0  # wall time: a mirror-backed page's deadline counts from here
+
+
+def _lines(fd: int) -> Iterator[bytes]:
+    """The lines of a bucket, read a piece at a time (a huge bucket is not held whole); a
+    line longer than any path ``put_page`` writes is skipped."""
+    pending = b""
+    skipping = False  # in the middle of a line too long to be one of ours
+    while chunk := os.read(fd, 1 << 16):
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            if skipping:
+                skipping = False  # the long line's tail
+            elif line:
+                yield line
+        if len(pending) > _MAX_LINE:
+            pending, skipping = b"", True
+    if pending and not skipping:
+        yield pending
 
 
 class NotAStaticDir(Exception):
@@ -68,9 +135,14 @@ class NotAStaticDir(Exception):
 class StaticView:
     def __init__(self, root: Path):
         self.root = root.resolve()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # this process's threads; ``_shared`` adds the other processes
         self.generation = 0
-        self.written = 0  # pages and files put in place (for tests and /+status)
+        self.written = 0  # pages and files put in place (a counter to look at in a debugger)
+        self._lock_fd: int | None = None
+        self._uuid = ""  # the database's (``start``)
+        self._swept_through: int | None = None  # the last second swept (None: list the buckets)
+        self._stopping = threading.Event()
+        self.swept = 0  # mirror-backed pages removed by their deadline (likewise)
 
     def claim(self, serverdir: Path) -> None:
         """Make DIR (0755) and mark it ours; refuse a directory that holds anything else
@@ -85,25 +157,141 @@ class StaticView:
                                 f"or new directory")
         marker.touch()
         os.chmod(self.root, 0o755)
+        state = self.root / STATE_DIR
+        try:
+            state.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        try:
+            (state / EXPIRY_DIR).mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        for path in (state, state / EXPIRY_DIR):
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise NotAStaticDir(f"{path} is not a directory")
+        try:
+            self._lock_fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as e:  # a symlink planted there, say
+            raise NotAStaticDir(f"{state / 'lock'}: {e.strerror}") from None
+
+    # -- the state every process sharing DIR agrees on ---------------------------------
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """This process's lock, then the flock the other processes take too."""
+        with self.lock:
+            fd = self._lock_fd
+            if fd is None:  # not claimed (a view made for a test): this process alone
+                yield
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _state_path(self) -> Path:
+        return self.root / STATE_DIR / "state"
+
+    def _read_state(self) -> tuple[str, int] | None:
+        """With ``_shared`` held: (database uuid, removed-through serial), or None."""
+        try:
+            fd = os.open(self._state_path(), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        try:
+            data = json.loads(raw)
+            return str(data["uuid"]), int(data["serial"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _write_state(self, uuid: str, serial: int) -> None:
+        """With ``_shared`` held: written aside and renamed (a crash leaves the old or the new)."""
+        path = self._state_path()
+        tmp = path.with_name(f"state.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps({"uuid": uuid, "serial": serial}).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def start(self, uuid: str, db_serial: Callable[[], int], reset: bool = False) -> bool:
+        """At start: keep DIR if the state says every commit of this database (``uuid``)
+        up to its serial now (``db_serial()``, read under the flock) was removed, and no
+        ``reset`` is asked for; else empty it. True if it was kept."""
+        with self._shared():
+            self.bump()
+            serial = db_serial()
+            kept = not reset and self._read_state() == (uuid, serial)
+            if not kept:
+                self._clear()
+            self._write_state(uuid, serial)
+            self._uuid = uuid
+            return kept
+
+    @contextmanager
+    def commit(self, serial: int) -> Iterator[bool]:
+        """Handle the commit at ``serial``: the block removes what it changed if told True,
+        then the serial is recorded as removed (no process whose caches predate it lands a
+        page from then on).
+
+        False: another process recorded this serial (or a later one) already. It removed
+        what this one would, and whatever landed since was read after the commit, by a
+        process that had taken it in: removing again would only take fresh pages away
+        (the committing worker's, rendered at once, which its page cache then answers
+        while nginx asks it for every request)."""
+        with self._shared():
+            self.bump()
+            state = self._read_state() if self._lock_fd is not None else None
+            if state is not None and state[1] >= serial:
+                yield False
+                return
+            yield True
+            if self._lock_fd is not None:
+                self._write_state(self._uuid, serial)
+
+    def _may_land(self, ticket: Ticket) -> bool:
+        """With ``_shared`` held: no commit since the ticket (here or in another process)."""
+        if ticket.generation != self.generation:
+            return False
+        if self._lock_fd is None:
+            return True
+        state = self._read_state()
+        return state is not None and state[1] <= ticket.serial
 
     # -- writing ----------------------------------------------------------------------
-    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, generation: int) -> bool:
-        """A rendered page ("" project: the project list), if no commit came since ``generation``."""
-        parts = [user, index, "+simple"] + ([project] if project else [])
-        return self._put(parts, PAGE_FILES[fmt], generation, data=body)
+    def put_page(self, user: str, index: str, project: str, fmt: str, body: bytes, ticket: Ticket,
+                 max_age: float | None = None) -> bool:
+        """A rendered page ("" project: the project list), if no commit came since ``ticket``.
 
-    def put_file(self, user: str, index: str, relpath: str, blob: Path, generation: int) -> bool:
+        ``max_age``: a mirror-backed project page's remaining cache life when the ticket was
+        taken; it leaves DIR ``EXPIRY_MARGIN`` seconds before that (not put if too short)."""
+        parts = [user, index, "+simple"] + ([project] if project else [])
+        expires = None
+        if max_age is not None:
+            if not project:
+                raise UnsafeName("a project list has no deadline")
+            expires = ticket.taken + max_age - EXPIRY_MARGIN
+            if expires - time.time() < MIN_STATIC_LIFE:
+                return False
+        return self._put(parts, PAGE_FILES[fmt], ticket, data=body, expires=expires)
+
+    def put_file(self, user: str, index: str, relpath: str, blob: Path, ticket: Ticket) -> bool:
         """A release file at its ``+f/...`` path: a hard link to ``blob`` (or a copy)."""
         segments = relpath.split("/")
         if len(segments) != 4 or segments[0] != "+f":  # +f/<hash dirs>/<filename>, as stages name them
             raise UnsafeName(f"not a file path: {relpath!r}")
-        return self._put([user, index, *segments[:-1]], segments[-1], generation, blob=blob)
+        return self._put([user, index, *segments[:-1]], segments[-1], ticket, blob=blob)
 
-    def _put(self, parts: list[str], name: str, generation: int, data: bytes | None = None,
-             blob: Path | None = None) -> bool:
+    def _put(self, parts: list[str], name: str, ticket: Ticket, data: bytes | None = None,
+             blob: Path | None = None, expires: float | None = None) -> bool:
         for part in (*parts, name):
             check_segment(part)
-        if generation != self.generation:
+        if ticket.generation != self.generation:
             return False
         try:
             dfd = self._open_dirs(parts, create=True)
@@ -113,10 +301,12 @@ class StaticView:
         tmp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
         try:
             self._write_temp(dfd, tmp, data, blob)
-            with self.lock:
-                if generation != self.generation:
+            with self._shared():
+                if not self._may_land(ticket):
                     os.unlink(tmp, dir_fd=dfd)
                     return False
+                if expires is not None:  # listed before it lands: a crash leaves it swept
+                    self._add_to_bucket(int(expires), "/".join((*parts, name)))
                 os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a planted link, never follows it
                 self.written += 1
             return True
@@ -174,31 +364,133 @@ class StaticView:
             os.close(fd)
             raise
 
+    # -- mirror-backed pages' deadlines --------------------------------------------------
+    def _expiry_fd(self) -> int:
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            sfd = os.open(STATE_DIR, _DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        try:
+            return os.open(EXPIRY_DIR, _DIR_FLAGS, dir_fd=sfd)
+        finally:
+            os.close(sfd)
+
+    def _add_to_bucket(self, second: int, path: str) -> None:
+        """With ``_shared`` held: ``path`` (relative to DIR) is to go at ``second``."""
+        efd = self._expiry_fd()
+        try:
+            fd = os.open(str(second), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=efd)
+        finally:
+            os.close(efd)
+        try:
+            os.write(fd, path.encode("utf-8", "surrogateescape") + b"\n")
+        finally:
+            os.close(fd)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove the mirror-backed pages whose deadline has come; how many were there.
+        Buckets are tried by name from the last second swept (the first sweep of a process,
+        or one after a long gap, lists them: a dead process's are among them)."""
+        if self._lock_fd is None:
+            return 0
+        through = int(time.time() if now is None else now)
+        removed = 0
+        with self._shared():
+            efd = self._expiry_fd()
+            try:
+                last = self._swept_through
+                if last is None or through - last > _SWEEP_GAP:
+                    due = sorted(int(n) for n in os.listdir(efd) if n.isdigit() and len(n) < 16 and int(n) <= through)
+                else:
+                    due = list(range(last + 1, through + 1))
+                for second in due:
+                    removed += self._sweep_bucket(efd, str(second))
+            finally:
+                os.close(efd)
+            self._swept_through = through
+            self.swept += removed
+        return removed
+
+    def _sweep_bucket(self, efd: int, name: str) -> int:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=efd)
+        except FileNotFoundError:
+            return 0
+        except OSError:  # a symlink or a fifo planted there: not read, taken away
+            self._unlink_bucket(efd, name)
+            return 0
+        count = 0
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                for line in _lines(fd):
+                    count += self._sweep_line(line, name)
+        finally:
+            os.close(fd)
+        self._unlink_bucket(efd, name)
+        return count
+
+    def _sweep_line(self, line: bytes, bucket: str) -> int:
+        parts = line.decode("utf-8", "surrogateescape").split("/")
+        # only what ``put_page`` lists: <user>/<index>/+simple/<project>/index.<fmt>
+        if len(parts) != 5 or parts[2] != "+simple" or parts[4] not in PAGE_FILES.values():
+            log.warning("static view: ignoring %r in expiry bucket %s", line[:200], bucket)
+            return 0
+        return int(self._remove(parts))  # checks every segment, follows no symlink
+
+    @staticmethod
+    def _unlink_bucket(efd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=efd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a directory planted there: not ours to empty
+            log.warning("static view: cannot remove expiry bucket %r: %s", name[:200], e)
+
+    def run_sweeper(self) -> threading.Thread:
+        """Sweep every ``SWEEP_INTERVAL`` in a daemon thread until ``close``."""
+        def loop() -> None:
+            while not self._stopping.wait(SWEEP_INTERVAL):
+                try:
+                    self.sweep()
+                except Exception:  # a bad bucket must not stop the sweeping
+                    log.exception("static view: sweep failed")
+
+        thread = threading.Thread(target=loop, name="static-sweeper", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self._stopping.set()
+
     # -- removing -----------------------------------------------------------------------
     def bump(self) -> None:
-        """With ``lock`` held: a commit arrived; what was read before it may not land."""
+        """With ``lock`` held: a commit arrived; what this process read before it may not land."""
         self.generation += 1
 
-    def _remove(self, parts: list[str], listed: bool = False) -> None:
+    def _remove(self, parts: list[str], listed: bool = False) -> bool:
         """Remove DIR/parts (a file, a symlink or a whole tree), never following a symlink.
         ``listed``: the last name comes from listing its directory (a temp name may start
-        with a dot), the others are checked as usual."""
+        with a dot), the others are checked as usual. True if something was removed."""
         try:
             for part in parts[:-1] if listed else parts:
                 check_segment(part)
             dfd = self._open_dirs(parts[:-1], create=False)
         except (OSError, UnsafeName):
-            return  # not there (or not ours to walk into): nothing to remove
+            return False  # not there (or not ours to walk into): nothing to remove
         try:
             st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 shutil.rmtree(parts[-1], dir_fd=dfd)  # fd-based on Linux: symlinks are removed, not followed
             else:
                 os.unlink(parts[-1], dir_fd=dfd)
+            return True
         except FileNotFoundError:
-            pass
+            return False
         except OSError as e:
             log.warning("static view: could not remove %s: %s", "/".join(parts), e)
+            return False
         finally:
             os.close(dfd)
 
@@ -219,7 +511,7 @@ class StaticView:
         return found
 
     def drop_project(self, project: str) -> None:
-        """With ``lock`` held: project's pages on every index (inheritance shows a project
+        """Inside ``commit``: project's pages on every index (inheritance shows a project
         on indexes that do not hold it) and every project list."""
         for user, index in self._index_dirs():
             self._remove([user, index, "+simple", "index.html"])
@@ -228,29 +520,35 @@ class StaticView:
                 self._remove([user, index, "+simple", project])
 
     def drop_pages(self) -> None:
-        """With ``lock`` held: every page (an index or user changed: any page may have)."""
+        """Inside ``commit``: every page (an index or user changed: any page may have)."""
         for user, index in self._index_dirs():
             self._remove([user, index, "+simple"])
 
     def drop_file(self, user: str, index: str, relpath: str) -> None:
-        """With ``lock`` held."""
+        """Inside ``commit``."""
         self._remove([user, index, *relpath.split("/")])
 
     def keep_only(self, indexes: set[str]) -> None:
-        """With ``lock`` held: remove every index (and user) directory not in ``indexes``
+        """Inside ``commit``: remove every index (and user) directory not in ``indexes``
         (deleted, or no longer readable by anyone)."""
         users = {name.split("/", 1)[0] for name in indexes}
         for user, index in self._index_dirs():
             if f"{user}/{index}" not in indexes:
                 self._remove([user, index], listed=True)
         for name in os.listdir(self.root):
-            if name not in users and name != MARKER:
+            if name not in users and name not in _OURS:
                 self._remove([name], listed=True)
 
-    def clear(self) -> None:
-        """Empty DIR (at start: whatever it holds may predate commits this server never saw)."""
-        with self.lock:
-            self.bump()
-            for name in os.listdir(self.root):
-                if name != MARKER:
-                    self._remove([name], listed=True)
+    def _clear(self) -> None:
+        """With ``_shared`` held: empty DIR but for what says it is ours (the expiry buckets
+        go too: what they list is gone)."""
+        for name in os.listdir(self.root):
+            if name not in _OURS:
+                self._remove([name], listed=True)
+        if self._lock_fd is not None:
+            efd = self._expiry_fd()
+            try:
+                for name in os.listdir(efd):
+                    self._unlink_bucket(efd, name)
+            finally:
+                os.close(efd)

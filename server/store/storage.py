@@ -266,6 +266,12 @@ class Storage:
             except Exception:  # a listener must never break a commit
                 log.exception("commit listener failed at serial %s", serial)
 
+    @property
+    def dispatched_serial(self) -> int:
+        """The last commit every listener (this process's caches) has taken in: what is read
+        after reading this reflects at least that serial."""
+        return self._dispatched_serial
+
     def wait_for_serial(self, serial: int, timeout: float) -> bool:
         with self._serial_cond:
             return self._serial_cond.wait_for(lambda: self.current_serial >= serial, timeout)

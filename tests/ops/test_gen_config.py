@@ -162,6 +162,21 @@ def test_logrotate_file(tmp_path):
     assert (tmp_path / "log" / "devpi.log.1").read_text() == "a line\n" * 100
 
 
+def test_static_site_never_keeps_a_page_past_its_removal(tmp_path):
+    """Pages leave DIR by a commit or (mirror-backed) by their deadline: nothing in the site
+    may serve one after that (an open_file_cache) or let clients keep it (an expires)."""
+    out = tmp_path / "conf"
+    p = gen_config("--serverdir", str(tmp_path / "srv"), "--outside-url", "https://pkg.example.org",
+                   "--static-dir", str(tmp_path / "static"), "--output", str(out))
+    assert p.returncode == 0, p.stderr
+    site = (out / "nginx-devpi.conf").read_text()
+    directives = [line.split("#")[0].strip() for line in site.splitlines()]
+    assert not any(d.startswith("open_file_cache") for d in directives)
+    pages = site[site.index("\\+simple/"):site.index("\\+f/")]
+    assert 'add_header Cache-Control "max-age=0, must-revalidate";' in pages
+    assert not any(d.startswith("expires") for d in (line.split("#")[0].strip() for line in pages.splitlines()))
+
+
 @pytest.mark.parametrize("args, expected", [
     (("--outside-url", "ftp://x.example.org"), "not an outside URL"),
     (("--outside-url", "https://x.example.org/a;b"), "not an outside URL"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -226,13 +227,172 @@ def test_pip_and_uv_install_through_the_static_view_with_matching_hashes(site, t
     assert "/pkgs/root/inst/+simple/inst-pkg/" in log
 
 
-def test_mirror_backed_pages_are_not_materialised(site, upstream):
-    """A mirror's pages go stale without a commit: they stay with the server's page cache."""
-    r = requests.put(f"{site.url}/root/up", json={"type": "mirror", "mirror_url": upstream.url},
+EXPIRY = 8  # the test mirrors' mirror_cache_expiry (seconds)
+MARGIN = 3  # repos/static_view.py EXPIRY_MARGIN
+
+
+def mirror(site: Site, name: str, url: str, expiry: int = EXPIRY) -> None:
+    r = requests.put(f"{site.url}/root/{name}", json={"type": "mirror", "mirror_url": url,
+                                                      "mirror_cache_expiry": expiry},
                      headers={"Accept": "application/json"}, auth=site.auth, timeout=30)
     assert r.status_code == 200, r.text
+
+
+def buckets(static: Path) -> dict[int, list[str]]:
+    """second -> the paths its expiry bucket lists."""
+    found = {}
+    for b in (static / ".devpi-static-state" / "expiry").iterdir():
+        found[int(b.name)] = b.read_text().splitlines()
+    return found
+
+
+def test_mirror_backed_pages_leave_dir_by_their_deadline_and_upstream_changes_show(site, upstream):
+    mirror(site, "up", upstream.url)
     site.index("onmirror", bases=["root/up"])
-    upstream.add_wheel("upstream-pkg", "1.0")
+    upstream.add_wheel("expiry-pkg", "1.0")
+    before = time.time()
     for index in ("up", "onmirror"):
-        assert site.page(index, "upstream-pkg", PIP_ACCEPT).status_code == 200
-        assert not site.static_page(index, "upstream-pkg", "json").exists()
+        for accept in (None, PIP_ACCEPT):
+            r = site.page(index, "expiry-pkg", accept)
+            assert r.status_code == 200 and not served_by_nginx(r), r.text
+    after = time.time()
+    listed = {path: second for second, paths in buckets(site.static).items() for path in paths}
+    for index in ("up", "onmirror"):
+        for fmt in ("html", "json"):
+            assert site.static_page(index, "expiry-pkg", fmt).is_file()
+            # its deadline: the page's cache life (mirror_cache_expiry from the fetch) less the margin
+            second = listed[f"root/{index}/+simple/expiry-pkg/index.{fmt}"]
+            assert before + EXPIRY - MARGIN - 1 <= second <= after + EXPIRY - MARGIN
+        # a mirror-backed project list has no deadline: the server keeps it
+        assert site.page(index, "", PIP_ACCEPT).status_code == 200
+        assert not site.static_page(index, "", "json").exists()
+    hit = site.page("onmirror", "expiry-pkg", PIP_ACCEPT)
+    assert served_by_nginx(hit) and hit.headers["Cache-Control"] == "max-age=0, must-revalidate"
+    assert "Expires" not in hit.headers  # nothing promised beyond the deadline
+    upstream.add_wheel("expiry-pkg", "2.0")
+
+    def shows_2_0() -> bool:
+        r = site.page("onmirror", "expiry-pkg", PIP_ACCEPT)
+        return {f["filename"].split("-")[1] for f in r.json()["files"]} == {"1.0", "2.0"}
+
+    deadline = time.monotonic() + 60
+    while not shows_2_0():
+        assert time.monotonic() < deadline, "the upstream change never showed through nginx"
+        time.sleep(0.2)
+    # swept by its deadline, rendered afresh, put again with a new one
+    assert b"expiry_pkg-2.0" in site.static_page("onmirror", "expiry-pkg", "json").read_bytes() \
+        or not site.static_page("onmirror", "expiry-pkg", "json").exists()
+
+
+def test_an_upload_to_a_stage_merging_the_mirror_removes_its_page_before_returning(site, upstream):
+    mirror(site, "up2", upstream.url, expiry=600)
+    site.index("merging", bases=["root/up2"], mirror_whitelist=["merge-pkg"])
+    upstream.add_wheel("merge-pkg", "1.0")
+    fill(site, "merging", "merge-pkg")
+    fill(site, "up2", "merge-pkg")
+    assert site.static_page("merging", "merge-pkg", "json").is_file()
+    assert site.static_page("up2", "merge-pkg", "json").is_file()
+    site.upload("merging", "merge-pkg", "9.0")
+    for fmt in ("html", "json"):
+        assert not site.static_page("merging", "merge-pkg", fmt).exists()
+    r = site.page("merging", "merge-pkg", PIP_ACCEPT)
+    assert {f["filename"].split("-")[1] for f in r.json()["files"]} == {"1.0", "9.0"}
+
+
+def test_a_stale_mirror_answer_is_never_written(site):
+    from support.upstream import Upstream
+
+    with Upstream() as up:
+        mirror(site, "gone", up.url, expiry=MARGIN + 1)  # a deadline 1 s out is too short: not put
+        up.add_wheel("stale-pkg", "1.0")
+        assert site.page("gone", "stale-pkg", PIP_ACCEPT).status_code == 200
+        assert not site.static_page("gone", "stale-pkg", "json").exists()
+        mirror(site, "gone2", up.url, expiry=MARGIN + 5)
+        assert site.page("gone2", "stale-pkg", PIP_ACCEPT).status_code == 200
+        assert site.static_page("gone2", "stale-pkg", "json").is_file()
+    deadline = time.monotonic() + 60
+    while site.static_page("gone2", "stale-pkg", "json").exists():  # swept by its deadline
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    while True:  # upstream is down: the last good copy, marked stale, from the server only
+        r = site.page("gone2", "stale-pkg", PIP_ACCEPT)
+        assert r.status_code == 200 and not served_by_nginx(r)
+        if "X-Devpi-Stale" in r.headers:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert not site.static_page("gone2", "stale-pkg", "json").exists()
+    assert not any("gone2" in p for paths in buckets(site.static).values() for p in paths)
+
+
+def test_buckets_left_by_a_killed_process_are_swept_at_the_next_start(make_server, upstream, tmp_path):
+    static = tmp_path / "static"
+    s = make_server(args=("--static-dir", str(static)))
+    auth = s.login("root", "root")
+    r = s.api("PUT", "/root/killed", json={"type": "mirror", "mirror_url": upstream.url,
+                                           "mirror_cache_expiry": 25}, auth=auth)
+    assert r.status_code == 200, r.text
+    upstream.add_wheel("killed-pkg", "1.0")
+    r = requests.get(f"{s.url}/root/killed/+simple/killed-pkg/", headers={"Accept": JSON}, timeout=30)
+    assert r.status_code == 200, r.text
+    page = static / "root" / "killed" / "+simple" / "killed-pkg" / "index.json"
+    assert page.is_file()
+    s.kill()  # SIGKILL: its sweeper never gets to the page
+    (second,) = [sec for sec, paths in buckets(static).items() if "root/killed/+simple/killed-pkg/index.json" in paths]
+    assert page.is_file()
+    s.start()  # every commit was removed: DIR is kept, and with it the bucket
+    assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200
+    deadline = time.monotonic() + 60
+    while page.exists() or second in buckets(static):
+        assert time.monotonic() < deadline, "the dead process's bucket was never swept"
+        time.sleep(0.2)
+    assert time.time() >= second  # by its deadline, not before
+
+
+def test_a_repair_that_quarantines_a_blob_empties_dir_at_the_next_start(make_server, tmp_path):
+    """A restart keeps DIR (every commit was removed), but a file in DIR is a hard link to
+    its blob: after ``devpi fsck --repair`` moved a rotten blob away, the next start empties
+    DIR so nginx stops serving the rotten bytes."""
+    from ops_helpers import admin_json, blob_path
+
+    static = tmp_path / "static"
+    s = make_server(args=("--static-dir", str(static)))
+    auth = s.login("root", "root")
+    s.create_index(auth, "rot")
+    filename, data = wheel_bytes("rot-pkg", "1.0")
+    r = requests.post(f"{s.url}/root/rot/", auth=auth, timeout=60, files={"content": (filename, data)},
+                      data={":action": "file_upload", "name": "rot-pkg", "version": "1.0"})
+    assert r.status_code == 200, r.text
+    page = requests.get(f"{s.url}/root/rot/+simple/rot-pkg/", headers={"Accept": JSON}, timeout=30)
+    (url,) = [urljoin(page.url, f["url"]).split("#")[0] for f in page.json()["files"]]
+    assert requests.get(url, timeout=30).status_code == 200
+    in_dir = static / url[len(f"{s.url}/"):]
+    assert in_dir.is_file()
+    s.restart()
+    assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200
+    assert in_dir.is_file()  # kept across a clean restart
+    s.stop()
+    sha = hashlib.sha256(data).hexdigest()
+    with open(blob_path(s.serverdir, sha), "r+b") as f:  # the link's bytes rot with the blob's
+        f.write(b"rotten")
+    report = admin_json("fsck", "--serverdir", str(s.serverdir), "--repair", expect=1)
+    assert report["quarantined"] == [sha]
+    s.start()
+    assert requests.get(f"{s.url}/+status", timeout=30).status_code == 200  # set up (DIR opened)
+    assert not in_dir.exists()
+    assert not (s.serverdir / "static-view.reset").exists()
+
+
+def test_nginx_never_serves_the_state_or_the_expiry_buckets(site, upstream):
+    mirror(site, "up3", upstream.url, expiry=600)
+    upstream.add_wheel("state-pkg", "1.0")
+    fill(site, "up3", "state-pkg")
+    state = (site.static / ".devpi-static-state" / "state").read_text()
+    second = min(buckets(site.static))  # (html and json: one or two seconds)
+    for path in ("/.devpi-static-state/state", "/.devpi-static-state/lock", f"/.devpi-static-state/expiry/{second}",
+                 "/.devpi-static-state/expiry/+simple/", f"/.devpi-static-state/expiry/+f/{second}",
+                 "/.devpi-static-view"):
+        r = requests.get(f"{site.url}{path}", timeout=30)
+        assert r.status_code == 404 and not served_by_nginx(r), (path, r.status_code)
+        assert state not in r.text and "state-pkg" not in r.text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from devpi.server.repos.static_view import StaticView, UnsafeName
+from devpi.server.repos.static_view import StaticView, Ticket, UnsafeName
 from support.dists import wheel_bytes
 from support.ports import free_port
 
@@ -122,17 +122,19 @@ def test_segments_that_could_leave_a_directory_are_refused(tmp_path):
     """The check every name from a request or an upload goes through before a write."""
     view = StaticView(tmp_path / "static")
     view.claim(tmp_path / "srv")
+    ticket = Ticket(view.generation, 0)
     for bad in ("..", ".", "", "a/b", "a\\b", "a\0b", ".hidden", "x\ny", "a" * 256):
         with pytest.raises(UnsafeName):
-            view.put_page(bad, "dev", "pkg", "html", b"x", view.generation)
+            view.put_page(bad, "dev", "pkg", "html", b"x", ticket)
         if bad:  # "" is the project list
             with pytest.raises(UnsafeName):
-                view.put_page("root", "dev", bad, "html", b"x", view.generation)
+                view.put_page("root", "dev", bad, "html", b"x", ticket)
         with pytest.raises(UnsafeName):
-            view.put_file("root", "dev", f"+f/ab/cd/{bad}", tmp_path / "blob", view.generation)
+            view.put_file("root", "dev", f"+f/ab/cd/{bad}", tmp_path / "blob", ticket)
     with pytest.raises(UnsafeName):
-        view.put_file("root", "dev", "../../etc/passwd", tmp_path / "blob", view.generation)
-    assert everything_under(tmp_path / "static") == [".devpi-static-view"]
+        view.put_file("root", "dev", "../../etc/passwd", tmp_path / "blob", ticket)
+    assert everything_under(tmp_path / "static") == [".devpi-static-state", ".devpi-static-state/expiry",
+                                                     ".devpi-static-state/lock", ".devpi-static-view"]
 
 
 def test_symlinks_planted_in_dir_are_not_followed(static_server, tmp_path):
@@ -195,3 +197,59 @@ def test_a_dir_devpi_did_not_make_is_refused_in_one_line(tmp_path):
         p = _start(tmp_path / "srv2", static)
         assert p.returncode != 0 and "--static-dir" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert (home / "precious.txt").read_text() == "mine"
+
+
+def test_hostile_expiry_buckets_never_delete_outside_dir(tmp_path):
+    """The buckets list paths to remove: a path leaving DIR, one through a symlink planted
+    in DIR, a bucket that is a symlink, a fifo or a directory, an endless line: nothing
+    outside DIR goes, the listed page inside DIR does, and sweeping goes on."""
+    static = tmp_path / "static"
+    view = StaticView(static)
+    view.claim(tmp_path / "srv")
+    view.start("uuid", lambda: 1)
+    outside = tmp_path / "outside"
+    (outside / "+simple" / "p").mkdir(parents=True)
+    victims = [outside / "victim", outside / "+simple" / "p" / "index.json", outside / "index.json"]
+    for v in victims:
+        v.write_text("untouched")
+    (static / "root").mkdir()
+    os.symlink(outside, static / "root" / "link")  # a directory of the layout replaced by a link
+    os.symlink(outside / "+simple", static / "root" / "dev2")
+    assert view.put_page("root", "dev", "ok", "json", b"x", Ticket(view.generation, 1))
+    expiry = static / ".devpi-static-state" / "expiry"
+    (expiry / "5").write_bytes(b"\n".join([
+        b"../../outside/victim", str(outside / "victim").encode(), b"root/dev/+simple/../../../outside/index.json",
+        b"root/link/+simple/p/index.json", b"root/dev2/+simple/../p/index.json", b"root/link/../+simple/p/index.json",
+        b"root/dev/+simple/ok/../../../../outside/victim", b"root/dev/+simple/ok/index.json\0/x",
+        b"a" * 100_000, b"root/dev/+simple/ok/index.json", b"..", b"/", b"\xff\xfe",
+    ]))
+    os.symlink(outside / "victim", expiry / "6")  # a bucket that is a link: not read, not followed
+    os.mkfifo(expiry / "7")  # a fifo: never blocks the sweeper
+    (expiry / "8").mkdir()  # a directory: left, logged, sweeping goes on
+    (expiry / "not-a-second").write_text("root/dev/+simple/ok/index.json\n")
+    assert view.sweep(now=10) == 1  # only the one page DIR holds at its place
+    for v in victims:
+        assert v.read_text() == "untouched"
+    assert not (static / "root" / "dev" / "+simple" / "ok" / "index.json").exists()
+    assert (static / "root" / "link").is_symlink() and (static / "root" / "dev2").is_symlink()
+    assert sorted(p.name for p in expiry.iterdir()) == ["8", "not-a-second"]
+    assert view.sweep(now=11) == 0  # and the next sweep does not fail over the directory
+
+
+def test_a_hostile_bucket_in_a_running_servers_dir_is_swept_harmlessly(static_server, tmp_path):
+    s = static_server
+    outside = tmp_path / "outside2"
+    outside.mkdir()
+    (outside / "index.json").write_text("untouched")
+    expiry = s.static / ".devpi-static-state" / "expiry"
+    import time
+
+    bucket = expiry / str(int(time.time()) + 2)
+    bucket.write_text(f"../../outside2/index.json\n{outside}/index.json\nroot/../../outside2/+simple/index.json\n")
+    deadline = time.monotonic() + 30
+    while bucket.exists():
+        assert time.monotonic() < deadline, "the bucket was never swept"
+        time.sleep(0.1)
+    assert (outside / "index.json").read_text() == "untouched"
+    assert requests.get(f"{s.url}/+status", timeout=10).status_code == 200
+    assert "Traceback" not in s.log_text()

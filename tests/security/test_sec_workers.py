@@ -124,14 +124,6 @@ def test_pin_cpu_with_workers_is_refused_in_one_line(tmp_path):
     assert_one_line(p, "cannot be combined with --workers")
 
 
-def test_static_dir_with_workers_is_refused_in_one_line(tmp_path):
-    """Each worker would empty and rebuild the static view at its start under the others'
-    feet: refused until they share one."""
-    p = run_server("--serverdir", str(tmp_path / "srv"), "--workers", "2", "--static-dir", str(tmp_path / "static"))
-    assert_one_line(p, "--static-dir is kept by one process; it cannot be combined with --workers")
-    assert not (tmp_path / "static").exists()
-
-
 def test_the_worker_environment_does_not_bypass_the_server_dir_lock(make_server):
     """A process started by hand as a "worker" (its environment forged) on a server dir
     whose lock another server holds is refused: only the parent holding the lock may

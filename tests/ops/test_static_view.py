@@ -8,6 +8,7 @@ are byte for byte what the server answers, for every Accept header the site deci
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import subprocess
 import sys
@@ -396,3 +397,34 @@ def test_nginx_never_serves_the_state_or_the_expiry_buckets(site, upstream):
         r = requests.get(f"{site.url}{path}", timeout=30)
         assert r.status_code == 404 and not served_by_nginx(r), (path, r.status_code)
         assert state not in r.text and "state-pkg" not in r.text
+
+
+def test_big_pages_are_kept_gzipped_for_nginx_and_leave_with_the_page(site, tmp_path):
+    site.index("gz")
+    for i in range(12):  # enough files for a page well above the gzip threshold
+        site.upload("gz", "gz-pkg", f"1.{i}")
+    server_json = site.page("gz", "gz-pkg", PIP_ACCEPT, via_nginx=False).content
+    fill(site, "gz", "gz-pkg")
+    for fmt in ("html", "json"):
+        plain, packed = site.static_page("gz", "gz-pkg", fmt), site.static_page("gz", "gz-pkg", fmt + ".gz")
+        assert len(plain.read_bytes()) >= 1400
+        assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    r = requests.get(f"{site.url}/root/gz/+simple/gz-pkg/", headers={"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"},
+                     timeout=30, stream=True)
+    raw = r.raw.read()
+    assert served_by_nginx(r) and r.headers.get("Content-Encoding") == "gzip"
+    assert gzip.decompress(raw) == server_json
+    r = requests.get(f"{site.url}/root/gz/+simple/gz-pkg/", headers={"Accept": PIP_ACCEPT, "Accept-Encoding": "identity"},
+                     timeout=30)
+    assert served_by_nginx(r) and "Content-Encoding" not in r.headers and r.content == server_json
+    # a small page has no gzipped copy
+    site.upload("gz", "tiny-pkg", "1.0")
+    fill(site, "gz", "tiny-pkg")
+    assert site.static_page("gz", "tiny-pkg", "json").is_file()
+    assert not site.static_page("gz", "tiny-pkg", "json.gz").exists()
+    # a write takes both away before it returns, and nginx then answers the new page
+    site.upload("gz", "gz-pkg", "2.0")
+    for fmt in ("html", "json", "html.gz", "json.gz"):
+        assert not site.static_page("gz", "gz-pkg", fmt).exists(), fmt
+    r = requests.get(f"{site.url}/root/gz/+simple/gz-pkg/", headers={"Accept": PIP_ACCEPT}, timeout=30)
+    assert "gz_pkg-2.0-py3-none-any.whl" in {f["filename"] for f in r.json()["files"]}

@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 import requests
 from support.dists import wheel_bytes
-from support.nginx import NGINX, gen_config, missing, need_nginx, nginx_conf, nginx_test, wait_port
+from support.nginx import (
+    NGINX,
+    gen_config,
+    missing,
+    need_nginx,
+    nginx_conf,
+    nginx_test,
+    wait_for_logged,
+    wait_port,
+)
 from support.ports import free_port
 
 DEVPI = str(Path(sys.executable).parent / "devpi")
@@ -72,8 +81,7 @@ def test_nginx_site_proxies_installs_uploads_and_static_files_with_the_outside_u
         assert direct.status_code == proxied.status_code == 200 and direct.content == proxied.content
         assert "X-Devpi-Serial" not in proxied.headers and "X-Devpi-Serial" in direct.headers
         # nginx passed the client's address on: the server's log line for it came through nginx
-        access = (tmp_path / "nginxlog" / "devpi.access.log").read_text()
-        assert "/devpi/root/gc/+simple/gc-big/" in access
+        wait_for_logged(tmp_path / "nginxlog" / "devpi.access.log", "/devpi/root/gc/+simple/gc-big/")
     finally:
         os.killpg(nginx.pid, signal.SIGTERM)
         nginx.wait(30)

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 from support.dists import wheel_bytes
-from support.nginx import gen_config, need_nginx, nginx_conf, running_nginx
+from support.nginx import gen_config, need_nginx, nginx_conf, running_nginx, wait_for_logged
 from support.ports import free_port
 
 PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
@@ -224,8 +224,7 @@ def test_pip_and_uv_install_through_the_static_view_with_matching_hashes(site, t
         assert "payload" in (target / "inst_pkg" / "__init__.py").read_text()
     wheels = list((site.static / "root" / "inst" / "+f").rglob("*.whl"))
     assert len(wheels) == 1 and hashlib.sha256(wheels[0].read_bytes()).hexdigest() == sha
-    log = site.access_log.read_text()
-    assert "/pkgs/root/inst/+simple/inst-pkg/" in log
+    wait_for_logged(site.access_log, "/pkgs/root/inst/+simple/inst-pkg/")
 
 
 EXPIRY = 8  # the test mirrors' mirror_cache_expiry (seconds)

@@ -87,3 +87,15 @@ def running_nginx(conf: Path, port: int) -> Iterator[subprocess.Popen]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def wait_for_logged(log: Path, text: str, timeout: float = 15) -> str:
+    """The access log once it holds ``text``: the generated site writes it in buffered
+    batches (every second), so a request just answered may not be in it yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        content = log.read_text() if log.exists() else ""
+        if text in content:
+            return content
+        assert time.monotonic() < deadline, f"nginx never logged {text!r}"
+        time.sleep(0.2)

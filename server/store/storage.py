@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from . import schema
+from . import row_journal, schema
 
 log = logging.getLogger("devpi.server.storage")
 ANNOUNCE_WAIT = 0.05  # seconds a commit waits for the one before it to be announced, before
@@ -118,6 +118,7 @@ class Storage:
             self.engine = _postgresql_engine(url)
         else:
             raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH or postgresql://...")
+        row_journal.install(self.engine)
         self._listeners: list[CommitListener] = []
         self._serial_lock = threading.Lock()
         self._serial_cond = threading.Condition(self._serial_lock)
@@ -168,9 +169,13 @@ class Storage:
                 yield conn
 
     @contextmanager
-    def write(self, who: str | None = None) -> Iterator[WriteTx]:
+    def write(self, who: str | None = None, *, journaled: bool = True) -> Iterator[WriteTx]:
+        """A write transaction at the next serial. Its rows go to the row journal for replicas
+        (store/row_journal.py); ``journaled=False`` only for an import, which brings the
+        changelog of serials written elsewhere (a replica starts after them)."""
+        journal = row_journal.RowJournal() if journaled else None
         with self.engine.connect() as conn:
-            conn = conn.execution_options(devpi_write=True)
+            conn = conn.execution_options(devpi_write=True, **{row_journal.OPTION: journal})
             with conn.begin():
                 q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
                 if not self.is_sqlite:
@@ -179,7 +184,13 @@ class Storage:
                 last = int(row[0]) if row else -1
                 tx = WriteTx(conn=conn, serial=last + 1, who=who)
                 yield tx
-                if tx.changes:
+                images = journal.images(conn) if journal is not None else []
+                if images and not tx.changes:
+                    raise row_journal.JournalError(
+                        f"a write transaction changed rows ({', '.join(sorted({i['t'] for i in images}))}) "
+                        "without saying so in the changelog: replicas would never see them")
+                if tx.changes and journal is not None:
+                    conn.execute(insert(schema.replication_rows).values(serial=tx.serial, rows=dumps(images)))
                     conn.execute(insert(schema.changelog).values(
                         serial=tx.serial, created=time.time(), who=who, changes=dumps(tx.changes)))
                     kv_set(conn, "serial", str(tx.serial))

@@ -318,7 +318,7 @@ class WsgiBridge:
 
     def lane_for(self, environ: dict) -> Lane:
         path = environ["PATH_INFO"]
-        if path.startswith("/+changelog/"):
+        if path.startswith(("/+changelog/", "/+replica/changes")):
             return self.long_polls
         method = environ["REQUEST_METHOD"]
         reads = method in ("GET", "HEAD")

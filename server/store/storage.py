@@ -54,6 +54,10 @@ def kv_set(conn: Connection, key: str, value: str) -> None:
         conn.execute(insert(schema.kv).values(key=key, value=value))
 
 
+class SerialGap(RuntimeError):
+    """A replicated serial that is not the next one of this server."""
+
+
 @dataclass
 class WriteTx:
     conn: Connection
@@ -198,6 +202,34 @@ class Storage:
             self._dispatch([(tx.serial, tx.changes)])
         for fn in tx._after_commit:
             fn()
+
+    def apply_replicated(self, serial: int, created: float, who: str | None, changes: list[Change],
+                         rows: list[dict[str, Any]]) -> None:
+        """A replica takes over one of its primary's serials: in one transaction, only as the
+        very next serial, the rows (store/row_journal.py), the same changelog and journal row,
+        and the serial; then the commit is announced like a local one (page cache, search,
+        static view). Anything wrong (a gap, an unknown table or column, a server-local kv
+        row) raises and rolls the whole serial back: a replica holds a serial completely or
+        not at all."""
+        for image in rows:
+            if image.get("t") == "kv" and list(image.get("k") or [None])[0] in row_journal.LOCAL_KV:
+                raise row_journal.JournalError("the rows of a serial may not set this server's own kv rows")
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(devpi_write=True)
+            with conn.begin():
+                q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
+                if not self.is_sqlite:
+                    q = q.with_for_update()
+                row = conn.execute(q).first()
+                last = int(row[0]) if row else -1
+                if serial != last + 1:
+                    raise SerialGap(f"serial {serial} is not the next one: this server is at {last}")
+                row_journal.apply(conn, rows)
+                conn.execute(insert(schema.replication_rows).values(serial=serial, rows=dumps(rows)))
+                conn.execute(insert(schema.changelog).values(serial=serial, created=created, who=who,
+                                                             changes=dumps(changes)))
+                kv_set(conn, "serial", str(serial))
+        self._dispatch([(serial, changes)])
 
     @contextmanager
     def cache_write(self) -> Iterator[Connection]:

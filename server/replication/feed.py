@@ -56,7 +56,7 @@ def parse_wait(text: str | None) -> float:
     if text is None or text == "":
         return DEFAULT_WAIT
     try:
-        value = float(text[:40])
+        value = float(text) if len(text) <= 40 else float("nan")
     except ValueError:
         value = float("nan")
     if not 0 <= value < float("inf"):  # false for nan too

@@ -29,7 +29,7 @@ def _seconds(text: str) -> float:
 
 @hookimpl
 def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
-    from .role import DEFAULT_MAX_LAG
+    from .role import BOOTSTRAP_BUDGET, DEFAULT_MAX_LAG
 
     group = parser.add_argument_group("replication (doc/replication.md)")
     group.add_argument("--primary-url", metavar="URL", default=None,
@@ -37,6 +37,9 @@ def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--replica-secret-file", metavar="FILE", type=Path, default=None,
                        help="the secret shared by a primary and its replicas; on a primary it turns the "
                             "replication feed on")
+    group.add_argument("--replica-start-wait", metavar="SECONDS", type=_seconds, default=BOOTSTRAP_BUDGET,
+                       help=f"how long a fresh replica's start waits for the primary's first serial "
+                            f"(default: {BOOTSTRAP_BUDGET:.0f})")
     group.add_argument("--replica-max-lag", metavar="SECONDS", type=_seconds, default=DEFAULT_MAX_LAG,
                        help=f"a replica's /+health says 503 when it is this far behind (default: "
                             f"{DEFAULT_MAX_LAG:.0f})")

@@ -52,11 +52,12 @@ class Replica:
 
     wire_role = "REPLICA"
 
-    def __init__(self, primary_url: str, secret: str, max_lag: float):
+    def __init__(self, primary_url: str, secret: str, max_lag: float, start_wait: float = BOOTSTRAP_BUDGET):
         from .state import ReplicaState
 
         self.primary_url = primary_url
         self.secret = secret
+        self.start_wait = start_wait
         self.state: ReplicaState = ReplicaState(primary_url, max_lag)
         self.core: Core | None = None
         self.follower: Follower | None = None
@@ -83,7 +84,7 @@ class Replica:
 
     def bootstrap(self) -> None:
         assert self.follower is not None
-        self.follower.bootstrap(BOOTSTRAP_BUDGET)
+        self.follower.bootstrap(self.start_wait)
 
     def start(self) -> None:
         assert self.follower is not None and self.blobs is not None
@@ -126,4 +127,5 @@ def from_args(args: argparse.Namespace) -> Primary | Replica:
     if getattr(args, "workers", 1) > 1:
         raise SystemExit("devpi server: a replica runs as one process; --workers cannot be combined with "
                          "--primary-url yet")
-    return Replica(url, secret, getattr(args, "replica_max_lag", DEFAULT_MAX_LAG))
+    return Replica(url, secret, getattr(args, "replica_max_lag", DEFAULT_MAX_LAG),
+                   getattr(args, "replica_start_wait", BOOTSTRAP_BUDGET))

@@ -2,8 +2,12 @@
 primary's byte for byte, it keeps serving while the primary is gone and catches up after."""
 from __future__ import annotations
 
+import hashlib
+import urllib.parse
+
 import pytest
 import requests
+from support.dists import write_wheel
 from support.pipinstall import installed, pip_install
 from support.populate import SIMPLE_JSON, upload_wheel
 from support.replication import (
@@ -32,7 +36,7 @@ def _caught_up(primary, replica) -> bool:
 
 @pytest.fixture
 def pair(make_server, tmp_path, request):
-    """(primary, replica, storage URL of the replica's own database or None)."""
+    """(primary, replica): on SQLite, or each with its own PostgreSQL database."""
     storage = request.param if hasattr(request, "param") else None
     secret = write_secret(tmp_path)
     if storage == "postgresql":
@@ -75,6 +79,7 @@ def test_pip_installs_from_the_replica_what_was_uploaded_to_the_primary(pair, tm
     assert primary.api("GET", "/alice/other").status_code == 404
 
 
+@pytest.mark.parametrize("pair", ["sqlite", "postgresql"], indirect=True)
 def test_replica_serves_while_the_primary_is_down_and_catches_up_after(pair, tmp_path):
     primary, replica = pair
     alice = primary.create_user("alice", "alice-pw")
@@ -89,9 +94,9 @@ def test_replica_serves_while_the_primary_is_down_and_catches_up_after(pair, tmp
     assert STALE in page.headers
     result = pip_install(replica.url + "/alice/dev/+simple/", tmp_path / "t1", "first-lib")
     assert result.returncode == 0, result.stdout + result.stderr
-    r = replica.upload("alice/dev", tmp_path, alice) if False else replica.api(
-        "POST", "/alice/dev/", auth=alice, data=b"x", headers={"Content-Type": "application/octet-stream"})
-    assert r.status_code == 503 and "primary" in r.json()["message"]
+    r = replica.upload("alice/dev", write_wheel(tmp_path, "new-lib", "1.0"), alice)  # as twine does
+    assert r.status_code == 503 and primary.url in r.json()["message"]
+    assert replica.api("DELETE", "/alice/dev/first-lib", auth=alice).status_code == 503
     rep = status(replica)["replication"]
     assert rep["stale_since"] and rep["last_error"] and "cannot reach the primary" in rep["last_error"]
     primary.start()
@@ -104,6 +109,7 @@ def test_replica_serves_while_the_primary_is_down_and_catches_up_after(pair, tmp
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("pair", ["sqlite", "postgresql"], indirect=True)
 def test_a_killed_replica_continues_at_its_serial(pair, tmp_path):
     primary, replica = pair
     alice = primary.create_user("alice", "alice-pw")
@@ -135,17 +141,37 @@ def test_a_file_not_replicated_yet_is_fetched_on_demand(pair):
     blob.unlink()
     href = requests.get(replica.url + "/alice/dev/+simple/lazy-lib/", headers={"Accept": SIMPLE_JSON},
                         timeout=30).json()["files"][0]["url"]
-    r = requests.get(requests.compat.urljoin(replica.url + "/alice/dev/+simple/lazy-lib/", href), timeout=60)
+    r = requests.get(urllib.parse.urljoin(replica.url + "/alice/dev/+simple/lazy-lib/", href), timeout=60)
     assert r.status_code == 200
-    import hashlib
-
     assert hashlib.sha256(r.content).hexdigest() == sha
     assert next(replica.serverdir.glob(f"blobs/**/{sha}")).exists()  # kept
 
 
-def test_secret_header_unused_by_the_replica_itself(pair):
-    """The feed answers its own secret only: sanity of the fixtures' shared secret."""
-    primary, _ = pair
+def test_the_replica_has_no_feed_of_its_own(pair):
+    """A replica does not feed others in this slice; its primary's feed answers the secret."""
+    primary, replica = pair
     r = requests.get(primary.url + "/+replica/changes", params={"since": 0, "wait": 0},
                      headers={REPLICA_HEADER: SECRET}, timeout=30)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/x-ndjson")
+    r = requests.get(replica.url + "/+replica/changes", params={"since": 0, "wait": 0},
+                     headers={REPLICA_HEADER: SECRET}, timeout=30)
+    assert r.status_code == 404
+
+
+def test_health_says_503_when_the_replica_lags_beyond_the_bound(make_server, tmp_path):
+    secret = write_secret(tmp_path)
+    primary = make_server(args=primary_args(secret))
+    replica = make_server(args=replica_args(primary.url, secret, "--replica-max-lag", "1"))
+    wait_until(lambda: requests.get(replica.url + "/+health", timeout=30).status_code == 200,
+               what="the replica in sync")
+    primary.stop()
+    def unhealthy():
+        r = requests.get(replica.url + "/+health", timeout=30)
+        return r.status_code == 503 and r.json()
+
+    doc = wait_until(unhealthy, what="the replica's health turning 503")
+    assert "replica lag" in doc["message"] and "--replica-max-lag" in doc["message"]
+    assert requests.get(replica.url + "/+api", timeout=30).status_code == 200  # still serving
+    primary.start()
+    wait_until(lambda: requests.get(replica.url + "/+health", timeout=30).status_code == 200,
+               what="the replica back in sync")

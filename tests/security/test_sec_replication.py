@@ -258,3 +258,27 @@ def test_a_file_whose_bytes_do_not_match_is_not_stored(primary, make_server, tmp
         assert "hash mismatch" in _json_error(r, 503)
         assert not list(replica.serverdir.glob(f"blobs/**/{sha}"))
         assert replica.proc.poll() is None
+
+
+def test_serials_without_row_images_are_409_and_the_stream_stops_before_them(primary, make_server, tmp_path):
+    """A serial whose row images are missing (a server upgraded from before migration 0009, or
+    imported) cannot be replicated: the stream ends before it, and asking for it is 409."""
+    import sqlite3
+
+    last = serial_of(primary)
+    primary.stop()
+    with sqlite3.connect(primary.serverdir / "devpi.sqlite") as db:
+        db.execute("DELETE FROM replication_rows WHERE serial = ?", (last - 1,))
+    primary.start()
+    r = _feed(primary, OK, since=-1, wait=0)
+    assert [json.loads(line)["serial"] for line in r.content.splitlines()] == list(range(last - 1))
+    message = _json_error(_feed(primary, OK, since=last - 2, wait=0), 409)
+    assert f"serial {last - 1}" in message and "copy" in message
+    assert [json.loads(line)["serial"] for line in _feed(primary, OK, since=last - 1, wait=0).content.splitlines()] \
+        == [last]
+    # a replica takes what it can, then names the problem and keeps serving
+    replica = make_server(args=replica_args(primary.url, write_secret(tmp_path)))
+    error = wait_until(lambda: status(replica)["replication"]["last_error"], what="the replica reporting")
+    assert "409" in error and f"serial {last - 1}" in error
+    assert serial_of(replica) == last - 2
+    assert replica.api("GET", "/alice").status_code == 200

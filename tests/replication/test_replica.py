@@ -60,6 +60,9 @@ def test_pip_installs_from_the_replica_what_was_uploaded_to_the_primary(pair, tm
         a, b = _page(primary, "/alice/dev/+simple/hello-lib/", accept), _page(replica, "/alice/dev/+simple/hello-lib/", accept)
         assert a.content == b.content
         assert a.headers.get("ETag") and a.headers.get("ETag") == b.headers.get("ETag")
+    # the replica's own search index took the serials in (the commit was announced as a local one)
+    wait_until(lambda: "hello-lib" in requests.get(replica.url + "/+search?q=hello", headers={"Accept": "text/html"},
+                                                   timeout=30).text, what="the replica's search finding it")
     result = pip_install(replica.url + "/alice/dev/+simple/", tmp_path / "target", "hello-lib")
     assert result.returncode == 0, result.stdout + result.stderr
     assert installed(tmp_path / "target") == {"hello-lib": "1.0"}

@@ -163,6 +163,8 @@ class DevpiHeaders:
             headers.append(("X-Devpi-Uuid", core.uuid))
             headers.append(("X-Devpi-Primary-Uuid", core.uuid))
             headers.append(("X-Devpi-Master-Uuid", core.uuid))
+            if core.response_headers is not None:
+                headers.extend(core.response_headers())
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)

@@ -92,6 +92,13 @@ class Core:
         self.plugins: PluginManager | None = None  # set by PluginManager.configure
         self.change_listeners: list[Callable[[int, list[Change]], None]] = []
         self.uuid = ""
+        # replication (server/replication/): the role object of a primary or a replica, set at
+        # start-up; /+status, /+health and the response headers ask it
+        self.replication: Any = None
+        # extra headers for every answer (a replica says since when it is stale), or None
+        self.response_headers: Callable[[], list[tuple[str, str]]] | None = None
+        # a stage file's blob not in the store yet: fetch it (a replica asks its primary); True if it came
+        self.fetch_missing_blob: Callable[[str, int], bool] | None = None
         self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see mirror/via.py)
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0
@@ -111,8 +118,9 @@ class Core:
         self._background_lock = threading.Lock()
 
     # -- start-up -------------------------------------------------------------
-    def setup(self) -> None:
-        """Migrate, and on a fresh database create root and root/pypi."""
+    def setup(self, first_start: Callable[[], None] | None = None) -> None:
+        """Migrate, and on a fresh database create root and root/pypi (``first_start``
+        instead, if given: a replica takes its first serials from its primary)."""
         from .store.migrate import ensure_schema
 
         ensure_schema(self.storage)
@@ -120,7 +128,7 @@ class Core:
             secret = kv_get(conn, "secret")
             node = kv_get(conn, "uuid")
         if secret is None:
-            self._first_start()
+            (first_start or self._first_start)()
             with self.storage.read() as conn:
                 secret = kv_get(conn, "secret")
                 node = kv_get(conn, "uuid")
@@ -567,7 +575,9 @@ class Core:
             "server-code": str(Path(__file__).parent), "host": self.config.host, "port": self.config.port,
             "outside-url": self.config.outside_url, "serial": self.storage.current_serial,
             "storage": self._storage_display(), "uptime": round(time.time() - self.started, 3),
-            "role": "MASTER", "offline": self.config.offline, "polling_replicas": {}, "metrics": [],
+            "role": self.replication.wire_role if self.replication else "MASTER",
+            "replication": self.replication.status() if self.replication else {"role": "primary", "feed": False},
+            "offline": self.config.offline, "polling_replicas": {}, "metrics": [],
             "memory": self._memory_status(),
             "plugins": self.plugins.describe() if self.plugins else {"loaded": [], "failed": []},
         }

@@ -343,13 +343,20 @@ def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginMana
     from .repos.static_view import NotAStaticDir
     from .store.blob_marker import check_blob_storage, record_blob_storage
 
+    role = args.replication_role
     try:
         core = Core(config)
+        first_start = None
+        if role.wire_role == "REPLICA":  # a fresh replica takes its first serial from the primary
+            role.attach(core)
+            first_start = role.bootstrap
+        else:
+            core.replication = role
         check_blob_storage(config.serverdir, args.blob_storage)
         if args.blob_storage:
             core.blobs = plugins.blob_store(core, args.blob_storage)
             record_blob_storage(config.serverdir, args.blob_storage)
-        core.setup()
+        core.setup(first_start)
     except SystemExit:
         raise
     except NotAStaticDir as e:
@@ -495,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     except PinError as e:
         raise SystemExit(f"devpi server: {e}") from None
     config = config_from_args(args)
+    from .replication.role import from_args
+
+    args.replication_role = from_args(args)  # options checked before anything starts
     try:
         config.serverdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

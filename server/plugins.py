@@ -51,7 +51,8 @@ log = logging.getLogger("devpi.server.plugins")
 ENTRY_POINT_GROUP = "devpi_server"
 # The server's own parts; a missing optional one (devpi.web in a trimmed install) is skipped.
 INTERNAL = ("devpi.server.mirror.extension", "devpi.server.testruns.hooks",
-            "devpi.server.accounts.ldap_directory", "devpi.server.runtime.s3_plugin", "devpi.web.hooks")
+            "devpi.server.accounts.ldap_directory", "devpi.server.runtime.s3_plugin", "devpi.web.hooks",
+            "devpi.server.replication.plugin")  # last: a replica's write refusal wraps the web UI too
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SHUTDOWN_EVENT_WAIT = 5.0  # seconds a clean stop waits for pending events to reach plugins
 MAX_PENDING_EVENTS = 10_000  # events waiting for slow plugins; past it new ones are dropped, logged

@@ -224,6 +224,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
                                    "hash_spec": f"sha256={f.sha256}", "hashes": {"sha256": f.sha256},
                                    "project": release.metadata.get("name"), "version": release.version,
                                    "size": f.size}, "releasefilemeta")
+        if core.fetch_missing_blob is not None and not core.blobs.exists(f.sha256):
+            core.fetch_missing_blob(f.sha256, f.size)  # a replica: from its primary, and kept
         if metadata_of:
             if not f.core_metadata_sha256:
                 raise APIError(404, "no core metadata for this file")

@@ -182,6 +182,9 @@ def health(core: Core, probe: StorageProbe, min_free: int) -> tuple[int, dict[st
     problem = probe.check()
     if problem:
         reasons.append(problem)
+    lag = core.replication.health_problem() if core.replication else None
+    if lag:
+        reasons.append(lag)
     paths = {str(core.config.serverdir)}
     blob_root = getattr(core.blobs, "root", None)
     if blob_root is not None and os.path.isdir(blob_root):

@@ -6,7 +6,7 @@ its headers are complete, and then from one of three lanes, so that waits of
 one kind cannot starve the others:
 
 - cached simple pages are answered in the event loop itself (no thread hop);
-- ``/+changelog/`` long-polls get their own bounded lane: beyond
+- ``/+changelog/`` long-polls and replicas' ``/+replica/changes`` get their own bounded lane: beyond
   ``max_long_polls`` waiters a new one is refused with 429 and Retry-After;
 - reads of and pushes from an index that reads from a mirror (a mirror, or a
   stage with a mirror among its bases) run in the upstream lane, so a hanging
@@ -318,7 +318,7 @@ class WsgiBridge:
 
     def lane_for(self, environ: dict) -> Lane:
         path = environ["PATH_INFO"]
-        if path.startswith("/+changelog/"):
+        if path.startswith(("/+changelog/", "/+replica/changes")):
             return self.long_polls
         method = environ["REQUEST_METHOD"]
         reads = method in ("GET", "HEAD")

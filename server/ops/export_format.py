@@ -46,6 +46,9 @@ NOT_EXPORTED = {
     # gc's bookkeeping of unreferenced blobs in this server dir: an import copies only
     # referenced blobs, so there is nothing for it to describe there
     "blob_gc_candidates",
+    # the rows each serial wrote, for replicas following from a serial (store/row_journal.py):
+    # history, not state; an imported server's journal starts at its own next serial
+    "replication_rows",
 }
 
 MAX_MANIFEST_BYTES = 1 << 20

@@ -56,7 +56,7 @@ def import_into(core: Core, source: Path, out: Callable[[str], None]) -> ImportS
     # below says it in one line already
     logging.getLogger("psycopg").setLevel(logging.ERROR)
     try:
-        with core.storage.write() as tx:  # no tx.record: the changelog rows come from the export
+        with core.storage.write(journaled=False) as tx:  # no tx.record: the changelog rows come from the export
             initialise_state(tx, node_uuid=plan.identity.get("uuid"), secret=plan.identity.get("secret"))
             for row in _rows(source, "kv"):  # over the schema's own ("serial": -1)
                 kv_set(tx.conn, row["key"], row["value"])

@@ -259,3 +259,14 @@ blob_gc_candidates = Table(
     Column("since", Float, nullable=False),
 )
 __all__ += ["blob_gc_candidates"]
+
+# ---------------------------------------------------------------------------------------------
+# The rows each serial wrote, as a replica applies them (migration 0009, owned by
+# store/row_journal.py): one JSON list of row images per serial, written in the same
+# transaction as the changelog row.
+replication_rows = Table(
+    "replication_rows", metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("rows", Text, nullable=False),
+)
+__all__ += ["replication_rows"]

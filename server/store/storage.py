@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from . import schema
+from . import row_journal, schema
 
 log = logging.getLogger("devpi.server.storage")
 ANNOUNCE_WAIT = 0.05  # seconds a commit waits for the one before it to be announced, before
@@ -52,6 +52,10 @@ def kv_set(conn: Connection, key: str, value: str) -> None:
     writers, so the insert after a missed update cannot race another one)."""
     if conn.execute(update(schema.kv).where(schema.kv.c.key == key).values(value=value)).rowcount == 0:
         conn.execute(insert(schema.kv).values(key=key, value=value))
+
+
+class SerialGap(RuntimeError):
+    """A replicated serial that is not the next one of this server."""
 
 
 @dataclass
@@ -118,6 +122,7 @@ class Storage:
             self.engine = _postgresql_engine(url)
         else:
             raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH or postgresql://...")
+        row_journal.install(self.engine)
         self._listeners: list[CommitListener] = []
         self._serial_lock = threading.Lock()
         self._serial_cond = threading.Condition(self._serial_lock)
@@ -168,9 +173,13 @@ class Storage:
                 yield conn
 
     @contextmanager
-    def write(self, who: str | None = None) -> Iterator[WriteTx]:
+    def write(self, who: str | None = None, *, journaled: bool = True) -> Iterator[WriteTx]:
+        """A write transaction at the next serial. Its rows go to the row journal for replicas
+        (store/row_journal.py); ``journaled=False`` only for an import, which brings the
+        changelog of serials written elsewhere (a replica starts after them)."""
+        journal = row_journal.RowJournal() if journaled else None
         with self.engine.connect() as conn:
-            conn = conn.execution_options(devpi_write=True)
+            conn = conn.execution_options(devpi_write=True, **{row_journal.OPTION: journal})
             with conn.begin():
                 q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
                 if not self.is_sqlite:
@@ -179,7 +188,13 @@ class Storage:
                 last = int(row[0]) if row else -1
                 tx = WriteTx(conn=conn, serial=last + 1, who=who)
                 yield tx
-                if tx.changes:
+                images = journal.images(conn) if journal is not None else []
+                if images and not tx.changes:
+                    raise row_journal.JournalError(
+                        f"a write transaction changed rows ({', '.join(sorted({i['t'] for i in images}))}) "
+                        "without saying so in the changelog: replicas would never see them")
+                if tx.changes and journal is not None:
+                    conn.execute(insert(schema.replication_rows).values(serial=tx.serial, rows=dumps(images)))
                     conn.execute(insert(schema.changelog).values(
                         serial=tx.serial, created=time.time(), who=who, changes=dumps(tx.changes)))
                     kv_set(conn, "serial", str(tx.serial))
@@ -187,6 +202,34 @@ class Storage:
             self._dispatch([(tx.serial, tx.changes)])
         for fn in tx._after_commit:
             fn()
+
+    def apply_replicated(self, serial: int, created: float, who: str | None, changes: list[Change],
+                         rows: list[dict[str, Any]]) -> None:
+        """A replica takes over one of its primary's serials: in one transaction, only as the
+        very next serial, the rows (store/row_journal.py), the same changelog and journal row,
+        and the serial; then the commit is announced like a local one (page cache, search,
+        static view). Anything wrong (a gap, an unknown table or column, a server-local kv
+        row) raises and rolls the whole serial back: a replica holds a serial completely or
+        not at all."""
+        for image in rows:
+            if image.get("t") == "kv" and list(image.get("k") or [None])[0] in row_journal.LOCAL_KV:
+                raise row_journal.JournalError("the rows of a serial may not set this server's own kv rows")
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(devpi_write=True)
+            with conn.begin():
+                q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
+                if not self.is_sqlite:
+                    q = q.with_for_update()
+                row = conn.execute(q).first()
+                last = int(row[0]) if row else -1
+                if serial != last + 1:
+                    raise SerialGap(f"serial {serial} is not the next one: this server is at {last}")
+                row_journal.apply(conn, rows)
+                conn.execute(insert(schema.replication_rows).values(serial=serial, rows=dumps(rows)))
+                conn.execute(insert(schema.changelog).values(serial=serial, created=created, who=who,
+                                                             changes=dumps(changes)))
+                kv_set(conn, "serial", str(serial))
+        self._dispatch([(serial, changes)])
 
     @contextmanager
     def cache_write(self) -> Iterator[Connection]:

@@ -290,6 +290,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
             raise APIError(413, f"at most {MAX_EVENTS_PER_POST} events per request")
         with core.storage.write(None) as tx:
             count = add_events(tx, run, events)
+            # a serial of its own, like every row change: replicas follow runs as they go
+            tx.record("testrun", index=ix.fullname, run=run.id, op="events", events=len(events))
         return json_reply({"id": run.id, "events": count}, "testrunprogress")
 
     def finish(user: str, index: str, run_id: int):

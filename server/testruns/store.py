@@ -111,7 +111,7 @@ def add_events(tx: WriteTx, run: Run, events: list[dict[str, Any]]) -> int:
             if outcome in ("failed", "error"):
                 entry["failures"] = entry.get("failures", 0) + 1
     if rows:
-        tx.conn.execute(insert(schema.testrun_events), rows)
+        tx.conn.execute(insert(schema.testrun_events).return_defaults(), rows)  # ids for the row journal
     values: dict[str, Any] = {"last_seen": now}
     if envs != run.envs:
         values["envs"] = dumps(envs)
@@ -186,7 +186,7 @@ def copy_runs(tx: WriteTx, file_map: dict[int, int]) -> int:
         events = tx.conn.execute(select(schema.testrun_events).where(
             schema.testrun_events.c.run_id == run.id)).all()
         if events:
-            tx.conn.execute(insert(schema.testrun_events), [
+            tx.conn.execute(insert(schema.testrun_events).return_defaults(), [
                 {**{c.name: getattr(e, c.name) for c in schema.testrun_events.columns if c.name != "id"},
                  "run_id": new_id} for e in events])
         n += 1

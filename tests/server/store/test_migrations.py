@@ -14,6 +14,7 @@ def _make_pre_0004(serverdir):
         db.execute("DROP TABLE tokens")  # 0006
         db.execute("DROP TABLE audit")  # what 0007 added
         db.execute("DROP TABLE blob_gc_candidates")  # what 0008 added
+        db.execute("DROP TABLE replication_rows")  # what 0009 added
         db.execute("ALTER TABLE mirror_files DROP COLUMN last_access")
         db.execute("DROP INDEX ix_releases_canonical")
         db.execute("ALTER TABLE releases DROP COLUMN canonical_version")
@@ -113,6 +114,7 @@ def _make_pre_0005(server, project: str, odd_version: str) -> None:
         conn.execute(sa.text("DROP TABLE tokens"))  # 0006: a server before 0005 had none
         conn.execute(sa.text("DROP TABLE audit"))  # what 0007 added
         conn.execute(sa.text("DROP TABLE blob_gc_candidates"))  # what 0008 added
+        conn.execute(sa.text("DROP TABLE replication_rows"))  # what 0009 added
         conn.execute(sa.text("ALTER TABLE mirror_files DROP COLUMN last_access"))
         conn.execute(sa.text("DROP INDEX ix_releases_canonical"))
         conn.execute(sa.text("ALTER TABLE releases DROP COLUMN canonical_version"))

@@ -1,0 +1,171 @@
+"""The replica's follower: one long request at a time to the primary's feed, applied serial by serial.
+
+It asks for everything after its own serial (read from the database each time, so a
+restart, even after a SIGKILL, continues where the last committed serial left off), applies
+each line in its own transaction, and hands the files it names to the blob fetcher. When a
+response ends it asks again at once; on an error it waits, 1 s doubling to 30 s, and says
+what went wrong in /+status. A line it refuses (too long, malformed, unknown table, not the
+next serial) stops that response with nothing of the line stored.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import requests
+
+from ..store.row_journal import JournalError
+from ..store.storage import SerialGap, kv_get
+from .entry import BadFeed, Entry, lines, parse
+from .secret import HEADER
+from .state import ReplicaState
+
+if TYPE_CHECKING:
+    from ..core import Core
+
+log = logging.getLogger("devpi.server.replication")
+WAIT = 25.0  # seconds the primary holds a caught-up request (feed.MAX_WAIT)
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = WAIT + 20.0  # no byte for this long: the connection is dead
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+CHUNK = 256 << 10
+
+
+class FeedError(Exception):
+    """A response that could not be used; ``unreachable`` if the primary could not be asked."""
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+class Follower:
+    def __init__(self, core: Core, state: ReplicaState, secret: str,
+                 on_entry: Callable[[Entry], None] = lambda entry: None):
+        self.core = core
+        self.state = state
+        self.secret = secret
+        self.on_entry = on_entry
+        self.url = state.primary_url.rstrip("/") + "/+replica/changes"
+        self._session = requests.Session()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def local_serial(self) -> int:
+        with self.core.storage.read() as conn:
+            value = kv_get(conn, "serial")
+        return int(value) if value is not None else -1
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="replica-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        pause = BACKOFF_FIRST
+        while not self._stopping.is_set():
+            try:
+                self.follow_once(WAIT)
+                pause = BACKOFF_FIRST
+            except FeedError as e:
+                self.state.failed(str(e), unreachable=e.unreachable)
+                log.warning("replica: %s; asking again in %.0f s", e, pause)
+                if self._stopping.wait(pause):
+                    return
+                pause = min(BACKOFF_MAX, pause * 2)
+            except Exception as e:  # a bug must not end replication for good
+                log.exception("replica: following the primary failed")
+                self.state.failed(f"internal error: {type(e).__name__}", unreachable=False)
+                if self._stopping.wait(pause):
+                    return
+                pause = min(BACKOFF_MAX, pause * 2)
+
+    def follow_once(self, wait: float) -> int:
+        """One request: apply what it brings; the number of serials applied."""
+        since = self.local_serial()
+        try:
+            resp = self._session.get(self.url, params={"since": since, "wait": wait}, stream=True,
+                                     headers={HEADER: self.secret, "Accept": "application/x-ndjson"},
+                                     timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False)
+        except requests.RequestException as e:
+            raise FeedError(f"cannot reach the primary at {self.state.primary_url}: {type(e).__name__}",
+                            unreachable=True) from None
+        applied = 0
+        with resp:
+            primary_serial = _int_header(resp.headers.get("X-Devpi-Serial"))
+            if resp.status_code != 200:
+                raise FeedError(f"the primary answered {resp.status_code}: {_message(resp)}")
+            self._check_lineage(resp.headers.get("X-Devpi-Uuid"), since)
+            self.state.heard(primary_serial)
+            try:
+                for line in lines(resp.iter_content(CHUNK)):
+                    entry = parse(line)
+                    self.core.storage.apply_replicated(entry.serial, entry.created, entry.who,
+                                                       entry.changes, entry.rows)
+                    applied += 1
+                    self.on_entry(entry)
+            except (BadFeed, JournalError, SerialGap) as e:
+                raise FeedError(f"refused from the primary: {e}") from None
+            except requests.RequestException as e:
+                raise FeedError(f"the connection to the primary broke: {type(e).__name__}",
+                                unreachable=True) from None
+            except Exception as e:  # the database refused a row (a wrong type, a broken constraint)
+                if type(e).__module__.startswith("sqlalchemy"):
+                    raise FeedError(f"refused from the primary: the rows do not fit: "
+                                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+                raise
+        local = self.local_serial()
+        if primary_serial is None or local >= primary_serial:
+            self.state.caught_up(local)
+        return applied
+
+    def _check_lineage(self, primary_uuid: str | None, since: int) -> None:
+        """A replica's database must be the primary's: the same uuid (replicated with serial 0)."""
+        if since < 0:
+            return
+        with self.core.storage.read() as conn:
+            mine = kv_get(conn, "uuid")
+        if primary_uuid and mine and primary_uuid != mine:
+            raise FeedError(f"this replica's database belongs to another server (uuid {mine}, the primary "
+                            f"is {primary_uuid[:64]}): start the replica from an empty server dir")
+
+    def bootstrap(self, budget: float) -> None:
+        """Block until serial 0 (the primary's first start) is here, or SystemExit in one line."""
+        deadline = time.monotonic() + budget
+        pause = BACKOFF_FIRST
+        while True:
+            try:
+                self.follow_once(0)
+                if self.local_serial() >= 0:
+                    return
+                problem = "the primary has no serial yet"
+            except FeedError as e:
+                problem = str(e)
+            if time.monotonic() + pause > deadline:
+                raise SystemExit(f"devpi server: replica start: {problem}")
+            log.warning("replica start: %s; asking again in %.0f s", problem, pause)
+            time.sleep(pause)
+            pause = min(BACKOFF_MAX, pause * 2)
+
+
+def _int_header(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None and len(text) < 20 else None
+    except ValueError:
+        return None
+
+
+def _message(resp: requests.Response) -> str:
+    try:
+        body = resp.raw.read(4096, decode_content=True)
+        import json
+
+        doc = json.loads(body)
+        return str(doc.get("message", ""))[:300] if isinstance(doc, dict) else ""
+    except Exception:
+        return ""

@@ -1,0 +1,88 @@
+"""Replication as an internal plugin (server/plugins.py registers it by name): its options,
+the primary's feed routes, a replica's write refusal, start and stop. The role itself is
+made in main.py before the database opens (a fresh replica takes its first serial from
+the primary instead of initialising), and is ``core.replication``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..hooks import hookimpl
+
+if TYPE_CHECKING:
+    import bottle
+
+    from ..core import Core
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400 * 365:
+        raise argparse.ArgumentTypeError(f"must be seconds above 0, not {text!r}")
+    return value
+
+
+@hookimpl
+def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
+    from .role import BOOTSTRAP_BUDGET, DEFAULT_MAX_LAG
+
+    group = parser.add_argument_group("replication (doc/replication.md)")
+    group.add_argument("--primary-url", metavar="URL", default=None,
+                       help="run as a read-only replica of the primary at URL (needs --replica-secret-file)")
+    group.add_argument("--replica-secret-file", metavar="FILE", type=Path, default=None,
+                       help="the secret shared by a primary and its replicas; on a primary it turns the "
+                            "replication feed on")
+    group.add_argument("--replica-start-wait", metavar="SECONDS", type=_seconds, default=BOOTSTRAP_BUDGET,
+                       help=f"how long a fresh replica's start waits for the primary's first serial "
+                            f"(default: {BOOTSTRAP_BUDGET:.0f})")
+    group.add_argument("--replica-max-lag", metavar="SECONDS", type=_seconds, default=DEFAULT_MAX_LAG,
+                       help=f"a replica's /+health says 503 when it is this far behind (default: "
+                            f"{DEFAULT_MAX_LAG:.0f})")
+
+
+def _role(core: Core) -> Any:
+    return core.replication
+
+
+@hookimpl
+def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
+    from . import feed
+    from .role import Primary
+
+    role = _role(core)
+    feed.install(app, core, role.secret if isinstance(role, Primary) else None)
+
+
+@hookimpl
+def devpiserver_wsgi_middleware(core: Core) -> Any:
+    from .role import Replica
+
+    role = _role(core)
+    if not isinstance(role, Replica):
+        return None
+    from .read_only import ReadOnly
+
+    return lambda app: ReadOnly(app, role.primary_url)
+
+
+@hookimpl
+def devpiserver_configure(core: Core) -> None:
+    from .role import Replica
+
+    role = _role(core)
+    if isinstance(role, Replica):
+        role.start()
+
+
+@hookimpl
+def devpiserver_shutdown(core: Core) -> None:
+    from .role import Replica
+
+    role = _role(core)
+    if isinstance(role, Replica):
+        role.stop()

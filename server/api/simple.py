@@ -98,7 +98,9 @@ def _render_project_page(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
         # the resolution order but the page has no cache life (a project held privately that
         # hides the mirror's, a plugin's index type) it is not kept: no deadline to trust
         if view.max_age is not None or not core.mirror_backed(ix):
-            core.static.put_page(ix.user, ix.name, project, fmt, body, static_ticket, view.max_age)
+            if not core.static.put_page(ix.user, ix.name, project, fmt, body, static_ticket, view.max_age) \
+                    and core.static.behind(static_ticket):  # not kept: the next request renders and fills DIR
+                return CachedPage(body, etag, extra, None)
     return core.page_cache.put(key, project, body, etag, extra, generation, view.max_age)
 
 
@@ -133,10 +135,14 @@ def _render_project_list(core: Core, ix: IndexRow, key: tuple, fmt: str, hidden:
     if _list_incomplete(core, ix):  # a new mirror's list is still on its way: say so, keep nothing
         page = CachedPage.from_pieces(pieces, dict(INCOMPLETE_HEADERS))
     else:
-        page = core.page_cache.put_page(key, "", CachedPage.from_pieces(pieces, {}), generation)
+        page = CachedPage.from_pieces(pieces, {})
+        keep = True
         if static_ticket is not None and not hidden and key[4] == "" and core.static_pages_of(ix) \
                 and not core.mirror_backed(ix):  # a mirror's list is replaced when it is, no deadline
-            core.static.put_page(ix.user, ix.name, "", fmt, b"".join(page.identity()), static_ticket)
+            keep = core.static.put_page(ix.user, ix.name, "", fmt, b"".join(page.identity()), static_ticket) \
+                or not core.static.behind(static_ticket)  # (see _render_project_page)
+        if keep:
+            page = core.page_cache.put_page(key, "", page, generation)
     if page.body is None:  # a big list: give its transient buffers back (see malloc_tuning)
         trim()
     return page

@@ -262,6 +262,15 @@ class StaticView:
             if self._lock_fd is not None:
                 self._write_state(self._uuid, serial)
 
+    def behind(self, ticket: Ticket) -> bool:
+        """Whether a commit came since ``ticket`` (here, or recorded by another process
+        this one had not taken in then). What was rendered with it must then not be kept
+        in the page cache either: a page kept there but refused here is answered by this
+        process from its cache to every request nginx passes on, and never reaches DIR
+        (until the next commit), which under load held one worker's page out of DIR."""
+        with self._shared():
+            return not self._may_land(ticket)
+
     def _may_land(self, ticket: Ticket) -> bool:
         """With ``_shared`` held: no commit since the ticket (here or in another process)."""
         if ticket.generation != self.generation:

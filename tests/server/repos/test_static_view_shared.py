@@ -123,3 +123,27 @@ def test_a_missing_or_garbled_state_empties_dir(tmp_path):
     restarted.claim(tmp_path / "srv")
     assert not restarted.start(UUID, lambda: 5)
     assert not page(tmp_path).exists()
+
+
+def test_behind_says_when_a_render_must_not_be_kept_anywhere(tmp_path):
+    """A render refused for DIR because another process recorded a commit this one had not
+    taken in must not be kept in this process's page cache either (api/simple.py asks
+    ``behind``): nginx would pass every request for it to this process, which would answer
+    from its cache and never fill DIR."""
+    a, b = process(tmp_path, 5), process(tmp_path, 5)
+    ticket_b = Ticket(b.generation, 5)
+    assert not b.behind(ticket_b)
+    with a.commit(6) as due:
+        assert due
+    assert b.behind(ticket_b) and b.behind(Ticket(b.generation, 5))
+    assert not b.put_page("root", "dev", "pkg", "json", b"x" * 2000, ticket_b)
+    assert not page(tmp_path).exists() and not page(tmp_path).with_name("index.json.gz").exists()
+    with b.commit(6) as due:  # b's poller brings 6
+        assert not due
+    fresh = Ticket(b.generation, 6)
+    assert not b.behind(fresh)
+    assert b.put_page("root", "dev", "pkg", "json", b"x" * 2000, fresh)
+    assert page(tmp_path).with_name("index.json.gz").is_file()
+    with b.commit(7) as due:  # b's own commit: what b rendered before it is behind too
+        assert due
+    assert b.behind(fresh)

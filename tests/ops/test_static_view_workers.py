@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -20,19 +19,12 @@ import requests
 from support.dists import wheel_bytes
 from support.nginx import gen_config, need_nginx, nginx_conf, running_nginx
 from support.ports import free_port
+from support.waiting import wait_until
 from support.workers import pinned_sessions, worker_pids
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def _wait_for(fn, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 class Site:
@@ -98,7 +90,7 @@ def _fill(site: Site, session: requests.Session, versions: set[str]) -> str:
         relpath = url[len(f"{site.s.url}/"):]
         return relpath if (site.static / relpath).is_file() else None
 
-    return _wait_for(filled)
+    return wait_until(filled)
 
 
 def test_a_write_through_one_worker_leaves_nothing_stale_whichever_worker_rendered(site):
@@ -129,7 +121,7 @@ def test_a_write_through_one_worker_leaves_nothing_stale_whichever_worker_render
         assert in_dir in (None, versions), (in_dir, versions)
         return listed == versions and "X-Devpi-Serial" not in r.headers
 
-    _wait_for(from_nginx)
+    wait_until(from_nginx)
     assert "Traceback" not in site.s.log_text(), site.s.log_text()
 
 
@@ -148,7 +140,7 @@ def test_a_restarting_worker_does_not_empty_dir(site):
             return None
         return pids if pids[1] != before[1] else None
 
-    _wait_for(replaced)
+    wait_until(replaced)
     assert site.page_path("wpkg").stat().st_ino == page_inode and (site.static / relpath).is_file()
     r = requests.get(f"{site.url}/root/dev/+simple/wpkg/", headers={"Accept": JSON}, timeout=30)
     assert r.status_code == 200 and "X-Devpi-Serial" not in r.headers  # nginx's, from DIR

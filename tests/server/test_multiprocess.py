@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 from support.dists import write_wheel
+from support.waiting import wait_until
 
 
 @pytest.fixture
@@ -18,14 +19,6 @@ def two_servers(make_server, pg_cluster, tmp_path):
     return a, b
 
 
-def _wait_for(fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_upload_on_one_process_is_served_by_the_other(two_servers, tmp_path):
@@ -42,7 +35,7 @@ def test_upload_on_one_process_is_served_by_the_other(two_servers, tmp_path):
         r = b.api("GET", "/alice/dev/+simple/pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         return r.json() if r.status_code == 200 else None
 
-    page = _wait_for(page_on_b)
+    page = wait_until(page_on_b)
     (entry,) = page["files"]
     data = requests.get(f"{b.url}/alice/dev/+simple/pkg/{entry['url']}", timeout=10).content
     assert hashlib.sha256(data).hexdigest() == entry["hashes"]["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -68,7 +61,7 @@ def test_concurrent_writers_get_consecutive_serials(two_servers, tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    end = _wait_for(lambda: max(s.api("GET", "/+status").json()["result"]["serial"] for s in (a, b)))
+    end = wait_until(lambda: max(s.api("GET", "/+status").json()["result"]["serial"] for s in (a, b)))
     assert end == start + 10
     for serial in range(start + 1, end + 1):
         r = a.api("GET", f"/+changelog/{serial}")
@@ -117,14 +110,14 @@ def test_a_starting_process_leaves_the_temp_files_of_a_running_one_alone(make_se
             r=requests.get(f"{a.url}/root/pypi/+simple/slow-pkg/{link['url']}", timeout=60)))
         fetch.start()
         tmp = shared / "blobs" / "tmp"
-        _wait_for(lambda: [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > 0])  # under way
+        wait_until(lambda: [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > 0])  # under way
         make_server(serverdir=shared, storage=url, mirror_url=up.url)  # starts while a writes
         up.chunk_delay = 0.0
         fetch.join(60)
         assert got["r"].status_code == 200
         assert hashlib.sha256(got["r"].content).hexdigest() == f.sha256
         blob = shared / "blobs" / f.sha256[:2] / f.sha256
-        _wait_for(blob.exists)
+        wait_until(blob.exists)
 
 
 def test_two_processes_caching_the_same_mirror_rows_both_land_them(make_server, pg_cluster, tmp_path):
@@ -183,7 +176,7 @@ def test_mirror_cache_writes_do_not_wait_for_the_serial_lock(make_server, pg_clu
             holder.execute("SELECT value FROM kv WHERE key = 'serial' FOR UPDATE")  # held until rollback
             r = requests.get(f"{server.url}/root/pypi/+simple/unlocked-pkg/", timeout=30)
             assert r.status_code == 200 and "unlocked_pkg-1.0" in r.text
-            _wait_for(lambda: reader.execute(cached).fetchone()[0] == 1)
+            wait_until(lambda: reader.execute(cached).fetchone()[0] == 1)
             wheel = write_wheel(tmp_path, "serialised", "1.0")
             t = threading.Thread(target=lambda: upload.update(r=server.upload("alice/dev", wheel, alice)))
             t.start()

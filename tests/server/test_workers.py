@@ -13,19 +13,12 @@ import requests
 from support.dists import write_wheel
 from support.server import DEAD_UPSTREAM
 from support.upstream import Upstream
+from support.waiting import wait_until
 from support.workers import pinned_sessions, race, status, worker_pids
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-def _wait_for(fn, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture
@@ -54,7 +47,7 @@ def test_requests_land_on_every_worker_and_an_upload_is_seen_by_the_other(worker
 
     # one changelog poll (0.1 s) plus the request when the machine is quiet; the bound here is
     # only liveness (how fast is a benchmark's question, not a test's)
-    page = _wait_for(page_on_b, timeout=15)
+    page = wait_until(page_on_b, timeout=15)
     (entry,) = page["files"]
     data = b.get(f"{s.url}/alice/dev/+simple/pkg/{entry['url']}", timeout=10).content
     assert hashlib.sha256(data).hexdigest() == hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -74,7 +67,7 @@ def test_a_killed_worker_is_restarted(workers_server):
             return None
         return pids if pids[1] != before[1] else None
 
-    after = _wait_for(replaced, timeout=30)
+    after = wait_until(replaced, timeout=30)
     assert after[0] == before[0]
     assert f"worker 1 (pid {before[1]}) exited with -9: restarting it" in s.log_text()
 

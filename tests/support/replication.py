@@ -2,11 +2,11 @@
 a secret file, liveness waits, /+status and serials of real server processes."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from support import waiting
 
 SECRET = "replica-test-secret-0123456789abcdef"
 REPLICA_HEADER = "X-Devpi-Replica-Secret"
@@ -19,18 +19,15 @@ def write_secret(tmp_path: Path) -> Path:
 
 
 def wait_until(check: Callable[[], object], timeout: float = 60.0, what: str = "the condition") -> object:
-    """Liveness only: poll until ``check`` gives something true (never a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Liveness only: poll until ``check`` gives something true; a request that fails
+    meanwhile (a server restarting) counts as not yet."""
+    def tolerant() -> object:
         try:
-            got = check()
+            return check()
         except requests.RequestException:
-            got = None
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.1)
+            return None
+
+    return waiting.wait_until(tolerant, timeout, what, interval=0.1)
 
 
 def status(s) -> dict:

@@ -243,11 +243,13 @@ def render(results: dict, results_path: Path) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", missed
 
 
-def write_doc(section: str) -> None:
+def write_doc(section: str, start: str = START, end: str = END) -> None:
+    """Replace the block between the ``start`` and ``end`` markers of doc/performance.md
+    with ``section`` (appended when the markers are not there yet)."""
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

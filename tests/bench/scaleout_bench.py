@@ -794,14 +794,11 @@ def render(results: dict) -> tuple[str, list[str]]:
 
 
 def write_doc(section: str) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text, encoding="utf-8")
+    """The scaleout-bench block of doc/performance.md, written as mirror_bench writes its own."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mirror_bench import write_doc as write_block
+
+    write_block(section, START, END)
 
 
 # --------------------------------------------------------------------------- main

@@ -172,6 +172,15 @@ class Storage:
             with conn.begin():
                 yield conn
 
+    def _locked_serial(self, conn: Connection) -> int:
+        """The current serial, read under the serial lock every writer takes first
+        (``BEGIN IMMEDIATE`` on SQLite already holds it; ``FOR UPDATE`` on PostgreSQL)."""
+        q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
+        if not self.is_sqlite:
+            q = q.with_for_update()
+        row = conn.execute(q).first()
+        return int(row[0]) if row else -1
+
     @contextmanager
     def write(self, who: str | None = None, *, journaled: bool = True) -> Iterator[WriteTx]:
         """A write transaction at the next serial. Its rows go to the row journal for replicas
@@ -181,12 +190,7 @@ class Storage:
         with self.engine.connect() as conn:
             conn = conn.execution_options(devpi_write=True, **{row_journal.OPTION: journal})
             with conn.begin():
-                q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
-                if not self.is_sqlite:
-                    q = q.with_for_update()
-                row = conn.execute(q).first()
-                last = int(row[0]) if row else -1
-                tx = WriteTx(conn=conn, serial=last + 1, who=who)
+                tx = WriteTx(conn=conn, serial=self._locked_serial(conn) + 1, who=who)
                 yield tx
                 images = journal.images(conn) if journal is not None else []
                 if images and not tx.changes:
@@ -217,11 +221,7 @@ class Storage:
         with self.engine.connect() as conn:
             conn = conn.execution_options(devpi_write=True)
             with conn.begin():
-                q = select(schema.kv.c.value).where(schema.kv.c.key == "serial")
-                if not self.is_sqlite:
-                    q = q.with_for_update()
-                row = conn.execute(q).first()
-                last = int(row[0]) if row else -1
+                last = self._locked_serial(conn)
                 if serial != last + 1:
                     raise SerialGap(f"serial {serial} is not the next one: this server is at {last}")
                 row_journal.apply(conn, rows)

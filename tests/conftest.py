@@ -102,3 +102,16 @@ def server(make_server) -> ServerProcess:
 def any_server(make_server, storage_url) -> ServerProcess:
     """A fresh server, once per storage engine (SQLite, PostgreSQL)."""
     return make_server(storage=storage_url)
+
+
+@pytest.fixture
+def store(tmp_path, storage_url):
+    """A migrated Storage of its own (no server), once per storage engine."""
+    from devpi.server.store.migrate import ensure_schema
+    from devpi.server.store.storage import Storage
+
+    s = Storage(storage_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ensure_schema(s)
+    s.init_serial()
+    yield s
+    s.close()

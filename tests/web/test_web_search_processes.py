@@ -6,20 +6,9 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-import pytest
 from devpi.server.store import catalog
-from devpi.server.store.migrate import ensure_schema
 from devpi.server.store.storage import Storage
 from devpi.web.search import SearchIndex
-
-
-@pytest.fixture
-def store(tmp_path, storage_url):
-    s = Storage(storage_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
-    ensure_schema(s)
-    s.init_serial()
-    yield s
-    s.close()
 
 
 def _search_index(store: Storage) -> SearchIndex:

@@ -5,19 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from devpi.server.store import storage as storage_module
-from devpi.server.store.migrate import ensure_schema
 from devpi.server.store.storage import Storage
-
-
-@pytest.fixture
-def store(tmp_path, storage_url):
-    s = Storage(storage_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
-    ensure_schema(s)
-    s.init_serial()
-    yield s
-    s.close()
 
 
 def _commit(store: Storage, name: str) -> None:

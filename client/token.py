@@ -18,7 +18,7 @@ from typing import Any
 from devpi.client.cli import add_command
 from devpi.client.hub import Hub
 
-ACTIONS = ("read", "upload", "toxresult", "push", "delete", "index-admin")
+ACTIONS = ("read", "upload", "toxresult", "push", "delete", "index-admin", "replicate")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DEFAULT_EXPIRES = "30d"
 

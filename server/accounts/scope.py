@@ -8,6 +8,10 @@ still install from public indexes but cannot upload anywhere.
 
 No action lets a token change its user (password, email, tokens, the user's deletion):
 those need the password.
+
+``replicate`` is different from the others: it lets a replica follow this server
+(server/replication/feed.py), and the feed carries every row of every index, so only an
+admin's token may carry it, on no index in particular (api/tokens.py checks both).
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ TOXRESULT = "toxresult"
 PUSH = "push"
 DELETE = "delete"
 INDEX_ADMIN = "index-admin"
-ACTIONS = (READ, UPLOAD, TOXRESULT, PUSH, DELETE, INDEX_ADMIN)
+REPLICATE = "replicate"
+ACTIONS = (READ, UPLOAD, TOXRESULT, PUSH, DELETE, INDEX_ADMIN, REPLICATE)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import bottle
 
 from ..accounts.api_tokens import new_token, secret_hash
 from ..accounts.auth import Identity
-from ..accounts.scope import ACTIONS
+from ..accounts.scope import ACTIONS, REPLICATE
 from ..core import Core
 from ..packaging.names import is_user_name
 from ..store import catalog
@@ -108,6 +108,15 @@ def parse_description(value: Any) -> str:
     return value
 
 
+def check_replicate(core: Core, owner: str, indexes: tuple[str, ...] | None) -> None:
+    """A replicate token reads every row of every index: an admin's, for no index in particular."""
+    if indexes is not None:
+        raise APIError(400, "a replicate token follows the whole server: it cannot be limited to indexes")
+    if not core.modify_policy.is_admin(Identity(owner)):
+        raise APIError(403, f"only an admin's token may replicate (root, or a user listed in "
+                            f"--restrict-modify), not {owner[:100]!r}'s")
+
+
 def install(app: bottle.Bottle, core: Core) -> None:
     req = bottle.request
 
@@ -138,6 +147,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
         indexes = parse_indexes(body.get("indexes"))
         expires = parse_expires(body.get("expires"), now)
         description = parse_description(body.get("description"))
+        if REPLICATE in actions:
+            check_replicate(core, user, indexes)
         token_id, secret, token = new_token()
         row = TokenRow(token_id, user, secret_hash(secret), actions, indexes, expires, description, now, None)
         with core.storage.write(ident.user) as tx:

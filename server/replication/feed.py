@@ -11,7 +11,8 @@ The replica reconnects from its own serial, so a cut costs nothing but the recon
 A serial without its row images (written before migration 0009, or brought by an import)
 cannot be replicated: 409, and the replica must start from a copy of the primary's server
 dir (a snapshot bootstrap is a later slice). Both endpoints need the shared secret
-(secret.py): the feed holds every row of every index, read-restricted or not.
+or a token with the replicate scope (secret.py): the feed holds every row of every index,
+read-restricted or not.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 import bottle
 from sqlalchemy import select
 
+from ..accounts.api_tokens import TOKEN_USER
+from ..accounts.auth import Identity
+from ..accounts.scope import REPLICATE
 from ..api.files import serve_blob
 from ..api.httpkit import APIError
 from ..store import schema
@@ -102,13 +106,23 @@ def stream(core: Core, since: int) -> Iterator[bytes]:
                 return
 
 
+def replicate_token_refusal(core: Core, value: str) -> str | None:
+    """None if ``value`` is a live token with the replicate scope whose owner is (still) an admin."""
+    row = core.api_tokens.check(TOKEN_USER, value)
+    if row is None:
+        return "the replication token is not valid (unknown, revoked or expired)"
+    if REPLICATE not in row.actions:
+        return "the token does not have the replicate scope"
+    if not core.modify_policy.is_admin(Identity(row.owner)):
+        return f"the token's owner {row.owner!r} is no longer an admin"
+    return None
+
+
 def install(app: bottle.Bottle, core: Core, secret: str | None) -> None:
     req = bottle.request
 
     def guard() -> None:
-        if secret is None:
-            raise APIError(404, "replication is not enabled on this server (it needs --replica-secret-file)")
-        refused = refusal(secret, req.get_header(HEADER))
+        refused = refusal(secret, req.get_header(HEADER), lambda value: replicate_token_refusal(core, value))
         if refused is not None:
             raise APIError(*refused)
 

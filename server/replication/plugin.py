@@ -55,7 +55,8 @@ def devpiserver_add_routes(app: bottle.Bottle, core: Core) -> None:
     from .role import Primary
 
     role = _role(core)
-    feed.install(app, core, role.secret if isinstance(role, Primary) else None)
+    if isinstance(role, Primary):  # a replica feeds nobody (its routes answer 404)
+        feed.install(app, core, role.secret)
 
 
 @hookimpl

@@ -282,3 +282,39 @@ def test_serials_without_row_images_are_409_and_the_stream_stops_before_them(pri
     assert "409" in error and f"serial {last - 1}" in error
     assert serial_of(replica) == last - 2
     assert replica.api("GET", "/alice").status_code == 200
+
+
+def _token(s, auth, **body) -> requests.Response:
+    return s.api("POST", f"/{auth[0]}/+token-create", json=body, auth=auth)
+
+
+def test_only_an_admin_token_for_the_whole_server_may_replicate(make_server):
+    s = make_server()  # no shared secret: only a replicate token opens the feed
+    alice = s.create_user("alice", "alice-pw")
+    s.create_index(alice, "dev", bases=[], acl_read=["alice"])
+    upload_wheel(s, "alice/dev", "private-lib", "1.0", alice)
+    root = s.login("root", "root")
+    # alice cannot mint one (the feed would give her every index), nor can root for a few indexes
+    assert "admin" in _json_error(_token(s, alice, allowed=["replicate"]), 403)
+    assert "indexes" in _json_error(_token(s, root, allowed=["replicate"], indexes=["alice/dev"]), 400)
+    # root, for alice: still not an admin's token
+    r = s.api("POST", "/alice/+token-create", json={"allowed": ["replicate"]}, auth=root)
+    assert "admin" in _json_error(r, 403)
+    # tokens without the scope, alice's tokens, and no header at all do not open the feed
+    upload_only = _token(s, root, allowed=["upload", "read", "index-admin"]).json()["result"]["token"]
+    alices = _token(s, alice, allowed=["read", "upload"]).json()["result"]["token"]
+    assert "replicate scope" in _json_error(_feed(s, {REPLICA_HEADER: upload_only}, since=-1, wait=0), 403)
+    assert "replicate scope" in _json_error(_feed(s, {REPLICA_HEADER: alices}, since=-1, wait=0), 403)
+    assert _json_error(_feed(s, {REPLICA_HEADER: alices[:-3] + "AAA"}, since=-1, wait=0), 403)
+    assert "not enabled" in _json_error(_feed(s, since=-1, wait=0), 404)
+    assert "not enabled" in _json_error(_feed(s, {REPLICA_HEADER: SECRET}, since=-1, wait=0), 404)
+    sha = "0" * 64
+    assert _json_error(requests.get(s.url + f"/+replica/blob/{sha}", headers={REPLICA_HEADER: alices},
+                                    timeout=30), 403)
+    # root's replicate token opens it; revoked, it does not
+    made = _token(s, root, allowed=["replicate"]).json()["result"]
+    ok = {REPLICA_HEADER: made["token"]}
+    r = _feed(s, ok, since=-1, wait=0)
+    assert r.status_code == 200 and b"private-lib" in r.content
+    assert s.api("DELETE", f"/root/+tokens/{made['id']}", auth=root).status_code == 200
+    assert "not valid" in _json_error(_feed(s, ok, since=-1, wait=0), 403)

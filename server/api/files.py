@@ -38,6 +38,7 @@ from .meta import INDEX_SEG, USER_SEG
 
 log = logging.getLogger("devpi.server.files")
 IMMUTABLE = "max-age=365000000, immutable, public"
+RECHECK_CORRUPT = 30.0  # seconds between looks at a blob found corrupt (see _mended)
 SMALL_BODY = 512 * 1024  # a file body up to this size is read at once (see _file_body)
 
 
@@ -102,11 +103,33 @@ class BlobMissing(APIError):
     """A row names a blob that is not in the store (a mirror then downloads it again)."""
 
 
+def _mended(core: Core, sha256: str) -> bool:
+    """Whether a blob found corrupt hashes to its name again (an admin restored it from a
+    backup): looked at again at most once per ``RECHECK_CORRUPT`` seconds per blob, so
+    requests for a rotten file cannot make the server hash it over and over."""
+    checked: dict[str, float] = core.config.extra.setdefault("corrupt_checked", {})
+    now = time.monotonic()
+    if now - checked.get(sha256, -RECHECK_CORRUPT) < RECHECK_CORRUPT:
+        return False
+    if len(checked) >= 4096:
+        checked.clear()
+    checked[sha256] = now
+    try:
+        for _ in core.blobs.iter_verified(sha256):
+            pass
+    except (BlobCorrupt, OSError):
+        return False
+    core.config.extra.get("corrupt_blobs", set()).discard(sha256)
+    log.warning("blob %s hashes to its name again (restored?): serving it", sha256)
+    return True
+
+
 def serve_blob(core: Core, sha256: str, filename: str, size: int, mtime: float) -> bottle.HTTPResponse:
     if sha256 in core.config.extra.get("corrupt_blobs", ()):
         if not core.blobs.exists(sha256):  # quarantined since (devpi fsck --repair): a mirror fetches it again
             raise BlobMissing(404, f"no such file: {filename} (blob missing)")
-        raise APIError(500, f"stored file {filename} is corrupt and is not served")
+        if not (isinstance(core.blobs, BlobStore) and _mended(core, sha256)):
+            raise APIError(500, f"stored file {filename} is corrupt and is not served")
     try:
         f, verified = core.blobs.open_blob(sha256)
     except FileNotFoundError:

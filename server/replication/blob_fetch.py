@@ -88,6 +88,8 @@ class BlobFetcher:
         try:
             with self.core.storage.read() as conn:
                 rows = conn.execute(select(f.c.sha256, f.c.size).order_by(f.c.id.desc())).all()
+                rows += conn.execute(select(f.c.core_metadata_sha256, 0).where(
+                    f.c.core_metadata_sha256.is_not(None)).order_by(f.c.id.desc())).all()
         except Exception:
             log.exception("replica: could not scan for missing files")
             return

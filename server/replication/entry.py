@@ -32,7 +32,8 @@ class Entry:
     rows: list[dict[str, Any]]
 
     def blobs(self) -> list[tuple[str, int]]:
-        """(sha256, size) of the files this serial adds or changes, which the replica fetches."""
+        """(sha256, size) of the blobs this serial's files name (the file and its core
+        metadata), which the replica fetches."""
         out = []
         for image in self.rows:
             row = image.get("row")
@@ -40,6 +41,9 @@ class Entry:
                 sha, size = row.get("sha256"), row.get("size")
                 if isinstance(sha, str) and _SHA256.fullmatch(sha):
                     out.append((sha, size if isinstance(size, int) and size >= 0 else 0))
+                meta = row.get("core_metadata_sha256")  # PEP 658's .metadata: its own blob, size unknown
+                if isinstance(meta, str) and _SHA256.fullmatch(meta):
+                    out.append((meta, 0))
         return out
 
 

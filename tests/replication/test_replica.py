@@ -103,12 +103,13 @@ def test_replica_serves_while_the_primary_is_down_and_catches_up_after(pair, tmp
     rep = status(replica)["replication"]
     assert rep["stale_since"] and rep["last_error"] and "cannot reach the primary" in rep["last_error"]
     primary.start()
-    for i in range(20):
+    for i in range(100):  # made while the replica is still waiting to reconnect (its back-off)
         upload_wheel(primary, "alice/dev", f"lib-{i}", "1.0", alice)
     wait_until(lambda: _caught_up(primary, replica), what="the replica catching up after the outage")
-    assert STALE not in requests.get(replica.url + "/alice/dev/+simple/lib-19/", timeout=30).headers
-    assert _page(replica, "/alice/dev/+simple/lib-19/").content == _page(primary, "/alice/dev/+simple/lib-19/").content
-    result = pip_install(replica.url + "/alice/dev/+simple/", tmp_path / "t2", "lib-19")
+    assert STALE not in requests.get(replica.url + "/alice/dev/+simple/lib-99/", timeout=30).headers
+    for path in ("/alice/dev/+simple/", "/alice/dev/+simple/lib-99/"):
+        assert _page(replica, path).content == _page(primary, path).content
+    result = pip_install(replica.url + "/alice/dev/+simple/", tmp_path / "t2", "lib-0", "lib-99")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -409,6 +409,12 @@ class Hub:
             response = self.session.request(
                 method, url, params=params, data=data, headers=hdrs, timeout=timeout, allow_redirects=True
             )
+        except requests.exceptions.SSLError as e:
+            base = _base_url(url)
+            if "WRONG_VERSION_NUMBER" in str(e) or "wrong version number" in str(e):
+                self.fatal(f"the server at {base} does not speak TLS: use {'http' + base[len('https'):]} "
+                           "(or put it behind a TLS proxy)")
+            self.fatal(f"TLS with the server at {base} failed: {_connection_reason(e)}")
         except requests.exceptions.ConnectionError as e:
             base = _base_url(url)
             self.fatal(f"cannot reach server at {base}: {_connection_reason(e)}")

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from devpi.client.cli import add_command
 from devpi.client.hub import Hub, is_url, looks_like_devpi, normalize_url, strip_userinfo, url_problem
@@ -89,6 +89,10 @@ def connect(hub: Hub, arg: str) -> None:
     else:
         url = f"{hub.root}/{hub.qualify_index(arg)}"
     url = url.rstrip("/")
+    index_url = simple_index_of(url)
+    if index_url is not None:  # pip's index URL pasted: USER/INDEX/+simple[/project]
+        hub.info(f"{url}/ is the index's pip URL: using the index {index_url}")
+        url = index_url
     headers = {}
     if basic:
         import base64
@@ -148,6 +152,18 @@ def connect(hub: Hub, arg: str) -> None:
     if index is None:
         state.current.pop("index", None)
         state.save_current()
+
+
+def simple_index_of(url: str) -> str | None:
+    """The index URL of pip's URL ``.../USER/INDEX/+simple`` (or a project page under it), else None."""
+    parts = urlsplit(url)
+    segments = parts.path.rstrip("/").split("/")
+    if "+simple" not in segments:
+        return None
+    at = segments.index("+simple")
+    if at < 2 or len(segments) > at + 2:  # USER/INDEX before it, at most a project after it
+        return None
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(segments[:at]), "", ""))
 
 
 def hub_name(root: str, url: str) -> str:

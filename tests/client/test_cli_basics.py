@@ -136,7 +136,7 @@ def test_use_full_index_url_and_unknown_index(devpi, devpi_server):
 
 
 def test_use_not_a_devpi_server(devpi, devpi_server):
-    line = devpi.fail("use", devpi_server.url + "/root/pypi/+simple/x")
+    line = devpi.fail("use", devpi_server.url + "/root/pypi/+f/x")
     assert line.startswith("devpi: error:")
 
 

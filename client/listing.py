@@ -102,6 +102,9 @@ def show_links(hub: Hub, base: str, root: str, verdata: dict[str, Any], args: ar
             continue
         href = urljoin(base, link.get("href") or "")
         kind = " [docs]" if rel == "doczip" else ""
+        yanked = link.get("yanked")
+        if yanked is not None and yanked is not False:
+            kind += f" [yanked: {yanked}]" if isinstance(yanked, str) and yanked else " [yanked]"
         hub.info(f"  {prefix}{href}  ({index_of(href, root)}){kind}")
         results = toxresults.get(href)
         if results:

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "test",
     "push",
     "remove",
+    "yank",
     "getjson",
     "refresh",
     "server",

@@ -21,6 +21,8 @@ from .read_guard import reader_hides
 PROJECT_SEG = "<project:re:[^+/][^/]*>"
 VERSION_SEG = "<version:re:[^+/][^/]*>"
 
+MAX_YANK_REASON = 1000  # characters: pip shows it on one line
+
 
 def _stage_versions(core: Core, root: str, member: IndexRow, name: str) -> dict[str, dict] | None:
     with core.storage.read() as conn:
@@ -169,7 +171,10 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if not undo:
             body = read_json(req)
             if isinstance(body, dict):
-                reason = str(body.get("reason") or "")
+                reason = body.get("reason") or ""
+                if not isinstance(reason, str) or len(reason) > MAX_YANK_REASON or not reason.isprintable():
+                    raise APIError(400, f"reason must be one line of at most {MAX_YANK_REASON} printable "
+                                        "characters")
         with core.storage.write(ident.user) as tx:
             p = catalog.get_project(tx.conn, ix.id, project)
             rel = catalog.get_release(tx.conn, p.id, version) if p else None

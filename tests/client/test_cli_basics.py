@@ -19,7 +19,7 @@ from clienthelpers import make_sdist, write_pypirc
 from support.dists import sdist_bytes
 
 COMMANDS = ["use", "login", "logoff", "logout", "user", "passwd", "index", "upload", "install", "list",
-            "push", "remove", "getjson", "patchjson", "refresh"]
+            "push", "remove", "yank", "unyank", "getjson", "patchjson", "refresh"]
 
 
 # -- help, version, start-up ----------------------------------------------------------------------

@@ -24,3 +24,51 @@ def test_use_https_against_a_plain_http_server_fails_at_once_and_says_why(devpi,
     https = devpi_server.url.replace("http://", "https://")
     line = devpi.fail("use", https + "/root/pypi")  # the handshake's error, not a timeout
     assert "does not speak TLS" in line and devpi_server.url in line
+
+
+def test_yank_and_unyank_with_a_reason_shown_by_list_and_honoured_by_pip(alice, devpi_server, tmp_path):
+    from support.dists import write_wheel
+    from support.pipinstall import installed, pip_install
+
+    dists = tmp_path / "dists"
+    dists.mkdir()
+    for v in ("1.0", "2.0"):
+        write_wheel(dists, "yanky", v)
+    alice.ok("upload", str(dists))
+    out = alice.ok("yank", "yanky==2.0", "--reason", "breaks on Windows")
+    assert "yanky 2.0 yanked on alice/dev" in out
+    listing = alice.ok("list", "yanky")
+    [line_2] = [ln for ln in listing.splitlines() if "yanky-2.0" in ln]
+    [line_1] = [ln for ln in listing.splitlines() if "yanky-1.0" in ln]
+    assert "[yanked: breaks on Windows]" in line_2 and "yanked" not in line_1
+    index = f"{devpi_server.url}/alice/dev/+simple/"
+    assert pip_install(index, tmp_path / "t1", "yanky").returncode == 0
+    assert installed(tmp_path / "t1") == {"yanky": "1.0"}  # pip skips the yanked newest
+    assert pip_install(index, tmp_path / "t2", "yanky==2.0").returncode == 0  # pinned: still installable
+    assert "yanky 2.0 unyanked" in alice.ok("unyank", "yanky==2.0")
+    assert "yanked" not in alice.ok("list", "yanky")
+    assert pip_install(index, tmp_path / "t3", "yanky").returncode == 0
+    assert installed(tmp_path / "t3") == {"yanky": "2.0"}
+    # a range asks first; -y yanks every match
+    assert "pass -y" in alice.fail("yank", "yanky<3")
+    assert alice.ok("yank", "yanky<3", "-y").count("yanked on alice/dev") == 2
+
+
+def test_yank_errors_are_one_line(alice, make_cli, devpi_server, tmp_path):
+    from support.dists import write_wheel
+
+    dists = tmp_path / "d"
+    dists.mkdir()
+    write_wheel(dists, "yanky", "1.0")
+    alice.ok("upload", str(dists))
+    assert "which version" in alice.fail("yank", "yanky")
+    assert "no version of yanky" in alice.fail("yank", "yanky==9.9")
+    assert "not found" in alice.fail("yank", "nothere==1.0")
+    assert "--reason" in alice.fail("yank", "yanky==1.0", "--reason", "x" * 2000)
+    assert "--reason" in alice.fail("yank", "yanky==1.0", "--reason", "two\nlines")
+    bob = make_cli("bob")
+    bob.ok("use", devpi_server.url)
+    bob.ok("user", "-c", "bob", "password=bobpw")
+    bob.ok("login", "bob", "--password", "bobpw")
+    line = bob.fail("yank", "yanky==1.0", "--index", "alice/dev")
+    assert "cannot yank yanky 1.0 on alice/dev" in line and ("403" in line or "permission" in line)

@@ -102,3 +102,14 @@ def test_json_body_over_the_size_cap_is_413(srv, world):
     r = send(srv, world, "PUT", f"/big{uuid.uuid4().hex[:8]}", False, body)
     assert r.status_code == 413, r.text[:300]
     assert "too large" in r.json()["message"]
+
+
+@pytest.mark.parametrize("reason", [{"a": 1}, ["x"], 5, "x" * 1001, "two\nlines", "bell\x07"])
+def test_a_yank_reason_is_one_short_line_of_text(srv, world, reason):
+    import json
+
+    (user, _), _ = world
+    r = send(srv, world, "POST", f"/{user}/dev/jsonpkg/1.0/+yank", True, json.dumps({"reason": reason}).encode())
+    assert r.status_code == 400 and "reason must be" in r.json()["message"], r.text[:300]
+    page = srv.api("GET", f"/{user}/dev/jsonpkg").json()["result"]["1.0"]["+links"][0]
+    assert "yanked" not in page  # nothing was stored

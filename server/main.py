@@ -143,7 +143,8 @@ def make_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser
     p.add_argument("--storage", metavar="URL", default=None,
                    help="database URL: sqlite:///PATH (default: inside the server dir) or postgresql://...")
     p.add_argument("--root-passwd", metavar="PW", default=None,
-                   help="root's initial password, used when the server dir is created")
+                   help="root's initial password: set when the server dir is created, or later while root has "
+                        "none (else ignored with a warning: use `devpi passwd root`)")
     p.add_argument("--mirror-url", metavar="URL", default=None,
                    help="upstream simple index of root/pypi (default: the index pip on this machine uses)")
     p.add_argument("--offline", action="store_true", help="never contact the upstream index")
@@ -307,6 +308,29 @@ def _later(seconds: float, fn: Callable[[], Any]) -> None:
     timer.start()
 
 
+def _root_passwd_on_existing_dir(core: Core, given: str | None) -> None:
+    """``--root-passwd`` on a server dir made earlier: root's password is set only at the
+    first start, so say what happened instead of ignoring it. A root still without a
+    password (the server was first started without the option) takes it: whoever may start
+    the server owns its dir anyway."""
+    if not given:
+        return
+    from .accounts.auth import hash_password, verify_password
+    from .store import catalog
+
+    with core.storage.read() as conn:
+        root = catalog.get_user(conn, "root")
+    if root is None or verify_password(given, root.pwhash):
+        return  # no root (deleted, or a plugin's), or this start or an earlier one set it
+    if verify_password("", root.pwhash):
+        with core.storage.write("root") as tx:
+            catalog.modify_user(tx, root, {}, hash_password(given))
+        log.warning("root had no password: set it from --root-passwd")
+        return
+    log.warning("--root-passwd is ignored: root already has another password (change it with "
+                "`devpi login root` and `devpi passwd root`)")
+
+
 def _refuse_open_root(core: Core, host: str) -> None:
     """An empty root password is only acceptable when nobody else can connect."""
     if host in LOOPBACK:
@@ -365,6 +389,8 @@ def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginMana
         if args.debug:
             raise
         raise SystemExit(f"devpi server: cannot open storage {config.storage}: {e}") from None
+    if role.wire_role != "REPLICA":  # a replica's root is its primary's
+        _root_passwd_on_existing_dir(core, config.root_passwd)
     _refuse_open_root(core, config.host)
     core.after_start("blob-dirs", core.blobs.make_dirs)
     core.after_start("cpu-pin", pin.start_watching)

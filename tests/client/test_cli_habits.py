@@ -72,3 +72,27 @@ def test_yank_errors_are_one_line(alice, make_cli, devpi_server, tmp_path):
     bob.ok("login", "bob", "--password", "bobpw")
     line = bob.fail("yank", "yanky==1.0", "--index", "alice/dev")
     assert "cannot yank yanky 1.0 on alice/dev" in line and ("403" in line or "permission" in line)
+
+
+def test_root_passwd_on_an_existing_server_dir_is_taken_once_then_warned_about(devpi, new_server):
+    """The README's order: `devpi server` first (root without a password), then the tour's
+    `devpi server --root-passwd s3cret`: the password takes; a later different one is
+    refused with a warning, and `devpi passwd root` is the way to change it."""
+    s = new_server(root_password="")
+    devpi.ok("use", s.url)
+    devpi.ok("login", "root", "--password", "")
+    s.stop()
+    s.root_password = "s3cret"
+    s.start()
+    assert "root had no password: set it from --root-passwd" in s.log_text()
+    devpi.fail("login", "root", "--password", "")  # the empty one no longer works
+    devpi.ok("login", "root", "--password", "s3cret")
+    s.stop()
+    s.root_password = "other"
+    s.start()
+    assert "--root-passwd is ignored: root already has another password" in s.log_text()
+    devpi.fail("login", "root", "--password", "other")
+    devpi.ok("login", "root", "--password", "s3cret")
+    devpi.ok("passwd", "root", "--password", "n3w-s3cret")  # the documented way to change it
+    devpi.ok("login", "root", "--password", "n3w-s3cret")
+    devpi.fail("login", "root", "--password", "s3cret")

@@ -38,6 +38,9 @@ Build and upload a project, or upload existing distribution files.
 
 ARCHIVE_RE = re.compile(r".+\.(whl|tar\.gz|tgz|tar\.bz2|tar|zip|egg)$")
 DOC_RE = re.compile(r"^(?P<name>.+?)(?:-(?P<version>[^-]+?))?\.docs?\.(?P<ext>zip|tar\.gz|tgz)$")
+# bdist_dumb's NAME-VERSION.PLATFORM.tar.gz|zip: no metadata inside, name and version from the name
+BDIST_DUMB_RE = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)\.(?P<platform>(?:linux|win|macosx|darwin|cygwin|"
+                           r"freebsd|netbsd|openbsd|solaris|aix)[A-Za-z0-9_.-]*)\.(?:tar\.gz|tgz|zip)$")
 FIELD_RENAMES = {"platforms": "platform", "supported_platforms": "supported_platform"}
 AUTO = "\0auto"
 
@@ -168,6 +171,11 @@ def read_dist(hub: Hub, path: Path) -> Dist:
     m = DOC_RE.match(path.name)
     if m and not path.name.endswith(".whl"):
         return Dist(path, m.group("name"), m.group("version") or "", [], is_doc=True)
+    dumb = BDIST_DUMB_RE.match(path.name)
+    if dumb:
+        name, version = dumb.group("name"), dumb.group("version")
+        return Dist(path, name, version, [("name", name), ("version", version), ("filetype", "bdist_dumb"),
+                                          ("pyversion", "")], is_doc=False)
     import warnings
 
     import pkginfo

@@ -98,7 +98,8 @@ def install(app: bottle.Bottle, core: Core) -> None:
         if not full and not core.modify_policy.may_change_password(ident, user):
             raise APIError(403, f"no permission to modify user {user}")
         changes, password = _user_changes(read_json(req) or {})
-        pwhash = hash_password(password) if password else None
+        # "" is a password too (the original sets it): only a missing one leaves it as it is
+        pwhash = hash_password(password) if password is not None else None
         with core.storage.write(ident.user) as tx:
             u = catalog.get_user(tx.conn, user)
             if u is None:

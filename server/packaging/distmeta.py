@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import pkginfo
 
+from .names import is_bdist_dumb
 from .ziplimits import ZipTooLarge, check_zip_directory
 
 LIST_KEYS = ("platform", "classifiers", "supported_platform", "provides", "requires", "obsoletes",
@@ -93,6 +94,8 @@ def read_distribution(path: Path, filename: str, max_unpacked: int = MAX_UNPACKE
         if filename.endswith(".whl"):
             core = _wheel_metadata(path, filename, max_unpacked)
             raw = core
+        elif is_bdist_dumb(filename):  # no metadata inside: the upload form's is used
+            return DistInfo({}, None)
         elif filename.endswith(".zip"):
             raw = _zip_sdist_metadata(path, filename, max_unpacked)
         elif filename.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):

@@ -130,5 +130,37 @@ def filename_matches(filename: str, name: str, version: str) -> None:
     fname, fversion = split_dist_filename(filename)
     if normalize_name(fname) != normalize_name(name):
         raise InvalidName(f"filename {filename!r} does not belong to project {name!r}")
-    if fversion != version and canonicalize_version(fversion) != canonicalize_version(version):
+    if fversion != version and canonicalize_version(fversion) != canonicalize_version(version) \
+            and not _legacy_build_of(filename, fversion, version):
         raise InvalidName(f"filename {filename!r} does not contain version {version!r}")
+
+
+# What legacy build formats put after the version, which the name-version split above takes
+# for part of it: an egg's ``-py3.11[-platform]``, and the platform of bdist_dumb
+# (``.linux-x86_64.tar.gz``), bdist_wininst (``.win32[-py3.8].exe``) and bdist_msi. Only
+# these shapes: ``1.0.post1`` or ``1.0.1`` stay other versions of "1.0".
+_EGG_TAIL = re.compile(r"-py\d+(\.\d+)?(-[A-Za-z0-9_.-]+)?")
+_PLATFORM_TAIL = re.compile(r"\.(linux|win|macosx|darwin|cygwin|mingw|freebsd|netbsd|openbsd|solaris|sunos|aix)"
+                            r"[A-Za-z0-9_.-]*?(-py\d+(\.\d+)?)?")
+
+
+_BDIST_DUMB = re.compile(r"^.+?-\d[^-]*?" + _PLATFORM_TAIL.pattern + r"\.(tar\.gz|tgz|tar\.bz2|tar\.xz|zip)$")
+
+
+def is_bdist_dumb(filename: str) -> bool:
+    """``NAME-VERSION.PLATFORM.tar.gz|zip``: a built tree without metadata, not an sdist."""
+    return bool(_BDIST_DUMB.match(filename))
+
+
+def _legacy_build_of(filename: str, fversion: str, version: str) -> bool:
+    """Whether ``filename`` is an egg or bdist_dumb/wininst/msi build of ``version``
+    (the original devpi-server stores them; installers ignore them)."""
+    for candidate in dict.fromkeys((version, canonicalize_version(version))):
+        if not fversion.startswith(candidate):
+            continue
+        tail = fversion[len(candidate):]
+        if filename.endswith(".egg") and _EGG_TAIL.fullmatch(tail):
+            return True
+        if not filename.endswith((".whl", ".egg")) and _PLATFORM_TAIL.fullmatch(tail):
+            return True
+    return False

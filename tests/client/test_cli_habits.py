@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 
 @pytest.mark.parametrize("suffix", ["/+simple/", "/+simple", "/+simple/some-project/"])
@@ -96,3 +97,64 @@ def test_root_passwd_on_an_existing_server_dir_is_taken_once_then_warned_about(d
     devpi.ok("passwd", "root", "--password", "n3w-s3cret")  # the documented way to change it
     devpi.ok("login", "root", "--password", "n3w-s3cret")
     devpi.fail("login", "root", "--password", "s3cret")
+
+
+def _tar_gz(path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+
+def _zip(path, members: dict[str, bytes]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def test_legacy_build_formats_are_stored_and_listed_as_the_original_does(alice, devpi_server, tmp_path):
+    """bdist_dumb and egg uploads (old CI scripts still make them): stored, listed, served;
+    pip ignores them and installs the wheel."""
+    from support.dists import write_wheel
+    from support.pipinstall import installed, pip_install
+
+    dists = tmp_path / "dists"
+    dists.mkdir()
+    _tar_gz(dists / "oldie-1.0.linux-x86_64.tar.gz", {"./usr/lib/python3/site-packages/oldie.py": b"x = 1\n"})
+    _zip(dists / "oldie-1.0-py3.11.egg", {"oldie.py": b"x = 1\n", "EGG-INFO/PKG-INFO":
+                                          b"Metadata-Version: 1.1\nName: oldie\nVersion: 1.0\n"})
+    write_wheel(dists, "oldie", "1.0")
+    out = alice.ok("upload", str(dists))
+    for fn in ("oldie-1.0.linux-x86_64.tar.gz", "oldie-1.0-py3.11.egg", "oldie-1.0-py3-none-any.whl"):
+        assert fn in out
+    listing = alice.ok("list", "oldie")
+    for fn in ("oldie-1.0.linux-x86_64.tar.gz", "oldie-1.0-py3.11.egg", "oldie-1.0-py3-none-any.whl"):
+        assert fn in listing
+    page = requests.get(f"{devpi_server.url}/alice/dev/+simple/oldie/", timeout=30).text
+    assert "oldie-1.0-py3.11.egg" in page and "oldie-1.0.linux-x86_64.tar.gz" in page
+    index = f"{devpi_server.url}/alice/dev/+simple/"
+    result = pip_install(index, tmp_path / "t", "oldie")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert installed(tmp_path / "t") == {"oldie": "1.0"}
+    # the shapes stay narrow: another version's file is still refused for 1.0
+    r = requests.post(f"{devpi_server.url}/alice/dev/", data={":action": "file_upload", "name": "oldie",
+                      "version": "1.0"}, files={"content": ("oldie-1.0.1.tar.gz", b"x")},
+                      auth=("alice", "alicepw"), timeout=30)
+    assert r.status_code == 400 and "does not contain version" in r.json()["message"]
+
+
+def test_an_empty_password_is_set_as_the_original_sets_it(alice, devpi_server):
+    """PATCH /alice {"password": ""} (what `devpi user -m alice password=` sends): the
+    original sets it and answers with a new login; it is not a silent no-op."""
+    assert "user modified: alice" in alice.ok("user", "-m", "alice", "password=")
+    alice.ok("index", "-c", "more")  # the new login the server sent was kept (the old one is void now)
+    alice.fail("login", "alice", "--password", "alicepw")
+    alice.ok("login", "alice", "--password", "")
+    r = requests.patch(f"{devpi_server.url}/alice", json={"password": ""}, auth=("alice", ""), timeout=30)
+    assert r.status_code == 200 and r.json()["type"] == "userpassword" and r.json()["result"]["password"]

@@ -10,6 +10,7 @@ CLIENT_REQUIRES = [
     "tox>=4.11",  # devpi test runs tox
     "execnet>=2.0",  # devpi test --tx: runs on execnet gateways
     "pluggy>=1.3",  # client plugins (entry-point group devpi_client)
+    "tomlkit>=0.12",  # devpi use --set-cfg edits uv.toml keeping comments and other tables
 ]
 
 # the server and the web UI (the `server` extra)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from devpi.client.cli import add_command
+from devpi.client.errors import one_line
 from devpi.client.hub import Hub, is_url, looks_like_devpi, normalize_url, strip_userinfo, url_problem
 
 DESCRIPTION = """\
@@ -274,31 +274,60 @@ def get_ini_key(path: Path, section: str, key: str) -> str | None:
     return None
 
 
-def set_toml_top_key(text: str, key: str, value: str) -> str:
-    """Set a top-level string key in a TOML text (before the first table), keeping the rest."""
-    lines = text.splitlines()
-    newline = f"{key} = {json.dumps(value)}"
-    first_table = len(lines)
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            first_table = i
-            break
-        if stripped.split("=", 1)[0].strip() == key:
-            lines[i] = newline
-            return "\n".join(lines) + "\n"
-    lines.insert(first_table, newline)
-    return "\n".join(lines) + "\n"
+UV_INDEX_NAME = "devpi"  # the name of the [[index]] table devpi use --set-cfg owns in uv.toml
 
 
-def get_toml_key(path: Path, key: str) -> str | None:
+def set_uv_index(text: str, url: str) -> tuple[str, list[str]]:
+    """uv.toml with an ``[[index]]`` named "devpi" as the default index (uv's current form),
+    keeping comments and every other table; and notes on what else had to change: another
+    index marked ``default`` becomes ``explicit`` (left unmarked, uv would search it before
+    the default), and the deprecated top-level ``index-url`` (which an ``[[index]]`` default
+    overrides) is removed."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    notes: list[str] = []
+    legacy = doc.get("index-url")
+    if legacy is not None:
+        del doc["index-url"]
+        notes.append(f"removed the deprecated top-level index-url = {legacy}")
+    indexes = doc.get("index")
+    if indexes is None:
+        indexes = tomlkit.aot()
+        doc.append("index", indexes)
+    ours = None
+    for table in indexes:
+        if table.get("name") == UV_INDEX_NAME and ours is None:
+            ours = table
+        elif table.get("default") is True:  # unmarked it would be searched before ours: keep it unused
+            del table["default"]
+            table["explicit"] = True
+            notes.append(f"index {table.get('name') or table.get('url')!r} was uv's default: now explicit "
+                         "(used only for packages pinned to it)")
+    if ours is None:
+        ours = tomlkit.table()
+        ours["name"] = UV_INDEX_NAME
+        indexes.append(ours)
+    ours["url"] = url
+    ours["default"] = True
+    text = tomlkit.dumps(doc)
+    return text.replace("default = true\n[", "default = true\n\n["), notes  # a blank line before what follows
+
+
+def uv_default_index(path: Path) -> str | None:
+    """The index uv will use by default with this config file: the first ``[[index]]``
+    marked ``default``, else the top-level ``index-url``; None for uv's own default."""
     import tomllib
 
     try:
         with open(path, "rb") as f:
-            value = tomllib.load(f).get(key)
+            doc = tomllib.load(f)
     except (OSError, ValueError):
         return None
+    for table in doc.get("index") or []:
+        if isinstance(table, dict) and table.get("default") is True and isinstance(table.get("url"), str):
+            return table["url"]
+    value = doc.get("index-url")
     return value if isinstance(value, str) else None
 
 
@@ -354,9 +383,17 @@ def set_cfg(hub: Hub, venv: bool) -> None:
     if not venv:
         path = uv_user_config()
         text = _read_config(hub, path)
-        text = set_toml_top_key(text, "index-url", simple)
+        try:
+            text, notes = set_uv_index(text, simple)
+        except Exception as e:  # tomlkit's parse errors have no common base but Exception
+            hub.fatal(f"cannot update {path}: not valid TOML ({one_line(str(e))[:200]}); fix or remove it")
         _write(hub, path, text)
-        hub.info(f"uv:  wrote index-url = {simple} to {path}")
+        for note in notes:
+            hub.warn(f"uv: {note} ({path})")
+        effective = uv_default_index(path)
+        if effective != simple:  # read back: say what uv will really use
+            hub.fatal(f"uv: wrote {path}, but uv's default index there reads {effective!r}, not {simple}")
+        hub.info(f"uv:  wrote [[index]] {UV_INDEX_NAME} (default) url = {simple} to {path}")
 
 
 def show(hub: Hub) -> None:
@@ -388,19 +425,19 @@ def show(hub: Hub) -> None:
         vvalue = get_ini_key(vpath, "global", "index-url") if vpath.exists() else None
         hub.info(f"venv pip config {vpath}: {_describe(vvalue, simple, vpath.exists())}")
     uv_path = uv_user_config()
-    uv_value = get_toml_key(uv_path, "index-url") if uv_path.exists() else None
-    hub.info(f"uv config {uv_path}: {_describe(uv_value, simple, uv_path.exists())}")
+    uv_value = uv_default_index(uv_path) if uv_path.exists() else None
+    hub.info(f"uv config {uv_path}: {_describe(uv_value, simple, uv_path.exists(), 'default index')}")
     hub.info(f"always-set-cfg: {'yes' if state.get('always_setcfg') else 'no'}")
     if simple:
         hub.info(f"to use this index: pip install --index-url {simple} PKG  "
                  f"(or export PIP_INDEX_URL={simple} UV_INDEX_URL={simple}, or 'devpi use --set-cfg')")
 
 
-def _describe(value: str | None, simple: str | None, exists: bool) -> str:
+def _describe(value: str | None, simple: str | None, exists: bool, what: str = "index-url") -> str:
     if not exists:
         return "no config file"
     if not value:
-        return "index-url not set"
+        return f"{what} not set"
     if simple and value.rstrip("/") == simple.rstrip("/"):
-        return f"index-url = {value} (the current index)"
-    return f"index-url = {value}"
+        return f"{what} = {value} (the current index)"
+    return f"{what} = {value}"

@@ -11,6 +11,7 @@ import re
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -349,12 +350,12 @@ def test_set_cfg_writes_pip_and_uv_config(alice, devpi_server, tmp_path):
     pipconf.write_text("# my settings\n[global]\ntimeout = 60\n\n[install]\nno-compile = true\n")
     out = alice.ok("use", "--set-cfg", env=env)
     simple = f"{devpi_server.url}/alice/dev/+simple/"
-    assert "pip: wrote" in out and "uv:  wrote" in out
+    assert "pip: wrote" in out and "uv:  wrote [[index]] devpi (default)" in out
     text = pipconf.read_text()
     assert f"index-url = {simple}" in text
     assert "# my settings" in text and "timeout = 60" in text and "no-compile = true" in text
     uvtoml = home / ".config" / "uv" / "uv.toml"
-    assert f'index-url = "{simple}"' in uvtoml.read_text()
+    assert tomllib.loads(uvtoml.read_text())["index"] == [{"name": "devpi", "url": simple, "default": True}]
     # pip itself sees it
     pipcfg = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
                             env={**os.environ, **env, "PIP_CONFIG_FILE": ""})

@@ -3,6 +3,7 @@ real ``devpi`` command against the real server."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import requests
@@ -158,3 +159,63 @@ def test_an_empty_password_is_set_as_the_original_sets_it(alice, devpi_server):
     alice.ok("login", "alice", "--password", "")
     r = requests.patch(f"{devpi_server.url}/alice", json={"password": ""}, auth=("alice", ""), timeout=30)
     assert r.status_code == 200 and r.json()["type"] == "userpassword" and r.json()["result"]["password"]
+
+
+def test_set_cfg_writes_uvs_index_table_and_uv_then_installs_from_devpi(alice, devpi_server, tmp_path):
+    """A uv.toml that already names a default [[index]] (which made uv ignore the old
+    top-level index-url): devpi's [[index]] becomes the default, comments and other tables
+    stay, and uv itself then installs a package that only devpi has."""
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+
+    from support.dists import write_wheel
+
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    uvtoml = home / ".config" / "uv" / "uv.toml"
+    uvtoml.parent.mkdir(parents=True)
+    uvtoml.write_text('# my uv settings\nindex-url = "http://127.0.0.1:9/old/"\nnative-tls = false\n\n'
+                      '[[index]]\nname = "corp"  # the company index\nurl = "http://127.0.0.1:9/simple/"\n'
+                      'default = true\n\n[[index]]\nname = "extra"\nurl = "http://127.0.0.1:9/extra/"\n'
+                      'explicit = true\n\n[pip]\ncompile-bytecode = false\n')
+    dists = tmp_path / "dists"
+    dists.mkdir()
+    write_wheel(dists, "only-on-devpi", "1.0")
+    alice.ok("upload", str(dists))
+    r = alice.run("use", "--set-cfg", env=env)
+    assert r.rc == 0, r.err
+    simple = f"{devpi_server.url}/alice/dev/+simple/"
+    assert "index 'corp' was uv's default: now explicit" in r.err and "deprecated top-level index-url" in r.err
+    text = uvtoml.read_text()
+    assert "# my uv settings" in text and "# the company index" in text
+    doc = tomllib.loads(text)
+    assert "index-url" not in doc and doc["native-tls"] is False and doc["pip"] == {"compile-bytecode": False}
+    assert [(i["name"], i.get("default"), i.get("explicit")) for i in doc["index"]] == [
+        ("corp", None, True), ("extra", None, True), ("devpi", True, None)]
+    assert f"uv config {uvtoml}: default index = {simple} (the current index)" in alice.ok("use", env=env)
+    # switching the index rewrites the one table
+    alice.ok("use", "root/pypi", "--set-cfg", env=env)
+    alice.ok("use", "alice/dev", "--set-cfg", env=env)
+    assert [i["name"] for i in tomllib.loads(uvtoml.read_text())["index"]] == ["corp", "extra", "devpi"]
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    # uv reads its user config here (the test session sets UV_NO_CONFIG); anything not on
+    # loopback goes to a dead proxy, so only the config can make this install work
+    uv_env = {**{k: v for k, v in alice.env.items() if k != "UV_NO_CONFIG"}, **env, "UV_NO_PROGRESS": "1",
+              "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1"}
+    run = subprocess.run([uv, "pip", "install", "--python", sys.executable, "--target", str(tmp_path / "t"),
+                          "--no-cache", "only-on-devpi"], capture_output=True, text=True, timeout=120,
+                         env=uv_env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "t" / "only_on_devpi").is_dir()
+
+
+def test_set_cfg_refuses_to_rewrite_a_broken_uv_toml(alice, tmp_path):
+    home = tmp_path / "home"
+    uvtoml = home / ".config" / "uv" / "uv.toml"
+    uvtoml.parent.mkdir(parents=True)
+    uvtoml.write_text("[[index]\nname = 'x'\n")
+    line = alice.fail("use", "--set-cfg", env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")})
+    assert "not valid TOML" in line and str(uvtoml) in line
+    assert uvtoml.read_text() == "[[index]\nname = 'x'\n"

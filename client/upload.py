@@ -43,6 +43,7 @@ BDIST_DUMB_RE = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)\.(?P<platform>
                            r"freebsd|netbsd|openbsd|solaris|aix)[A-Za-z0-9_.-]*)\.(?:tar\.gz|tgz|zip)$")
 FIELD_RENAMES = {"platforms": "platform", "supported_platforms": "supported_platform"}
 AUTO = "\0auto"
+DOC_TREES = ("docs/_build/html", "doc/_build/html", "docs/build/html", "doc/build/html", "build/sphinx/html")
 
 
 def register(subparsers: Any) -> None:
@@ -93,6 +94,13 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     pypisubmit = info.get("pypisubmit")
     if not pypisubmit:
         hub.fatal(f"the index {hub.index_name(info['index'])} does not support upload (most likely it is a mirror)")
+    if not args.dry_run:
+        check_may_upload(hub, info["index"])
+    if docs_arg and docs_arg != AUTO and not Path(docs_arg).is_dir():
+        hub.fatal(f"documentation directory {docs_arg} does not exist")
+    if docs_arg == AUTO and not find_docs_source(Path.cwd()):
+        hub.fatal(f"no documentation found in {Path.cwd()}: pass --with-docs DIR "
+                  "(a built HTML tree or a Sphinx source directory)")
     with tempfile.TemporaryDirectory(prefix="devpi-upload-") as tmp:
         tmpdir = Path(tmp)
         dists: list[Dist] = []
@@ -124,6 +132,36 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
         if uploaded:
             show_urls(hub, info["index"], uploaded)
     return 0
+
+
+def check_may_upload(hub: Hub, index: str) -> None:
+    """Before building (seconds to minutes): is the server there, is the login still valid, and
+    does the index's ``acl_upload`` let this user upload? Two small GETs. Refuses only what is
+    certain: with groups in the ACL (the client cannot see memberships) or a scoped token the
+    server has the last word at upload time."""
+    iname = hub.index_name(index)
+    api = hub.request("GET", index + "/+api", error_prefix=f"index {iname}")
+    status = (api.result or {}).get("authstatus") if isinstance(api.result, dict) else None
+    user = status[1] if isinstance(status, list) and len(status) > 1 and status[0] == "ok" else None
+    if hub.login and user is None:
+        hub.fatal(f"your login as {hub.login[0]} is not valid any more (expired or revoked?): run 'devpi login "
+                  f"{hub.login[0]}' again")
+    reply = hub.request("GET", index, params={"no_projects": ""}, check=False)
+    if reply.status_code in (401, 403):
+        hub.fatal(f"no permission to read index {iname}" + ("" if user else ": run 'devpi login USER'"))
+    cfg = reply.result if reply.status_code == 200 and isinstance(reply.result, dict) else None
+    if cfg is None:
+        return  # the upload itself will say what is wrong
+    acl = [str(a) for a in cfg.get("acl_upload") or []]
+    if ":ANONYMOUS:" in acl:
+        return
+    shown = ", ".join(acl) or "nobody"
+    if user is None:
+        hub.fatal(f"not logged in: uploading to {iname} needs a login (acl_upload: {shown}); "
+                  "run 'devpi login USER'")
+    if ":AUTHENTICATED:" in acl or user in acl or any(a.startswith(":") for a in acl):
+        return
+    hub.fatal(f"user {user} may not upload to {iname} (acl_upload: {shown})")
 
 
 # -- collecting files ------------------------------------------------------------------
@@ -308,6 +346,13 @@ def make_doc_dist(hub: Hub, docs_arg: str, dists: list[Dist], tmpdir: Path, args
     return Dist(zpath, name, version, [], is_doc=True)
 
 
+def find_docs_source(checkout: Path) -> bool:
+    """Whether ``find_docs`` will find something in ``checkout`` (checked before building)."""
+    return any((src / "conf.py").exists() for cand in ("doc", "docs", "source")
+               for src in (checkout / cand, checkout / cand / "source")) or any(
+        (checkout / cand / "index.html").exists() for cand in DOC_TREES)
+
+
 def find_docs(hub: Hub, checkout: Path, given: Path | None, tmpdir: Path) -> Path:
     if given is not None:
         if not given.is_dir():
@@ -320,7 +365,7 @@ def find_docs(hub: Hub, checkout: Path, given: Path | None, tmpdir: Path) -> Pat
         for src in (checkout / cand, checkout / cand / "source"):
             if (src / "conf.py").exists():
                 return sphinx_build(hub, src, tmpdir / "html")
-    for cand in ("docs/_build/html", "doc/_build/html", "docs/build/html", "doc/build/html", "build/sphinx/html"):
+    for cand in DOC_TREES:
         if (checkout / cand / "index.html").exists():
             return checkout / cand
     hub.fatal(f"no documentation found in {checkout}: pass --with-docs DIR "

@@ -219,3 +219,37 @@ def test_set_cfg_refuses_to_rewrite_a_broken_uv_toml(alice, tmp_path):
     line = alice.fail("use", "--set-cfg", env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")})
     assert "not valid TOML" in line and str(uvtoml) in line
     assert uvtoml.read_text() == "[[index]\nname = 'x'\n"
+
+
+def test_upload_fails_before_building_when_it_cannot_succeed(alice, make_cli, devpi_server, new_server, tmp_path):
+    """Not logged in, another user's index, --with-docs without docs, a server gone: each is
+    one line and no "building" line (a build costs seconds to minutes)."""
+    from clienthelpers import write_project
+
+    proj = write_project(tmp_path / "src")
+    line = alice.fail("upload", "--with-docs", cwd=proj)
+    assert "no documentation found" in line
+    assert "building" not in alice.run("upload", "--with-docs", cwd=proj).out
+    assert "does not exist" in alice.fail("upload", "--with-docs", str(tmp_path / "nodocs"), cwd=proj)
+
+    bob = make_cli("bob")
+    bob.ok("use", devpi_server.url + "/alice/dev")
+    r = bob.run("upload", "--no-isolation", cwd=proj)
+    assert r.rc == 1 and "building" not in r.out
+    assert "not logged in: uploading to alice/dev needs a login (acl_upload: alice)" in r.err
+    bob.ok("user", "-c", "bob", "password=bobpw")
+    bob.ok("login", "bob", "--password", "bobpw")
+    r = bob.run("upload", "--no-isolation", cwd=proj)
+    assert r.rc == 1 and "building" not in r.out and "user bob may not upload to alice/dev" in r.err
+    # alice lets every logged-in user upload: bob's upload now goes through
+    alice.ok("index", "alice/dev", "acl_upload=alice,:AUTHENTICATED:")
+    assert "uploaded tinypkg-1.0" in bob.ok("upload", "--no-isolation", cwd=proj)
+
+    gone = new_server()
+    gone.create_index(gone.create_user("carol", "carolpw"), "dev", bases=[])
+    carol = make_cli("carol")
+    carol.ok("use", gone.url + "/carol/dev")
+    carol.ok("login", "carol", "--password", "carolpw")
+    gone.stop()
+    r = carol.run("upload", "--no-isolation", cwd=proj)  # the current index: no request before this check
+    assert r.rc == 1 and "building" not in r.out and "cannot reach server" in r.err

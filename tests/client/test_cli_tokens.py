@@ -40,7 +40,8 @@ def test_create_list_login_upload_revoke(alice, devpi_server, tmp_path):
 
     # the owner revokes it: the CI client is refused at once
     assert token_id in devpi.ok("token", "revoke", token_id)
-    assert "401" in ci.fail("upload", "--from-dir", str(dist))
+    line = ci.fail("upload", "--from-dir", str(dist))  # found before sending anything
+    assert "login as alice is not valid any more (expired or revoked?)" in line
     assert "has no tokens" in devpi.ok("token", "list")
 
 

@@ -1,5 +1,5 @@
 """Replication as an internal plugin (server/plugins.py registers it by name): its options,
-the primary's feed routes, a replica's write refusal, start and stop. The role itself is
+the primary's feed routes, a replica's forwarding of writes (forward.py), start and stop. The role itself is
 made in main.py before the database opens (a fresh replica takes its first serial from
 the primary instead of initialising), and is ``core.replication``.
 """
@@ -65,9 +65,11 @@ def devpiserver_wsgi_middleware(core: Core) -> Any:
     role = _role(core)
     if not isinstance(role, Replica):
         return None
-    from .read_only import ReadOnly
+    from .forward import Forwarder
 
-    return lambda app: ReadOnly(app, role.primary_url)
+    # at most half of the threads forward writes (each may wait for the primary): reads keep the rest
+    return lambda app: Forwarder(app, core, role.primary_url, max_concurrent=core.config.threads // 2,
+                                 stats=role.writes)
 
 
 @hookimpl

@@ -53,8 +53,10 @@ class Replica:
     wire_role = "REPLICA"
 
     def __init__(self, primary_url: str, secret: str, max_lag: float, start_wait: float = BOOTSTRAP_BUDGET):
+        from .forward import ForwardStats
         from .state import ReplicaState
 
+        self.writes = ForwardStats()  # writes forwarded to the primary (forward.py), for /+status
         self.primary_url = primary_url
         self.secret = secret
         self.start_wait = start_wait
@@ -103,6 +105,7 @@ class Replica:
     def status(self) -> dict[str, Any]:
         doc = self.state.status(self._local_serial())
         doc["files"] = self.blobs.status() if self.blobs is not None else {}
+        doc["writes"] = self.writes.status()
         doc["mirrors"] = "offline on a replica (fetching through the primary is a later slice)"
         return doc
 

@@ -11,7 +11,7 @@ primary believes only if it names the replica with ``--trusted-proxy``.
 
 The primary's answer says its serial after the write (``X-Devpi-Serial``); a successful
 write (status below 400) is answered when this replica holds that serial, so a client that
-writes and then reads here sees its write. That wait is bounded (:data:`SERIAL_WAIT`); past
+writes and then reads here sees its write. That wait is bounded (``--replica-write-wait``); past
 it the answer goes out anyway with ``X-Devpi-Replica-Behind: <serial>`` and a log line.
 
 Everything is bounded: connecting, each read of the answer, the body (the server's upload
@@ -47,7 +47,7 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOCAL_WRITES = frozenset({("POST", "/+login")})
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # no byte of the answer for this long (a push may copy many files first)
-SERIAL_WAIT = 30.0  # seconds a successful write waits for its serial to arrive here
+SERIAL_WAIT = 30.0  # seconds a successful write waits for its serial to arrive here (--replica-write-wait)
 MAX_RESPONSE = 16 << 20  # answers to writes are small JSON documents
 BODY_SLACK = 1 << 20  # form fields around the largest upload (as the server's own body limit)
 CHUNK = 256 << 10
@@ -107,8 +107,9 @@ class Forwarder:
     """WSGI middleware of a replica: reads to the application, writes to the primary."""
 
     def __init__(self, app: Callable, core: Core, primary_url: str, *, max_concurrent: int,
-                 stats: ForwardStats | None = None):
+                 serial_wait: float = SERIAL_WAIT, stats: ForwardStats | None = None):
         self.app = app
+        self.serial_wait = serial_wait
         self.core = core
         self.primary_url = primary_url.rstrip("/")
         self.stats = stats if stats is not None else ForwardStats()
@@ -206,11 +207,12 @@ class Forwarder:
             if isinstance(reason, bytes):
                 reason = reason.decode("latin-1")
         self.stats.add("forwarded")
-        if status < 400 and serial is not None and not self.core.storage.wait_for_serial(serial, SERIAL_WAIT):
+        wait = self.serial_wait
+        if status < 400 and serial is not None and not self.core.storage.wait_for_serial(serial, wait):
             here = self.core.storage.current_serial
-            self.stats.add("behind", f"serial {serial} of the primary had not arrived after {SERIAL_WAIT:.0f} s")
-            log.warning("forwarded %s %s: the primary's serial %s had not arrived after %.0f s (at %s); "
-                        "answering anyway", method, environ.get("PATH_INFO", "")[:200], serial, SERIAL_WAIT, here)
+            self.stats.add("behind", f"serial {serial} of the primary had not arrived after {wait:g} s")
+            log.warning("forwarded %s %s: the primary's serial %s had not arrived after %g s (at %s); "
+                        "answering anyway", method, environ.get("PATH_INFO", "")[:200], serial, wait, here)
             out.append((BEHIND_HEADER, str(serial)))
         return f"{status} {_clean_reason(reason)}".rstrip(), out, body
 
@@ -263,8 +265,11 @@ class _Body:
         while data := self.reader.read(CHUNK):
             yield data
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # 0 (no length): requests sends it chunked
         return self.reader.length or 0
+
+    def __bool__(self) -> bool:  # requests.Session.request drops a body that is false (``data or {}``)
+        return True
 
 
 def _passes(name: str, resp: requests.Response) -> bool:

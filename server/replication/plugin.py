@@ -29,6 +29,7 @@ def _seconds(text: str) -> float:
 
 @hookimpl
 def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
+    from .forward import SERIAL_WAIT
     from .role import BOOTSTRAP_BUDGET, DEFAULT_MAX_LAG
 
     group = parser.add_argument_group("replication (doc/replication.md)")
@@ -43,6 +44,10 @@ def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--replica-max-lag", metavar="SECONDS", type=_seconds, default=DEFAULT_MAX_LAG,
                        help=f"a replica's /+health says 503 when it is this far behind (default: "
                             f"{DEFAULT_MAX_LAG:.0f})")
+    group.add_argument("--replica-write-wait", metavar="SECONDS", type=_seconds, default=SERIAL_WAIT,
+                       help=f"how long a replica holds the answer to a write it forwarded until the write's "
+                            f"serial has arrived (default: {SERIAL_WAIT:.0f}; then it answers with "
+                            f"X-Devpi-Replica-Behind)")
 
 
 def _role(core: Core) -> Any:
@@ -69,7 +74,7 @@ def devpiserver_wsgi_middleware(core: Core) -> Any:
 
     # at most half of the threads forward writes (each may wait for the primary): reads keep the rest
     return lambda app: Forwarder(app, core, role.primary_url, max_concurrent=core.config.threads // 2,
-                                 stats=role.writes)
+                                 serial_wait=role.write_wait, stats=role.writes)
 
 
 @hookimpl

@@ -52,10 +52,12 @@ class Replica:
 
     wire_role = "REPLICA"
 
-    def __init__(self, primary_url: str, secret: str, max_lag: float, start_wait: float = BOOTSTRAP_BUDGET):
-        from .forward import ForwardStats
+    def __init__(self, primary_url: str, secret: str, max_lag: float, start_wait: float = BOOTSTRAP_BUDGET,
+                 write_wait: float | None = None):
+        from .forward import SERIAL_WAIT, ForwardStats
         from .state import ReplicaState
 
+        self.write_wait = SERIAL_WAIT if write_wait is None else write_wait
         self.writes = ForwardStats()  # writes forwarded to the primary (forward.py), for /+status
         self.primary_url = primary_url
         self.secret = secret
@@ -131,4 +133,4 @@ def from_args(args: argparse.Namespace) -> Primary | Replica:
         raise SystemExit("devpi server: a replica runs as one process; --workers cannot be combined with "
                          "--primary-url yet")
     return Replica(url, secret, getattr(args, "replica_max_lag", DEFAULT_MAX_LAG),
-                   getattr(args, "replica_start_wait", BOOTSTRAP_BUDGET))
+                   getattr(args, "replica_start_wait", BOOTSTRAP_BUDGET), getattr(args, "replica_write_wait", None))

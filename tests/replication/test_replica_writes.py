@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import requests
 from support.dists import write_wheel
 from support.pipinstall import installed, pip_install
 from support.populate import SIMPLE_JSON
-from support.replication import primary_args, replica_args, status, write_secret
+from support.recording_proxy import recording_proxy
+from support.replication import primary_args, replica_args, serial_of, status, wait_until, write_secret
 
 BEHIND = "X-Devpi-Replica-Behind"
 
@@ -187,3 +189,62 @@ def test_a_write_with_a_primary_that_is_gone_is_503_naming_it(pair, tmp_path):
     r = replica.api("PUT", "/bob", json={"password": "bob-pw"})
     assert r.status_code == 201, r.text
     assert _get(replica, "/bob").status_code == 200
+
+
+@pytest.fixture
+def proxied(make_server, tmp_path):
+    """(primary, proxy, make_replica): the replica follows and forwards through a recording proxy."""
+    secret = write_secret(tmp_path)
+    primary = make_server(args=primary_args(secret))
+    alice = primary.create_user("alice", "alice-pw")
+    primary.create_index(alice, "dev", bases=[])
+    with recording_proxy(primary.url) as proxy:
+        def make_replica(*args: str):
+            replica = make_server(args=replica_args(proxy.url, secret, *args))
+            wait_until(lambda: serial_of(replica) >= serial_of(primary), what="the replica catching up")
+            return replica
+        yield primary, proxy, make_replica
+
+
+def test_a_write_whose_serial_does_not_come_back_in_time_says_so(proxied):
+    """The feed is cut (the proxy refuses it): the write is made on the primary and answered
+    after --replica-write-wait with X-Devpi-Replica-Behind naming the serial not arrived."""
+    primary, proxy, make_replica = proxied
+    replica = make_replica("--replica-write-wait", "1")
+    alice = replica.login("alice", "alice-pw")
+    proxy.refuse = lambda method, path: 503 if path.startswith("/+replica/changes") else None
+    primary.create_user("zed", "zed-pw")  # ends the replica's waiting request; its next one is refused
+    wait_until(lambda: "503" in (status(replica)["replication"]["last_error"] or ""), what="the feed cut off")
+    r = replica.api("PUT", "/alice/late", json={}, auth=alice)
+    assert r.status_code == 200, r.text
+    assert int(r.headers[BEHIND]) == serial_of(primary) > serial_of(replica)
+    assert primary.api("GET", "/alice/late").status_code == 200
+    writes = _writes(replica)
+    assert writes["behind"] == 1 and "had not arrived" in writes["last_failure"]
+    proxy.refuse = lambda method, path: None
+    wait_until(lambda: _get(replica, "/alice/late").status_code == 200, what="the replica catching up")
+
+
+def test_writes_forwarded_at_once_are_bounded(proxied):
+    """With --threads 2 one write at a time is forwarded: the next gets 503 and Retry-After
+    while reads are still answered."""
+    primary, proxy, make_replica = proxied
+    replica = make_replica("--threads", "2")
+    alice = replica.login("alice", "alice-pw")
+    release = threading.Event()
+    proxy.hold = lambda method, path: release if path == "/alice/slow" else None
+    answers: list[requests.Response] = []
+    first = threading.Thread(target=lambda: answers.append(replica.api("PUT", "/alice/slow", json={}, auth=alice)))
+    first.start()
+    try:
+        wait_until(lambda: any(w.path == "/alice/slow" for w in proxy.writes()), what="the first write at the primary")
+        r = replica.api("PUT", "/alice/other", json={}, auth=alice)
+        assert r.status_code == 503 and r.headers["Retry-After"] and "try again" in r.json()["message"]
+        assert _get(replica, "/alice/dev").status_code == 200
+    finally:
+        release.set()
+        first.join(60)
+    assert answers[0].status_code == 200, answers[0].text
+    assert _get(replica, "/alice/slow").status_code == 200
+    assert _writes(replica)["refused_busy"] == 1
+    assert replica.api("PUT", "/alice/other", json={}, auth=alice).status_code == 200

@@ -117,9 +117,9 @@ def test_devpi_index_create_and_push_through_the_replica(pair, tmp_path):
     assert _get(replica, "/alice/prod").json()["result"]["volatile"] is False
     devpi.ok("index", "alice/dev", "title=Dev index")
     assert _get(replica, "/alice/dev").json()["result"]["title"] == "Dev index"
-    r = replica.upload("alice/dev", write_wheel(tmp_path, "push-lib", "1.0"), ("alice", "alice-pw"))
-    assert r.status_code == 200, r.text
     devpi.ok("use", "alice/dev")
+    devpi.ok("upload", str(write_wheel(tmp_path, "push-lib", "1.0")))
+    assert _get(replica, "/alice/dev/push-lib").json()["result"]["1.0"]["+links"]
     devpi.ok("push", "push-lib==1.0", "alice/prod")
     for s in (replica, primary):
         page = _get(s, "/alice/prod/+simple/push-lib/", accept=SIMPLE_JSON)

@@ -95,14 +95,6 @@ class ForwardStats:
             return {**self.counts, "last_failure": self.last_failure}
 
 
-class _Failure(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
 class Forwarder:
     """WSGI middleware of a replica: reads to the application, writes to the primary."""
 
@@ -130,17 +122,15 @@ class Forwarder:
             url = self._target(environ)
             if not self._slots.acquire(blocking=False):
                 self.stats.add("refused_busy")
-                raise _Failure(503, "this replica is forwarding as many writes to the primary as it may "
+                raise APIError(503, "this replica is forwarding as many writes to the primary as it may "
                                     f"at once; try again shortly (or send them to {self.primary_url})",
                                {"Retry-After": "1", PRIMARY_HEADER: self.primary_url})
             try:
                 status, headers, body = self._forward(environ, method, url)
             finally:
                 self._slots.release()
-        except _Failure as e:
-            return _json(start_response, e.status, e.message, e.headers)
-        except APIError as e:
-            return _json(start_response, e.status, e.message, e.headers)
+        except APIError as e:  # ours, and the body reader's (413, 400)
+            return _json(start_response, e.status, e.message, e.headers or {})
         start_response(status, headers)
         return [body]
 
@@ -152,11 +142,11 @@ class Forwarder:
         would be resolved away into another resource), and so is the primary's feed."""
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/"):
-            raise _Failure(400, "the request path must begin with /")
+            raise APIError(400, "the request path must begin with /")
         if any(seg in (".", "..") for seg in path.split("/")):
-            raise _Failure(400, "the request path has . or .. segments: not forwarded to the primary")
+            raise APIError(400, "the request path has . or .. segments: not forwarded to the primary")
         if path == "/+replica" or path.startswith("/+replica/"):
-            raise _Failure(404, f"not found: {path[:200]} (a replica has no replication feed)")
+            raise APIError(404, f"not found: {path[:200]} (a replica has no replication feed)")
         quoted = urllib.parse.quote(path.encode("latin-1", "replace"), safe="/+@:!$&'()*,;=~")
         query = environ.get("QUERY_STRING", "")
         return self.primary_url + quoted + (f"?{query}" if query else "")
@@ -193,7 +183,7 @@ class Forwarder:
             why = f"cannot reach the primary at {self.primary_url}: {type(e).__name__}"
             self.stats.add("primary_unreachable", why)
             log.warning("forwarding %s %s: %s", method, environ.get("PATH_INFO", "")[:200], why)
-            raise _Failure(503, f"{why}; this replica forwards writes there and cannot take them "
+            raise APIError(503, f"{why}; this replica forwards writes there and cannot take them "
                                 f"meanwhile", {"Retry-After": "10", PRIMARY_HEADER: self.primary_url}) from None
         with resp:
             body = self._read(resp, method, environ)
@@ -224,13 +214,13 @@ class Forwarder:
                 if size > MAX_RESPONSE:
                     why = f"the primary at {self.primary_url} sent an answer of more than {MAX_RESPONSE} bytes"
                     self.stats.add("primary_failed", why)
-                    raise _Failure(502, why, {PRIMARY_HEADER: self.primary_url})
+                    raise APIError(502, why, {PRIMARY_HEADER: self.primary_url})
                 parts.append(chunk)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
             why = f"the connection to the primary at {self.primary_url} broke: {type(e).__name__}"
             self.stats.add("primary_unreachable", why)
             log.warning("forwarding %s %s: %s", method, environ.get("PATH_INFO", "")[:200], why)
-            raise _Failure(503, f"{why}; the write may or may not have been made there",
+            raise APIError(503, f"{why}; the write may or may not have been made there",
                            {"Retry-After": "10", PRIMARY_HEADER: self.primary_url}) from None
         return b"".join(parts)
 
@@ -242,8 +232,8 @@ class Forwarder:
         headers = {PRIMARY_HEADER: self.primary_url}
         if status == 503:
             headers["Retry-After"] = resp.headers.get("Retry-After", "10")[:20]
-            raise _Failure(503, why, headers)
-        raise _Failure(502, why, headers)
+            raise APIError(503, why, headers)
+        raise APIError(502, why, headers)
 
     def _rewrite(self, name: str, value: str, environ: dict) -> str:
         """A ``Location`` on the primary is given as the same place on this replica."""

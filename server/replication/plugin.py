@@ -1,5 +1,5 @@
 """Replication as an internal plugin (server/plugins.py registers it by name): its options,
-the primary's feed routes, a replica's write refusal, start and stop. The role itself is
+the primary's feed routes, a replica's forwarding of writes (forward.py), start and stop. The role itself is
 made in main.py before the database opens (a fresh replica takes its first serial from
 the primary instead of initialising), and is ``core.replication``.
 """
@@ -29,6 +29,7 @@ def _seconds(text: str) -> float:
 
 @hookimpl
 def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
+    from .forward import SERIAL_WAIT
     from .role import BOOTSTRAP_BUDGET, DEFAULT_MAX_LAG
 
     group = parser.add_argument_group("replication (doc/replication.md)")
@@ -43,6 +44,10 @@ def devpiserver_add_parser_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--replica-max-lag", metavar="SECONDS", type=_seconds, default=DEFAULT_MAX_LAG,
                        help=f"a replica's /+health says 503 when it is this far behind (default: "
                             f"{DEFAULT_MAX_LAG:.0f})")
+    group.add_argument("--replica-write-wait", metavar="SECONDS", type=_seconds, default=SERIAL_WAIT,
+                       help=f"how long a replica holds the answer to a write it forwarded until the write's "
+                            f"serial has arrived (default: {SERIAL_WAIT:.0f}; then it answers with "
+                            f"X-Devpi-Replica-Behind)")
 
 
 def _role(core: Core) -> Any:
@@ -66,9 +71,11 @@ def devpiserver_wsgi_middleware(core: Core) -> Any:
     role = _role(core)
     if not isinstance(role, Replica):
         return None
-    from .read_only import ReadOnly
+    from .forward import Forwarder
 
-    return lambda app: ReadOnly(app, role.primary_url)
+    # at most half of the threads forward writes (each may wait for the primary): reads keep the rest
+    return lambda app: Forwarder(app, core, role.primary_url, max_concurrent=core.config.threads // 2,
+                                 serial_wait=role.write_wait, stats=role.writes)
 
 
 @hookimpl

@@ -52,9 +52,13 @@ class Replica:
 
     wire_role = "REPLICA"
 
-    def __init__(self, primary_url: str, secret: str, max_lag: float, start_wait: float = BOOTSTRAP_BUDGET):
+    def __init__(self, primary_url: str, secret: str, max_lag: float, start_wait: float = BOOTSTRAP_BUDGET,
+                 write_wait: float | None = None):
+        from .forward import SERIAL_WAIT, ForwardStats
         from .state import ReplicaState
 
+        self.write_wait = SERIAL_WAIT if write_wait is None else write_wait
+        self.writes = ForwardStats()  # writes forwarded to the primary (forward.py), for /+status
         self.primary_url = primary_url
         self.secret = secret
         self.start_wait = start_wait
@@ -103,6 +107,7 @@ class Replica:
     def status(self) -> dict[str, Any]:
         doc = self.state.status(self._local_serial())
         doc["files"] = self.blobs.status() if self.blobs is not None else {}
+        doc["writes"] = self.writes.status()
         doc["mirrors"] = "offline on a replica (fetching through the primary is a later slice)"
         return doc
 
@@ -128,4 +133,4 @@ def from_args(args: argparse.Namespace) -> Primary | Replica:
         raise SystemExit("devpi server: a replica runs as one process; --workers cannot be combined with "
                          "--primary-url yet")
     return Replica(url, secret, getattr(args, "replica_max_lag", DEFAULT_MAX_LAG),
-                   getattr(args, "replica_start_wait", BOOTSTRAP_BUDGET))
+                   getattr(args, "replica_start_wait", BOOTSTRAP_BUDGET), getattr(args, "replica_write_wait", None))

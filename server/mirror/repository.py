@@ -611,6 +611,9 @@ class MirrorRepository:
             if target is None or not target[1] or self.core.blobs.exists(target[1]):
                 stored = self._stored(relpath)
         if stored is None:
+            if self.offline and self.source is not None:
+                raise APIError(503, f"{self.fullname}/{relpath} is not on this replica yet and its primary "
+                                    "cannot be reached: try again later", {"Retry-After": "30"})
             if self.offline:
                 raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
             if self.source is not None:

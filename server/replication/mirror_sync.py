@@ -97,6 +97,7 @@ class MirrorSync:
         self._session = requests.Session()
         self._stopping = threading.Event()
         self._waiting: dict[tuple[int, str], dict[str, Any]] = {}  # file rows whose bytes are on their way
+        self._newest: dict[str, float] = {}  # table -> the newest time seen (read from SQL once)
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="replica-mirror-sync", daemon=True).start()
@@ -128,10 +129,11 @@ class MirrorSync:
         self._store_arrived_files()
 
     def _local_cursor(self, table: str) -> float:
-        col = TABLE[table].c[TIME_COLUMN[table]]
-        with self.core.storage.read() as conn:
-            newest = conn.execute(select(func.max(col))).scalar()
-        newest = max([newest or 0.0, *(r["created"] for r in self._waiting.values() if table == "files")])
+        newest = self._newest.get(table)
+        if newest is None:  # after a start: the replica's tables hold the primary's times
+            col = TABLE[table].c[TIME_COLUMN[table]]
+            with self.core.storage.read() as conn:
+                newest = self._newest[table] = float(conn.execute(select(func.max(col))).scalar() or 0.0)
         return max(0.0, newest - (0.0 if table == "lists" else OVERLAP)) if newest else 0.0
 
     def _sync_table(self, table: str) -> None:
@@ -146,6 +148,7 @@ class MirrorSync:
             if rows:
                 last = rows[-1]
                 since, key = last[TIME_COLUMN[table]], [last[k] for k in KEY[table]]
+                self._newest[table] = max(self._newest.get(table, 0.0), since)
             if not more:
                 return
 

@@ -83,6 +83,8 @@ class Replica:
         mirror_state = MirrorSyncState()
         core.mirror_source = MirrorThroughPrimary(self.primary_url, self.secret, self.state, mirror_state,
                                                   self.blobs)
+        # pages rendered while the primary answered list files this replica may not hold
+        self.state.on_reachability = lambda reachable: core.page_cache.clear()
         self.mirror_sync = MirrorSync(core, self.primary_url, self.secret, self.state, self.blobs, mirror_state)
 
     def _on_entry(self, entry: Any) -> None:

@@ -36,7 +36,8 @@ def _install(s, index: str, tmp_path, name: str, *reqs: str) -> dict:
 
 
 def test_the_replica_serves_the_primarys_mirror_cache_when_the_primary_is_gone(make_server, upstream, tmp_path):
-    upstream.add_wheel("up-lib", "1.0")
+    old = upstream.add_wheel("up-lib", "0.9")  # on the page, never downloaded by the primary
+    new = upstream.add_wheel("up-lib", "1.0")
     primary, replica = _pair(make_server, upstream, tmp_path)
     alice = primary.create_user("alice", "alice-pw")
     primary.create_index(alice, "dev", bases=["root/pypi"])
@@ -50,6 +51,10 @@ def test_the_replica_serves_the_primarys_mirror_cache_when_the_primary_is_gone(m
     upstream.reset_log()
     assert _install(replica, "root/pypi", tmp_path, "r1", "up-lib") == {"up-lib": "1.0"}
     assert _install(replica, "alice/dev", tmp_path, "r2", "up-lib") == {"up-lib": "1.0"}
+    # offline, the replica's page lists the files it holds; one it does not hold is a JSON 503
+    assert [f[0] for f in _files_of(replica, "root/pypi", "up-lib")] == [new.filename]
+    r = requests.get(f"{replica.url}/root/pypi/+f/{old.sha256[:3]}/{old.sha256[3:16]}/{old.filename}", timeout=60)
+    assert r.status_code == 503 and "primary" in r.json()["message"], r.text
     assert upstream.count() == 0  # the replica never asked the upstream itself
     assert status(replica)["replication"]["stale_since"] is not None
     # a project the replica never held: a JSON error naming the unreachable primary, not a 500

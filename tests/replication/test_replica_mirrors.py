@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import urllib.parse
 
+import pytest
 import requests
 from support.pipinstall import installed, pip_install
 from support.populate import SIMPLE_JSON
 from support.replication import primary_args, replica_args, serial_of, status, wait_until, write_secret
 
 
-def _pair(make_server, upstream, tmp_path):
+def _pair(make_server, upstream, tmp_path, cluster=None):
+    """(primary, replica) on SQLite, or each with its own PostgreSQL database of ``cluster``."""
     secret = write_secret(tmp_path)
-    primary = make_server(mirror_url=upstream.url, args=primary_args(secret))
-    replica = make_server(mirror_url=upstream.url, args=replica_args(primary.url, secret))
+    db = {} if cluster is None else {"storage": cluster.new_database()}
+    primary = make_server(mirror_url=upstream.url, args=primary_args(secret), **db)
+    db = {} if cluster is None else {"storage": cluster.new_database()}
+    replica = make_server(mirror_url=upstream.url, args=replica_args(primary.url, secret), **db)
     return primary, replica
 
 
@@ -35,10 +39,13 @@ def _install(s, index: str, tmp_path, name: str, *reqs: str) -> dict:
     return installed(tmp_path / name)
 
 
-def test_the_replica_serves_the_primarys_mirror_cache_when_the_primary_is_gone(make_server, upstream, tmp_path):
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_the_replica_serves_the_primarys_mirror_cache_when_the_primary_is_gone(make_server, upstream, tmp_path,
+                                                                              request, storage):
     old = upstream.add_wheel("up-lib", "0.9")  # on the page, never downloaded by the primary
     new = upstream.add_wheel("up-lib", "1.0")
-    primary, replica = _pair(make_server, upstream, tmp_path)
+    cluster = request.getfixturevalue("pg_cluster") if storage == "postgresql" else None
+    primary, replica = _pair(make_server, upstream, tmp_path, cluster)
     alice = primary.create_user("alice", "alice-pw")
     primary.create_index(alice, "dev", bases=["root/pypi"])
     assert _install(primary, "root/pypi", tmp_path, "p", "up-lib") == {"up-lib": "1.0"}

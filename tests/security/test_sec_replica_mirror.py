@@ -23,6 +23,7 @@ from support.replication import (
 )
 
 OK = {REPLICA_HEADER: SECRET}
+MAX_ROWS = 500  # rows in one mirror cache answer (replication/mirror_feed.py)
 ROUTES = ["/+replica/mirror-cache?table=pages", "/+replica/mirror/root/pypi/+page/up-lib",
           "/+replica/mirror/root/pypi/+file/+f/abc/def/up_lib-1.0-py3-none-any.whl"]
 
@@ -204,3 +205,28 @@ def test_a_hostile_primarys_mirror_rows_are_refused(primary, make_server, tmp_pa
                 assert db.execute(f"select count(*) from {table}").fetchone()[0] == 0
         r = requests.get(replica.url + "/root/pypi/+simple/evil-lib/", timeout=30)
         assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json")
+
+
+def test_a_cache_answer_is_bounded_and_the_rest_follows_by_key(primary, upstream):
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"bulk-{n:03d}" for n in range(MAX_ROWS + 1)]
+    for name in names:
+        upstream.add_wheel(name, "1.0")
+
+    def fetch(name: str) -> int:
+        return requests.get(f"{primary.url}/root/pypi/+simple/{name}/", timeout=60).status_code
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(fetch, names)) == {200}
+
+    def ask(**params) -> dict:
+        r = requests.get(primary.url + "/+replica/mirror-cache", params={"table": "pages", **params}, headers=OK,
+                         timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+    first = wait_until(lambda: (d := ask(since="0"))["more"] and d, what="more pages than one answer holds")
+    assert len(first["rows"]) == MAX_ROWS
+    last = first["rows"][-1]
+    rest = ask(since=repr(last["fetched"]), key=json.dumps([last["index_id"], last["project"]]))
+    assert rest["more"] is False
+    assert sorted(r["project"] for r in first["rows"] + rest["rows"]) == names

@@ -99,6 +99,8 @@ class Core:
         self.response_headers: Callable[[], list[tuple[str, str]]] | None = None
         # a stage file's blob not in the store yet: fetch it (a replica asks its primary); True if it came
         self.fetch_missing_blob: Callable[[str, int], bool] | None = None
+        # a replica's mirrors fetch through the primary instead of upstream (mirror/through_primary.py)
+        self.mirror_source: Any = None
         self.via_mark = ""  # what this server's mirrors send as X-Devpi-Via (see mirror/via.py)
         self._pwhashes: dict[str, str | None] = {}
         self._pwhash_generation = 0

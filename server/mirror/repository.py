@@ -43,6 +43,7 @@ from ..runtime.bounded_dict import BoundedDict
 from ..runtime.malloc_tuning import trim
 from ..store.catalog import IndexRow
 from ..store.flight_locks import HeldLock
+from . import through_primary
 from .fetch import FetchFailed, FileFetch, LeaderBody
 from .page import (
     ACCEPT,
@@ -63,6 +64,7 @@ from .store import MirrorStore
 from .upstream_health import UpstreamHealth
 
 if TYPE_CHECKING:
+    from .through_primary import MirrorSource
     from .upstream_client import UpstreamClient
 
 log = logging.getLogger("devpi.server.mirror")
@@ -92,7 +94,12 @@ Target = tuple[str, str | None, str, str, str | None, int | None]
 
 
 class UpstreamError(Exception):
-    """Upstream could not give a usable answer; the message names the upstream URL."""
+    """Upstream could not give a usable answer; the message names the upstream URL. ``status``:
+    what a request that has no stored copy gets (502; 503 when a replica's primary is unreachable)."""
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -151,15 +158,22 @@ class MirrorRepository:
         self._pages_loaded = 0  # pages read back from SQL (see _page)
         self._names_loaded = False
         self._names_fresh_until = 0.0
+        # on a replica: where missing pages and files come from instead of the upstream
+        # (through_primary.py); None on a primary
+        self.source: MirrorSource | None = getattr(core, "mirror_source", None)
 
     @property
     def offline(self) -> bool:
-        return self.core.config.offline
+        """Nothing can be fetched: ``--offline``, or a replica whose primary is unreachable
+        (pages then list only the files it holds, as with ``--offline``)."""
+        return self.core.config.offline or (self.source is not None and not self.source.reachable())
 
     # -- upstream HTTP ---------------------------------------------------------------------
     def client(self) -> UpstreamClient:
         """One client per mirror (keep-alive connections), made when first needed (the
         warm-up makes it soon after start, outside the time to the first answer)."""
+        if self.source is not None:  # a replica asks its primary, never the upstream
+            raise UpstreamError(f"{self.fullname} fetches through the primary, not from upstream")
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -294,7 +308,7 @@ class MirrorRepository:
             page = self._pages.get(name, page) or self._page(name, look=True)
             if page is not None:
                 return self._view(page, stale=True)
-            raise APIError(502, f"{self.fullname}: {e}") from None
+            raise APIError(e.status, f"{self.fullname}: {e}") from None
         return None if result is None else self._view(result)
 
     def _flight_key(self, kind: str, name: str) -> str:
@@ -331,6 +345,8 @@ class MirrorRepository:
 
     def _fetch_page(self, name: str) -> Page | None:
         """One upstream round trip for a page (run single-flight); updates memory and SQL."""
+        if self.source is not None:
+            return through_primary.fetch_page(self, name)
         page = self._page(name)
         url = self.page_url(name)
         headers = {"Accept": ACCEPT}
@@ -438,6 +454,8 @@ class MirrorRepository:
             return None
         if not self._names_loaded:
             self._load_names()
+        if self.source is not None:  # the primary's list, as the cache sync brought it
+            return None if self._names_packed is None else zlib.decompress(self._names_packed).decode()
         packed = self._names_packed
         if packed is None or time.time() >= self._names_fresh_until:
             future = self._flights.submit(("list",), self._fetch_names)
@@ -593,8 +611,14 @@ class MirrorRepository:
             if target is None or not target[1] or self.core.blobs.exists(target[1]):
                 stored = self._stored(relpath)
         if stored is None:
+            if self.offline and self.source is not None:
+                raise APIError(503, f"{self.fullname}/{relpath} is not on this replica yet and its primary "
+                                    "cannot be reached: try again later", {"Retry-After": "30"})
             if self.offline:
                 raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
+            if self.source is not None:
+                stored = through_primary.fetch_file(self, relpath)
+        if stored is None:
             target = target or self._target(relpath)
             if target is None:
                 raise APIError(404, f"no such file: {self.fullname}/{relpath}")
@@ -631,6 +655,8 @@ class MirrorRepository:
             return stored
         if self.offline:
             raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
+        if self.source is not None:
+            return through_primary.fetch_file(self, relpath)
         target = self._target(relpath)
         if target is None:
             raise APIError(404, f"no such file: {self.fullname}/{relpath}")
@@ -813,7 +839,7 @@ def warm_up(core: Core) -> None:
         if core.storage.is_sqlite:  # PostgreSQL connections are a shared, limited resource
             core.storage.warm_pool(min(16, core.config.threads))
         for ix in list(core.indexes().values()):
-            if ix.type == "mirror":
+            if ix.type == "mirror" and getattr(core, "mirror_source", None) is None:
                 repo = core.single_repository(ix)
                 repo.client()  # type: ignore[attr-defined]
                 repo.store.may_have_page("")  # type: ignore[attr-defined]

@@ -106,6 +106,11 @@ class BlobFetcher:
                     "failing": [{"sha256": sha, "reason": f["reason"], "attempts": f["attempts"],
                                  "retry_at": f["retry_at"]} for sha, f in failing[:MAX_SHOWN_FAILING]]}
 
+    def failing_reasons(self) -> dict[str, str]:
+        """sha256 -> why it failed, for every file that is failing now."""
+        with self._cond:
+            return {sha: f["reason"] for sha, f in self.failing.items()}
+
     # -- work ----------------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stopping.is_set():

@@ -153,3 +153,6 @@ def install(app: bottle.Bottle, core: Core, secret: str | None) -> None:
 
     app.route("/+replica/changes", "GET", changes)
     app.route("/+replica/blob/<sha256>", ["GET", "HEAD"], blob)
+    from . import mirror_feed
+
+    mirror_feed.install(app, core, guard)  # the mirror cache and fetches for replicas, same secret

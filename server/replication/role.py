@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..core import Core
     from .blob_fetch import BlobFetcher
     from .follower import Follower
+    from .mirror_sync import MirrorSync
     from .state import ReplicaState
 
 DEFAULT_MAX_LAG = 300.0  # seconds behind the primary past which a replica's /+health says 503
@@ -66,11 +67,14 @@ class Replica:
         self.core: Core | None = None
         self.follower: Follower | None = None
         self.blobs: BlobFetcher | None = None
+        self.mirror_sync: MirrorSync | None = None
 
     def attach(self, core: Core) -> None:
         """Before ``core.setup``: the follower (which bootstraps a fresh database) and the fetcher."""
         from .blob_fetch import BlobFetcher
         from .follower import Follower
+        from .mirror_source import MirrorThroughPrimary
+        from .mirror_sync import MirrorSync, MirrorSyncState
 
         self.core = core
         self.blobs = BlobFetcher(core, self.primary_url, self.secret)
@@ -78,8 +82,14 @@ class Replica:
         core.replication = self
         core.response_headers = self.state.headers
         core.fetch_missing_blob = self.blobs.fetch_now
-        # mirror indexes would fetch from the upstream themselves: not in this slice (see doc/replication.md)
-        core.config.offline = True
+        # mirror indexes take the primary's cache and fetch what it lacks through it, never from
+        # the upstream (mirror/through_primary.py)
+        mirror_state = MirrorSyncState()
+        core.mirror_source = MirrorThroughPrimary(self.primary_url, self.secret, self.state, mirror_state,
+                                                  self.blobs)
+        # pages rendered while the primary answered list files this replica may not hold
+        self.state.on_reachability = lambda reachable: core.page_cache.clear()
+        self.mirror_sync = MirrorSync(core, self.primary_url, self.secret, self.state, self.blobs, mirror_state)
 
     def _on_entry(self, entry: Any) -> None:
         assert self.blobs is not None
@@ -94,12 +104,16 @@ class Replica:
         assert self.follower is not None and self.blobs is not None
         self.blobs.start()
         self.follower.start()
+        if self.mirror_sync is not None:
+            self.mirror_sync.start()
 
     def stop(self) -> None:
         if self.follower is not None:
             self.follower.stop()
         if self.blobs is not None:
             self.blobs.stop()
+        if self.mirror_sync is not None:
+            self.mirror_sync.stop()
 
     def _local_serial(self) -> int:
         return self.core.storage.current_serial if self.core is not None else -1
@@ -108,7 +122,7 @@ class Replica:
         doc = self.state.status(self._local_serial())
         doc["files"] = self.blobs.status() if self.blobs is not None else {}
         doc["writes"] = self.writes.status()
-        doc["mirrors"] = "offline on a replica (fetching through the primary is a later slice)"
+        doc["mirrors"] = self.mirror_sync.state.status() if self.mirror_sync is not None else {}
         return doc
 
     def health_problem(self) -> str | None:

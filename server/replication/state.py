@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -30,14 +31,19 @@ class ReplicaState:
         self.last_error: str | None = None
         self.errors: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        # called (outside the lock) when the primary becomes unreachable (False) or reachable
+        # again (True): a replica's mirror pages list other files then (mirror/through_primary.py)
+        self.on_reachability: Callable[[bool], None] | None = None
 
     def heard(self, primary_serial: int | None) -> None:
         """The primary answered (and said its serial)."""
         with self._lock:
             self.contacted_at = time.time()
-            self.stale_since = None
+            was_stale, self.stale_since = self.stale_since is not None, None
             if primary_serial is not None:
                 self.primary_serial = primary_serial
+        if was_stale and self.on_reachability is not None:
+            self.on_reachability(True)
 
     def caught_up(self, local_serial: int) -> None:
         with self._lock:
@@ -49,11 +55,14 @@ class ReplicaState:
     def failed(self, message: str, *, unreachable: bool) -> None:
         with self._lock:
             now = time.time()
-            if unreachable and self.stale_since is None:
+            turned_stale = unreachable and self.stale_since is None
+            if turned_stale:
                 self.stale_since = now
             self.last_error = message
             self.errors.append({"at": now, "message": message})
             del self.errors[:-MAX_ERRORS]
+        if turned_stale and self.on_reachability is not None:
+            self.on_reachability(False)
 
     def lag_seconds(self, local_serial: int) -> float:
         if self.in_sync_at is None:

@@ -158,6 +158,9 @@ mirror_files = Table(
     Column("last_access", Float),
 )
 Index("ix_mirror_files_project", mirror_files.c.index_id, mirror_files.c.project)
+# the order in which replicas read the cache (migration 0010, replication/mirror_feed.py)
+Index("ix_mirror_pages_fetched", mirror_pages.c.fetched)
+Index("ix_mirror_files_created", mirror_files.c.created)
 
 # Upstream's project list, one row per mirror index.
 mirror_lists = Table(

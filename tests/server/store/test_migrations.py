@@ -15,6 +15,8 @@ def _make_pre_0004(serverdir):
         db.execute("DROP TABLE audit")  # what 0007 added
         db.execute("DROP TABLE blob_gc_candidates")  # what 0008 added
         db.execute("DROP TABLE replication_rows")  # what 0009 added
+        db.execute("DROP INDEX ix_mirror_pages_fetched")  # what 0010 added
+        db.execute("DROP INDEX ix_mirror_files_created")
         db.execute("ALTER TABLE mirror_files DROP COLUMN last_access")
         db.execute("DROP INDEX ix_releases_canonical")
         db.execute("ALTER TABLE releases DROP COLUMN canonical_version")
@@ -115,6 +117,8 @@ def _make_pre_0005(server, project: str, odd_version: str) -> None:
         conn.execute(sa.text("DROP TABLE audit"))  # what 0007 added
         conn.execute(sa.text("DROP TABLE blob_gc_candidates"))  # what 0008 added
         conn.execute(sa.text("DROP TABLE replication_rows"))  # what 0009 added
+        conn.execute(sa.text("DROP INDEX ix_mirror_pages_fetched"))  # what 0010 added
+        conn.execute(sa.text("DROP INDEX ix_mirror_files_created"))
         conn.execute(sa.text("ALTER TABLE mirror_files DROP COLUMN last_access"))
         conn.execute(sa.text("DROP INDEX ix_releases_canonical"))
         conn.execute(sa.text("ALTER TABLE releases DROP COLUMN canonical_version"))

@@ -23,6 +23,7 @@ from .http.request_log import RequestLog
 from .http.routing import new_app
 from .mirror.via import names_us
 from .store.blobstore import BlobStoreUnavailable
+from .store.storage import ReadOnlyStorage
 
 log = logging.getLogger("devpi.server.http")
 bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024  # bottle's own body parsing, which no view uses (see http/request_body.py)
@@ -37,6 +38,9 @@ def _error_plugin(callback: Callable) -> Callable:
             return error_reply(e.status, e.message, e.headers)
         except bottle.HTTPResponse:
             raise
+        except ReadOnlyStorage as e:  # a write that reached a replica's own store (forward.py sends them on)
+            log.error("%s %s: %s", bottle.request.method, bottle.request.path, e)
+            return error_reply(503, str(e))
         except BlobStoreUnavailable as e:
             log.error("%s %s: %s", bottle.request.method, bottle.request.path, e)
             return error_reply(503, "the blob store is not answering: try again later", {"Retry-After": "10"})

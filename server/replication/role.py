@@ -80,6 +80,8 @@ class Replica:
         self.blobs = BlobFetcher(core, self.primary_url, self.secret)
         self.follower = Follower(core, self.state, self.secret, self._on_entry)
         core.replication = self
+        # its serials are its primary's: a local write (a sweeper, a plugin) would fork them
+        core.storage.read_only_reason = f"this server is a replica of {self.primary_url}: it writes nothing itself"
         core.response_headers = self.state.headers
         core.fetch_missing_blob = self.blobs.fetch_now
         # mirror indexes take the primary's cache and fetch what it lacks through it, never from

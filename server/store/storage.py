@@ -58,6 +58,11 @@ class SerialGap(RuntimeError):
     """A replicated serial that is not the next one of this server."""
 
 
+class ReadOnlyStorage(RuntimeError):
+    """A write on a server whose serials come from elsewhere (a replica): it would give this
+    server a serial its primary does not have, and the next replicated one would not fit."""
+
+
 @dataclass
 class WriteTx:
     conn: Connection
@@ -123,6 +128,8 @@ class Storage:
         else:
             raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH or postgresql://...")
         row_journal.install(self.engine)
+        # set on a replica (why, naming the primary): write() refuses, apply_replicated() writes
+        self.read_only_reason: str | None = None
         self._listeners: list[CommitListener] = []
         self._serial_lock = threading.Lock()
         self._serial_cond = threading.Condition(self._serial_lock)
@@ -186,6 +193,8 @@ class Storage:
         """A write transaction at the next serial. Its rows go to the row journal for replicas
         (store/row_journal.py); ``journaled=False`` only for an import, which brings the
         changelog of serials written elsewhere (a replica starts after them)."""
+        if self.read_only_reason is not None:
+            raise ReadOnlyStorage(self.read_only_reason)
         journal = row_journal.RowJournal() if journaled else None
         with self.engine.connect() as conn:
             conn = conn.execution_options(devpi_write=True, **{row_journal.OPTION: journal})

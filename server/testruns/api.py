@@ -147,8 +147,8 @@ def _sweep_loop(core: Core, interval: float) -> None:
 
 
 def start_sweeper(core: Core) -> None:
-    if core.config.extra.get("testrun_sweeper_started"):
-        return
+    if core.config.extra.get("testrun_sweeper_started") or core.storage.read_only_reason is not None:
+        return  # a replica: its primary sweeps, and the "interrupted" marks arrive as serials
     core.config.extra["testrun_sweeper_started"] = True
     interval = float(core.config.extra.get("testrun_sweep_interval") or SWEEP_INTERVAL)
     threading.Thread(target=_sweep_loop, args=(core, interval), name="testrun-sweeper", daemon=True).start()

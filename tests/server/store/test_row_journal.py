@@ -141,3 +141,20 @@ def test_apply_refuses_unknown_tables_and_columns(tmp_path):
                     row_journal.apply(conn, images)
     finally:
         storage.close()
+
+
+def test_a_replicas_storage_refuses_local_writes_but_takes_replicated_serials(store):
+    """A replica's serials are its primary's: a local write (a sweeper, a plugin) would fork
+    them, so write() refuses while apply_replicated() goes on."""
+    import pytest
+
+    from devpi.server.store.storage import ReadOnlyStorage
+
+    before = store.current_serial
+    store.read_only_reason = "this server is a replica of http://127.0.0.1:9"
+    with pytest.raises(ReadOnlyStorage, match="replica of http://127.0.0.1:9"):
+        with store.write("root") as tx:
+            tx.record("user", user="x")
+    assert store.current_serial == before
+    store.apply_replicated(before + 1, 1.0, "root", [{"kind": "user", "user": "x"}], [])
+    assert store.current_serial == before + 1

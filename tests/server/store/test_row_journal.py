@@ -147,7 +147,6 @@ def test_a_replicas_storage_refuses_local_writes_but_takes_replicated_serials(st
     """A replica's serials are its primary's: a local write (a sweeper, a plugin) would fork
     them, so write() refuses while apply_replicated() goes on."""
     import pytest
-
     from devpi.server.store.storage import ReadOnlyStorage
 
     before = store.current_serial

@@ -133,6 +133,8 @@ def show_toxresults(hub: Hub, hrefs: list[str], failures: bool) -> None:
     for (host, platform, envname), (_href, _data, env) in sorted(newest.items()):
         pyversion = ((env.get("python") or {}).get("version") or "?").split()[0]
         status, failed = env_status(env)
+        if envname.startswith(".") and status != "setup failed":
+            continue  # tox's packaging envs (.pkg, .pkg_external...): no tests of their own
         hub.info(f"      {host} {platform} {envname} {pyversion} {status}")
         if failures and failed:
             for cmd in failed:

@@ -308,6 +308,10 @@ def _run(spec: dict[str, Any], emit: Emit, workdir: Path) -> dict[str, Any]:
             report = json.loads(result_json.read_text(encoding="utf-8"))
         except ValueError:
             report = None
+    if isinstance(report, dict):  # tox writes getfqdn(), often "localhost": name the host as the run does
+        host = describe()["host"]
+        if report.get("host") != host:
+            report["tox_host"], report["host"] = report.get("host"), host
     result = {"exitcode": exitcode, "toxresult": report, "finished": time.time()}
     emit("done", result)  # before the (slow) clean-up of tox's virtualenvs
     return result

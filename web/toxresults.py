@@ -76,6 +76,8 @@ def parse_report(data: Any, file: FileInfo, tested: str) -> Report:
             outcome = "failed"
         else:
             outcome = "passed"
+        if str(name).startswith(".") and outcome != "setup failed":
+            continue  # tox's packaging envs (.pkg, .pkg_external...): no tests of their own; shown when they broke
         envs.append(EnvResult(str(name), version, outcome, setup, test))
     return Report(file, tested, str(data.get("host") or ""), str(data.get("platform") or ""),
                   str(data.get("toxversion") or ""), envs)

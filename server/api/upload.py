@@ -38,7 +38,7 @@ from ..repos import nonvolatile
 from ..runtime.metrics import UPLOAD_BYTES, UPLOADS
 from ..store import catalog
 from ..store.blobstore import BlobWriter
-from .httpkit import APIError, identity, require_index
+from .httpkit import APIError, credentials, identity, require_index
 from .uploadform import Form, UploadedFile, read_form
 
 MAX_FILENAME = 240  # characters of an uploaded file's name (doc/server.md "Upload limits")
@@ -77,6 +77,9 @@ def handle_upload(core: Core, user: str, index: str) -> bottle.HTTPResponse:
         raise APIError(404, "cannot submit to mirror index")
     ident = identity(core, req)
     if not core.may_upload(ident, ix):  # acl_upload may allow :ANONYMOUS:
+        if ident is None and credentials(req):  # sent, and wrong: say so (doc/api.md), not "required"
+            raise APIError(401, "authentication failed: wrong user name, password or token",
+                           {"WWW-Authenticate": 'Basic realm="pypi"'})
         if ident is None:
             raise APIError(401, "authentication required to upload", {"WWW-Authenticate": 'Basic realm="pypi"'})
         raise APIError(403, f"no permission to submit to {ix.fullname}")

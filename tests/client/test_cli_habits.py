@@ -253,3 +253,53 @@ def test_upload_fails_before_building_when_it_cannot_succeed(alice, make_cli, de
     gone.stop()
     r = carol.run("upload", "--no-isolation", cwd=proj)  # the current index: no request before this check
     assert r.rc == 1 and "building" not in r.out and "cannot reach server" in r.err
+
+
+def test_twine_with_a_wrong_password_is_told_authentication_failed(alice, devpi_server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from support.dists import write_wheel
+
+    wheel = write_wheel(tmp_path, "twined", "1.0")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINE_")}
+    done = subprocess.run([sys.executable, "-m", "twine", "upload", "--repository-url",
+                           f"{devpi_server.url}/alice/dev/", "-u", "alice", "-p", "wrong", "--non-interactive",
+                           "--disable-progress-bar", str(wheel)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "authentication failed" in done.stdout + done.stderr
+    assert "authentication required" not in done.stdout + done.stderr
+
+
+def test_toxs_packaging_envs_are_not_listed_as_untested(alice, devpi_server, tmp_path):
+    """tox 4 reports its packaging envs (.pkg_external, .pkg_external_sdist_meta) next to the
+    real ones; they run no tests, so `devpi list` and the web page leave them out, unless
+    their setup failed (that explains the real envs' failure)."""
+    from support.dists import write_wheel
+
+    dists = tmp_path / "d"
+    dists.mkdir()
+    write_wheel(dists, "toxed", "1.0")
+    alice.ok("upload", str(dists))
+    page = requests.get(f"{devpi_server.url}/alice/dev/toxed/1.0", headers={"Accept": "application/json"},
+                        timeout=30).json()["result"]
+    href = next(link["href"] for link in page["+links"] if link["rel"] == "releasefile")
+    ok = {"setup": [{"command": ["pip", "install"], "retcode": "0", "output": ""}],
+          "test": [{"command": ["pytest"], "retcode": "0", "output": "1 passed"}], "python": {"version": "3.11.7"}}
+    pkg = {"setup": [{"command": ["build"], "retcode": "0", "output": ""}], "test": []}
+    report = {"host": "vm", "platform": "linux", "installpkg": {}, "testenvs": {
+        "py311": ok, ".pkg_external": pkg, ".pkg_external_sdist_meta": pkg}}
+    r = requests.post(href, json=report, auth=("alice", "alicepw"), timeout=30)
+    assert r.status_code == 200, r.text
+    listing = alice.ok("list", "toxed")
+    assert "vm linux py311 3.11.7 tests passed" in listing
+    assert ".pkg" not in listing and "no tests were run" not in listing
+    web = requests.get(f"{devpi_server.url}/alice/dev/toxed/1.0", headers={"Accept": "text/html"}, timeout=30).text
+    assert "py311" in web and ".pkg_external" not in web
+    # a packaging env whose setup failed is what the user needs to see
+    broken = {"setup": [{"command": ["build"], "retcode": "1", "output": "no setup.py"}], "test": []}
+    report["testenvs"] = {".pkg_external": broken}
+    assert requests.post(href, json=report, auth=("alice", "alicepw"), timeout=30).status_code == 200
+    assert "vm linux .pkg_external ? setup failed" in alice.ok("list", "toxed")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import requests
 from runsupport import TOX_INI, two_pythons
@@ -66,6 +67,7 @@ def test_passing_project_streams_results_before_tox_ends(env):
     assert run["toxresult"] == tox_link["href"]
     report = json.loads(requests.get(tox_link["href"], timeout=30).content)
     assert report["testenvs"]["py"]["result"]["success"] is True
+    assert report["host"] == run["host"] == socket.gethostname()  # tox's getfqdn() may say "localhost"
 
     # `devpi list` shows the classic result and the env x platform matrix
     listing = env.devpi("list", "passpkg", check=True).stdout

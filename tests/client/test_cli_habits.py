@@ -303,3 +303,21 @@ def test_toxs_packaging_envs_are_not_listed_as_untested(alice, devpi_server, tmp
     report["testenvs"] = {".pkg_external": broken}
     assert requests.post(href, json=report, auth=("alice", "alicepw"), timeout=30).status_code == 200
     assert "vm linux .pkg_external ? setup failed" in alice.ok("list", "toxed")
+
+
+def test_a_push_conflict_names_the_file_that_conflicts(alice, tmp_path):
+    """Docs pushed identically, the wheel changed: the 409 names the wheel, not the doc zip."""
+    from support.dists import write_wheel
+
+    d1, d2, docs = tmp_path / "d1", tmp_path / "d2", tmp_path / "docs"
+    for d in (d1, d2, docs):
+        d.mkdir()
+    write_wheel(d1, "pushy", "1.0")
+    write_wheel(d2, "pushy", "1.0", module_body="X = 2\n")
+    (docs / "index.html").write_text("<html><body>docs</body></html>")
+    alice.ok("index", "-c", "prod", "bases=", "volatile=False")
+    alice.ok("upload", "--with-docs", str(docs), str(d1))
+    alice.ok("push", "pushy==1.0", "alice/prod")
+    alice.ok("upload", str(d2))  # alice/dev is volatile: the wheel is replaced, the docs stay
+    line = alice.fail("push", "pushy==1.0", "alice/prod")
+    assert "409" in line and "pushy-1.0-py3-none-any.whl already exists" in line and "doc.zip" not in line

@@ -11,6 +11,7 @@ CLIENT_REQUIRES = [
     "execnet>=2.0",  # devpi test --tx: runs on execnet gateways
     "pluggy>=1.3",  # client plugins (entry-point group devpi_client)
     "tomlkit>=0.12",  # devpi use --set-cfg edits uv.toml keeping comments and other tables
+    "tqdm>=4.66",  # upload and download progress on a terminal (client/progress.py)
 ]
 
 # the server and the web UI (the `server` extra)

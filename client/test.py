@@ -121,6 +121,7 @@ def expected_sha256(link: dict[str, Any]) -> str | None:
 
 def download(hub: Hub, link: dict[str, Any], dest: Path) -> Path:
     import requests
+    from devpi.client.progress import Progress
 
     url = link["href"].split("#", 1)[0]
     path = dest / basename(link)
@@ -129,10 +130,13 @@ def download(hub: Hub, link: dict[str, Any], dest: Path) -> Path:
         with hub.session.get(url, headers=hub.auth_headers(url), stream=True, timeout=(15, 600)) as r:
             if r.status_code != 200:
                 hub.fatal(f"cannot download {url}: {r.status_code} {r.reason}")
-            with open(path, "wb") as f:
+            length = r.headers.get("Content-Length")
+            with open(path, "wb") as f, Progress(f"downloading {path.name}",
+                                                 int(length) if length and length.isdigit() else None) as progress:
                 for chunk in r.iter_content(1 << 16):
                     digest.update(chunk)
                     f.write(chunk)
+                    progress.update_to(f.tell())
     except requests.RequestException as e:
         hub.fatal(f"cannot download {url}: {e}")
     want = expected_sha256(link)

@@ -22,6 +22,7 @@ from typing import Any
 
 from devpi.client.cli import add_command, add_index_option
 from devpi.client.hub import Hub
+from devpi.client.progress import Progress
 from devpi.client.spec import normalize
 
 DESCRIPTION = """\
@@ -426,7 +427,7 @@ class MultipartBody:
         self._file = open(path, "rb")  # closed in close()
         self._pos = 0
         self._length = len(self._head) + self._size + len(self._tail)
-        self._progress = progress
+        self.progress = progress  # called with (bytes sent, total) as requests reads
 
     @property
     def content_type(self) -> str:
@@ -453,8 +454,8 @@ class MultipartBody:
                 chunk = self._tail[off:off + want]
             self._pos += len(chunk)
             out += chunk
-        if self._progress:
-            self._progress(self._pos, self._length)
+        if self.progress:
+            self.progress(self._pos, self._length)
         return out
 
     def close(self) -> None:
@@ -463,29 +464,6 @@ class MultipartBody:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "\\\"").replace("\r", " ").replace("\n", " ")
-
-
-def _progress_printer(label: str) -> Any:
-    """Progress on stderr, only for a terminal (logs and pipes get just the result line)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        pct = 100 * done // total if total else 100
-        sys.stderr.write(f"\r  {label}: {pct:3d}% ({_size(done)} of {_size(total)})")
-        if done >= total:
-            sys.stderr.write("\r" + " " * (len(label) + 40) + "\r")
-        sys.stderr.flush()
-
-    return show
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"
 
 
 def upload_file(hub: Hub, pypisubmit: str, dist: Dist) -> None:
@@ -504,13 +482,16 @@ def upload_file(hub: Hub, pypisubmit: str, dist: Dist) -> None:
         fields = [*dist.fields, (":action", "file_upload"), ("protocol_version", "1"),
                   ("sha256_digest", sha256)]
         path, filename = dist.path, dist.path.name
-    body = MultipartBody(fields, filename, path, _progress_printer(f"uploading {filename}"))
+    body = MultipartBody(fields, filename, path)
+    progress = Progress(f"uploading {filename}", len(body))
+    body.progress = lambda done, total: progress.update_to(done)
     try:
         reply = hub.request("POST", pypisubmit, headers={"Content-Type": body.content_type,
                                                           "Accept": "*/*"},
                             data=body, check=False)
     finally:
         body.close()
+        progress.close()
     if reply.status_code != 200:
         msg = reply.message or " ".join(reply.reason.split()) or "upload failed"
         hint = ""

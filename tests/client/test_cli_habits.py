@@ -321,3 +321,59 @@ def test_a_push_conflict_names_the_file_that_conflicts(alice, tmp_path):
     alice.ok("upload", str(d2))  # alice/dev is volatile: the wheel is replaced, the docs stay
     line = alice.fail("push", "pushy==1.0", "alice/prod")
     assert "409" in line and "pushy-1.0-py3-none-any.whl already exists" in line and "doc.zip" not in line
+
+
+def _run_in_pty(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> tuple[int, bytes]:
+    """Run a command with stdout and stderr on a pseudo-terminal (as in a user's terminal);
+    returns its exit code and everything it drew."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env, cwd=cwd)
+    os.close(follower)
+    out = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], timeout)
+            if not ready:
+                proc.kill()
+                break
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        os.close(leader)
+    return proc.wait(timeout), bytes(out)
+
+
+def test_upload_progress_is_throttled_on_a_terminal_and_absent_in_logs(alice, devpi_server, tmp_path):
+    """A 40 MB file: on a terminal the progress line shows speed and is redrawn a bounded
+    number of times (not once per 16 kB chunk: 2,400 here); piped to a log, no progress."""
+    import os
+
+    from clienthelpers import devpi_command
+    from support.dists import write_wheel
+
+    dists = tmp_path / "big"
+    dists.mkdir()
+    write_wheel(dists, "bigone", "1.0", module_body="DATA = " + repr(os.urandom(30 * 1024 * 1024).hex()[:40_000_000]))
+    [wheel] = dists.glob("*.whl")
+    assert wheel.stat().st_size > 15 * 1024 * 1024
+    rc, drawn = _run_in_pty([*devpi_command(), "upload", str(wheel)], alice.env, tmp_path)
+    assert rc == 0, drawn.decode(errors="replace")[-2000:]
+    text = drawn.decode(errors="replace")
+    assert "uploading bigone" in text and "B/s" in text and "uploaded bigone-1.0" in text
+    assert text.count("\r") < 200  # tqdm redraws at most twice a second; the upload takes seconds
+    piped = alice.run("upload", str(wheel))
+    assert piped.rc == 0 and "\r" not in piped.err and "uploading bigone" not in piped.err

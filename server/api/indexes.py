@@ -135,11 +135,14 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return json_reply(index_result(core, ix, "no_projects" not in req.query), "indexconfig")
 
     def create(user: str, index: str):
-        ident = require_identity(core, req)
         try:
             check_user_or_index_name(index, "index name")
         except InvalidName as e:
             raise APIError(400, str(e)) from None
+        with core.storage.read() as conn:  # as the original: the owner first (user names are public)
+            if catalog.get_user(conn, user) is None:
+                raise APIError(404, f"no user {user!r}")
+        ident = require_identity(core, req)
         if not core.may_create_index(ident, user, index):  # before the body is read
             raise APIError(403, f"no permission to create index {user}/{index}")
         body = read_json(req) or {}

@@ -10,7 +10,7 @@ from ..packaging.names import InvalidName, check_user_or_index_name
 from ..store import catalog
 from ..store.catalog import USER_KEYS, Conflict
 from ..store.field_limits import FieldTooLarge, check_fields
-from .httpkit import APIError, identity, json_reply, read_json, require_identity
+from .httpkit import APIError, credentials, identity, json_reply, read_json, require_identity
 from .meta import USER_SEG
 from .read_guard import visible_indexes
 
@@ -91,6 +91,12 @@ def install(app: bottle.Bottle, core: Core) -> None:
         return json_reply(cfg, "userconfig", status=201)
 
     def modify(user: str):
+        ident = identity(core, req)
+        if ident is None and not credentials(req):  # as the original: anonymous is refused, not challenged
+            with core.storage.read() as conn:
+                if catalog.get_user(conn, user) is None:
+                    raise APIError(404, f"no user {user!r}")
+            raise APIError(403, f"no permission to modify user {user}: log in first")
         ident = require_identity(core, req)
         if core.is_scoped(ident):
             raise APIError(403, SCOPED_TOKEN)

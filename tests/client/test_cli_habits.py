@@ -377,3 +377,20 @@ def test_upload_progress_is_throttled_on_a_terminal_and_absent_in_logs(alice, de
     assert text.count("\r") < 200  # tqdm redraws at most twice a second; the upload takes seconds
     piped = alice.run("upload", str(wheel))
     assert piped.rc == 0 and "\r" not in piped.err and "uploading bigone" not in piped.err
+
+
+def test_the_order_of_checks_follows_the_original(alice, make_cli, devpi_server):
+    """Which error a request meets first, as devpi-server 6 answers it (user names are
+    public, so saying "no user" leaks nothing acl_read hides)."""
+    line = alice.fail("index", "-c", "not_exists/dev")
+    assert "404" in line and "no user 'not_exists'" in line
+    anon = make_cli("anon")
+    anon.ok("use", devpi_server.url)
+    line = anon.fail("user", "-m", "alice", "email=x@example.org")
+    assert "403" in line
+    root = make_cli("root")
+    root.ok("use", devpi_server.url)
+    root.ok("login", "root", "--password", "root")
+    root.ok("user", "--delete", "alice", "-y")
+    line = alice.fail("index", "-c", "alice/again")  # alice's login outlived her user
+    assert "404" in line and "no user 'alice'" in line

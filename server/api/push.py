@@ -253,9 +253,13 @@ def _copy_rows(core: Core, tx: Any, who: str, src: SourceRelease, target: IndexR
                 on_target[f.id] = next(iter(existing.values())).id
                 actions.append([200, "skip_identical", f"{target.fullname}/{f.relpath}"])
                 continue
+        overwritten = sum(e.get("count", 0) for old in existing.values() for e in old.log
+                          if e.get("what") == "overwrite")
         for old in existing.values():
             catalog.remove_file_row_only(tx, target, project, old, release.version)
         log = list(f.log) + [log_entry("push", who, target.fullname, src=src.index.fullname)]
+        if existing:  # as an upload over a file of a volatile index (and the original's push)
+            log = [log_entry("overwrite", who, target.fullname, count=overwritten + 1)] + log
         row = catalog.add_file(tx, target, release, project, filename=f.filename, sha256=f.sha256, size=f.size,
                                rel=f.rel, relpath=f.relpath, core_metadata_sha256=f.core_metadata_sha256,
                                for_file_id=on_target.get(f.for_file_id) if f.for_file_id else None, log=log,

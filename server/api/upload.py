@@ -288,6 +288,12 @@ def _doc_upload(core: Core, who: str | None, ix: catalog.IndexRow, name: str, ve
         except InvalidName as e:
             raise APIError(400, str(e)) from None
     with writer:
+        if not version:  # as the original, this is said before anything about the zip itself
+            with core.storage.read() as conn:
+                project = catalog.get_project(conn, ix.id, project_name)
+                if project is None or not catalog.release_versions(conn, project.id):
+                    raise APIError(400, f"doczip has no version and {project_name!r} has no releases to "
+                                        "derive one from")
         try:
             check_doc_zip(writer.tmp_path, DocLimits.from_config(core.config.extra))
         except BadDocZip as e:

@@ -394,3 +394,32 @@ def test_the_order_of_checks_follows_the_original(alice, make_cli, devpi_server)
     root.ok("user", "--delete", "alice", "-y")
     line = alice.fail("index", "-c", "alice/again")  # alice's login outlived her user
     assert "404" in line and "no user 'alice'" in line
+
+
+def test_push_over_a_file_of_a_volatile_index_logs_the_overwrite(alice, tmp_path):
+    from support.dists import write_wheel
+
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    d1.mkdir()
+    d2.mkdir()
+    write_wheel(d1, "pushover", "1.0")
+    write_wheel(d2, "pushover", "1.0", module_body="X = 2\n")
+    alice.ok("index", "-c", "qa", "bases=")  # volatile
+    alice.ok("upload", "--index", "alice/qa", str(d1))
+    alice.ok("upload", str(d2))
+    for count in (1, 2):
+        alice.ok("push", "pushover==1.0", "alice/qa")
+        doc = json.loads(alice.ok("getjson", "/alice/qa/pushover/1.0"))
+        [link] = [lk for lk in doc["result"]["+links"] if lk["rel"] == "releasefile"]
+        overwrites = [e for e in link["log"] if e["what"] == "overwrite"]
+        assert [e["count"] for e in overwrites] == [count], link["log"]
+
+
+def test_a_doc_zip_without_version_or_releases_is_told_so_first(alice, tmp_path):
+    """The original answers "no version and no releases" before looking at the zip."""
+    import requests as rq
+
+    r = rq.post(json.loads((alice.clientdir / "current.json").read_text())["index"] + "/",
+                data={":action": "doc_upload", "name": "nodocs"}, files={"content": ("nodocs.doc.zip", b"")},
+                auth=("alice", "alicepw"), timeout=30)
+    assert r.status_code == 400 and "has no releases" in r.json()["message"]

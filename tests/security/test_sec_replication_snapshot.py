@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 from support.populate import upload_wheel
-from support.replication import REPLICA_HEADER, SECRET, primary_args, replica_args, write_secret
+from support.replication import REPLICA_HEADER, SECRET, primary_args, replica_args, wait_until, write_secret
 
 
 @pytest.fixture
@@ -40,6 +40,10 @@ def test_the_snapshot_needs_the_secret(primary, make_server):
     assert "wrong" in _error(requests.get(url, headers={REPLICA_HEADER: "x" * 40}, timeout=30), 403)
     assert _error(requests.get(url, headers={REPLICA_HEADER: SECRET + "x"}, timeout=30), 403)
     assert _error(requests.post(url, headers={REPLICA_HEADER: SECRET}, timeout=30), 405)
+    for path in ("/+replica/snapshot/", "/+replica/snapshot/..%2f..%2fdevpi.sqlite", "/+replica/snapshot%00"):
+        r = requests.get(primary.url + path, headers={REPLICA_HEADER: SECRET}, timeout=30)
+        assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json"), path
+        assert b"SQLite" not in r.content
     plain = make_server()
     assert "not enabled" in _error(requests.get(plain.url + "/+replica/snapshot",
                                                 headers={REPLICA_HEADER: SECRET}, timeout=30), 404)
@@ -56,6 +60,29 @@ def test_the_snapshot_is_one_serial_with_counts_and_no_local_rows(primary):
     assert "audit" not in names and "mirror_pages" not in names and "replication_rows" not in names
     assert end["counts"] == {n: sum(1 for row in rows if row["t"] == n) for n in names}
     assert not [row for row in rows if row["t"] == "kv" and row["r"][0] == "serial"]
+
+
+def test_snapshots_give_their_slot_back_when_read_or_dropped(primary):
+    """At most two stream at once; one read to the end, or dropped by the replica, frees its
+    slot (else a primary would answer 503 for good after two)."""
+    url, headers = primary.url + "/+replica/snapshot", {REPLICA_HEADER: SECRET}
+    for _ in range(4):
+        r = requests.get(url, headers=headers, timeout=30)
+        assert r.status_code == 200 and b'"end"' in r.content.splitlines()[-1]
+
+    def drop_one() -> bool:
+        with requests.get(url, headers=headers, stream=True, timeout=30) as r:
+            if r.status_code == 503:  # the slot of the one dropped just before is not back yet
+                assert r.headers["Retry-After"] and "try again" in r.json()["message"]
+                return False
+            assert r.status_code == 200
+            r.raw.read(10)
+            return True
+
+    for _ in range(4):
+        wait_until(drop_one, what="a free slot")
+    wait_until(lambda: requests.get(url, headers=headers, timeout=30).status_code == 200,
+               what="a snapshot after dropped ones")
 
 
 class HostilePrimary:

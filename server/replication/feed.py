@@ -50,6 +50,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 NO_JOURNAL = ("the primary has no row images for serial {serial} (written before this version, or "
               "imported): a replica cannot follow from there; start the replica from an empty server dir "
               "(it bootstraps from a snapshot, see doc/replication.md)")
+PROBLEM_HEADER = "X-Devpi-Replica-Problem"  # on a 409: why, for the replica (a snapshot helps only here)
+NO_JOURNAL_CODE = "no-row-images"
 FORKED = ("the replica's serial {serial} is not this primary's serial {serial} (written at another time): "
           "its database has a history this primary does not share (a former primary after a promotion?); "
           "start the replica from an empty server dir")
@@ -162,7 +164,7 @@ def install(app: bottle.Bottle, core: Core, secret: str | None) -> None:
             core.storage.wait_for_serial(since + 1, wait)
         first = read_entries(core, since, 1)
         if first and (first[0].serial != since + 1 or first[0].rows is None):
-            raise APIError(409, NO_JOURNAL.format(serial=since + 1))
+            raise APIError(409, NO_JOURNAL.format(serial=since + 1), {PROBLEM_HEADER: NO_JOURNAL_CODE})
         return bottle.HTTPResponse(stream(core, since), headers={
             "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 

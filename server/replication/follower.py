@@ -22,6 +22,7 @@ from ..store import schema
 from ..store.row_journal import JournalError
 from ..store.storage import SerialGap, kv_get
 from .entry import BadFeed, Entry, lines, parse
+from .feed import NO_JOURNAL_CODE, PROBLEM_HEADER
 from .secret import HEADER
 from .snapshot_load import SnapshotFailed, fetch_and_load
 from .state import ReplicaState
@@ -35,6 +36,7 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = WAIT + 20.0  # no byte for this long: the connection is dead
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 CHUNK = 256 << 10
+RESUME_CONNECT_TIMEOUT = 5.0  # seconds a restarting replica gives the primary before starting as is
 
 
 class FeedError(Exception):
@@ -150,6 +152,33 @@ class Follower:
         if primary_uuid and mine and primary_uuid != mine:
             raise FeedError(f"this replica's database belongs to another server (uuid {mine}, the primary "
                             f"is {primary_uuid[:64]}): start the replica from an empty server dir")
+
+    def resume(self) -> None:
+        """At the start of a replica that has a state: if its primary can no longer feed it
+        from its serial (409, no row images there: the primary was imported or restored since,
+        and ``at`` showed the replica's serial is the primary's own), replace the state with
+        the primary's snapshot in one transaction. Any other answer, or none: start as is
+        (the follower asks again; /+status says why)."""
+        since, created = self._position()
+        params: dict[str, object] = {"since": since, "wait": 0}
+        if created is not None:
+            params["at"] = repr(float(created))
+        try:
+            with self._session.get(self.url, params=params, headers={HEADER: self.secret}, stream=True,
+                                   timeout=(RESUME_CONNECT_TIMEOUT, RESUME_CONNECT_TIMEOUT),
+                                   allow_redirects=False) as resp:
+                if resp.status_code != 409 or resp.headers.get(PROBLEM_HEADER) != NO_JOURNAL_CODE:
+                    return
+        except requests.RequestException:
+            return
+        try:
+            serial = fetch_and_load(self.core, self.state.primary_url, self.secret, self._session, replacing=since)
+        except SnapshotFailed as e:
+            log.warning("replica start: %s", e)
+            self.state.failed(str(e), unreachable=e.unreachable)
+            return
+        log.warning("replica start: the primary cannot send serial %s on; replaced this replica's state with "
+                    "its snapshot of serial %s", since + 1, serial)
 
     def bootstrap(self, budget: float) -> None:
         """Block until serial 0 (the primary's first start) is here, or SystemExit in one line.

@@ -20,7 +20,7 @@ import requests
 
 from ..store import snapshot_apply
 from ..store.row_journal import JournalError
-from ..store.storage import SnapshotRefused
+from ..store.storage import SnapshotRefused, kv_get
 from . import snapshot_format as fmt
 from .entry import BadFeed, lines
 from .secret import HEADER
@@ -56,8 +56,8 @@ def _json(line: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-def parse_header(line: bytes | None) -> tuple[int, dict[str, list[str]]]:
-    """(serial, table -> columns) of the first line; BadFeed or JournalError if it is wrong."""
+def parse_header(line: bytes | None) -> tuple[int, str, dict[str, list[str]]]:
+    """(serial, uuid, table -> columns) of the first line; BadFeed or JournalError if it is wrong."""
     if line is None:
         raise BadFeed("the snapshot was cut off before its header")
     doc = _json(line, "header")
@@ -76,7 +76,7 @@ def parse_header(line: bytes | None) -> tuple[int, dict[str, list[str]]]:
     order = [name for name in fmt.TABLES if name in columns]
     if list(columns) != order:
         raise BadFeed("the snapshot's tables are not in foreign-key order")
-    return serial, columns
+    return serial, doc["uuid"], columns
 
 
 class Rows:
@@ -132,9 +132,11 @@ class Rows:
                               f"{loaded.get(name, 0)}")
 
 
-def fetch_and_load(core: Core, primary_url: str, secret: str, session: requests.Session) -> int:
-    """Take the primary's snapshot into the empty database; its serial. SnapshotFailed (one
-    line) with nothing stored if anything is wrong."""
+def fetch_and_load(core: Core, primary_url: str, secret: str, session: requests.Session,
+                   replacing: int | None = None) -> int:
+    """Take the primary's snapshot into the empty database, or over this replica's state at
+    serial ``replacing`` (the same server's: the same uuid); its serial. SnapshotFailed (one
+    line) with nothing stored or changed if anything is wrong."""
     url = primary_url.rstrip("/") + "/+replica/snapshot"
     try:
         resp = session.get(url, headers={HEADER: secret, "Accept": "application/x-ndjson"}, stream=True,
@@ -149,13 +151,20 @@ def fetch_and_load(core: Core, primary_url: str, secret: str, session: requests.
             raise SnapshotFailed(f"the primary answered {resp.status_code} for its snapshot: {_message(resp)}")
         try:
             stream = lines(resp.iter_content(CHUNK), fmt.MAX_LINE)
-            serial, columns = parse_header(next(stream, None))
+            serial, uuid, columns = parse_header(next(stream, None))
             rows = Rows(stream, serial, columns)
+
+            if replacing is not None:  # (before the server reads the database: nothing writes meanwhile)
+                with core.storage.read() as conn:
+                    mine = kv_get(conn, "uuid")
+                if mine != uuid:
+                    raise SnapshotRefused(f"the snapshot is of another server (uuid {uuid}, this replica's "
+                                          f"is {mine})")
 
             def load(conn: Connection) -> None:
                 rows.check_counts(snapshot_apply.load(conn, columns, rows))
 
-            core.storage.load_snapshot(serial, load)
+            core.storage.load_snapshot(serial, load, replacing)
         except (BadFeed, JournalError, SnapshotRefused) as e:
             raise SnapshotFailed(f"snapshot refused: {e}") from None
         except requests.RequestException as e:

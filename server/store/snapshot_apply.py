@@ -3,7 +3,9 @@
 A replica that cannot follow its primary's feed from serial 0 (the primary's early serials
 have no row images) takes every row of the replicated tables as of one serial instead
 (replication/snapshot_load.py reads them off the wire). Only an empty database takes one:
-loading over rows would mix two states. Table and column names are checked as the row
+loading over rows would mix two states. The one exception is a replica whose own state is
+an earlier serial of the same primary that the primary can no longer feed it from: there
+the snapshot replaces every row (``clear``), in the same transaction. Table and column names are checked as the row
 journal checks a feed's (``row_journal.apply``): a table that is not replicated, a column
 the table does not have, or a row setting this server's own kv rows (its serial) is
 refused, and the caller's transaction with it, so nothing of a bad snapshot is kept.
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from . import schema
@@ -51,6 +53,17 @@ def first_filled(conn: Connection) -> str | None:
         if conn.execute(q).first() is not None:
             return name
     return None
+
+
+def clear(conn: Connection) -> None:
+    """Delete what a snapshot replaces (children first; the mirror cache of a deleted index
+    goes with it by its foreign key) and the row images of serials it replaces."""
+    conn.execute(delete(schema.replication_rows))
+    for table in reversed(schema.metadata.sorted_tables):
+        if table.name == "kv":
+            conn.execute(delete(table).where(table.c.key.not_in(sorted(LOCAL_KV))))
+        elif table.name in TABLES:
+            conn.execute(delete(table))
 
 
 def load(conn: Connection, columns: dict[str, list[str]], rows: Iterable[tuple[str, list[Any]]]) -> dict[str, int]:

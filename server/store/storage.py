@@ -244,18 +244,26 @@ class Storage:
                 kv_set(conn, "serial", str(serial))
         self._dispatch([(serial, changes)])
 
-    def load_snapshot(self, serial: int, load: Callable[[Connection], None]) -> None:
-        """A fresh replica takes its primary's snapshot (store/snapshot_apply.py): ``load``
-        fills the tables in one transaction with the serial, so a replica killed or refused
-        halfway holds nothing of it. Only into a database without a serial or rows."""
+    def load_snapshot(self, serial: int, load: Callable[[Connection], None], replacing: int | None = None) -> None:
+        """A replica takes its primary's snapshot (store/snapshot_apply.py): ``load`` fills
+        the tables in one transaction with the serial, so a replica killed or refused halfway
+        holds nothing of it. Only into a database without a serial or rows, or, with
+        ``replacing``, over this replica's own state at exactly that (earlier) serial.
+        Before the server reads the database: nothing is announced."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(devpi_write=True)
             with conn.begin():
                 last = self._locked_serial(conn)
-                filled = snapshot_apply.first_filled(conn)
-                if last >= 0 or filled is not None:
-                    raise SnapshotRefused(f"this database is not empty (serial {last}, rows in {filled}): "
-                                          "a snapshot goes only into an empty one")
+                if replacing is None:
+                    filled = snapshot_apply.first_filled(conn)
+                    if last >= 0 or filled is not None:
+                        raise SnapshotRefused(f"this database is not empty (serial {last}, rows in {filled}): "
+                                              "a snapshot goes only into an empty one")
+                else:
+                    if last != replacing or serial <= last:
+                        raise SnapshotRefused(f"the snapshot of serial {serial} would not move this replica "
+                                              f"on from its serial {last}")
+                    snapshot_apply.clear(conn)
                 load(conn)
                 kv_set(conn, "serial", str(serial))
 

@@ -118,6 +118,42 @@ def test_a_fresh_replica_of_an_imported_primary_starts_from_its_snapshot(make_se
     assert _bodies(replica) == _bodies(primary)
 
 
+def test_a_replica_left_behind_by_a_moved_primary_takes_its_snapshot_at_restart(make_server, tmp_path):
+    """The primary moved to a new server dir by export and import (same uuid, same serials,
+    no row images) while a replica was behind: the replica's serial cannot be fed any more,
+    so at its restart it replaces its state with the primary's snapshot, in one transaction,
+    and follows on."""
+    secret = write_secret(tmp_path)
+    old = make_server(args=primary_args(secret))
+    replica = make_server(args=replica_args(old.url, secret))
+    alice = old.create_user("alice", "alice-pw")
+    old.create_index(alice, "dev", bases=[])
+    upload_wheel(old, "alice/dev", "moved-lib", "1.0", alice)
+    wait_until(lambda: serial_of(replica) >= serial_of(old), what="the replica catching up")
+    behind = serial_of(replica)
+    replica.stop()
+    upload_wheel(old, "alice/dev", "moved-lib", "2.0", alice)
+    old.create_index(alice, "more", bases=["alice/dev"])
+    _devpi("export", "--serverdir", str(old.serverdir), str(tmp_path / "backup"))
+    old.stop()
+    _devpi("import", "--serverdir", str(tmp_path / "moved"), str(tmp_path / "backup"))
+    primary = make_server(serverdir=tmp_path / "moved", args=primary_args(secret))
+    upload_wheel(primary, "alice/dev", "after-move", "1.0", alice)
+
+    replica.args = replica_args(primary.url, secret)
+    replica.start()
+    assert "replaced this replica's state with its snapshot" in replica.log_text()
+    wait_until(lambda: serial_of(replica) >= serial_of(primary), what="the replica following on")
+    assert serial_of(replica) == serial_of(primary) > behind
+    for path in ("/alice/dev/+simple/moved-lib/", "/alice/more/+simple/moved-lib/", "/alice/dev/+simple/after-move/"):
+        a, b = requests.get(primary.url + path, timeout=30), requests.get(replica.url + path, timeout=30)
+        assert a.status_code == b.status_code == 200 and a.content == b.content, path
+    result = pip_install(replica.url + "/alice/more/+simple/", tmp_path / "t", "moved-lib")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert installed(tmp_path / "t") == {"moved-lib": "2.0"}
+    assert status(replica)["replication"]["last_error"] is None
+
+
 class HangingSnapshotPrimary:
     """A stand-in for the primary (a tiny local HTTP server): its feed answers 409 as the
     imported primary's does, and its snapshot is the real primary's without the end line,

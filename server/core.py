@@ -120,15 +120,23 @@ class Core:
         self._background_lock = threading.Lock()
 
     # -- start-up -------------------------------------------------------------
-    def setup(self, first_start: Callable[[], None] | None = None) -> None:
+    def setup(self, first_start: Callable[[], None] | None = None,
+              resume: Callable[[], None] | None = None) -> None:
         """Migrate, and on a fresh database create root and root/pypi (``first_start``
-        instead, if given: a replica takes its first serials from its primary)."""
+        instead, if given: a replica takes its first serials from its primary). ``resume``
+        runs on a database with a state before anything reads it (a replica whose primary
+        can no longer feed it from its serial replaces it with the primary's snapshot)."""
         from .store.migrate import ensure_schema
 
         ensure_schema(self.storage)
         with self.storage.read() as conn:
             secret = kv_get(conn, "secret")
             node = kv_get(conn, "uuid")
+        if secret is not None and resume is not None:
+            resume()
+            with self.storage.read() as conn:
+                secret = kv_get(conn, "secret")
+                node = kv_get(conn, "uuid")
         if secret is None:
             (first_start or self._first_start)()
             with self.storage.read() as conn:

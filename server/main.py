@@ -370,17 +370,17 @@ def assemble(config: ServerConfig, args: argparse.Namespace, plugins: PluginMana
     role = args.replication_role
     try:
         core = Core(config)
-        first_start = None
+        first_start = resume = None
         if role.wire_role == "REPLICA":  # a fresh replica takes its first serial from the primary
             role.attach(core)
-            first_start = role.bootstrap
+            first_start, resume = role.bootstrap, role.resume
         else:
             core.replication = role
         check_blob_storage(config.serverdir, args.blob_storage)
         if args.blob_storage:
             core.blobs = plugins.blob_store(core, args.blob_storage)
             record_blob_storage(config.serverdir, args.blob_storage)
-        core.setup(first_start)
+        core.setup(first_start, resume)
     except SystemExit:
         raise
     except NotAStaticDir as e:

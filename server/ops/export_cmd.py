@@ -24,19 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from .. import __version__
 from ..core import Core
 from ..store.blobstore import CHUNK
+from ..store.consistent_read import consistent_read, serial_of, table_rows
 from ..store.migrate import stored_heads
-from ..store.storage import kv_get
 from . import export_format as fmt
 from .offline import add_storage_options, open_core
 
 TMP_SUFFIX = ".tmp-export"
-ROWS_PER_FETCH = 1000
 
 
 class ExportFailed(Exception):
@@ -154,9 +152,8 @@ def export_to(core: Core, root: Path, *, include_mirror_cache: bool,
     refs = Referenced()
     counts: dict[str, int] = {}
     extra = {"releasefile": 0, "doczip": 0, "toxresult": 0}
-    with snapshot(core) as conn:
-        serial_text = kv_get(conn, "serial")
-        serial = int(serial_text) if serial_text is not None else -1
+    with consistent_read(core.storage) as conn:
+        serial = serial_of(conn)
         for name in tables:
             counts[name] = _write_table(conn, root, name, refs, extra)
     heads = sorted(stored_heads(core.storage))
@@ -182,39 +179,12 @@ def export_to(core: Core, root: Path, *, include_mirror_cache: bool,
     return manifest
 
 
-class snapshot:
-    """One read transaction that sees a single commit's state throughout."""
-
-    def __init__(self, core: Core):
-        self.core = core
-
-    def __enter__(self) -> Connection:
-        conn = self.core.storage.engine.connect()
-        if not self.core.storage.is_sqlite:
-            # READ COMMITTED (the default) would let each SELECT see newer commits
-            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        self._conn = conn
-        self._tx = conn.begin()
-        return conn
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self._tx.rollback()  # read only: nothing to keep
-        finally:
-            self._conn.close()
-
-
 def _write_table(conn: Connection, root: Path, name: str, refs: Referenced, extra: dict[str, int]) -> int:
-    tbl = fmt.table(name)
-    columns = list(tbl.c.keys())
-    # primary-key order (deleted_files has none: all its columns), so the same state gives
-    # the same files, and ids referring to earlier rows come after them
-    order = list(tbl.primary_key.columns) or list(tbl.c)
-    query = select(tbl).order_by(*order).execution_options(stream_results=True, yield_per=ROWS_PER_FETCH)
+    columns = list(fmt.table(name).c.keys())
     count = 0
     with open(fmt.table_path(root, name), "wb") as f:
         f.write(fmt.dump_line({"columns": columns}))
-        for row in conn.execute(query):
+        for row in table_rows(conn, name):
             values = list(row)
             f.write(fmt.dump_line(values))
             count += 1

@@ -9,10 +9,13 @@ costs one request per ``MAX_WAIT`` per replica and a new upload reaches replicas
 The replica reconnects from its own serial, so a cut costs nothing but the reconnect.
 
 A serial without its row images (written before migration 0009, or brought by an import)
-cannot be replicated: 409, and the replica must start from a copy of the primary's server
-dir (a snapshot bootstrap is a later slice). Both endpoints need the shared secret
-or a token with the replicate scope (secret.py): the feed holds every row of every index,
-read-restricted or not.
+cannot be replicated: 409; a fresh replica then bootstraps from ``GET /+replica/snapshot``
+(snapshot_feed.py). A replica names the ``created`` time of its own last serial
+(``at``): a primary whose serial of that number was written at another time has a history
+the replica does not share (a replica promoted while the old primary had serials it never
+sent): 409 rather than a silent fork. All endpoints need the shared secret or a token with
+the replicate scope (secret.py): the feed holds every row of every index, read-restricted
+or not.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from ..accounts.scope import REPLICATE
 from ..api.files import serve_blob
 from ..api.httpkit import APIError
 from ..store import schema
+from . import snapshot_feed
 from .secret import HEADER, refusal
 
 if TYPE_CHECKING:
@@ -44,8 +48,13 @@ CONTENT_TYPE = "application/x-ndjson"
 _SINCE = re.compile(r"-?[0-9]{1,18}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 NO_JOURNAL = ("the primary has no row images for serial {serial} (written before this version, or "
-              "imported): a replica cannot follow from there; start the replica from a copy of the "
-              "primary's server dir (see doc/replication.md)")
+              "imported): a replica cannot follow from there; start the replica from an empty server dir "
+              "(it bootstraps from a snapshot, see doc/replication.md)")
+PROBLEM_HEADER = "X-Devpi-Replica-Problem"  # on a 409: why, for the replica (a snapshot helps only here)
+NO_JOURNAL_CODE = "no-row-images"
+FORKED = ("the replica's serial {serial} is not this primary's serial {serial} (written at another time): "
+          "its database has a history this primary does not share (a former primary after a promotion?); "
+          "start the replica from an empty server dir")
 
 
 def parse_since(text: str | None) -> int:
@@ -66,6 +75,18 @@ def parse_wait(text: str | None) -> float:
     if not 0 <= value < float("inf"):  # false for nan too
         raise APIError(400, f"wait must be a non-negative number of seconds, not {text[:40]!r}")
     return min(value, MAX_WAIT)
+
+
+def parse_at(text: str | None) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text) if len(text) <= 40 else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise APIError(400, f"at must be the time of the replica's serial, not {text[:40]!r}")
+    return value
 
 
 def read_entries(core: Core, since: int, limit: int) -> list[Any]:
@@ -130,15 +151,20 @@ def install(app: bottle.Bottle, core: Core, secret: str | None) -> None:
         guard()
         since = parse_since(req.query.get("since"))
         wait = parse_wait(req.query.get("wait"))
+        at = parse_at(req.query.get("at"))
         current = core.storage.current_serial
         if since > current:
             raise APIError(409, f"the replica is at serial {since}, beyond this primary's {current}: it "
                                 "follows another server, or this one was restored from an older backup")
+        if at is not None and since >= 0:
+            mine = core.storage.changelog_entry(since)
+            if mine is not None and float(mine["created"]) != at:
+                raise APIError(409, FORKED.format(serial=since))
         if since == current and wait > 0:
             core.storage.wait_for_serial(since + 1, wait)
         first = read_entries(core, since, 1)
         if first and (first[0].serial != since + 1 or first[0].rows is None):
-            raise APIError(409, NO_JOURNAL.format(serial=since + 1))
+            raise APIError(409, NO_JOURNAL.format(serial=since + 1), {PROBLEM_HEADER: NO_JOURNAL_CODE})
         return bottle.HTTPResponse(stream(core, since), headers={
             "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
@@ -152,6 +178,7 @@ def install(app: bottle.Bottle, core: Core, secret: str | None) -> None:
         return serve_blob(core, sha256, sha256, size, time.time())
 
     app.route("/+replica/changes", "GET", changes)
+    snapshot_feed.install(app, core, guard)
     app.route("/+replica/blob/<sha256>", ["GET", "HEAD"], blob)
     from . import mirror_feed
 

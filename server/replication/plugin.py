@@ -6,10 +6,13 @@ the primary instead of initialising), and is ``core.replication``.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..hooks import hookimpl
+
+log = logging.getLogger("devpi.server.replication")
 
 if TYPE_CHECKING:
     import bottle
@@ -85,6 +88,13 @@ def devpiserver_configure(core: Core) -> None:
     role = _role(core)
     if isinstance(role, Replica):
         role.start()
+        return
+    from ..store import sequences
+
+    moved = sequences.advance(core.storage)  # a promoted replica's ids (doc/replication.md, "Promotion")
+    if moved:
+        log.warning("the id sequences of %s were behind their rows (a replica promoted to primary): "
+                    "advanced past them", ", ".join(moved))
 
 
 @hookimpl

@@ -102,6 +102,10 @@ class Replica:
         assert self.follower is not None
         self.follower.bootstrap(self.start_wait)
 
+    def resume(self) -> None:
+        assert self.follower is not None
+        self.follower.resume()
+
     def start(self) -> None:
         assert self.follower is not None and self.blobs is not None
         self.blobs.start()

@@ -210,3 +210,7 @@ def _key_clause(pk: list, key: list) -> Any:
     if len(key) != len(pk):
         raise JournalError("a primary key of the wrong length")
     return and_(*(c == v for c, v in zip(pk, key, strict=True)))
+
+
+encode_value = _encode  # a column value as JSON (bytes as {"b64": ...}); also a snapshot's (replication)
+decode_value = _decode

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from . import row_journal, schema
+from . import row_journal, schema, snapshot_apply
 
 log = logging.getLogger("devpi.server.storage")
 ANNOUNCE_WAIT = 0.05  # seconds a commit waits for the one before it to be announced, before
@@ -61,6 +61,10 @@ class SerialGap(RuntimeError):
 class ReadOnlyStorage(RuntimeError):
     """A write on a server whose serials come from elsewhere (a replica): it would give this
     server a serial its primary does not have, and the next replicated one would not fit."""
+
+
+class SnapshotRefused(RuntimeError):
+    """A snapshot offered to a database that already holds a state of its own."""
 
 
 @dataclass
@@ -239,6 +243,29 @@ class Storage:
                                                              changes=dumps(changes)))
                 kv_set(conn, "serial", str(serial))
         self._dispatch([(serial, changes)])
+
+    def load_snapshot(self, serial: int, load: Callable[[Connection], None], replacing: int | None = None) -> None:
+        """A replica takes its primary's snapshot (store/snapshot_apply.py): ``load`` fills
+        the tables in one transaction with the serial, so a replica killed or refused halfway
+        holds nothing of it. Only into a database without a serial or rows, or, with
+        ``replacing``, over this replica's own state at exactly that (earlier) serial.
+        Before the server reads the database: nothing is announced."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(devpi_write=True)
+            with conn.begin():
+                last = self._locked_serial(conn)
+                if replacing is None:
+                    filled = snapshot_apply.first_filled(conn)
+                    if last >= 0 or filled is not None:
+                        raise SnapshotRefused(f"this database is not empty (serial {last}, rows in {filled}): "
+                                              "a snapshot goes only into an empty one")
+                else:
+                    if last != replacing or serial <= last:
+                        raise SnapshotRefused(f"the snapshot of serial {serial} would not move this replica "
+                                              f"on from its serial {last}")
+                    snapshot_apply.clear(conn)
+                load(conn)
+                kv_set(conn, "serial", str(serial))
 
     @contextmanager
     def cache_write(self) -> Iterator[Connection]:

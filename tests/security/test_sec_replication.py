@@ -250,7 +250,7 @@ def test_a_file_whose_bytes_do_not_match_is_not_stored(primary, make_server, tmp
             files = status(replica)["replication"]["files"]
             return next((f for f in files["failing"] if f["sha256"] == sha), None)
         got = wait_until(failing, what="the file reported failing")
-        assert got["sha256"] == sha and "hash mismatch" in got["reason"]
+        assert "hash mismatch" in got["reason"]
         assert not list(replica.serverdir.glob(f"blobs/**/{sha}"))
         href = requests.get(replica.url + "/alice/dev/+simple/hello-lib/", headers={"Accept": SIMPLE_JSON},
                             timeout=30).json()["files"][0]["url"]
@@ -273,7 +273,7 @@ def test_serials_without_row_images_are_409_and_the_stream_stops_before_them(pri
     r = _feed(primary, OK, since=-1, wait=0)
     assert [json.loads(line)["serial"] for line in r.content.splitlines()] == list(range(last - 1))
     message = _json_error(_feed(primary, OK, since=last - 2, wait=0), 409)
-    assert f"serial {last - 1}" in message and "copy" in message
+    assert f"serial {last - 1}" in message and "snapshot" in message
     assert [json.loads(line)["serial"] for line in _feed(primary, OK, since=last - 1, wait=0).content.splitlines()] \
         == [last]
     # a replica takes what it can, then names the problem and keeps serving

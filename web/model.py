@@ -156,6 +156,7 @@ def load_project(core: Any, ix: IndexRow, name: str, reader: Any) -> ProjectInfo
                 continue
             view, found_versions = got
             stale = stale or view.stale
+            notes.extend(view.notes)  # e.g. the upstream deleted the project: only what is cached is shown
         else:
             res = stage_results[member.fullname]
             if res is None:

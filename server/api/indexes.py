@@ -66,6 +66,11 @@ def check_mirror_policy(core: Core, user: str, index_type: str, config: dict, cu
     if index_type != "mirror" or url == current_url:
         return
     policy = policy_of(core)
+    if not url:  # an unconfigured mirror (as the original allows): no upstream to check yet
+        if not policy.may_create(user):
+            who = "root and the users named by the server's --mirror-creators" if policy.creators else "root"
+            raise APIError(403, f"only {who} may create a mirror or change its mirror_url")
+        return
     if not policy.may_create(user):
         who = "root and the users named by the server's --mirror-creators" if policy.creators else "root"
         raise APIError(403, f"only {who} may create a mirror or change its mirror_url")

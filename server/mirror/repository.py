@@ -116,6 +116,7 @@ class Page:
     by_relpath: dict[str, UpstreamLink] = field(default_factory=dict)
     retry_after: float = 0.0  # monotonic time before which a failed upstream is not asked again
     weight: int = 0  # estimated bytes in memory
+    gone_upstream: bool = False  # upstream said 404/410: only the files cached here are served
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,12 @@ class MirrorRepository:
         self.core = core
         self.index = ix
         self.fullname = ix.fullname
-        url = str(ix.config.get("mirror_url") or core.mirror_url_default())
-        self.url = url if url.endswith("/") else url + "/"
+        # without a mirror_url (created so, as the original allows) a mirror asks nothing of
+        # anyone until one is set; root/pypi of old server dirs takes the server's default
+        given = ix.config.get("mirror_url") or (core.mirror_url_default() if ix.fullname == "root/pypi" else "")
+        self.configured = bool(given)
+        url = str(given)
+        self.url = url if url.endswith("/") or not url else url + "/"
         self.expiry = float(ix.config.get("mirror_cache_expiry", DEFAULT_EXPIRY))
         self.ignore_serial = bool(ix.config.get("mirror_ignore_serial_header"))
         self.policy = policy_of(core)  # where this mirror may connect, which file links it follows
@@ -164,9 +169,11 @@ class MirrorRepository:
 
     @property
     def offline(self) -> bool:
-        """Nothing can be fetched: ``--offline``, or a replica whose primary is unreachable
-        (pages then list only the files it holds, as with ``--offline``)."""
-        return self.core.config.offline or (self.source is not None and not self.source.reachable())
+        """Nothing can be fetched: ``--offline``, a mirror without a mirror_url yet, or a
+        replica whose primary is unreachable (pages then list only the files it holds, as
+        with ``--offline``)."""
+        return self.core.config.offline or not self.configured or (
+            self.source is not None and not self.source.reachable())
 
     # -- upstream HTTP ---------------------------------------------------------------------
     def client(self) -> UpstreamClient:
@@ -274,7 +281,10 @@ class MirrorRepository:
             max_age = 60.0
         elif max_age is None:
             max_age = max(0.0, page.fresh_until - time.time())
-        return ProjectView(page.name, list(links), stale=stale, last_serial=page.serial, max_age=max_age)
+        notes = ([f"{self.fullname}'s upstream no longer has {page.name}: only the files cached here are "
+                  "served"] if page.gone_upstream else [])
+        return ProjectView(page.name, list(links), stale=stale, last_serial=page.serial, max_age=max_age,
+                           notes=notes)
 
     def get_project(self, name: str) -> ProjectView | None:
         if not is_project_name(name):  # "a#b" or "a?b" would ask upstream for another page
@@ -367,11 +377,15 @@ class MirrorRepository:
                 self.store.touch_page(name, page.fetched, page.etag, page.last_modified)
                 return page
             if resp.status_code in (404, 410):
+                kept = self._keep_cached(page, url, resp.status_code) if page is not None else None
+                if kept is not None:
+                    return kept
                 self._missing.put(name, time.monotonic() + min(self.expiry, NOT_FOUND_TTL))
                 if page is not None:
                     self._forget_page(name)
                     self.core.page_cache.drop_project(name)
                 return None
+
             if resp.status_code != 200:
                 raise UpstreamError(f"upstream {redact(url)} answered {resp.status_code}")
             serial = _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
@@ -386,8 +400,9 @@ class MirrorRepository:
             if links > MAX_PAGE_LINKS:  # counted before parsing: a parsed link costs ~1 KB
                 raise UpstreamError(f"upstream {redact(url)} sent a page of about {links} links, more than the "
                                     f"{MAX_PAGE_LINKS} a page may have")
-            try:
-                raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url)
+            try:  # an empty 200 (no body, no type) is an empty project, as the original reads it
+                raw = parse_project_page(resp.content, resp.headers.get("Content-Type"), resp.url) \
+                    if resp.content.strip() else []
             except (PageError, ValueError) as e:
                 raise UpstreamError(f"upstream {redact(url)} sent an unusable page ({e})") from None
             if len(raw) > MAX_PAGE_LINKS:
@@ -411,6 +426,25 @@ class MirrorRepository:
             log.info("mirror %s: page %s (%d links, ~%d bytes) is larger than --mirror-memory: served, "
                      "not kept in memory", self.fullname, name, len(raw), new.weight)
             self.store.flush()
+        return new
+
+    def _keep_cached(self, page: Page, url: str, status: int) -> Page | None:
+        """Upstream deleted a project this mirror holds files of: keep serving those (a
+        deletion upstream must not break the builds that pinned them), and only those; the
+        page is asked again at its usual expiry. None when nothing of it is cached."""
+        cached = self.store.cached_relpaths(page.name)
+        raw = [link for relpath, link in page.by_relpath.items() if relpath in cached]
+        if not raw:
+            return None
+        new = self._make_page(page.name, url, raw, None, None, page.serial, time.time())
+        new.gone_upstream = True
+        if not page.gone_upstream:
+            log.warning("mirror %s: upstream answered %d for %s: serving the %d file(s) cached here",
+                        self.fullname, status, page.name, len(raw))
+        with self._lock:
+            self._pages.put(page.name, new, _weight(new))
+        self.core.page_cache.drop_project(page.name)
+        self.store.save_page(page.name, url, raw, None, None, page.serial, new.fetched)
         return new
 
     def refresh(self, name: str) -> None:

@@ -198,8 +198,8 @@ def _index_config(fullname: str, user: str, ix_type: str, raw: dict[str, Any],
     if "pypi_whitelist" in raw and "mirror_whitelist" in raw:
         given["mirror_whitelist"] = raw["mirror_whitelist"]
     config = defaults(ix_type, user)
-    if ix_type == "mirror":
-        config["mirror_url"] = given.get("mirror_url")  # required: checked as the key is taken
+    if ix_type == "mirror" and given.get("mirror_url") is not None:
+        config["mirror_url"] = given.get("mirror_url")  # checked as the key is taken (a mirror may have none)
     dropped = []
     for key, value in given.items():
         if not isinstance(key, str):
@@ -525,7 +525,9 @@ def _write_mirror_cache(tx: WriteTx, row: catalog.IndexRow, ix: IndexPlan, summa
     page is marked as fetched long ago: an online server revalidates it with upstream first."""
     if not ix.files:
         return
-    mirror_url = ix.config["mirror_url"]
+    mirror_url = str(ix.config.get("mirror_url") or "")  # an unconfigured mirror has none
+    if mirror_url and not mirror_url.endswith("/"):
+        mirror_url += "/"
     links: dict[str, list[dict[str, Any]]] = {}
     for f in ix.files:
         if f.kind != "releasefile" or f.left_out:

@@ -88,7 +88,7 @@ def _inheritance(value: Any) -> str:
 def _url(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith(("http://", "https://", "file://")):
         raise ConfigError(f"mirror_url must be an http(s) URL, got {value!r}")
-    return value if value.endswith("/") else value + "/"
+    return value  # stored as sent (the original does); the mirror adds the slash it joins with
 
 
 MAX_INT = 2**53  # what every JSON reader holds exactly
@@ -242,8 +242,6 @@ def normalize(index_type: str, given: dict[str, Any], base: dict[str, Any]) -> d
             config.pop(key, None)
             continue
         config[key] = known[key](value)
-    if index_type == "mirror" and not config.get("mirror_url"):
-        raise ConfigError("a mirror index needs a mirror_url")
     try:
         check_fields(config)  # served to everyone on every listing: doc/api.md has the limits
     except FieldTooLarge as e:

@@ -423,3 +423,24 @@ def test_a_doc_zip_without_version_or_releases_is_told_so_first(alice, tmp_path)
                 data={":action": "doc_upload", "name": "nodocs"}, files={"content": ("nodocs.doc.zip", b"")},
                 auth=("alice", "alicepw"), timeout=30)
     assert r.status_code == 400 and "has no releases" in r.json()["message"]
+
+
+def test_a_mirror_without_mirror_url_is_created_and_mirror_url_is_stored_as_sent(devpi, devpi_server, upstream):
+    """`devpi index -c m type=mirror` as the original allows: an unconfigured mirror that asks
+    nobody anything; a mirror_url set later is stored as sent, and then used."""
+    upstream.add_wheel("configured-later", "1.0")
+    devpi.ok("use", devpi_server.url)
+    devpi.ok("login", "root", "--password", "root")
+    devpi.ok("index", "-c", "m", "type=mirror")
+    cfg = json.loads(devpi.ok("getjson", "/root/m"))["result"]
+    assert cfg["type"] == "mirror" and "mirror_url" not in cfg
+    r = requests.get(f"{devpi_server.url}/root/m/+simple/configured-later/", timeout=30)
+    assert r.status_code == 404 and r.json()["message"]
+    asked = lambda: upstream.count(lambda r: "configured-later" in r.path)  # noqa: E731
+    assert asked() == 0
+    no_slash = upstream.url.rstrip("/")
+    devpi.ok("index", "root/m", f"mirror_url={no_slash}")
+    assert json.loads(devpi.ok("getjson", "/root/m"))["result"]["mirror_url"] == no_slash
+    r = requests.get(f"{devpi_server.url}/root/m/+simple/configured-later/", timeout=30)
+    assert r.status_code == 200 and "configured_later-1.0" in r.text
+    assert asked() >= 1  # the counter above counts this very page

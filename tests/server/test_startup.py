@@ -132,6 +132,35 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops_within_the_bound(mak
     assert filename in r.text
 
 
+def test_a_download_cut_by_a_stop_ends_as_incomplete_so_clients_retry(make_server):
+    """A download still running when the server stops must not end looking complete (pip
+    would then report "THESE PACKAGES DO NOT MATCH THE HASHES"): the client sees the
+    connection end before Content-Length bytes, which pip and uv retry."""
+    s = make_server()
+    auth = s.login("root", "root")
+    assert s.api("PUT", "/root/big", json={"type": "stage", "bases": []}, auth=auth).status_code == 200
+    filename, data = wheel_bytes("bigdl", "1.0", module_body="X = " + repr(os.urandom(12 << 20).hex()))
+    r = requests.post(f"{s.url}/root/big/", data={":action": "file_upload", "name": "bigdl", "version": "1.0"},
+                      files={"content": (filename, data)}, auth=auth, timeout=120)
+    assert r.status_code == 200, r.text
+    href = requests.get(f"{s.url}/root/big/+simple/bigdl/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+                        timeout=30).json()["files"][0]["url"]
+    url = requests.compat.urljoin(f"{s.url}/root/big/+simple/bigdl/", href)
+    got = 0
+    with requests.get(url, stream=True, timeout=30) as resp:
+        assert resp.status_code == 200 and int(resp.headers["Content-Length"]) == len(data)
+        chunks = resp.raw.stream(256 << 10, decode_content=False)
+        got += len(next(chunks))
+        s.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(Exception) as cut:  # urllib3's ProtocolError/IncompleteRead, however wrapped
+            for chunk in chunks:
+                got += len(chunk)
+                time.sleep(0.1)  # a slow client: ~2.5 MB/s, far longer than the stop's grace (3 s)
+    assert got < len(data)
+    assert "IncompleteRead" in repr(cut.value) or "Connection broken" in str(cut.value), repr(cut.value)
+    assert s.wait_exit(10) == 0
+
+
 def test_sigint_stops_a_server_a_shell_started_in_the_background(make_server, tmp_path):
     """``devpi server &`` in a script: the shell starts it with SIGINT ignored (POSIX, for
     background jobs without job control). SIGINT stops it all the same, cleanly."""

@@ -157,7 +157,8 @@ class FileFetch:
         self._status = resp.status_code
         if resp.status_code != 200:
             code = 404 if resp.status_code in (404, 410) else 502
-            self._fail(code, f"upstream answered {resp.status_code} for {self.shown}")
+            # the original's words, which scripts and devpi-client users know
+            self._fail(code, f"error {resp.status_code} getting {self.shown}")
             return
         length = resp.headers.get("Content-Length")
         self.content_length = int(length) if length and length.isdigit() else None

@@ -58,3 +58,16 @@ def test_an_empty_200_page_is_an_empty_project(make_server):
         server = make_server(mirror_url=hostile.url + "/simple/")
         r = requests.get(f"{server.url}/root/pypi/+simple/empty-lib/", headers=SIMPLE_JSON, timeout=30)
         assert r.status_code == 200 and r.json()["files"] == []
+
+
+def test_an_upstream_404_for_a_file_is_said_in_the_originals_words(make_server):
+    with HostileUpstream() as hostile:
+        sha = "a" * 64
+        page = (f'<a href="../../files/lost-1.0-py3-none-any.whl#sha256={sha}">lost-1.0-py3-none-any.whl</a>')
+        hostile.routes["/simple/lost/"] = (200, {"Content-Type": "text/html"}, page.encode())
+        server = make_server(mirror_url=hostile.url + "/simple/")
+        r = requests.get(f"{server.url}/root/pypi/+simple/lost/", headers=SIMPLE_JSON, timeout=30)
+        assert r.status_code == 200, r.text
+        href = r.json()["files"][0]["url"]
+        r = requests.get(requests.compat.urljoin(f"{server.url}/root/pypi/+simple/lost/", href), timeout=30)
+        assert r.status_code == 404 and r.json()["message"].startswith("error 404 getting ")

@@ -15,6 +15,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import pytest
 import requests
 from support.populate import SIMPLE_JSON, upload_wheel
 from support.replication import primary_args, replica_args, serial_of, status, wait_until, write_secret
@@ -65,10 +66,20 @@ def test_a_file_rotten_on_the_primary_is_never_stored_and_is_named_until_it_is_m
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == rotten
 
 
-def _stored_serial(serverdir: Path) -> int:
+def _stored_serial(replica) -> int:
+    """The last serial the replica's database holds (read beside it, SQLite or PostgreSQL)."""
+    query = "SELECT coalesce(max(serial), -1) FROM changelog"
+    if replica.storage:
+        import psycopg
+
+        try:
+            with psycopg.connect(replica.storage, connect_timeout=5) as conn:
+                return conn.execute(query).fetchone()[0]
+        except psycopg.Error:  # the schema not yet made
+            return -1
     try:
-        with sqlite3.connect(f"file:{serverdir / 'devpi.sqlite'}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT coalesce(max(serial), -1) FROM changelog").fetchone()[0]
+        with sqlite3.connect(f"file:{replica.serverdir / 'devpi.sqlite'}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(query).fetchone()[0]
     except sqlite3.Error:  # not created yet, or the schema not yet made
         return -1
 
@@ -82,32 +93,37 @@ def _kill_when_between(replica, low: int, high: int) -> int | None:
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if low < _stored_serial(replica.serverdir) < high:
+            if low < _stored_serial(replica) < high:
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
-            if _stored_serial(replica.serverdir) >= high:
+            if _stored_serial(replica) >= high:
                 return None
             time.sleep(0.002)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    stored = _stored_serial(replica.serverdir)
+    stored = _stored_serial(replica)
     return stored if stored < high else None
 
 
-def test_a_replica_killed_mid_batch_again_and_again_ends_identical_and_consistent(make_server, tmp_path):
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_a_replica_killed_mid_batch_again_and_again_ends_identical_and_consistent(make_server, tmp_path, request,
+                                                                                  storage):
     secret = write_secret(tmp_path)
-    primary = make_server(args=primary_args(secret))
+    pg = request.getfixturevalue("pg_cluster") if storage == "postgresql" else None
+    primary = make_server(args=primary_args(secret), storage=pg.new_database() if pg else None)
     alice = primary.create_user("alice", "alice-pw")
     primary.create_index(alice, "dev", bases=[])
     for i in range(300):
         upload_wheel(primary, "alice/dev", f"lib-{i}", "1.0", alice)
     target = serial_of(primary)
-    replica = make_server(args=replica_args(primary.url, secret))
+    replica = make_server(args=replica_args(primary.url, secret), storage=pg.new_database() if pg else None)
     replica.kill()
     shutil.rmtree(replica.serverdir)  # start from nothing: the kills land in the first catch-up
     replica.serverdir.mkdir()
+    if pg:
+        replica.storage = pg.new_database()
     cuts = []
     for step in range(1, 5):
         stored = _kill_when_between(replica, max(cuts, default=0), target * step // 5)
@@ -122,7 +138,8 @@ def test_a_replica_killed_mid_batch_again_and_again_ends_identical_and_consisten
         b = requests.get(replica.url + path, headers={"Accept": SIMPLE_JSON}, timeout=30)
         assert a.content == b.content and a.headers["ETag"] == b.headers["ETag"]
     assert status(replica)["replication"]["files"]["failing_count"] == 0
+    storage = ["--storage", replica.storage] if replica.storage else []
     fsck = subprocess.run([sys.executable, "-m", "devpi.client", "fsck", "--serverdir", str(replica.serverdir),
-                           "--json"], capture_output=True, text=True, timeout=300)
+                           *storage, "--json"], capture_output=True, text=True, timeout=300)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert json.loads(fsck.stdout)["problems"] == 0

@@ -52,9 +52,15 @@ def register(subparsers: Any) -> None:
                    help="tox env(s) to run, comma separated (default: the config's env_list)")
     p.add_argument("-c", dest="toxini", metavar="PATH", default=None,
                    help="tox config inside the sdist (default: tox.ini, pyproject.toml, setup.cfg, tox.toml)")
-    p.add_argument("--tox-args", metavar="ARGS", default="", help="extra tox options, as one shell-quoted string")
-    p.add_argument("--select", metavar="REGEX", default=None,
+    p.add_argument("--fallback-ini", metavar="PATH", default=None,
+                   help="tox config to use when the sdist has none: a path inside the unpacked sdist, "
+                        "else a file here (relative or absolute)")
+    p.add_argument("--tox-args", "--toxargs", dest="tox_args", metavar="ARGS", default="",
+                   help="extra tox options, as one shell-quoted string")
+    p.add_argument("--select", "-s", metavar="REGEX", default=None,
                    help="test the release file whose name matches REGEX (e.g. a wheel) instead of the sdist")
+    p.add_argument("--list", "-l", action="store_true",
+                   help="only show the file that would be tested and the tox config it would use")
     p.add_argument("--tx", metavar="SPEC", action="append", default=[],
                    help="run on an execnet gateway (popen//python=python3.12, ssh=host, socket=...); repeatable")
     p.add_argument("--no-upload", action="store_true", help="do not send results to the server")
@@ -174,14 +180,100 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
     sdist_link, test_link = choose_files(hub, name, version, links, args.select)
     with tempfile.TemporaryDirectory(prefix="devpi-test-dl-") as tmp:
         sdist = download(hub, sdist_link, Path(tmp))
-        tested = sdist if test_link is sdist_link else download(hub, test_link, Path(tmp))
-        spec = {"sdist": sdist.name, "installpkg": tested.name, "config": args.toxini, "toxargs": toxargs,
-                "env": index_env(hub, info["simpleindex"]), "plugin_source": plugin_source()}
+        # the tox config is settled before a run is opened: a release without one is not a test result
+        config = config_spec(hub, args, sdist, name, Path(tmp) / "inspect")
         file_href = urljoin(info["index"] + "/", test_link["href"])
+        if args.list:
+            hub.info(f"would test: {file_href.split('#', 1)[0]}")
+            hub.info(f"tox config: {config_description(config, sdist)}")
+            return 0
+        tested = sdist if test_link is sdist_link else download(hub, test_link, Path(tmp))
+        spec = {"sdist": sdist.name, "installpkg": tested.name, **config, "toxargs": toxargs,
+                "env": index_env(hub, info["simpleindex"]), "plugin_source": plugin_source()}
         if not args.tx:
             return run_local(hub, args, spec, {sdist.name: sdist, tested.name: tested}, file_href)
         data = {p.name: p.read_bytes() for p in {sdist, tested}}
+        if spec.get("config_path"):  # the gateway has no such file: send its text
+            path = Path(spec.pop("config_path"))
+            spec["config_file"] = {"name": path.name, "text": path.read_text(encoding="utf-8", errors="replace")}
         return run_gateways(hub, args, {**spec, "files": data, "capture": True}, file_href)
+
+
+# -- which tox config ---------------------------------------------------------------------------
+NO_CONFIG_HINT = ("pass --fallback-ini PATH (a tox config inside the sdist, or a file here), or run 'devpi test' "
+                  "in the project's checkout to use its tox config")
+
+
+def config_spec(hub: Hub, args: argparse.Namespace, sdist: Path, name: str, inspect: Path) -> dict[str, Any]:
+    """Where the tox config comes from, as runner spec keys; ends the command when there is none.
+
+    In order: ``-c`` (inside the sdist, or a file here), the sdist's own config, ``--fallback-ini``
+    (inside the sdist, else a file here), and the config of the checkout ``devpi test`` runs in,
+    when that checkout is the tested project (setuptools leaves tox.ini out of sdists).
+    """
+    from devpi.client import testing_runner
+
+    try:
+        projdir = testing_runner.unpack(sdist, inspect)
+    except testing_runner.RunnerError as e:
+        hub.fatal(str(e))
+    if args.toxini:
+        if (projdir / args.toxini).is_file():
+            return {"config": args.toxini}
+        local = Path(args.toxini).expanduser()
+        if local.is_file():
+            return {"config_path": str(local.resolve())}
+        hub.fatal(f"tox config {args.toxini} (-c) is neither in {sdist.name} nor a file here")
+    if testing_runner.locate_config(projdir) is not None:
+        return {"config": None}
+    if args.fallback_ini:
+        if (projdir / args.fallback_ini).is_file():
+            return {"config": args.fallback_ini}
+        local = Path(args.fallback_ini).expanduser()
+        if local.is_file():
+            return {"config_path": str(local.resolve())}
+        hub.fatal(f"--fallback-ini {args.fallback_ini}: no such file in {sdist.name} nor here ({Path.cwd()})")
+    here = Path.cwd()
+    if checkout_name(here) == normalize(name):
+        found = testing_runner.locate_config(here)
+        if found is not None:
+            hub.info(f"{sdist.name} has no tox config: using {found.name} of the checkout here ({here})")
+            return {"config_path": str(found)}
+    hub.fatal(f"no tox config in {sdist.name} (tox.ini, pyproject.toml [tool.tox], setup.cfg [tox:tox], tox.toml; "
+              f"setuptools leaves tox.ini out of sdists): {NO_CONFIG_HINT}")
+
+
+def config_description(config: dict[str, Any], sdist: Path) -> str:
+    if config.get("config_path"):
+        return config["config_path"]
+    return f"{config.get('config') or 'found by tox'} in {sdist.name}"
+
+
+def checkout_name(path: Path) -> str | None:
+    """The normalized project name of the checkout at ``path`` (pyproject.toml, setup.cfg or setup.py)."""
+    import configparser
+    import tomllib
+
+    try:
+        with open(path / "pyproject.toml", "rb") as f:
+            value = (tomllib.load(f).get("project") or {}).get("name")
+        if isinstance(value, str) and value:
+            return normalize(value)
+    except (OSError, ValueError):
+        pass
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path / "setup.cfg", encoding="utf-8")
+        if parser.has_option("metadata", "name"):
+            return normalize(parser.get("metadata", "name"))
+    except (configparser.Error, OSError, ValueError):
+        pass
+    try:
+        text = (path / "setup.py").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"""\bname\s*=\s*['"]([A-Za-z0-9._-]+)['"]""", text)
+    return normalize(m.group(1)) if m else None
 
 
 def run_local(hub: Hub, args: argparse.Namespace, spec: dict[str, Any], paths: dict[str, Path],

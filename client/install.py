@@ -28,6 +28,9 @@ Install packages with pip from the current index.
 """
 
 
+FILES = "\0pkgspecs"  # -r without a value
+
+
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "install", run, help="install packages with pip from the current index",
                     description=DESCRIPTION)
@@ -39,8 +42,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-l", "--list", action="store_true", help="list the installed packages (pip list)")
     p.add_argument("-e", "--editable", metavar="ARG", action="append", default=[],
                    help="install a project in editable mode (pip install -e ARG)")
-    p.add_argument("-r", "--requirement", metavar="FILE", action="append", default=[],
-                   help="install from a requirements file")
+    p.add_argument("-r", "--requirement", metavar="FILE", action="append", default=[], nargs="?", const=FILES,
+                   help="install from a requirements file; without FILE (devpi-client's form) every "
+                        "PKGSPEC is a requirements file")
 
 
 def venv_python(venv: Path) -> Path:
@@ -64,6 +68,9 @@ def pip_command(hub: Hub, venv_arg: str | None) -> list[str]:
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
     pip = pip_command(hub, args.venv)
+    if FILES in args.requirement:  # devpi-client's flag: the positionals are requirements files
+        args.requirement = [r for r in args.requirement if r != FILES] + args.pkgspecs
+        args.pkgspecs = []
     if args.list:
         return _call(hub, [*pip, "list"], os.environ.copy(), "pip list")
     if not (args.pkgspecs or args.editable or args.requirement):

@@ -103,8 +103,12 @@ def parse_exit(argv: list[str]) -> int:
 
 
 def accepted(option: Option, name: str) -> bool:
-    """Whether our parser takes ``name`` the way devpi-client does (with or without a positional)."""
-    words = [name] if option.value is None else [name, option.value]
+    """Whether our parser takes ``name`` the way devpi-client does (with or without a positional).
+
+    A flag is followed by another option (``-v``): an option of ours that wants a value
+    there would take the next word of a devpi-client command line away from it.
+    """
+    words = [name, "-v"] if option.value is None else [name, option.value]
     head = [] if option.command is None else [option.command]
     return any(parse_exit([*head, *words, *tail]) == 0 for tail in ([], ["x"], ["x", "y"]))
 

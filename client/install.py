@@ -29,6 +29,7 @@ Install packages with pip from the current index.
 
 
 FILES = "\0pkgspecs"  # -r without a value
+ARCHIVES = (".whl", ".tar.gz", ".zip", ".tgz", ".tar.bz2")
 
 
 def register(subparsers: Any) -> None:
@@ -68,9 +69,10 @@ def pip_command(hub: Hub, venv_arg: str | None) -> list[str]:
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
     pip = pip_command(hub, args.venv)
-    if FILES in args.requirement:  # devpi-client's flag: the positionals are requirements files
-        args.requirement = [r for r in args.requirement if r != FILES] + args.pkgspecs
-        args.pkgspecs = []
+    if args.requirement:  # devpi-client's -r is a flag: the positionals naming files are requirements files
+        files = [p for p in args.pkgspecs if Path(p).is_file() and not p.endswith(ARCHIVES)]
+        args.requirement = [r for r in args.requirement if r != FILES] + files
+        args.pkgspecs = [p for p in args.pkgspecs if p not in files]
     if args.list:
         return _call(hub, [*pip, "list"], os.environ.copy(), "pip list")
     if not (args.pkgspecs or args.editable or args.requirement):

@@ -44,9 +44,10 @@ DEFAULT_RUN_TIMEOUT = 120.0
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "test", run, help="run the tox tests of a release and upload the results",
                     description=DESCRIPTION)
-    p.add_argument("pkgspec", metavar="NAME[SPEC]", help="project name, optionally with a version spec")
-    p.add_argument("posargs", nargs="*", metavar="-- ARGS",
-                   help="after --: arguments passed to the test command ({posargs} in the tox config)")
+    p.add_argument("pkgspec", nargs="+", metavar="NAME[SPEC]",
+                   help="project name, optionally with a version spec; several are tested one after the other "
+                        "(arguments after -- go to the test command: {posargs} in the tox config)")
+    p.set_defaults(posargs=[])  # main.py hands over what follows '--' (pkgspec takes every positional)
     add_index_option(p)
     p.add_argument("-e", dest="venv", metavar="ENV", default=None,
                    help="tox env(s) to run, comma separated (default: the config's env_list)")
@@ -174,9 +175,15 @@ def plugin_source() -> str:
 
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
+    """Test each NAME[SPEC] in turn; the exit code is the first non-zero one."""
     toxargs = tox_args(hub, args)  # before any download: a typo must not cost one
     info = hub.index_api(args.index)
-    name, version, _url, links = find_release(hub, info["index"], args.pkgspec)
+    codes = [run_one(hub, args, info, pkgspec, toxargs) for pkgspec in args.pkgspec]
+    return next((c for c in codes if c), 0)
+
+
+def run_one(hub: Hub, args: argparse.Namespace, info: dict[str, Any], pkgspec: str, toxargs: list[str]) -> int:
+    name, version, _url, links = find_release(hub, info["index"], pkgspec)
     sdist_link, test_link = choose_files(hub, name, version, links, args.select)
     with tempfile.TemporaryDirectory(prefix="devpi-test-dl-") as tmp:
         sdist = download(hub, sdist_link, Path(tmp))

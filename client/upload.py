@@ -326,7 +326,7 @@ def build_dists(hub: Hub, checkout: Path, outdir: Path, args: argparse.Namespace
         cmd.append("--no-isolation")
     cmd.append(str(checkout))
     mode = "without isolation" if args.no_isolation else "isolated"
-    hub.info(f"building {what} of {checkout} ({mode}{'' if python == sys.executable else ', ' + python}) ...")
+    hub.info(f"building {what} of {checkout} ({mode}{', ' + python if getattr(args, 'python', None) else ''}) ...")
     _run_tool(hub, cmd, "build")
     built = sorted(p for p in outdir.iterdir() if ARCHIVE_RE.match(p.name)) if outdir.is_dir() else []
     if not built:

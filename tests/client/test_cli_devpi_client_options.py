@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 from clienthelpers import write_project
 from support.dists import write_sdist, write_wheel
+from tlsproxy import ClientCertProxy
 
 
 def release_files(server, index: str, name: str, version: str = "1.0") -> list[str]:
@@ -86,6 +87,24 @@ def test_use_client_cert_is_remembered_per_server(alice, devpi_server, tmp_path)
     out = alice.ok("use", "--client-cert", "")
     assert f"forgot the client certificate for {devpi_server.url}" in out
     assert "client certificate" not in alice.ok("use")
+
+
+def test_use_client_cert_reaches_a_server_that_demands_one(make_cli, new_server, tmp_path):
+    with ClientCertProxy(tmp_path / "tls") as proxy:
+        server = new_server(args=("--outside-url", proxy.url))
+        proxy.start(server.port)
+        cli = make_cli("tls", REQUESTS_CA_BUNDLE=str(proxy.ca_pem))
+        err = cli.fail("use", proxy.url)
+        assert f"TLS with the server at {proxy.url} failed" in err and proxy.refused == 1
+        out = cli.ok("use", "--client-cert", str(proxy.client_pem), f"{proxy.url}/root/pypi")
+        assert f"current devpi index: {proxy.url}/root/pypi" in out
+        assert f"client certificate: {proxy.client_pem}" in out
+        assert "root/pypi" in cli.ok("use", "-l")  # remembered for later commands
+        cli.ok("login", "root", "--password", "root")
+        cli.ok("index", "-c", "certs")
+        cli.ok("use", "--client-cert", "")
+        assert "TLS with the server" in cli.fail("use", "-l")
+        assert proxy.refused == 2
 
 
 # -- devpi upload ----------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ def config_spec(hub: Hub, args: argparse.Namespace, sdist: Path, name: str, insp
     except testing_runner.RunnerError as e:
         hub.fatal(str(e))
     if args.toxini:
-        if (projdir / args.toxini).is_file():
+        if not Path(args.toxini).is_absolute() and (projdir / args.toxini).is_file():
             return {"config": args.toxini}
         local = Path(args.toxini).expanduser()
         if local.is_file():
@@ -234,7 +234,7 @@ def config_spec(hub: Hub, args: argparse.Namespace, sdist: Path, name: str, insp
     if testing_runner.locate_config(projdir) is not None:
         return {"config": None}
     if args.fallback_ini:
-        if (projdir / args.fallback_ini).is_file():
+        if not Path(args.fallback_ini).is_absolute() and (projdir / args.fallback_ini).is_file():
             return {"config": args.fallback_ini}
         local = Path(args.fallback_ini).expanduser()
         if local.is_file():

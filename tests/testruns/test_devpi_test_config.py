@@ -6,6 +6,7 @@ error line, and no run is opened on the server (a missing config is not a test r
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from runsupport import TOX_INI
@@ -46,6 +47,7 @@ def test_fallback_ini_inside_the_sdist_and_outside(env, tmp_path):
     proc = env.devpi("test", "--fallback-ini", str(outside), "fbpkg", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert str(outside) in proc.stdout
+    assert not (outside.parent / ".tox").exists()  # tox worked in a temporary dir
     runs = env.runs("fbpkg")
     assert [r["status"] for r in runs] == ["passed", "passed"]
 
@@ -72,3 +74,15 @@ def test_no_tox_config_anywhere_is_one_line_and_no_run(env, tmp_path):
     assert env.runs("nocfg") == []
     listing = env.devpi("list", "nocfg", check=True).stdout
     assert "error" not in listing and "tests" not in listing
+
+
+def test_fallback_ini_outside_the_sdist_on_a_gateway(env, tmp_path):
+    """A gateway has no such file: its text goes along, and the unpacked sdist is tox's root there."""
+    env.upload_project("gwfb", {"tests/test_a.py": PASSING})
+    outside = tmp_path / "ci.ini"
+    outside.write_text(TOX_INI)  # `pytest tests`: found only if the sdist is the root
+    proc = env.devpi("test", "--tx", f"popen//python={sys.executable}", "--fallback-ini", str(outside), "gwfb",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run] = env.runs("gwfb")
+    assert run["status"] == "passed" and run["counts"] == {"passed": 1}

@@ -34,6 +34,10 @@ Download a release from the current index and run its tox tests; results go to t
   devpi test 'tinypkg==1.0' -e py312         one tox env
   devpi test tinypkg --select '\\.whl$'       install the wheel (tox config still comes from the sdist)
   devpi test tinypkg -- -k slow              arguments after -- go to the test command ({posargs})
+  devpi test tinypkg otherpkg                several releases, one after the other
+  devpi test --list tinypkg                  only show the file and tox config it would test with
+  devpi test --fallback-ini ci/tox.ini tinypkg   tox config when the sdist has none (setuptools leaves it out);
+                                             run in the project's checkout, the checkout's config is used
   devpi test --tx popen//python=python3.12 --tx ssh=buildhost//python=python3.13 tinypkg
                                              the same, in parallel, on several execnet gateways
 """

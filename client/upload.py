@@ -35,6 +35,10 @@ Build and upload a project, or upload existing distribution files.
   devpi upload --with-docs docs/_build/html
   devpi upload --only-docs docs/_build/html
   devpi upload --dry-run               build and show what would be uploaded
+  devpi upload -p python3.12 --sdist   build with another interpreter, only the sdist
+
+Defaults for --sdist/--wheel can be set in pyproject.toml [tool.devpi.upload]
+(or setup.cfg [devpi:upload]), as with devpi-client.
 """
 
 ARCHIVE_RE = re.compile(r".+\.(whl|tar\.gz|tgz|tar\.bz2|tar|zip|egg)$")

@@ -4,7 +4,7 @@ Two files live in the client dir:
 
 * ``current.json`` -- index, simpleindex, pypisubmit, login, features,
   username, venvdir, always_setcfg (same keys as devpi-client's).
-* ``auth.json`` -- ``{"auth": {root_url: [user, token]}, "basic_auth": {...}}``,
+* ``auth.json`` -- ``{"auth": {root_url: [user, token]}, "basic_auth": {...}, "client_cert": {root_url: pem}}``,
   written with 0600 permissions because the token is a credential.
 
 The directory defaults to the platform's user config dir so that it sits
@@ -84,12 +84,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def local_current_path() -> Path | None:
+    """``$VIRTUAL_ENV/devpi.json`` when it exists (made by ``devpi use --local``): devpi-client's
+    per-virtualenv state, used instead of the client dir's current.json while that venv is active."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    if not venv:
+        return None
+    path = Path(venv) / "devpi.json"
+    return path if path.is_file() else None
+
+
 class ClientState:
     """current.json plus auth.json of one client dir."""
 
     def __init__(self, clientdir: Path) -> None:
         self.clientdir = Path(clientdir)
-        self.current_path = self.clientdir / "current.json"
+        self.current_path = local_current_path() or self.clientdir / "current.json"
         self.auth_path = self.clientdir / "auth.json"
         self.current: dict[str, Any] = _read_json(self.current_path)
         self.auth: dict[str, Any] = _read_json(self.auth_path)
@@ -152,6 +162,20 @@ class ClientState:
         if isinstance(entry, list) and len(entry) == 2:
             return str(entry[0]), str(entry[1])
         return None
+
+    def get_client_cert(self, root: str | None) -> str | None:
+        """The TLS client certificate (PEM path) stored for this server root by ``devpi use --client-cert``."""
+        value = (self.auth.get("client_cert") or {}).get((root or "").rstrip("/"))
+        return value if isinstance(value, str) and value else None
+
+    def set_client_cert(self, root: str, path: str | None) -> bool:
+        """Store (or with None drop) the certificate of ``root``; whether there was one before."""
+        certs = self.auth.setdefault("client_cert", {})
+        before = certs.pop(root.rstrip("/"), None)
+        if path:
+            certs[root.rstrip("/")] = path
+        _write_private(self.auth_path, self.auth)
+        return before is not None
 
     def set_basic_auth(self, root: str, user: str, password: str) -> None:
         self.auth.setdefault("basic_auth", {})[root.rstrip("/")] = [user, password]

@@ -342,6 +342,7 @@ class Hub:
                 f"devpi-client/{client_version()} (py{platform.python_version()}; {sys.platform}) devpi"
             )
             s.trust_env = True
+            s.cert = self.state.get_client_cert(self.state.root_url)  # devpi use --client-cert
             self._session = s
         return self._session
 

@@ -28,6 +28,10 @@ Install packages with pip from the current index.
 """
 
 
+FILES = "\0pkgspecs"  # -r without a value
+ARCHIVES = (".whl", ".tar.gz", ".zip", ".tgz", ".tar.bz2")
+
+
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "install", run, help="install packages with pip from the current index",
                     description=DESCRIPTION)
@@ -39,8 +43,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-l", "--list", action="store_true", help="list the installed packages (pip list)")
     p.add_argument("-e", "--editable", metavar="ARG", action="append", default=[],
                    help="install a project in editable mode (pip install -e ARG)")
-    p.add_argument("-r", "--requirement", metavar="FILE", action="append", default=[],
-                   help="install from a requirements file")
+    p.add_argument("-r", "--requirement", metavar="FILE", action="append", default=[], nargs="?", const=FILES,
+                   help="install from a requirements file; without FILE (devpi-client's form) every "
+                        "PKGSPEC is a requirements file")
 
 
 def venv_python(venv: Path) -> Path:
@@ -64,6 +69,10 @@ def pip_command(hub: Hub, venv_arg: str | None) -> list[str]:
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
     pip = pip_command(hub, args.venv)
+    if args.requirement:  # devpi-client's -r is a flag: the positionals naming files are requirements files
+        files = [p for p in args.pkgspecs if Path(p).is_file() and not p.endswith(ARCHIVES)]
+        args.requirement = [r for r in args.requirement if r != FILES] + files
+        args.pkgspecs = [p for p in args.pkgspecs if p not in files]
     if args.list:
         return _call(hub, [*pip, "list"], os.environ.copy(), "pip list")
     if not (args.pkgspecs or args.editable or args.requirement):

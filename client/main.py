@@ -83,6 +83,21 @@ def _find_command(argv: list[str]) -> int | None:
     return None
 
 
+POSARGS_COMMANDS = ("test",)
+
+
+def split_posargs(argv: list[str], pos: int | None) -> tuple[list[str], list[str] | None]:
+    """``devpi test A B -- ARGS``: ARGS (for the test command) split off before parsing.
+
+    ``test`` takes several package specs, as devpi-client's does, so argparse alone could not
+    tell the last spec from the first argument after ``--``.
+    """
+    if pos is None or argv[pos] not in POSARGS_COMMANDS or "--" not in argv[pos:]:
+        return argv, None
+    cut = argv.index("--", pos)
+    return argv[:cut], argv[cut + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one devpi command; returns the exit code (errors are one line on stderr)."""
     if argv is None:
@@ -102,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         from devpi.client.plugins import get_plugins
 
         parser = build_parser(get_plugins())
+    argv, posargs = split_posargs(argv, pos)
     args = parser.parse_args(argv)
+    if posargs is not None:
+        args.posargs = posargs
     debug = bool(getattr(args, "debug", False))
     try:
         from devpi.client.hub import Hub

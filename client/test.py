@@ -34,6 +34,10 @@ Download a release from the current index and run its tox tests; results go to t
   devpi test 'tinypkg==1.0' -e py312         one tox env
   devpi test tinypkg --select '\\.whl$'       install the wheel (tox config still comes from the sdist)
   devpi test tinypkg -- -k slow              arguments after -- go to the test command ({posargs})
+  devpi test tinypkg otherpkg                several releases, one after the other
+  devpi test --list tinypkg                  only show the file and tox config it would test with
+  devpi test --fallback-ini ci/tox.ini tinypkg   tox config when the sdist has none (setuptools leaves it out);
+                                             run in the project's checkout, the checkout's config is used
   devpi test --tx popen//python=python3.12 --tx ssh=buildhost//python=python3.13 tinypkg
                                              the same, in parallel, on several execnet gateways
 """
@@ -44,17 +48,24 @@ DEFAULT_RUN_TIMEOUT = 120.0
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "test", run, help="run the tox tests of a release and upload the results",
                     description=DESCRIPTION)
-    p.add_argument("pkgspec", metavar="NAME[SPEC]", help="project name, optionally with a version spec")
-    p.add_argument("posargs", nargs="*", metavar="-- ARGS",
-                   help="after --: arguments passed to the test command ({posargs} in the tox config)")
+    p.add_argument("pkgspec", nargs="+", metavar="NAME[SPEC]",
+                   help="project name, optionally with a version spec; several are tested one after the other "
+                        "(arguments after -- go to the test command: {posargs} in the tox config)")
+    p.set_defaults(posargs=[])  # main.py hands over what follows '--' (pkgspec takes every positional)
     add_index_option(p)
     p.add_argument("-e", dest="venv", metavar="ENV", default=None,
                    help="tox env(s) to run, comma separated (default: the config's env_list)")
     p.add_argument("-c", dest="toxini", metavar="PATH", default=None,
                    help="tox config inside the sdist (default: tox.ini, pyproject.toml, setup.cfg, tox.toml)")
-    p.add_argument("--tox-args", metavar="ARGS", default="", help="extra tox options, as one shell-quoted string")
-    p.add_argument("--select", metavar="REGEX", default=None,
+    p.add_argument("--fallback-ini", metavar="PATH", default=None,
+                   help="tox config to use when the sdist has none: a path inside the unpacked sdist, "
+                        "else a file here (relative or absolute)")
+    p.add_argument("--tox-args", "--toxargs", dest="tox_args", metavar="ARGS", default="",
+                   help="extra tox options, as one shell-quoted string")
+    p.add_argument("--select", "-s", metavar="REGEX", default=None,
                    help="test the release file whose name matches REGEX (e.g. a wheel) instead of the sdist")
+    p.add_argument("--list", "-l", action="store_true",
+                   help="only show the file that would be tested and the tox config it would use")
     p.add_argument("--tx", metavar="SPEC", action="append", default=[],
                    help="run on an execnet gateway (popen//python=python3.12, ssh=host, socket=...); repeatable")
     p.add_argument("--no-upload", action="store_true", help="do not send results to the server")
@@ -172,20 +183,112 @@ def plugin_source() -> str:
 
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
+    """Test each NAME[SPEC] in turn; the exit code is the first non-zero one."""
     toxargs = tox_args(hub, args)  # before any download: a typo must not cost one
     info = hub.index_api(args.index)
-    name, version, _url, links = find_release(hub, info["index"], args.pkgspec)
+    codes = [run_one(hub, args, info, pkgspec, toxargs) for pkgspec in args.pkgspec]
+    return next((c for c in codes if c), 0)
+
+
+def run_one(hub: Hub, args: argparse.Namespace, info: dict[str, Any], pkgspec: str, toxargs: list[str]) -> int:
+    name, version, _url, links = find_release(hub, info["index"], pkgspec)
     sdist_link, test_link = choose_files(hub, name, version, links, args.select)
     with tempfile.TemporaryDirectory(prefix="devpi-test-dl-") as tmp:
         sdist = download(hub, sdist_link, Path(tmp))
-        tested = sdist if test_link is sdist_link else download(hub, test_link, Path(tmp))
-        spec = {"sdist": sdist.name, "installpkg": tested.name, "config": args.toxini, "toxargs": toxargs,
-                "env": index_env(hub, info["simpleindex"]), "plugin_source": plugin_source()}
+        # the tox config is settled before a run is opened: a release without one is not a test result
+        config = config_spec(hub, args, sdist, name, Path(tmp) / "inspect")
         file_href = urljoin(info["index"] + "/", test_link["href"])
+        if args.list:
+            hub.info(f"would test: {file_href.split('#', 1)[0]}")
+            hub.info(f"tox config: {config_description(config, sdist)}")
+            return 0
+        tested = sdist if test_link is sdist_link else download(hub, test_link, Path(tmp))
+        spec = {"sdist": sdist.name, "installpkg": tested.name, **config, "toxargs": toxargs,
+                "env": index_env(hub, info["simpleindex"]), "plugin_source": plugin_source()}
         if not args.tx:
             return run_local(hub, args, spec, {sdist.name: sdist, tested.name: tested}, file_href)
         data = {p.name: p.read_bytes() for p in {sdist, tested}}
+        if spec.get("config_path"):  # the gateway has no such file: send its text
+            path = Path(spec.pop("config_path"))
+            spec["config_file"] = {"name": path.name, "text": path.read_text(encoding="utf-8", errors="replace")}
         return run_gateways(hub, args, {**spec, "files": data, "capture": True}, file_href)
+
+
+# -- which tox config ---------------------------------------------------------------------------
+NO_CONFIG_HINT = ("pass --fallback-ini PATH (a tox config inside the sdist, or a file here), or run 'devpi test' "
+                  "in the project's checkout to use its tox config")
+
+
+def config_spec(hub: Hub, args: argparse.Namespace, sdist: Path, name: str, inspect: Path) -> dict[str, Any]:
+    """Where the tox config comes from, as runner spec keys; ends the command when there is none.
+
+    In order: ``-c`` (inside the sdist, or a file here), the sdist's own config, ``--fallback-ini``
+    (inside the sdist, else a file here), and the config of the checkout ``devpi test`` runs in,
+    when that checkout is the tested project (setuptools leaves tox.ini out of sdists).
+    """
+    from devpi.client import testing_runner
+
+    try:
+        projdir = testing_runner.unpack(sdist, inspect)
+    except testing_runner.RunnerError as e:
+        hub.fatal(str(e))
+    if args.toxini:
+        if not Path(args.toxini).is_absolute() and (projdir / args.toxini).is_file():
+            return {"config": args.toxini}
+        local = Path(args.toxini).expanduser()
+        if local.is_file():
+            return {"config_path": str(local.resolve())}
+        hub.fatal(f"tox config {args.toxini} (-c) is neither in {sdist.name} nor a file here")
+    if testing_runner.locate_config(projdir) is not None:
+        return {"config": None}
+    if args.fallback_ini:
+        if not Path(args.fallback_ini).is_absolute() and (projdir / args.fallback_ini).is_file():
+            return {"config": args.fallback_ini}
+        local = Path(args.fallback_ini).expanduser()
+        if local.is_file():
+            return {"config_path": str(local.resolve())}
+        hub.fatal(f"--fallback-ini {args.fallback_ini}: no such file in {sdist.name} nor here ({Path.cwd()})")
+    here = Path.cwd()
+    if checkout_name(here) == normalize(name):
+        found = testing_runner.locate_config(here)
+        if found is not None:
+            hub.info(f"{sdist.name} has no tox config: using {found.name} of the checkout here ({here})")
+            return {"config_path": str(found)}
+    hub.fatal(f"no tox config in {sdist.name} (tox.ini, pyproject.toml [tool.tox], setup.cfg [tox:tox], tox.toml; "
+              f"setuptools leaves tox.ini out of sdists): {NO_CONFIG_HINT}")
+
+
+def config_description(config: dict[str, Any], sdist: Path) -> str:
+    if config.get("config_path"):
+        return config["config_path"]
+    return f"{config.get('config') or 'found by tox'} in {sdist.name}"
+
+
+def checkout_name(path: Path) -> str | None:
+    """The normalized project name of the checkout at ``path`` (pyproject.toml, setup.cfg or setup.py)."""
+    import configparser
+    import tomllib
+
+    try:
+        with open(path / "pyproject.toml", "rb") as f:
+            value = (tomllib.load(f).get("project") or {}).get("name")
+        if isinstance(value, str) and value:
+            return normalize(value)
+    except (OSError, ValueError):
+        pass
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path / "setup.cfg", encoding="utf-8")
+        if parser.has_option("metadata", "name"):
+            return normalize(parser.get("metadata", "name"))
+    except (configparser.Error, OSError, ValueError):
+        pass
+    try:
+        text = (path / "setup.py").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"""\bname\s*=\s*['"]([A-Za-z0-9._-]+)['"]""", text)
+    return normalize(m.group(1)) if m else None
 
 
 def run_local(hub: Hub, args: argparse.Namespace, spec: dict[str, Any], paths: dict[str, Path],

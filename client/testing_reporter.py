@@ -45,6 +45,7 @@ class RunReporter:
         import requests
 
         self.session = requests.Session()  # its own: the sender thread must not share the hub's
+        self.session.cert = hub.session.cert
 
     # -- HTTP --------------------------------------------------------------------------
     def _post(self, url: str, body: dict[str, Any]) -> Any:

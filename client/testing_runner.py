@@ -93,16 +93,11 @@ def unpack(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def find_config(projdir: Path, given: str | None) -> Path:
-    if given:
-        path = Path(given)
-        path = path if path.is_absolute() else projdir / path
-        if not path.exists():
-            raise RunnerError(f"tox config {given} not found in {projdir.name}")
-        return path
+def locate_config(projdir: Path) -> Path | None:
+    """The tox config tox itself would pick in ``projdir`` (same order), or None."""
     for name in CONFIG_NAMES:
         path = projdir / name
-        if not path.exists():
+        if not path.is_file():
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         if name == "pyproject.toml" and "[tool.tox" not in text:
@@ -110,8 +105,26 @@ def find_config(projdir: Path, given: str | None) -> Path:
         if name == "setup.cfg" and "[tox:tox]" not in text:
             continue
         return path
-    raise RunnerError(f"no tox config (tox.ini, pyproject.toml [tool.tox], setup.cfg [tox:tox], tox.toml) "
-                      f"in {projdir.name}; use -c to name one")
+    return None
+
+
+def find_config(projdir: Path, given: str | None) -> Path:
+    """The config named by ``-c``/``--fallback-ini`` (relative to the package root), else tox's own pick.
+
+    ``devpi test`` checks this before it opens a run (so a missing config never shows on the
+    server); the errors here are the last line of defence for a gateway that unpacks differently.
+    """
+    if given:
+        path = Path(given)
+        path = path if path.is_absolute() else projdir / path
+        if not path.is_file():
+            raise RunnerError(f"tox config {given} not found in {projdir.name}")
+        return path
+    found = locate_config(projdir)
+    if found is None:
+        raise RunnerError(f"no tox config (tox.ini, pyproject.toml [tool.tox], setup.cfg [tox:tox], tox.toml) "
+                          f"in {projdir.name}: pass --fallback-ini PATH")
+    return found
 
 
 def section_envs(config: Path) -> list[str] | None:
@@ -259,7 +272,20 @@ def run(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
 def _run(spec: dict[str, Any], emit: Emit, workdir: Path) -> dict[str, Any]:
     paths = write_inputs(spec, workdir)
     projdir = unpack(paths[spec["sdist"]], workdir / "src")
-    config = find_config(projdir, spec.get("config"))
+    # a config from outside the sdist: a local file used in place (tox's own dir kept out of it
+    # with --workdir), or its text sent to a gateway, where the unpacked sdist is the project root
+    placement: list[str] = []
+    if spec.get("config_file"):
+        confdir = workdir / "config"
+        confdir.mkdir()
+        config = confdir / spec["config_file"]["name"]
+        config.write_text(spec["config_file"]["text"], encoding="utf-8")
+        placement = ["--root", str(projdir)]
+    elif spec.get("config_path"):
+        config = Path(spec["config_path"])
+        placement = ["--workdir", str(workdir / "tox")]
+    else:
+        config = find_config(projdir, spec.get("config"))
     plugindir = workdir / "plugin"
     plugindir.mkdir()
     (plugindir / f"{PLUGIN_MODULE}.py").write_text(spec["plugin_source"], encoding="utf-8")
@@ -275,7 +301,7 @@ def _run(spec: dict[str, Any], emit: Emit, workdir: Path) -> dict[str, Any]:
     toxargs = list(spec.get("toxargs") or [])
     names = env_names(tox, config, projdir, env, toxargs)
     cmd = [*tox, "--installpkg", str(paths[spec["installpkg"]]), "--recreate", "--result-json", str(result_json),
-           "-c", str(config), *overrides(names, config, sys.executable if pin else None), *toxargs]
+           "-c", str(config), *placement, *overrides(names, config, sys.executable if pin else None), *toxargs]
     emit("command", cmd)
     capture = bool(spec.get("capture"))
     tail = EventTail(events, emit)

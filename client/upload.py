@@ -24,6 +24,7 @@ from devpi.client.cli import add_command, add_index_option
 from devpi.client.hub import Hub
 from devpi.client.progress import Progress
 from devpi.client.spec import normalize
+from devpi.client.upload_config import BuildChoice, build_choice, read_checkout_config
 
 DESCRIPTION = """\
 Build and upload a project, or upload existing distribution files.
@@ -35,6 +36,10 @@ Build and upload a project, or upload existing distribution files.
   devpi upload --with-docs docs/_build/html
   devpi upload --only-docs docs/_build/html
   devpi upload --dry-run               build and show what would be uploaded
+  devpi upload -p python3.12 --sdist   build with another interpreter, only the sdist
+
+Defaults for --sdist/--wheel can be set in pyproject.toml [tool.devpi.upload]
+(or setup.cfg [devpi:upload]), as with devpi-client.
 """
 
 ARCHIVE_RE = re.compile(r".+\.(whl|tar\.gz|tgz|tar\.bz2|tar|zip|egg)$")
@@ -44,6 +49,7 @@ BDIST_DUMB_RE = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)\.(?P<platform>
                            r"freebsd|netbsd|openbsd|solaris|aix)[A-Za-z0-9_.-]*)\.(?:tar\.gz|tgz|zip)$")
 FIELD_RENAMES = {"platforms": "platform", "supported_platforms": "supported_platform"}
 AUTO = "\0auto"
+RECURSIVE = "\0recursive"  # --from-dir without a directory
 DOC_TREES = ("docs/_build/html", "doc/_build/html", "docs/build/html", "doc/build/html", "build/sphinx/html")
 
 
@@ -53,14 +59,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("paths", nargs="*", metavar="FILE_OR_DIR",
                    help="distribution files or directories holding them (default: build the checkout in '.')")
     add_index_option(p)
-    p.add_argument("--from-dir", metavar="DIR", action="append", default=[],
-                   help="upload every archive found in DIR (same as giving DIR as a path)")
+    p.add_argument("--from-dir", metavar="DIR", action="append", default=[], nargs="?", const=RECURSIVE,
+                   help="upload every archive found in DIR and its subdirectories; without DIR "
+                        "(devpi-client's form) the directories given as paths are searched that way")
     p.add_argument("--sdist", action="store_true", help="build only the sdist")
     p.add_argument("--wheel", action="store_true", help="build only the wheel")
+    p.add_argument("--formats", metavar="FORMATS", default=None,
+                   help="deprecated (devpi-client): comma separated sdist/sdist.tgz/bdist_wheel, "
+                        "mapped to --sdist/--wheel")
+    p.add_argument("-p", "--python", metavar="PYTHON_EXE", default=None,
+                   help="build with this interpreter ('PYTHON_EXE -m build'; default: the one devpi runs on)")
     p.add_argument("--no-isolation", action="store_true",
                    help="build in the current environment (passed to 'python -m build')")
     p.add_argument("--no-vcs", action="store_true",
-                   help="accepted for compatibility with devpi-client; the checkout is always built as is")
+                   help="accepted for compatibility with devpi-client; the checkout is always built as is "
+                        "(no export of the VCS-tracked files)")
+    p.add_argument("--setupdir-only", action="store_true",
+                   help="accepted for compatibility with devpi-client (like --no-vcs: nothing is exported)")
     p.add_argument("--with-docs", nargs="?", const=AUTO, default=None, metavar="DIR",
                    help="also upload documentation: DIR is a built HTML tree or a Sphinx source dir "
                         "(default: doc/, docs/ or source/ with conf.py, or a built docs/_build/html)")
@@ -84,7 +99,8 @@ class Dist:
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
     docs_arg = args.only_docs or args.with_docs
-    paths = list(args.paths) + list(args.from_dir)
+    recursive = bool(args.from_dir)
+    paths = list(args.paths) + [d for d in args.from_dir if d != RECURSIVE]
     # "--with-docs FILE" where FILE is a release file: argparse gave it to the option
     if docs_arg and docs_arg != AUTO and _looks_like_dists(Path(docs_arg)):
         paths.append(docs_arg)
@@ -106,13 +122,14 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
         tmpdir = Path(tmp)
         dists: list[Dist] = []
         if paths:
-            files = collect_files(hub, paths)
+            files = collect_files(hub, paths, recursive)
             dists = [read_dist(hub, f) for f in files]
             if args.only_latest:
                 dists = only_latest(dists)
         elif not args.only_docs:
             checkout = find_checkout(hub, Path.cwd())
-            built = build_dists(hub, checkout, tmpdir / "dist", args)
+            choice = build_choice(hub, args, read_checkout_config(hub, checkout))
+            built = build_dists(hub, checkout, tmpdir / "dist", args, choice)
             dists = [read_dist(hub, f) for f in built]
         if docs_arg:
             # named after the release files given/built, even with --only-docs
@@ -177,12 +194,13 @@ def _looks_like_dists(path: Path) -> bool:
     return any(ARCHIVE_RE.match(n) for n in names) and not any(n.endswith(".html") for n in names)
 
 
-def collect_files(hub: Hub, paths: list[str]) -> list[Path]:
+def collect_files(hub: Hub, paths: list[str], recursive: bool = False) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and _is_archive(p.name))
+            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                           if p.is_file() and _is_archive(p.name))
             if not found:
                 hub.warn(f"no distribution files in directory {path}")
             files.extend(found)
@@ -278,25 +296,42 @@ def find_checkout(hub: Hub, start: Path) -> Path:
               "or give the files to upload")
 
 
-def build_dists(hub: Hub, checkout: Path, outdir: Path, args: argparse.Namespace) -> list[Path]:
-    """Run ``python -m build`` (sdist + wheel unless restricted) into ``outdir``."""
+def build_python(hub: Hub, given: str | None) -> str:
+    """The interpreter that builds (``-p``), checked to exist and to have ``build``."""
     import importlib.util
 
-    if importlib.util.find_spec("build") is None:
-        hub.fatal(f"the 'build' package is not installed for {sys.executable}: pip install build")
-    cmd = [sys.executable, "-m", "build", "--outdir", str(outdir)]
-    what = "sdist and wheel"
-    if args.sdist and not args.wheel:
+    if given is None:
+        if importlib.util.find_spec("build") is None:
+            hub.fatal(f"the 'build' package is not installed for {sys.executable}: pip install build")
+        return sys.executable
+    exe = shutil.which(given) or (given if Path(given).is_file() else None)
+    if exe is None:
+        hub.fatal(f"--python {given}: no such interpreter")
+    try:
+        ok = subprocess.run([exe, "-c", "import build"], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.SubprocessError) as e:
+        hub.fatal(f"--python {given}: cannot run it: {e}")
+    if not ok:
+        hub.fatal(f"the 'build' package is not installed for {exe}: {exe} -m pip install build")
+    return str(Path(exe).absolute())
+
+
+def build_dists(hub: Hub, checkout: Path, outdir: Path, args: argparse.Namespace,
+                choice: BuildChoice | None = None) -> list[Path]:
+    """Run ``python -m build`` (sdist + wheel unless restricted) into ``outdir``."""
+    choice = choice or BuildChoice(sdist=args.sdist, wheel=args.wheel)
+    python = build_python(hub, getattr(args, "python", None))
+    cmd = [python, "-m", "build", "--outdir", str(outdir)]
+    what = choice.what
+    if what == "sdist":
         cmd.append("--sdist")
-        what = "sdist"
-    elif args.wheel and not args.sdist:
+    elif what == "wheel":
         cmd.append("--wheel")
-        what = "wheel"
     if args.no_isolation:
         cmd.append("--no-isolation")
     cmd.append(str(checkout))
     mode = "without isolation" if args.no_isolation else "isolated"
-    hub.info(f"building {what} of {checkout} ({mode}) ...")
+    hub.info(f"building {what} of {checkout} ({mode}{', ' + python if getattr(args, 'python', None) else ''}) ...")
     _run_tool(hub, cmd, "build")
     built = sorted(p for p in outdir.iterdir() if ARCHIVE_RE.match(p.name)) if outdir.is_dir() else []
     if not built:

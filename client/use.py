@@ -38,11 +38,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("url", nargs="?", metavar="URL|USER/INDEX",
                    help="server URL or index URL, USER/INDEX, or INDEX of the logged-in user")
     p.add_argument("-l", "--list", action="store_true", help="list the indexes of the server")
+    p.add_argument("-u", "--user", metavar="USER", default=None,
+                   help="with -l: list only the indexes of USER")
+    p.add_argument("--urls", action="store_true",
+                   help="also show the server's endpoint URLs (login, upload, pip index)")
+    p.add_argument("--local", action="store_true",
+                   help="keep the server/index in use in the active virtualenv ($VIRTUAL_ENV/devpi.json): "
+                        "while it is active, devpi uses that instead of the client dir's")
+    p.add_argument("--client-cert", metavar="PEM_FILE", default=None,
+                   help="authenticate to this server with a TLS client certificate (PEM with the key); "
+                        "remembered per server, '' forgets it")
     p.add_argument("--set-cfg", action="store_true",
                    help="write pip's user config and uv's user config (with --venv: the virtualenv's "
                         "pip.conf only) so that 'pip install'/'uv pip install' use the current index")
+    p.add_argument("-t", "--pip-set-trusted", choices=("yes", "no", "auto"), default=None,
+                   help="with --set-cfg: also write pip's trusted-host for the index host (yes), remove it "
+                        "(no), or write it for plain-http hosts other than localhost (auto, the default)")
     p.add_argument("--always-set-cfg", choices=("yes", "no"), default=None,
-                   help="remember to do --set-cfg on every later 'devpi use URL'")
+                   help="remember to do --set-cfg (and -t) on every later 'devpi use URL'")
     p.add_argument("--venv", metavar="DIR", default=None,
                    help="virtualenv used by 'devpi install' and 'devpi use --set-cfg' ('-' forgets it)")
     p.add_argument("--delete", action="store_true",
@@ -51,6 +64,10 @@ def register(subparsers: Any) -> None:
 
 def run(hub: Hub, args: argparse.Namespace) -> int:
     state = hub.state
+    if args.local:
+        make_local(hub)
+    if args.client_cert is not None:
+        set_client_cert(hub, args)
     if args.delete:
         state.current.clear()
         state.save_current()
@@ -65,16 +82,49 @@ def run(hub: Hub, args: argparse.Namespace) -> int:
                 hub.fatal(f"virtualenv directory {venv} does not exist (create it with 'python -m venv {venv}')")
             state.update(venvdir=str(venv))
     if args.always_set_cfg:
-        state.update(always_setcfg=args.always_set_cfg == "yes")
+        state.update(always_setcfg=args.always_set_cfg == "yes",
+                     settrusted=args.pip_set_trusted if args.always_set_cfg == "yes" else None)
     if args.url:
         connect(hub, args.url)
+        if args.client_cert is not None:
+            state.set_client_cert(hub.root, hub.session.cert)
     if args.list:
-        list_indexes(hub)
+        list_indexes(hub, args.user)
         return 0
     if args.set_cfg or (args.url and state.get("always_setcfg")):
-        set_cfg(hub, venv=bool(args.venv and args.venv != "-"))
-    show(hub)
+        trusted = args.pip_set_trusted or state.get("settrusted") or "auto"
+        set_cfg(hub, venv=bool(args.venv and args.venv != "-"), trusted=trusted)
+    show(hub, urls=args.urls, as_user=args.user)
     return 0
+
+
+def make_local(hub: Hub) -> None:
+    """``--local``: from now on (while this virtualenv is active) the state lives in it."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    if not venv:
+        hub.fatal("--local needs an active virtualenv ($VIRTUAL_ENV is not set)")
+    state = hub.state
+    local = Path(venv) / "devpi.json"
+    if state.current_path != local:
+        state.current_path = local
+        state.save_current()  # a copy of what was in use so far
+        hub.info(f"created local configuration at {local}")
+
+
+def set_client_cert(hub: Hub, args: argparse.Namespace) -> None:
+    """Use (and, once connected, remember) a client certificate; '' forgets the stored one."""
+    if not args.client_cert:
+        root = hub.state.root_url
+        if root and hub.state.set_client_cert(root, None):
+            hub.info(f"forgot the client certificate for {root}")
+        hub.session.cert = None
+        return
+    path = Path(args.client_cert).expanduser().absolute()
+    if not path.is_file():
+        hub.fatal(f"client certificate {path} does not exist")
+    hub.session.cert = str(path)
+    if not args.url:
+        hub.state.set_client_cert(hub.root, str(path))
 
 
 def connect(hub: Hub, arg: str) -> None:
@@ -170,10 +220,15 @@ def hub_name(root: str, url: str) -> str:
     return url[len(root) + 1:] if url.startswith(root + "/") else url
 
 
-def list_indexes(hub: Hub) -> None:
-    """``devpi use -l``: every index of every user, with bases and volatility."""
-    reply = hub.request("GET", hub.root + "/", expect_type="list:userconfig")
-    result = reply.result if isinstance(reply.result, dict) else {}
+def list_indexes(hub: Hub, user: str | None = None) -> None:
+    """``devpi use -l``: every index of every user (or of one), with bases and volatility."""
+    if user:
+        hub.check_name(user, "user name")
+        reply = hub.request("GET", f"{hub.root}/{user}", expect_type="userconfig", error_prefix=f"user {user}")
+        result = {user: reply.result} if isinstance(reply.result, dict) else {}
+    else:
+        reply = hub.request("GET", hub.root + "/", expect_type="list:userconfig")
+        result = reply.result if isinstance(reply.result, dict) else {}
     for username in sorted(result):
         indexes = (result[username] or {}).get("indexes") or {}
         for name in sorted(indexes):
@@ -358,7 +413,22 @@ def _write(hub: Hub, path: Path, text: str) -> None:
         hub.fatal(f"cannot write {path}: {e.strerror or e}")
 
 
-def set_cfg(hub: Hub, venv: bool) -> None:
+def del_ini_key(text: str, section: str, key: str) -> str:
+    """``text`` without ``key`` in ``[section]`` (comments and other keys kept)."""
+    out: list[str] = []
+    in_section = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            in_section = stripped[1:-1].strip() == section
+        elif in_section and "=" in stripped and not stripped.startswith(("#", ";")):
+            if stripped.split("=", 1)[0].strip().replace("_", "-") == key:
+                continue
+        out.append(line)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def set_cfg(hub: Hub, venv: bool, trusted: str = "auto") -> None:
     """Write index-url into pip's (and uv's) config; with a venv only into ``VENV/pip.conf``.
 
     Credentials are deliberately not written: tokens expire and config files
@@ -367,7 +437,7 @@ def set_cfg(hub: Hub, venv: bool) -> None:
     index = hub.index_url()
     simple = hub.state.get("simpleindex") or index + "/+simple/"
     host = urlsplit(simple).hostname or ""
-    trusted = urlsplit(simple).scheme == "http" and not _is_loopback(host)
+    auto_trusted = urlsplit(simple).scheme == "http" and not _is_loopback(host)
     if venv:
         venvdir = hub.state.get("venvdir")
         targets = [venv_pip_config(Path(venvdir))]
@@ -376,8 +446,11 @@ def set_cfg(hub: Hub, venv: bool) -> None:
     for path in targets:
         text = _read_config(hub, path)
         text = set_ini_key(text, "global", "index-url", simple)
-        if trusted:
+        if trusted == "yes" or (trusted == "auto" and auto_trusted):
             text = set_ini_key(text, "global", "trusted-host", host)
+            hub.info(f"pip: wrote trusted-host = {host} to {path}")
+        elif trusted == "no":
+            text = del_ini_key(text, "global", "trusted-host")
         _write(hub, path, text)
         hub.info(f"pip: wrote index-url = {simple} to {path}")
     if not venv:
@@ -396,7 +469,7 @@ def set_cfg(hub: Hub, venv: bool) -> None:
         hub.info(f"uv:  wrote [[index]] {UV_INDEX_NAME} (default) url = {simple} to {path}")
 
 
-def show(hub: Hub) -> None:
+def show(hub: Hub, urls: bool = False, as_user: str | None = None) -> None:
     """What 'devpi use' without arguments prints: the state of this client dir."""
     state = hub.state
     root = state.root_url
@@ -406,12 +479,20 @@ def show(hub: Hub) -> None:
         return
     user = hub.user
     login = f"logged in as {user}" if user else "not logged in"
+    if as_user and as_user != user:
+        login = f"not logged in as {as_user}" + (f", but as {user}" if user else "")
     index = state.index
     if index:
         hub.info(f"current devpi index: {index} ({login})")
     else:
         hub.info(f"using server {root} ({login}); no index in use "
                  "('devpi use -l' lists them, 'devpi use USER/INDEX' picks one)")
+    if urls:
+        for name in ("login", "pypisubmit", "simpleindex"):
+            hub.info(f"{name:>19}: {state.get(name) or '-'}")
+    cert = state.get_client_cert(root)
+    if cert:
+        hub.info(f"client certificate: {cert}")
     features = ", ".join(state.features) or "none"
     hub.info(f"supported features: {features}")
     venvdir = state.get("venvdir")

@@ -75,11 +75,46 @@ TOOL_NOTES = [
     "needed: an identical re-upload to a non-volatile index answers 200.",
     "`devpi getjson /absolute/path` joins the path to the host, not to a path prefix the server lives "
     "under; behind a prefix, use a path relative to the index or a full URL.",
-    "`devpi test` runs tox from the unpacked sdist: the tox configuration must be in it (`tox.ini` "
-    "listed in the sdist, or `[tool.tox]` in pyproject.toml).",
+    "`devpi test` runs tox from the unpacked sdist. setuptools leaves `tox.ini` out of sdists: name one with "
+    "`--fallback-ini PATH`, or run `devpi test` in the project's checkout, whose tox config is then used.",
     "`devpi upload` from a checkout runs `python -m build`, whose isolated build environment fetches "
     "setuptools through pip's own configuration, not through the devpi index; offline, use "
     "`devpi upload --no-isolation` with the build backend installed next to the client.",
+]
+
+# Options of devpi-client 7.3 our `devpi` deliberately refuses: (command, option) -> why ("" for
+# the generic options). tests/client/test_cli_option_parity.py checks that every other option of
+# 7.3's --help parses with our parser, and that each entry here is still refused.
+OPTION_EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+# Options of devpi-client 7.3 we accept but that act differently, and why (rendered with the above).
+OPTION_DIFFERENCES = [
+    "`devpi upload --no-vcs`, `--setupdir-only` (and these keys of `[tool.devpi.upload]` / `[devpi:upload]`): "
+    "accepted, and change nothing: the checkout is always built as it is. devpi-client by default built a "
+    "copy holding only the VCS-tracked files, which needs check-manifest and the VCS tools; `python -m build` "
+    "already builds the sdist from what the build backend declares.",
+    "`devpi upload --formats` (and `formats` in `[devpi:upload]`): `sdist`, `sdist.tgz`, `sdist.gztar` and "
+    "`bdist_wheel` map to `--sdist` / `--wheel` with a deprecation warning; formats `python -m build` cannot "
+    "make (`bdist_egg`, `sdist.zip`, ...) are refused with one line, where devpi-client ran `setup.py` for them "
+    "(deprecated by setuptools).",
+    "`devpi upload --from-dir` also takes a directory (`--from-dir DIR`); either way directories are searched "
+    "recursively, as devpi-client's flag did.",
+    "`devpi install -r` also takes a file (pip's `-r FILE`); in devpi-client's flag form every positional "
+    "naming an existing file is read as a requirements file.",
+    "`devpi test` tests one file per release: the sdist, or the first file `--select` matches; devpi-client "
+    "also tested every universal wheel next to the sdist. `--list` shows that file and the tox config it would "
+    "use.",
+    "`devpi test --fallback-ini` works as in devpi-client (inside the unpacked sdist, else a file here); in "
+    "addition, when no config is found, a checkout of the tested project in the current directory lends its "
+    "tox config, and a release without any config opens no test run on the server.",
+    "`devpi test --toxargs` is accepted as another spelling of `--tox-args`: devpi-client's own help names it, "
+    "but its parser refused it.",
+    "`devpi use --local` keeps the server/index in `$VIRTUAL_ENV/devpi.json` as devpi-client does; logins "
+    "stay in the client dir.",
+    "`devpi use -u USER` limits `use -l` to USER's indexes; without `-l` it only says whether the login is "
+    "USER's (we keep one login per server; devpi-client could switch between several).",
+    "`devpi use -t/--pip-set-trusted` writes or removes pip's `trusted-host` only; uv's config gets no "
+    "insecure-host setting.",
 ]
 
 WORKS, GAP, FAILS, NOT_RUN = "works", "known gap", "FAILS", "not run"
@@ -187,5 +222,11 @@ def render(cells: dict[tuple[str, str], Cell], server_version: str) -> str:
         lines += ["", "Not working:", ""]
         lines += [f"- {tool} `{op}`: {c.status} ({'; '.join(c.notes) or 'no reason recorded'})"
                   for (tool, op), c in gaps]
+    lines += ["", "## Options of devpi-client 7.3", "",
+              f"Every option of every command of devpi-client {TOOLS['devpi-client'].version} (as its `--help` lists "
+              "them) is accepted by our `devpi`, checked by `tests/client/test_cli_option_parity.py`, except:", ""]
+    lines += [f"- `devpi {cmd + ' ' if cmd else ''}{opt}`: {why}" for (cmd, opt), why in OPTION_EXCEPTIONS.items()]
+    lines += [] if OPTION_EXCEPTIONS else ["- none."]
+    lines += ["", "Accepted, but acting differently:", ""] + [f"- {d}" for d in OPTION_DIFFERENCES]
     lines += ["", "## Notes on the tools", ""] + [f"- {note}" for note in TOOL_NOTES]
     return "\n".join(lines) + "\n"

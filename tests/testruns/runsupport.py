@@ -67,9 +67,10 @@ class Env:
     bindir: Path
     tmp: Path
 
-    def devpi(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    def devpi(self, *args: str, check: bool = False, timeout: float = 600,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "devpi.client", "--clientdir", str(self.clientdir), *args],
-                              env=self.client_env(), capture_output=True, text=True, timeout=timeout)
+                              env=self.client_env(), capture_output=True, text=True, timeout=timeout, cwd=cwd)
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc

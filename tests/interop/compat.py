@@ -117,6 +117,20 @@ OPTION_DIFFERENCES = [
     "insecure-host setting.",
 ]
 
+# Answers of our server that still differ from devpi-server 6.20 where clients or scripts look
+# at them, and why (the ones that used to differ are tests in tests/client/test_cli_habits.py).
+SERVER_DIFFERENCES = [
+    "An error's HTTP reason phrase is its message (`401 authentication failed: wrong user name, password or "
+    "token`), where the original sends the standard phrase (`Unauthorized`) for some: devpi-client and twine "
+    "print the reason, so the user reads why. The JSON body carries the same message.",
+    "Uploading or pushing bytes identical to a file already on a non-volatile index is a no-op 200 "
+    "(`skip_identical` in a push's log), where the original answers 409: a re-run CI job does not fail.",
+    "Requests that need a login, made without one, are 401 with a `WWW-Authenticate` challenge (so pip, uv and "
+    "twine ask for credentials); only `PATCH /USER` is 403 as in the original.",
+    "A mirror created without `mirror_url` asks nobody anything and serves nothing until one is set; the "
+    "original accepts it too but fails when it is used.",
+]
+
 WORKS, GAP, FAILS, NOT_RUN = "works", "known gap", "FAILS", "not run"
 _RANK = {WORKS: 0, GAP: 1, NOT_RUN: 2, FAILS: 3}
 
@@ -228,5 +242,8 @@ def render(cells: dict[tuple[str, str], Cell], server_version: str) -> str:
     lines += [f"- `devpi {cmd + ' ' if cmd else ''}{opt}`: {why}" for (cmd, opt), why in OPTION_EXCEPTIONS.items()]
     lines += [] if OPTION_EXCEPTIONS else ["- none."]
     lines += ["", "Accepted, but acting differently:", ""] + [f"- {d}" for d in OPTION_DIFFERENCES]
+    lines += ["", "## Answers of devpi-server 6.x", "",
+              "Where our server's answers still differ from the original's in what clients and scripts see:", ""]
+    lines += [f"- {d}" for d in SERVER_DIFFERENCES]
     lines += ["", "## Notes on the tools", ""] + [f"- {note}" for note in TOOL_NOTES]
     return "\n".join(lines) + "\n"

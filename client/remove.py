@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 
 from devpi.client.cli import add_command, add_index_option
 from devpi.client.hub import Hub, is_url
-from devpi.client.spec import normalize, parse_spec, sort_versions
+from devpi.client.spec import normalize, own_versions, parse_spec
 
 DESCRIPTION = """\
 Remove a project, some versions or a file from the current index.
@@ -61,20 +61,12 @@ def remove_spec(hub: Hub, text: str, args: argparse.Namespace, params: dict[str,
     iname = hub.index_name(index)
     spec = parse_spec(hub, text)
     url = f"{index}/{normalize(spec.name)}"
-    reply = hub.request("GET", url, params={"ignore_bases": ""}, check=False)
-    if reply.status_code == 404:
-        hub.project_not_found(index, spec.name, reply)
-    if reply.status_code >= 400:
-        hub.fatal(f"project {spec.name} on index {iname}: {reply.error_text()}")
-    data = reply.result if isinstance(reply.result, dict) else {}
-    versions = [v for v in sort_versions(list(data)) if spec.matches(v)]
-    if not versions:
-        hub.fatal(f"no version of {spec.name} matching {text!r} on index {iname}")
+    base, data, versions = own_versions(hub, index, spec, text)
     hub.info(f"about to remove from index {iname}:")
     for version in versions:
         hub.info(f"  {spec.name} {version}")
         for link in (data[version] or {}).get("+links") or []:
-            href = urljoin(reply.url, link.get("href") or "")
+            href = urljoin(base, link.get("href") or "")
             if href.startswith(index + "/"):
                 hub.info(f"    {href}")
     if not hub.confirm(f"remove {len(versions)} version(s) of {spec.name} from {iname}?"):

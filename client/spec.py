@@ -55,3 +55,21 @@ def sort_versions(versions: list[str]) -> list[str]:
             return (0, Version("0"), v)
 
     return sorted(versions, key=key, reverse=True)
+
+
+def own_versions(hub: Hub, index: str, spec: Spec, text: str) -> tuple[str, dict[str, Any], list[str]]:
+    """(project URL, its JSON, the matching versions) of ``spec`` on ``index`` itself (not
+    inherited), for the commands that change versions there (remove, yank); a missing
+    project or no match ends the command with one line."""
+    iname = hub.index_name(index)
+    url = f"{index}/{normalize(spec.name)}"
+    reply = hub.request("GET", url, params={"ignore_bases": ""}, check=False)
+    if reply.status_code == 404:
+        hub.project_not_found(index, spec.name, reply)
+    if reply.status_code >= 400:
+        hub.fatal(f"project {spec.name} on index {iname}: {reply.error_text()}")
+    data = reply.result if isinstance(reply.result, dict) else {}
+    versions = [v for v in sort_versions(list(data)) if spec.matches(v)]
+    if not versions:
+        hub.fatal(f"no version of {spec.name} matching {text!r} on index {iname}")
+    return reply.url, data, versions

@@ -11,7 +11,7 @@ from typing import Any
 
 from devpi.client.cli import add_command, add_index_option
 from devpi.client.hub import Hub
-from devpi.client.spec import normalize, parse_spec, sort_versions
+from devpi.client.spec import normalize, own_versions, parse_spec
 
 DESCRIPTION = """\
 Yank versions (PEP 592): installers skip them unless pinned with ==.
@@ -55,15 +55,7 @@ def _run(hub: Hub, args: argparse.Namespace, undo: bool) -> int:
     if not spec.has_version:
         hub.fatal(f"say which version to {verb}: {spec.name}==VERSION (or a range such as '{spec.name}<2')")
     url = f"{index}/{normalize(spec.name)}"
-    reply = hub.request("GET", url, params={"ignore_bases": ""}, check=False)
-    if reply.status_code == 404:
-        hub.project_not_found(index, spec.name, reply)
-    if reply.status_code >= 400:
-        hub.fatal(f"project {spec.name} on index {iname}: {reply.error_text()}")
-    data = reply.result if isinstance(reply.result, dict) else {}
-    versions = [v for v in sort_versions(list(data)) if spec.matches(v)]
-    if not versions:
-        hub.fatal(f"no version of {spec.name} matching {args.spec!r} on index {iname}")
+    _, _, versions = own_versions(hub, index, spec, args.spec)
     if len(versions) > 1:
         hub.info(f"about to {verb} on index {iname}: " + ", ".join(f"{spec.name} {v}" for v in versions))
         if not hub.confirm(f"{verb} {len(versions)} versions of {spec.name}?"):

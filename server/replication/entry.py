@@ -96,3 +96,11 @@ def parse(line: bytes) -> Entry:
             if isinstance(value, (list, dict)) and not (isinstance(value, dict) and set(value) == {"b64"}):
                 raise BadFeed(f"serial {serial}: a column value of {image['t']} is not a scalar")
     return Entry(serial, float(created), who, changes, rows)
+
+
+def rows_refused(e: Exception) -> str | None:
+    """Why the database refused rows a primary sent (a wrong type, a broken constraint), or
+    None when ``e`` is not the database's: the follower and the snapshot both say it so."""
+    if type(e).__module__.startswith("sqlalchemy"):
+        return f"the rows do not fit: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+    return None

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ..store import schema
 from ..store.row_journal import JournalError
 from ..store.storage import SerialGap, kv_get
-from .entry import BadFeed, Entry, lines, parse
+from .entry import BadFeed, Entry, lines, parse, rows_refused
 from .feed import NO_JOURNAL_CODE, PROBLEM_HEADER
 from .secret import HEADER
 from .snapshot_load import SnapshotFailed, fetch_and_load
@@ -133,11 +133,11 @@ class Follower:
             except requests.RequestException as e:
                 raise FeedError(f"the connection to the primary broke: {type(e).__name__}",
                                 unreachable=True) from None
-            except Exception as e:  # the database refused a row (a wrong type, a broken constraint)
-                if type(e).__module__.startswith("sqlalchemy"):
-                    raise FeedError(f"refused from the primary: the rows do not fit: "
-                                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-                raise
+            except Exception as e:
+                why = rows_refused(e)
+                if why is None:
+                    raise
+                raise FeedError(f"refused from the primary: {why}") from None
         local = self.local_serial()
         if primary_serial is None or local >= primary_serial:
             self.state.caught_up(local)

@@ -22,7 +22,7 @@ from ..store import snapshot_apply
 from ..store.row_journal import JournalError
 from ..store.storage import SnapshotRefused, kv_get
 from . import snapshot_format as fmt
-from .entry import BadFeed, lines
+from .entry import BadFeed, lines, rows_refused
 from .secret import HEADER
 
 if TYPE_CHECKING:
@@ -170,9 +170,9 @@ def fetch_and_load(core: Core, primary_url: str, secret: str, session: requests.
         except requests.RequestException as e:
             raise SnapshotFailed(f"the connection broke during the snapshot: {type(e).__name__}",
                                  unreachable=True) from None
-        except Exception as e:  # the database refused a row (a wrong type, a broken constraint)
-            if type(e).__module__.startswith("sqlalchemy"):
-                raise SnapshotFailed(f"snapshot refused: the rows do not fit: {type(e).__name__}: "
-                                     f"{str(e).splitlines()[0][:200]}") from None
-            raise
+        except Exception as e:
+            why = rows_refused(e)
+            if why is None:
+                raise
+            raise SnapshotFailed(f"snapshot refused: {why}") from None
     return serial

@@ -34,21 +34,6 @@ def _caught_up(primary, replica) -> bool:
     return serial_of(replica) >= serial_of(primary)
 
 
-@pytest.fixture
-def pair(make_server, tmp_path, request):
-    """(primary, replica): on SQLite, or each with its own PostgreSQL database."""
-    storage = request.param if hasattr(request, "param") else None
-    secret = write_secret(tmp_path)
-    if storage == "postgresql":
-        cluster = request.getfixturevalue("pg_cluster")
-        primary = make_server(storage=cluster.new_database(), args=primary_args(secret))
-        replica = make_server(storage=cluster.new_database(), args=replica_args(primary.url, secret))
-    else:
-        primary = make_server(args=primary_args(secret))
-        replica = make_server(args=replica_args(primary.url, secret))
-    return primary, replica
-
-
 @pytest.mark.parametrize("pair", ["sqlite", "postgresql"], indirect=True)
 def test_pip_installs_from_the_replica_what_was_uploaded_to_the_primary(pair, tmp_path):
     primary, replica = pair

@@ -11,11 +11,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+from support.local_http import QuietHandler, serve
 from support.pipinstall import installed, pip_install
 from support.populate import SIMPLE_JSON, populate, upload_wheel
 from support.ports import free_port
@@ -169,7 +169,7 @@ class HangingSnapshotPrimary:
         body = requests.get(self.real_url + "/+replica/snapshot", headers={REPLICA_HEADER: SECRET}, timeout=60).content
         self.partial = b"".join(line + b"\n" for line in body.splitlines()[:-1])
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
 
             def do_GET(self) -> None:
@@ -187,18 +187,13 @@ class HangingSnapshotPrimary:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
+        self.url = self.server.url
         return self
 
     def __exit__(self, *exc) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def test_a_replica_killed_during_its_snapshot_starts_over_cleanly(make_server, tmp_path):

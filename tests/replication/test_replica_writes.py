@@ -20,20 +20,6 @@ from support.replication import primary_args, replica_args, serial_of, status, w
 BEHIND = "X-Devpi-Replica-Behind"
 
 
-@pytest.fixture
-def pair(make_server, tmp_path, request):
-    """(primary, replica): on SQLite, or each with its own PostgreSQL database."""
-    secret = write_secret(tmp_path)
-    if getattr(request, "param", None) == "postgresql":
-        cluster = request.getfixturevalue("pg_cluster")
-        primary = make_server(storage=cluster.new_database(), args=primary_args(secret))
-        replica = make_server(storage=cluster.new_database(), args=replica_args(primary.url, secret))
-    else:
-        primary = make_server(args=primary_args(secret))
-        replica = make_server(args=replica_args(primary.url, secret))
-    return primary, replica
-
-
 def _get(s, path: str, auth=None, accept: str = "application/json") -> requests.Response:
     return s.api("GET", path, auth=auth, headers={"Accept": accept})
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from support.local_http import QuietHandler, serve
 from support.replication import (
     REPLICA_HEADER,
     SECRET,
@@ -110,7 +109,7 @@ class FakeMirrorPrimary:
     def __enter__(self) -> FakeMirrorPrimary:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
 
             def do_GET(self) -> None:
@@ -136,17 +135,12 @@ class FakeMirrorPrimary:
                 except OSError:
                     pass
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
+        self.url = self.server.url
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def _good_page(index_id: int) -> dict:

@@ -9,12 +9,11 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from support.local_http import QuietHandler, serve
 from support.populate import SIMPLE_JSON, upload_wheel
 from support.replication import (
     REPLICA_HEADER,
@@ -149,7 +148,7 @@ class FakePrimary:
     def __enter__(self) -> FakePrimary:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
 
             def do_GET(self) -> None:
@@ -178,17 +177,12 @@ class FakePrimary:
                 except OSError:
                     pass  # the replica gave up reading: as it should
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
+        self.url = self.server.url
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def _real_lines(primary) -> tuple[dict[int, bytes], str]:

@@ -10,11 +10,10 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from support.local_http import QuietHandler, serve
 from support.populate import upload_wheel
 from support.replication import REPLICA_HEADER, SECRET, primary_args, replica_args, wait_until, write_secret
 
@@ -96,7 +95,7 @@ class HostilePrimary:
     def __enter__(self) -> HostilePrimary:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
 
             def do_GET(self) -> None:
@@ -111,17 +110,12 @@ class HostilePrimary:
                 self.end_headers()
                 self.wfile.write(json.dumps({"message": "no row images for serial 0"}).encode())
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
+        self.url = self.server.url
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def _real(primary) -> list[dict]:

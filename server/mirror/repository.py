@@ -165,7 +165,7 @@ class MirrorRepository:
         self._names_fresh_until = 0.0
         # on a replica: where missing pages and files come from instead of the upstream
         # (through_primary.py); None on a primary
-        self.source: MirrorSource | None = getattr(core, "mirror_source", None)
+        self.source: MirrorSource | None = core.mirror_source
 
     @property
     def offline(self) -> bool:
@@ -385,7 +385,6 @@ class MirrorRepository:
                     self._forget_page(name)
                     self.core.page_cache.drop_project(name)
                 return None
-
             if resp.status_code != 200:
                 raise UpstreamError(f"upstream {redact(url)} answered {resp.status_code}")
             serial = _int_or_none(resp.headers.get("X-PyPI-Last-Serial"))
@@ -645,13 +644,7 @@ class MirrorRepository:
             if target is None or not target[1] or self.core.blobs.exists(target[1]):
                 stored = self._stored(relpath)
         if stored is None:
-            if self.offline and self.source is not None:
-                raise APIError(503, f"{self.fullname}/{relpath} is not on this replica yet and its primary "
-                                    "cannot be reached: try again later", {"Retry-After": "30"})
-            if self.offline:
-                raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
-            if self.source is not None:
-                stored = through_primary.fetch_file(self, relpath)
+            stored = self._not_held(relpath)
         if stored is None:
             target = target or self._target(relpath)
             if target is None:
@@ -671,6 +664,19 @@ class MirrorRepository:
                 raise
             return self.serve_file(relpath, request)
 
+    def _not_held(self, relpath: str) -> StoredFile | None:
+        """A file this mirror does not hold: refused when nothing may be fetched (503 on a
+        replica cut off from its primary, which may have it), fetched through the primary on
+        a replica, else None: the caller downloads it from upstream."""
+        if self.offline:
+            if self.source is not None:
+                raise APIError(503, f"{self.fullname}/{relpath} is not on this replica yet and its primary "
+                                    "cannot be reached: try again later", {"Retry-After": "30"})
+            raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
+        if self.source is not None:
+            return through_primary.fetch_file(self, relpath)
+        return None
+
     def forget_file(self, relpath: str, stored: StoredFile | None = None) -> bool:
         """Forget the remembered file at ``relpath`` (only if it is ``stored``, when given):
         its row or blob is gone, and the next request downloads it again."""
@@ -684,13 +690,9 @@ class MirrorRepository:
     def stored_file(self, relpath: str, timeout: float) -> StoredFile:
         """The file at ``relpath``, its blob stored and checked, downloaded now if need be and
         waited for (a push from this mirror copies rows that name blobs). Raises APIError."""
-        stored = self._stored(relpath)
+        stored = self._stored(relpath) or self._not_held(relpath)
         if stored is not None:
             return stored
-        if self.offline:
-            raise APIError(404, f"{self.fullname}/{relpath} is not cached and the server is offline")
-        if self.source is not None:
-            return through_primary.fetch_file(self, relpath)
         target = self._target(relpath)
         if target is None:
             raise APIError(404, f"no such file: {self.fullname}/{relpath}")
@@ -873,8 +875,10 @@ def warm_up(core: Core) -> None:
         if core.storage.is_sqlite:  # PostgreSQL connections are a shared, limited resource
             core.storage.warm_pool(min(16, core.config.threads))
         for ix in list(core.indexes().values()):
-            if ix.type == "mirror" and getattr(core, "mirror_source", None) is None:
+            if ix.type == "mirror" and core.mirror_source is None:
                 repo = core.single_repository(ix)
+                if not repo.configured:  # type: ignore[attr-defined]
+                    continue  # no mirror_url yet: no upstream to connect to
                 repo.client()  # type: ignore[attr-defined]
                 repo.store.may_have_page("")  # type: ignore[attr-defined]
     except Exception:  # only a head start: the first request does the same work if this fails

@@ -98,6 +98,7 @@ class MirrorSync:
         self._stopping = threading.Event()
         self._waiting: dict[tuple[int, str], dict[str, Any]] = {}  # file rows whose bytes are on their way
         self._newest: dict[str, float] = {}  # table -> the newest time seen (read from SQL once)
+        self._by_id: dict[int, Any] = {}  # the indexes by id (sync_once)
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="replica-mirror-sync", daemon=True).start()
@@ -123,6 +124,9 @@ class MirrorSync:
 
     # -- one round -------------------------------------------------------------------------
     def sync_once(self) -> None:
+        # the indexes by id, read once a round (an index whose serial arrives meanwhile is
+        # found at the next round, as a row for an index not here yet always is)
+        self._by_id = {ix.id: ix for ix in list(self.core.indexes().values())}
         self._store_arrived_files()
         for table in ("pages", "files", "lists"):
             self._sync_table(table)
@@ -180,10 +184,11 @@ class MirrorSync:
         return rows, doc["more"]
 
     def _repo(self, index_id: int) -> Any:
-        for ix in list(self.core.indexes().values()):
-            if ix.id == index_id:
-                return self.core.single_repository(ix) if ix.type == "mirror" else False
-        return None
+        """The mirror's repository; False for an index that is no mirror, None for none here."""
+        ix = self._by_id.get(index_id)
+        if ix is None:
+            return None
+        return self.core.single_repository(ix) if ix.type == "mirror" else False
 
     def _apply(self, table: str, rows: list[dict[str, Any]]) -> int:
         """Store the rows newer than the replica's (files: queue their bytes); how many were taken."""
@@ -264,10 +269,8 @@ class MirrorSync:
             self.state.waiting_files = len(self._waiting)
 
     def _name(self, row: dict[str, Any]) -> str:
-        for ix in list(self.core.indexes().values()):
-            if ix.id == row["index_id"]:
-                return f"{ix.fullname}/{row['relpath']}"
-        return f"{row['index_id']}:{row['relpath']}"
+        ix = self._by_id.get(row["index_id"])
+        return f"{ix.fullname}/{row['relpath']}" if ix is not None else f"{row['index_id']}:{row['relpath']}"
 
 
 class SyncError(Exception):
